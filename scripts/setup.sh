@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian machine (root): system tools and the project's venvs.
+#   scripts/setup.sh agent   -> .venv-agent (Python 3.11): the agent alone, as on a Raspberry Pi
+#   scripts/setup.sh all     -> also apt tools for the lab and .venv (Python 3.13): HA + agent + test tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+
+APT_PACKAGES=(mosquitto mosquitto-clients nmap arp-scan hping3 smbclient nftables tcpdump
+              iproute2 netcat-openbsd iputils-ping)
+
+find_python() {  # $1 = minor version, e.g. 3.13
+  local found
+  found=$(command -v "python$1" 2>/dev/null || true)
+  [ -n "$found" ] || found=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1"*/bin/"python$1" 2>/dev/null | sort -V | tail -n 1 || true)
+  [ -n "$found" ] || { echo "setup: Python $1 not found (PATH or pyenv)" >&2; exit 1; }
+  echo "$found"
+}
+
+# Re-install a venv only when its inputs changed (stamp = hash of the files that define it).
+ensure_venv() {  # $1 venv dir, $2 python, $3.. pip args
+  local venv=$1 py=$2; shift 2
+  local stamp; stamp=$(cat pyproject.toml requirements-test.txt | sha256sum | cut -c1-16)-$*
+  if [ -f "$venv/.stamp" ] && [ "$(cat "$venv/.stamp")" = "$stamp" ]; then return; fi
+  [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@"
+  echo "$stamp" > "$venv/.stamp"
+}
+
+if [ "$what" = all ]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # The distribution's broker service is not wanted: tests start their own on free ports.
+  systemctl disable --now mosquitto >/dev/null 2>&1 || true
+fi
+
+ensure_venv .venv-agent "$(find_python 3.11)" -e ".[test]"
+if [ "$what" = all ]; then
+  ensure_venv .venv "$(find_python 3.13)" --ignore-requires-python -r requirements-test.txt -e .
+fi

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every check: lint, types, the agent's tests on Python 3.11 (the Raspberry Pi OS default), the
+# network-namespace lab and the Home Assistant tests on Python 3.13.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh all
+export PYTHONDONTWRITEBYTECODE=1
+
+echo "== ruff"
+.venv/bin/ruff check sensor_agent custom_components tests benchmarks
+.venv/bin/ruff format --check sensor_agent custom_components tests benchmarks
+echo "== mypy --strict"
+.venv-agent/bin/mypy --strict --python-version 3.11 sensor_agent benchmarks
+.venv/bin/mypy --strict --python-version 3.13 custom_components/lan_guard
+echo "== agent tests (Python 3.11)"
+.venv-agent/bin/python -m pytest -q -p no:cacheprovider tests/agent
+echo "== lab tests (Python 3.13, network namespaces; skipped with a reason when not root)"
+.venv/bin/python -m pytest -q -p no:cacheprovider -p no:homeassistant tests/lab
+echo "== Home Assistant tests (Python 3.13)"
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/ha \
+  --cov=custom_components.lan_guard --cov-report=term-missing:skip-covered --cov-fail-under=95
