@@ -1,0 +1,1 @@
+"""Shared test set-up: the repository root is importable (``tests.contract``, ``sensor_agent``)."""
