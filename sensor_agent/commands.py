@@ -1,0 +1,259 @@
+"""Quarantine/release commands from MQTT: check them, apply them, answer every one.
+
+``CommandHandler`` is the callable ``MqttSink`` gives each ``<prefix>/<agent_id>/command``
+payload to; what it returns is published on ``.../command/result``
+(schema/command_result.schema.json). The steps, each refusing with a clear reason:
+
+1. parse JSON (too malformed to carry an id -> result with id ``""``);
+2. shape (the rules of schema/command.schema.json, with voluptuous);
+3. with a shared key (``sensor_agent.signing``): signature present and valid, ``ts``
+   within 300 s of the agent's clock, ``id`` never accepted before;
+4. quarantine only: never the gateway, the node itself, an allowlisted MAC/IP, or a
+   broadcast/multicast/unspecified address;
+5. the enforcer; its failure becomes the result's error.
+
+After a change of the quarantine state ``on_change`` receives the new retained
+``quarantine`` payload, to be re-published.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import voluptuous as vol
+
+from sensor_agent import signing
+from sensor_agent.enforcer import Enforcer, EnforcerError, quarantine_payload
+
+_LOGGER = logging.getLogger(__name__)
+
+_ERROR_MAX = 512
+_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+_MAC_PATTERN = r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"
+_MAC_RE = re.compile(_MAC_PATTERN)
+
+
+def _ipv4_or_null(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise vol.Invalid("expected an IPv4 address as a string")
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError as err:
+        raise vol.Invalid(f"{value!r} is not an IPv4 address") from err
+    return value
+
+
+def _unix_time(value: Any) -> float:
+    # bool is an int in Python but not a number in JSON Schema.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise vol.Invalid("expected a unix time (number)")
+    return float(value)
+
+
+_COMMAND_ID = vol.All(
+    str, vol.Length(min=1, max=64), vol.Match(_ID_PATTERN, msg="id must be 1-64 of A-Z a-z 0-9 _ -")
+)
+
+COMMAND_SCHEMA = vol.Schema(
+    {
+        vol.Required("id"): _COMMAND_ID,
+        vol.Required("action"): vol.In(["quarantine", "release"], msg="unknown action"),
+        vol.Required("mac"): vol.All(
+            str, vol.Match(_MAC_PATTERN, msg="mac must be lower-case aa:bb:cc:dd:ee:ff")
+        ),
+        vol.Optional("ip"): _ipv4_or_null,
+        vol.Required("ts"): _unix_time,
+        vol.Optional("sig"): vol.All(
+            str, vol.Match(r"^[0-9a-f]{64}$", msg="sig must be 64 lower-case hex digits")
+        ),
+    },
+    extra=vol.PREVENT_EXTRA,
+)
+
+
+def _normalise_mac(mac: str) -> str:
+    return mac.strip().lower().replace("-", ":")
+
+
+@dataclass(frozen=True)
+class ProtectedHosts:
+    """Hosts a quarantine must never touch: the gateway, this node, the allowlist."""
+
+    gateway_ips: frozenset[str] = frozenset()
+    gateway_macs: frozenset[str] = frozenset()
+    node_ips: frozenset[str] = frozenset()
+    node_macs: frozenset[str] = frozenset()
+    allow_ips: frozenset[str] = frozenset()
+    allow_macs: frozenset[str] = frozenset()
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        gateway_ip: str | None = None,
+        gateway_mac: str | None = None,
+        node_ips: Iterable[str] = (),
+        node_macs: Iterable[str] = (),
+        allowlist: Iterable[str] = (),
+    ) -> ProtectedHosts:
+        """``allowlist`` mixes MACs and IPs; anything else is a ``ValueError``."""
+        allow_ips: set[str] = set()
+        allow_macs: set[str] = set()
+        for entry in allowlist:
+            try:
+                allow_ips.add(str(ipaddress.IPv4Address(entry.strip())))
+            except ValueError:
+                mac = _normalise_mac(entry)
+                if _MAC_RE.match(mac) is None:
+                    raise ValueError(f"allowlist entry {entry!r} is not a MAC or IPv4") from None
+                allow_macs.add(mac)
+        return cls(
+            gateway_ips=frozenset([gateway_ip] if gateway_ip else []),
+            gateway_macs=frozenset([_normalise_mac(gateway_mac)] if gateway_mac else []),
+            node_ips=frozenset(node_ips),
+            node_macs=frozenset(_normalise_mac(m) for m in node_macs),
+            allow_ips=frozenset(allow_ips),
+            allow_macs=frozenset(allow_macs),
+        )
+
+    def reason(self, mac: str, ip: str | None) -> str | None:
+        """Why quarantining ``mac``/``ip`` is refused, or ``None`` when it is allowed."""
+        if mac == "00:00:00:00:00:00":
+            return f"refused: {mac} is not a host's MAC"
+        if int(mac[:2], 16) & 1:
+            return f"refused: {mac} is a broadcast/multicast MAC"
+        if mac in self.gateway_macs or (ip is not None and ip in self.gateway_ips):
+            return f"refused: {ip if ip in self.gateway_ips else mac} is the gateway"
+        if mac in self.node_macs or (ip is not None and ip in self.node_ips):
+            return f"refused: {ip if ip in self.node_ips else mac} is this agent's own node"
+        if mac in self.allow_macs or (ip is not None and ip in self.allow_ips):
+            return f"refused: {ip if ip in self.allow_ips else mac} is on the allowlist"
+        if ip is not None:
+            address = ipaddress.IPv4Address(ip)
+            if address.is_multicast or address.is_unspecified or address.is_reserved:
+                return f"refused: {ip} is not a unicast host address"
+            if address.is_loopback:
+                return f"refused: {ip} is a loopback address"
+        return None
+
+
+@dataclass
+class CommandHandler:
+    """``handler(raw_bytes) -> command_result payload``; never raises."""
+
+    enforcer: Enforcer
+    agent_id: str
+    protected: ProtectedHosts = field(default_factory=ProtectedHosts)
+    key: bytes | None = None
+    on_change: Callable[[dict[str, Any]], None] | None = None
+    clock: Callable[[], float] = time.time
+    max_skew_s: float = signing.MAX_SKEW_S
+    _verifier: signing.Verifier | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.key is not None:
+            self._verifier = signing.Verifier(self.key, max_skew_s=self.max_skew_s)
+
+    def __call__(self, raw: bytes) -> dict[str, Any]:
+        try:
+            return self._handle(raw)
+        except Exception as err:  # a bug here must not take the MQTT thread down
+            _LOGGER.exception("command handler failed")
+            return _result("", False, f"internal error: {type(err).__name__}: {err}")
+
+    def state_payload(self) -> dict[str, Any]:
+        """The retained ``quarantine`` payload now (publish it at start, too)."""
+        return quarantine_payload(self.agent_id, self.enforcer, self.clock())
+
+    def _handle(self, raw: bytes) -> dict[str, Any]:
+        try:
+            payload = json.loads(raw)
+        except (UnicodeDecodeError, ValueError) as err:
+            return _result("", False, f"malformed command: not JSON ({err})")
+        if not isinstance(payload, dict):
+            return _result("", False, "malformed command: not a JSON object")
+        command_id = _usable_id(payload.get("id"))
+        try:
+            command = COMMAND_SCHEMA(payload)
+        except vol.MultipleInvalid as err:
+            problems = "; ".join(sorted(str(e) for e in err.errors))
+            return _result(command_id, False, f"invalid command: {problems}")
+        action: str = command["action"]
+        mac: str = command["mac"]
+        ip: str | None = command.get("ip")
+
+        refusal = self._authenticity_problem(payload)
+        if refusal is None and action == "quarantine":
+            refusal = self.protected.reason(mac, ip)
+        if refusal is not None:
+            _LOGGER.warning("command %s (%s %s) refused: %s", command_id, action, mac, refusal)
+            return _result(command_id, False, refusal, action, mac)
+
+        try:
+            if action == "quarantine":
+                self.enforcer.quarantine(mac, ip, command_id)
+                changed = True
+            else:
+                changed = self.enforcer.release(mac)
+        except EnforcerError as err:
+            _LOGGER.error("command %s (%s %s) failed: %s", command_id, action, mac, err)
+            return _result(command_id, False, str(err), action, mac)
+        _LOGGER.info("command %s: %s %s (ip %s) done", command_id, action, mac, ip)
+        if changed:
+            self._publish_state()
+        return _result(command_id, True, None, action, mac)
+
+    def _authenticity_problem(self, payload: Mapping[str, Any]) -> str | None:
+        """Signature, freshness and replay, when a shared key is configured."""
+        if self._verifier is None:
+            return None
+        try:
+            self._verifier.verify(payload, self.clock())
+        except signing.SignatureError as err:
+            return f"refused: {err}"
+        return None
+
+    def _publish_state(self) -> None:
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(self.state_payload())
+        except Exception:  # publishing is the caller's business; the rule is in force
+            _LOGGER.exception("could not hand over the new quarantine state")
+
+
+def _usable_id(value: Any) -> str:
+    """The command's id for the result if it is a valid one, else ``""``."""
+    try:
+        return str(_COMMAND_ID(value))
+    except vol.Invalid:
+        return ""
+
+
+def _result(
+    command_id: str,
+    ok: bool,
+    error: str | None,
+    action: str | None = None,
+    mac: str | None = None,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "id": command_id,
+        "ok": ok,
+        "error": None if error is None else error[:_ERROR_MAX],
+    }
+    if action is not None:
+        result["action"] = action
+    if mac is not None:
+        result["mac"] = mac
+    return result
