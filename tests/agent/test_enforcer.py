@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -313,6 +314,7 @@ def test_stale_table_from_a_crashed_run_is_replaced(netns: str) -> None:
     crashed = NftablesEnforcer(nft=nft_in(netns))
     crashed.start()
     crashed.quarantine(MAC, IP, "c1")  # then the process "dies" without close()
+    atexit.unregister(crashed.close)
     other = subprocess.run(
         [*nft_in(netns), "-f", "-"],
         input="table inet someone_else { chain c { type filter hook forward priority 0; }; }\n",
