@@ -15,6 +15,7 @@ Every probe is bounded: ``ping -c 2 -W 1`` and 1 s socket timeouts.
 from __future__ import annotations
 
 import atexit
+import json
 import select
 import subprocess
 import sys
@@ -23,17 +24,26 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
+from sensor_agent import signing
+from sensor_agent.commands import CommandHandler, ProtectedHosts
 from sensor_agent.enforcer import NftablesEnforcer
+from sensor_agent.sinks.mqtt import MqttSettings, MqttSink
+from tests.broker import Collector, Mosquitto
+from tests.contract import validate
 from tests.netlab import Host, Lab, require_tools
 
 PREFIX = "lg4"
 SUBNET = "198.18.4.0/24"
 
 pytestmark = pytest.mark.skipif(
-    require_tools("nft", "ping") is not None, reason=str(require_tools("nft", "ping"))
+    require_tools("nft", "ping", "mosquitto") is not None,
+    reason=str(require_tools("nft", "ping", "mosquitto")),
 )
 
 # Answers udp/53, tcp/53 and tcp/8080 on ADDRESS; gives up by itself after 300 s.
@@ -238,3 +248,131 @@ def test_bridged_quarantine_on_the_switch_in_the_path(net: Net) -> None:
     finally:
         enforcer.close()
     assert "lan_guard" not in nft_tables(net.seg_ns)
+
+
+# ---------------------------------------------------------------- end to end through a broker
+
+KEY = "lg4-shared-key-for-the-lab"
+AGENT_ID = "lg4-router"
+
+
+def _publish(port: int, topic: str, payload: dict[str, Any]) -> float:
+    """Publish one command (QoS 1); the monotonic time just before it was sent."""
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    client.connect("127.0.0.1", port, keepalive=10)
+    client.loop_start()
+    try:
+        sent_at = time.monotonic()
+        client.publish(topic, json.dumps(payload), qos=1).wait_for_publish(timeout=5)
+        return sent_at
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_signed_command_through_mosquitto_puts_the_rule_in_force(net: Net, tmp_path: Path) -> None:
+    infected, appliance, router = net.infected, net.appliance, net.router
+    prefix = f"lan_guard/{AGENT_ID}"
+    key = KEY.encode()
+    enforcer = NftablesEnforcer(gateway="198.18.4.1", nft=["ip", "netns", "exec", router.ns, "nft"])
+    enforcer.start()
+    handler = CommandHandler(
+        enforcer,
+        agent_id=AGENT_ID,
+        protected=ProtectedHosts.build(
+            gateway_ip="198.18.4.1", node_ips=[router.ip, "198.18.4.65"], node_macs=[router.mac]
+        ),
+        key=key,
+    )
+    with Mosquitto() as broker, Collector(broker.port, f"{prefix}/#") as seen:
+        settings = MqttSettings(
+            host=broker.host,
+            port=broker.port,
+            agent_id=AGENT_ID,
+            shared_key=KEY,
+            outbox_path=str(tmp_path / "outbox.sqlite"),
+        )
+        sink = MqttSink(settings, command_handler=handler)
+        handler.on_change = lambda payload: sink.retained("quarantine", payload)
+        try:
+            sink.retained("quarantine", handler.state_payload())
+            sink.wait_connected(10)
+
+            def result_of(command_id: str) -> dict[str, Any] | None:
+                for message in seen.messages:
+                    if message.topic == f"{prefix}/command/result":
+                        body = json.loads(message.payload)
+                        if body["id"] == command_id:
+                            return {**body, "_at": message.at}
+                return None
+
+            def send(command: dict[str, Any], *, sign: bool = True) -> tuple[dict[str, Any], float]:
+                body = signing.sign(command, key, time.time()) if sign else command
+                sent_at = _publish(broker.port, f"{prefix}/command", body)
+                assert seen.wait_for(lambda _: result_of(command["id"]) is not None, 5)
+                result = result_of(command["id"])
+                assert result is not None
+                latency_ms = (result.pop("_at") - sent_at) * 1000
+                validate("command_result", result)
+                signing.verify(result, key, time.time())  # the agent signs its answers too
+                return result, latency_ms
+
+            def quarantined() -> list[str]:
+                bodies = seen.payloads(f"{prefix}/quarantine")
+                if not bodies:
+                    return []
+                state = json.loads(bodies[-1])
+                validate("quarantine", state)
+                return [host["mac"] for host in state["hosts"]]
+
+            assert pings(infected, appliance.ip)
+            command = {"action": "quarantine", "mac": infected.mac, "ip": infected.ip}
+            result, latency_ms = send({**command, "id": "e2e-q1"})
+            assert result["ok"] is True, result
+            print(f"\npublish -> command/result (rule already in force): {latency_ms:.1f} ms")
+            assert enforcer.installed() == ({infected.mac}, {infected.ip})
+            assert seen.wait_for(lambda _: quarantined() == [infected.mac], 5)
+            assert not pings(infected, appliance.ip), "command ok but the culprit is not cut off"
+
+            # Refusals, each answered with its reason; nothing changes.
+            replay = signing.sign({**command, "id": "e2e-q1"}, key, time.time())
+            replay_at = _publish(broker.port, f"{prefix}/command", replay)
+            assert seen.wait_for(
+                lambda msgs: any(
+                    m.at >= replay_at and b"replayed" in m.payload
+                    for m in msgs
+                    if m.topic == f"{prefix}/command/result"
+                ),
+                5,
+            )
+            unsigned, _ = send({**command, "id": "e2e-unsigned", "ts": time.time()}, sign=False)
+            assert unsigned["ok"] is False
+            assert "missing signature" in unsigned["error"]
+            gateway, _ = send({**command, "id": "e2e-gw", "ip": "198.18.4.1"})
+            assert gateway["ok"] is False
+            assert "is the gateway" in gateway["error"]
+            assert enforcer.installed() == ({infected.mac}, {infected.ip})
+
+            released, _ = send({"action": "release", "mac": infected.mac, "id": "e2e-r1"})
+            assert released["ok"] is True
+            assert seen.wait_for(lambda _: quarantined() == [], 5)
+            assert pings(infected, appliance.ip)
+
+            # The figure for the README: several round trips, no pings in between.
+            latencies = []
+            for round_no in range(10):
+                for action in ("quarantine", "release"):
+                    cid = f"e2e-{action[0]}{round_no}"
+                    result, ms = send({**command, "action": action, "id": cid})
+                    assert result["ok"] is True, result
+                    latencies.append(ms)
+            latencies.sort()
+            print(
+                f"publish -> result over {len(latencies)} commands: median "
+                f"{latencies[len(latencies) // 2]:.1f} ms, max {latencies[-1]:.1f} ms"
+            )
+            assert enforcer.installed() == (set(), set())
+        finally:
+            sink.close()
+            enforcer.close()
+    assert "lan_guard" not in nft_tables(router.ns)
