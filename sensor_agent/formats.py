@@ -1,0 +1,48 @@
+"""Conversions at the edges: internal bytes (6-byte MACs, 4-byte IPv4) to the contract's strings.
+
+The hot path keeps addresses as ``bytes`` (cheap dict keys, no per-frame objects); they become
+strings only when an event, state or hosts payload is built.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime
+
+_PRINTABLE = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
+
+
+def mac_str(mac: bytes) -> str:
+    """``b'\\x00\\x11...'`` -> ``'00:11:...'`` (lower case, colon separated)."""
+    return mac.hex(":")
+
+
+def mac_bytes(text: str) -> bytes:
+    """``'00:11:22:33:44:55'`` (or ``-`` separated) -> 6 bytes; ``ValueError`` otherwise."""
+    raw = bytes.fromhex(text.replace(":", "").replace("-", ""))
+    if len(raw) != 6:
+        raise ValueError(f"not a MAC address: {text!r}")
+    return raw
+
+
+def ip_str(ip: bytes) -> str:
+    """4 bytes -> dotted quad."""
+    return socket.inet_ntoa(ip)
+
+
+def ip_bytes(text: str) -> bytes:
+    """Dotted quad -> 4 bytes; ``OSError``/``ValueError`` for anything else."""
+    parts = text.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+        raise ValueError(f"not an IPv4 address: {text!r}")
+    return bytes(int(p) for p in parts)
+
+
+def iso_utc(ts: float) -> str:
+    """Unix time -> ISO 8601 UTC with a trailing ``Z`` (millisecond precision)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def printable(data: bytes, limit: int) -> str:
+    """At most ``limit`` bytes of ``data`` as text; non-printable bytes shown as ``'.'``."""
+    return data[:limit].translate(_PRINTABLE).decode("ascii")

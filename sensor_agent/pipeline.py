@@ -1,0 +1,437 @@
+"""The pipeline: frames (bytes + timestamp) -> detectors -> incidents -> sinks.
+
+Live capture and replay call the very same :meth:`Pipeline.feed_many`; decoy listeners call
+:meth:`Pipeline.observe_session`; :meth:`Pipeline.tick` does expiry and the retained
+payloads. Time only ever comes from the caller (frame timestamps, or the clock of the live
+loop), so tests drive it with an injected clock.
+
+The per-frame path is written for speed: one dict update per frame (frames per source per
+second, which feeds both the flood detector and the hosts' ``last_seen``), an ethertype
+dispatch on slices, and a method call only for the rare frames a detector wants: ARP, IPv4
+to the node, UDP to the hostname ports. No objects, no logging for benign frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .detectors import Detection
+from .detectors.arp_scan import ArpScanConfig, ArpScanDetector
+from .detectors.arp_spoof import ArpSpoofConfig, ArpSpoofDetector
+from .detectors.flood import FloodConfig, FloodDetector
+from .detectors.session import SessionConfig, SessionDetector
+from .detectors.syn_scan import SynScanConfig, SynScanDetector
+from .formats import ip_bytes, ip_str, iso_utc, mac_str
+from .hosts import HostInventory, HostsConfig, Prober
+from .incidents import SCHEMA_VERSION, IncidentConfig, IncidentTracker
+from .parse import (
+    ARP_REQUEST,
+    ETH_ARP,
+    ETH_IPV4,
+    ETH_VLAN,
+    PROTO_TCP,
+    PROTO_UDP,
+    TCP_ACK,
+    TCP_FIN,
+    TCP_RST,
+    TCP_SYN,
+    UDP_DHCP_PORTS,
+    UDP_HOSTNAME_PORTS,
+    UDP_MDNS,
+    UDP_NBNS,
+    parse_arp,
+    parse_dhcp,
+    parse_mdns,
+    parse_nbns,
+    parse_tcp,
+    parse_udp,
+)
+from .sinks import RetainedTopic, Sink
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DECOY_PORTS = (554, 445, 9100, 80, 515, 139)
+_NEVER = b"\xff" * 5  # longer than any 4-byte slice: matches no frame
+# UDP destination ports worth a look, as the 2 bytes at offset 36 (IPv4 header without options)
+_UDP_PORT_BYTES = frozenset(p.to_bytes(2, "big") for p in UDP_HOSTNAME_PORTS)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    agent_id: str = "lan_guard"
+    node_ip: bytes | None = None  # the monitoring node: SYN scans and sessions target it
+    node_mac: bytes | None = None
+    gateway_ip: bytes | None = None  # spoofing this IP is level 3
+    gateway_mac: bytes | None = None  # pins the gateway's binding (else the first one heard)
+    decoy_ports: tuple[int, ...] = DEFAULT_DECOY_PORTS
+    arp_scan: ArpScanConfig = field(default_factory=ArpScanConfig)
+    syn_scan: SynScanConfig = field(default_factory=SynScanConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    flood: FloodConfig = field(default_factory=FloodConfig)
+    arp_spoof: ArpSpoofConfig = field(default_factory=ArpSpoofConfig)
+    incidents: IncidentConfig = field(default_factory=IncidentConfig)
+    hosts: HostsConfig = field(default_factory=HostsConfig)
+    # Retained state: at most once a second when something changed, else every 30 s.
+    state_interval_s: float = 30.0
+    # Retained hosts: at most every 10 s when the inventory changed, else every 300 s.
+    hosts_min_interval_s: float = 10.0
+    hosts_interval_s: float = 300.0
+    # Detector state expiry runs every 5 s (cheap: only the front of each table is looked at).
+    expire_interval_s: float = 5.0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        sinks: Sequence[Sink] = (),
+        prober: Prober | None = None,
+        id_factory: Callable[[], str] | None = None,
+    ) -> None:
+        self.config = config
+        self.sinks = list(sinks)
+        self.prober = prober
+        self.arp_scan = ArpScanDetector(config.arp_scan)
+        self.syn_scan = SynScanDetector(config.syn_scan)
+        self.session = SessionDetector(config.session)
+        self.flood = FloodDetector(config.flood)
+        self.arp_spoof = ArpSpoofDetector(config.arp_spoof, config.gateway_ip, config.gateway_mac)
+        self.hosts = HostInventory(config.hosts)
+        extra = {"id_factory": id_factory} if id_factory is not None else {}
+        self.incidents = IncidentTracker(
+            config.agent_id, self.hosts.identity, config.incidents, **extra
+        )
+        # Ports where a data segment in a frame means level 3. In live mode the ports whose
+        # decoy listener is up are removed: the listener reports those itself, with the sample.
+        self.frame_session_ports = frozenset(config.decoy_ports)
+        self.frames = 0
+        self.events = 0
+        self.parse_errors = 0
+        self.kernel_drops = 0
+        self.unattributed_sessions = 0
+        self.sink_errors = 0
+        self.events_by_kind: Counter[str] = Counter()
+        self.extra_counters: dict[str, Callable[[], int]] = {}  # e.g. outbox_dropped (MQTT)
+        self.first_ts: float | None = None
+        self.last_ts = 0.0
+        # the one-second bucket of frames per source
+        self._counts: dict[bytes, int] = {}
+        self._total = 0
+        self._sec_start = float("-inf")
+        self._sec_end = float("-inf")
+        self._next_expire = float("-inf")
+        self._last_state = float("-inf")
+        self._last_hosts = float("-inf")
+        self._state_dirty = True
+
+    # --- frames ---------------------------------------------------------------------------
+
+    def feed(self, ts: float, frame: bytes) -> None:
+        """One captured frame (Ethernet, as read from the wire) at unix time ``ts``."""
+        self.feed_many(((ts, frame),))
+
+    def feed_many(self, records: Iterable[tuple[float, bytes]]) -> None:
+        """Frames in time order. Never raises on frame contents (bad ones are parse errors)."""
+        counts = self._counts
+        count_of = counts.get
+        node_ip = self.config.node_ip or _NEVER
+        source_fps = self.config.flood.source_fps
+        total_fps = self.config.flood.total_fps
+        udp_ports = _UDP_PORT_BYTES
+        sec_end = self._sec_end
+        total = self._total
+        frames = 0
+        ts = self.last_ts
+        for ts, frame in records:
+            if ts >= sec_end:
+                self.frames += frames
+                self._total = total
+                frames = 0
+                self.tick(ts)
+                sec_end = self._sec_end
+                total = 0
+            frames += 1
+            total += 1
+            src = frame[6:12]
+            n = count_of(src, 0) + 1
+            counts[src] = n
+            if n == source_fps:
+                self._flood(ts, src, n, "source")
+            if total == total_fps:
+                self._flood(ts, max(counts, key=counts.__getitem__), total, "total")
+            ethertype = frame[12:14]
+            if ethertype == ETH_VLAN:
+                frame = frame[:12] + frame[16:]  # noqa: PLW2901 - the untagged frame from here on
+                ethertype = frame[12:14]
+            try:
+                if ethertype == ETH_IPV4:
+                    if frame[30:34] == node_ip:
+                        self._to_node(ts, frame)
+                    elif frame[23] == PROTO_UDP and frame[36:38] in udp_ports:
+                        self._udp(ts, frame)
+                elif ethertype == ETH_ARP:
+                    self._arp(ts, frame)
+                elif len(frame) < 14:
+                    self.parse_errors += 1
+            except IndexError:  # an IPv4 ethertype on a frame too short to hold the header
+                self.parse_errors += 1
+        self.frames += frames
+        self._total = total
+        self.last_ts = ts
+
+    def _to_node(self, ts: float, frame: bytes) -> None:
+        if frame[23] != PROTO_TCP:
+            return
+        tcp = parse_tcp(frame)
+        if tcp is None:
+            self.parse_errors += 1
+            return
+        src = frame[6:12]
+        flags = tcp.flags
+        det: Detection | None = None
+        if flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
+            det = self.syn_scan.on_syn(ts, src, tcp.src_ip, tcp.dport)
+        elif tcp.payload_len > 0:
+            if tcp.dport in self.frame_session_ports:
+                data = frame[tcp.payload_offset : tcp.payload_offset + tcp.payload_len]
+                det = self.session.on_data(
+                    ts, src, tcp.src_ip, tcp.dport, nbytes=tcp.payload_len, data=data
+                )
+        elif flags & (TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST) == TCP_ACK:
+            state = self.syn_scan.sources.get(src)  # the final ACK of a handshake it started
+            if state is not None and tcp.dport in state.ports:
+                det = self.syn_scan.on_handshake(ts, src, tcp.src_ip, tcp.dport)
+        if det is not None:
+            self._detected(det, ts)
+
+    def _arp(self, ts: float, frame: bytes) -> None:
+        arp = parse_arp(frame)
+        if arp is None:
+            self.parse_errors += 1
+            return
+        src = frame[6:12]
+        spoof = self.arp_spoof.on_arp(ts, src, arp.sender_mac, arp.sender_ip)
+        if spoof is not None:
+            self._detected(spoof, ts)
+        else:
+            self.hosts.learn_ip(arp.sender_mac, arp.sender_ip, ts)
+        if arp.op == ARP_REQUEST:
+            det = self.arp_scan.on_request(ts, src, arp.sender_ip, arp.target_ip)
+            if det is not None:
+                self._detected(det, ts)
+
+    def _udp(self, ts: float, frame: bytes) -> None:
+        udp = parse_udp(frame)
+        if udp is None:
+            self.parse_errors += 1
+            return
+        payload = frame[udp.payload_offset : udp.payload_offset + udp.payload_len]
+        src = frame[6:12]
+        hosts = self.hosts
+        if udp.dport in UDP_DHCP_PORTS:
+            dhcp = parse_dhcp(payload)
+            if dhcp is None:
+                return
+            if dhcp.op == 1:  # from the client: its name and the address it asks for
+                if dhcp.hostname:
+                    hosts.learn_name(dhcp.client_mac, dhcp.hostname, ts)
+                ip = dhcp.requested_ip or dhcp.client_ip
+                hosts.learn_ip(dhcp.client_mac, ip, ts)
+            elif dhcp.message_type == 5:  # ACK from the server: the address is the client's
+                hosts.learn_ip(dhcp.client_mac, dhcp.your_ip, ts)
+        elif udp.dport == UDP_MDNS:
+            for name, ip in parse_mdns(payload):
+                owner = src if ip == udp.src_ip else hosts.mac_of(ip)
+                if owner is not None:
+                    hosts.learn_name(owner, name, ts)
+                    hosts.learn_ip(owner, ip, ts)
+        elif udp.dport == UDP_NBNS:
+            nb_name = parse_nbns(payload)
+            if nb_name:
+                hosts.learn_name(src, nb_name, ts)
+                hosts.learn_ip(src, udp.src_ip, ts)
+
+    def _flood(self, ts: float, mac: bytes, count: int, scope: str) -> None:
+        self._detected(self.flood.over(ts, mac, count, self._sec_start, scope), ts)
+
+    # --- decoy listeners ------------------------------------------------------------------
+
+    def observe_session(
+        self,
+        ts: float,
+        ip: str,
+        port: int,
+        *,
+        nbytes: int,
+        data: bytes = b"",
+        mac: bytes | None = None,
+    ) -> None:
+        """A decoy listener on ``port`` got a connection from ``ip``: ``nbytes`` of application
+        data (``data``: the first of them) make a level-3 session, none a completed handshake
+        (level 2 evidence: a connect scan). The peer's MAC comes from the hosts inventory."""
+        ip_raw = ip_bytes(ip)
+        mac = mac or self.hosts.mac_of(ip_raw)
+        if mac is None:
+            self.unattributed_sessions += 1
+            log.warning("decoy port %d: connection from %s whose MAC is unknown", port, ip)
+            return
+        if nbytes > 0:
+            det: Detection | None = self.session.on_data(
+                ts, mac, ip_raw, port, nbytes=nbytes, data=data
+            )
+        else:
+            det = self.syn_scan.on_handshake(ts, mac, ip_raw, port)
+        if det is not None:
+            self._detected(det, ts)
+
+    def set_live_decoys(self, ports: Iterable[int]) -> None:
+        """Ports whose decoy listener is up: their sessions are reported by the listener."""
+        self.frame_session_ports = frozenset(self.config.decoy_ports) - frozenset(ports)
+
+    # --- events and periodic work -----------------------------------------------------------
+
+    def _detected(self, det: Detection, now: float) -> None:
+        event = self.incidents.on_detection(det, now)
+        if event is not None:
+            self._publish(event)
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        self.events += 1
+        self.events_by_kind[event["kind"]] += 1
+        self._state_dirty = True
+        for sink in self.sinks:
+            try:
+                sink.event(event)
+            except Exception:
+                self.sink_errors += 1
+                log.exception("sink %s failed to take event %s", type(sink).__name__, event["id"])
+
+    def _retained(self, topic: RetainedTopic, payload: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            try:
+                sink.retained(topic, payload)
+            except Exception:
+                self.sink_errors += 1
+                log.exception("sink %s failed to take retained %s", type(sink).__name__, topic)
+
+    def _close_bucket(self) -> None:
+        counts = self._counts
+        if counts:
+            self.hosts.seen_many(counts, self._sec_end)
+            for det in self.flood.second_done(counts, self._total):
+                self._detected(det, self._sec_end)
+            counts.clear()
+        self._total = 0
+
+    def tick(self, now: float) -> None:
+        """Time has come to ``now``: close the frame bucket, expire state, send held-back
+        updates, detect hosts that left, refresh retained payloads when due."""
+        if self.first_ts is None:
+            self.first_ts = now
+        if now >= self._sec_end:
+            self._close_bucket()
+            self._sec_start = float(int(now))
+            self._sec_end = self._sec_start + 1.0
+        cfg = self.config
+        if now >= self._next_expire:
+            self._next_expire = now + cfg.expire_interval_s
+            for detector in (self.arp_scan, self.syn_scan, self.session, self.flood):
+                detector.expire(now)
+            self.arp_spoof.expire(now)
+        for event in self.incidents.tick(now):
+            self._publish(event)
+        for host, silent_s in self.hosts.tick(now, self.incidents, self.prober):
+            left = self.incidents.host_left_event(host.mac, host.ip, now, silent_s)
+            if left is not None:
+                self._publish(left)
+        if (self._state_dirty and now - self._last_state >= 1.0) or (
+            now - self._last_state >= cfg.state_interval_s
+        ):
+            self.publish_state(now)
+        since_hosts = now - self._last_hosts
+        if (self.hosts.changed and since_hosts >= cfg.hosts_min_interval_s) or (
+            since_hosts >= cfg.hosts_interval_s
+        ):
+            self.publish_hosts(now)
+
+    def finish(self, now: float | None = None) -> None:
+        """End of input (replay): close the bucket, send every held-back update, final state."""
+        now = self.last_ts if now is None else now
+        self._close_bucket()
+        for event in self.incidents.flush(now):
+            self._publish(event)
+        self.publish_state(now)
+        self.publish_hosts(now)
+
+    # --- payloads -----------------------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        tables = (self.arp_scan, self.syn_scan, self.session, self.flood)
+        counters = {
+            "frames": self.frames,
+            "events": self.events,
+            "parse_errors": self.parse_errors,
+            "kernel_drops": self.kernel_drops,
+            "outbox_dropped": 0,
+            "evictions": sum(d.sources.evictions for d in tables)
+            + self.hosts.evictions
+            + self.incidents.evictions
+            + self.arp_spoof.bindings.evictions,
+            "unattributed_sessions": self.unattributed_sessions,
+            "sink_errors": self.sink_errors,
+            "hosts": len(self.hosts.hosts),
+        }
+        for name, read in self.extra_counters.items():
+            counters[name] = read()
+        return counters
+
+    def state_payload(self, now: float) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "agent_id": self.config.agent_id,
+            "level": self.incidents.level(),
+            "incidents": self.incidents.state_items(),
+            "counters": self.counters(),
+            "updated_at": iso_utc(now),
+        }
+
+    def publish_state(self, now: float) -> None:
+        self._last_state = now
+        self._state_dirty = False
+        self._retained("state", self.state_payload(now))
+
+    def publish_hosts(self, now: float) -> None:
+        self._last_hosts = now
+        self._retained("hosts", self.hosts.payload(self.config.agent_id, now))
+
+
+def info_payload(
+    config: PipelineConfig,
+    *,
+    version: str,
+    interface: str,
+    decoy_ports: Sequence[int],
+    decoy_errors: Sequence[tuple[int, str]],
+    capabilities: Sequence[str],
+    started_at: float,
+) -> dict[str, Any]:
+    """The retained ``info`` payload (``schema/info.schema.json``)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "agent_id": config.agent_id,
+        "version": version,
+        "interface": interface,
+        "node": {
+            "ip": ip_str(config.node_ip) if config.node_ip else None,
+            "mac": mac_str(config.node_mac) if config.node_mac else None,
+        },
+        "gateway": ip_str(config.gateway_ip) if config.gateway_ip else None,
+        "decoy_ports": list(decoy_ports),
+        "decoy_errors": [{"port": port, "error": error} for port, error in decoy_errors],
+        "capabilities": list(dict.fromkeys(capabilities)),
+        "started_at": iso_utc(started_at),
+    }
