@@ -17,7 +17,8 @@ it. Adding or removing a host is one atomic ``nft -f -`` transaction that touche
 elements only, O(1) whatever the number of hosts.
 
 The table is re-created at start (removing a stale one left by a crashed run) and
-deleted by ``close()``, which also runs at interpreter exit. The pure ``*_script``
+deleted by ``close()``, which also runs at interpreter exit and on SIGTERM/SIGHUP (turned
+into a normal exit unless the application handles those signals itself). The pure ``*_script``
 functions make the nft input; ``NftablesEnforcer`` runs it and keeps the listing that
 is published on the retained ``quarantine`` topic.
 """
@@ -29,13 +30,15 @@ import ipaddress
 import json
 import logging
 import re
+import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from types import FrameType
+from typing import Any, Literal, NoReturn, Protocol
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -339,6 +342,7 @@ class NftablesEnforcer:
             self._hosts.clear()
             if not self._started:
                 atexit.register(self.close)
+                _exit_on_termination_signals()
             self._started = True
         _LOGGER.info("nftables enforcer ready: table %s %s", self.family, self.table)
 
@@ -398,6 +402,24 @@ class NftablesEnforcer:
             self._started = False
         atexit.unregister(self.close)
         _LOGGER.info("nftables enforcer closed: table %s %s removed", self.family, self.table)
+
+
+def _raise_system_exit(signum: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_termination_signals() -> None:
+    """Make SIGTERM/SIGHUP exit through ``atexit`` (and ``finally`` blocks), so ``close()`` runs.
+
+    Their default action kills the process outright, which would leave the quarantine in
+    force with nobody to lift it. A handler the application installed itself is kept (it is
+    then responsible for exiting normally). SIGKILL cannot be caught: the next start cleans.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be installed from the main thread
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _raise_system_exit)
 
 
 def build_enforcer(

@@ -6,7 +6,9 @@ import atexit
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -343,4 +345,41 @@ def test_nft_failure_mid_run_is_an_error_not_a_crash(netns: str) -> None:
     with pytest.raises(EnforcerError, match=r"^nftables: "):
         enforcer.quarantine("02:00:00:00:00:67", None, "c2")
     enforcer.close()
+    assert tables(netns) == []
+
+
+SIGNAL_SCRIPT = """
+import sys, time
+from sensor_agent.enforcer import NftablesEnforcer
+enforcer = NftablesEnforcer(nft=["ip", "netns", "exec", sys.argv[1], "nft"])
+enforcer.start()
+enforcer.quarantine("02:00:00:00:00:66", "198.18.4.66", "c1")
+print("ready", flush=True)
+time.sleep(30)
+"""
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("signum", "exit_code"),
+    [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, -signal.SIGINT)],
+)
+def test_termination_signal_removes_the_table(netns: str, signum: int, exit_code: int) -> None:
+    # SIGTERM/SIGHUP become SystemExit(128+n); SIGINT is Python's KeyboardInterrupt, after
+    # whose clean-up the interpreter re-raises SIGINT on itself (exit status -2).
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGNAL_SCRIPT, netns],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        assert tables(netns) == [("inet", "lan_guard")]
+        proc.send_signal(signum)
+        assert proc.wait(timeout=10) == exit_code
+    finally:
+        proc.kill()
+        proc.wait()
     assert tables(netns) == []
