@@ -1,0 +1,99 @@
+"""Contract tests: the schema files, their examples, and payloads the agent's code builds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from sensor_agent.signing import verify
+from sensor_agent.sinks.mqtt import error_result
+from tests.contract import SCHEMA_DIR, errors, validate
+
+EXAMPLES = SCHEMA_DIR / "examples"
+VALID = sorted(EXAMPLES.glob("*.json"))
+INVALID = sorted((EXAMPLES / "invalid").glob("*.json"))
+SCHEMAS = sorted(p.name.removesuffix(".schema.json") for p in SCHEMA_DIR.glob("*.schema.json"))
+PAYLOAD_SCHEMAS = [name for name in SCHEMAS if name != "common"]
+EXAMPLE_KEY = b"example-shared-key-0123"
+
+
+def schema_of(path: Path) -> str:
+    return path.name.split(".")[0]
+
+
+def load(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", SCHEMAS)
+def test_schema_files_are_valid_draft_2020_12(name: str) -> None:
+    Draft202012Validator.check_schema(load(SCHEMA_DIR / f"{name}.schema.json"))
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)
+def test_valid_example_validates(path: Path) -> None:
+    validate(schema_of(path), load(path))
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
+def test_invalid_example_is_refused(path: Path) -> None:
+    assert errors(schema_of(path), load(path)), f"{path.name} should break its schema"
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
+def test_invalid_example_differs_from_a_valid_one_only_where_its_name_says(path: Path) -> None:
+    """Each invalid example breaks exactly one rule, so it tests that rule and nothing else."""
+    assert len(errors(schema_of(path), load(path))) == 1
+
+
+def test_every_payload_schema_and_event_kind_has_an_example() -> None:
+    assert {schema_of(p) for p in VALID} == set(PAYLOAD_SCHEMAS)
+    kinds = load(SCHEMA_DIR / "common.schema.json")["$defs"]["kind"]["enum"]
+    assert {load(p)["kind"] for p in VALID if schema_of(p) == "event"} == set(kinds)
+    assert {schema_of(p) for p in INVALID} >= {"event", "command", "state"}
+
+
+@pytest.mark.parametrize("name", ["event.syn_scan.signed.json", "command.quarantine.json"])
+def test_signed_examples_verify_with_the_documented_key(name: str) -> None:
+    payload = load(EXAMPLES / name)
+    verify(payload, EXAMPLE_KEY, now=payload["ts"])
+
+
+def test_timestamps_must_be_dates_even_without_a_format_checker() -> None:
+    event = load(EXAMPLES / "event.arp_scan.json")
+    for good in (
+        "2026-11-25T21:00:03Z",
+        "2026-11-25T21:00:03.123456Z",
+        "2026-11-25T21:00:03+00:00",
+    ):
+        event["detected_at"] = good
+        assert not errors("event", event), good
+    for bad in (
+        "2026-11-25 21:00:03Z",
+        "2026-11-25T21:00:03",
+        "1795640408",
+        "2026-11-25T25:00:00Z",
+    ):
+        event["detected_at"] = bad
+        assert errors("event", event), bad
+
+
+@pytest.mark.parametrize("schema", ["event", "info", "state", "hosts", "quarantine"])
+def test_sig_without_ts_is_refused_everywhere(schema: str) -> None:
+    example = next(p for p in VALID if schema_of(p) == schema)
+    payload = load(example)
+    payload.pop("ts", None)
+    payload["sig"] = "0" * 64
+    assert any("'ts' is a dependency of 'sig'" in e for e in errors(schema, payload))
+
+
+@pytest.mark.parametrize(
+    ("command_id", "error"),
+    [("", "command is not JSON"), ("x" * 64, "e" * 2000), ("ha-1", "refused")],
+)
+def test_the_sinks_error_results_follow_the_schema(command_id: str, error: str) -> None:
+    validate("command_result", error_result(command_id, error))
