@@ -24,14 +24,20 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import voluptuous as vol
 
 from sensor_agent import signing
-from sensor_agent.enforcer import Enforcer, EnforcerError, quarantine_payload
+from sensor_agent.enforcer import (
+    Enforcer,
+    EnforcerError,
+    EnforcerSettings,
+    build_enforcer,
+    quarantine_payload,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -257,3 +263,41 @@ def _result(
     if mac is not None:
         result["mac"] = mac
     return result
+
+
+def build_command_handler(
+    settings: EnforcerSettings,
+    *,
+    agent_id: str,
+    node_ips: Iterable[str],
+    node_macs: Iterable[str],
+    key: bytes | None,
+    nft: Sequence[str] = ("nft",),
+) -> CommandHandler:
+    """The agent's handler with its enforcer started (a ``NoEnforcer`` if it cannot start).
+
+    Wiring (the caller owns the sink)::
+
+        handler = build_command_handler(settings, agent_id=..., node_ips=[ip],
+                                        node_macs=[mac], key=shared_key)
+        sink = MqttSink(mqtt_settings, command_handler=handler)
+        handler.on_change = lambda state: sink.retained("quarantine", state)
+        sink.retained("quarantine", handler.state_payload())
+        ...
+        handler.enforcer.close()  # at shutdown: lifts every quarantine
+    """
+    enforcer = build_enforcer(
+        settings.kind,
+        family=settings.family,
+        gateway=settings.gateway_ip,
+        allowed_services=settings.allowed_services,
+        nft=nft,
+    )
+    protected = ProtectedHosts.build(
+        gateway_ip=settings.gateway_ip,
+        gateway_mac=settings.gateway_mac,
+        node_ips=node_ips,
+        node_macs=node_macs,
+        allowlist=settings.allowlist,
+    )
+    return CommandHandler(enforcer, agent_id=agent_id, protected=protected, key=key)

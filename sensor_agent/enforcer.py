@@ -36,9 +36,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Literal, NoReturn, Protocol
+
+from sensor_agent.formats import iso_utc
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -114,11 +115,6 @@ class Enforcer(Protocol):
 
     def close(self) -> None:
         """Lift every quarantine and remove what the enforcer installed."""
-
-
-def iso_utc(ts: float) -> str:
-    """Unix time -> ISO 8601 UTC with a trailing ``Z`` (the contract's timestamp form)."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def quarantine_payload(agent_id: str, enforcer: Enforcer, now: float) -> dict[str, Any]:
@@ -420,6 +416,49 @@ def _exit_on_termination_signals() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is signal.SIG_DFL:
             signal.signal(signum, _raise_system_exit)
+
+
+@dataclass(frozen=True)
+class EnforcerSettings:
+    """The agent's enforcement configuration (the ``enforcer*``/``gateway*``/allow keys).
+
+    ``kind`` defaults to ``none``: only an agent on the router or on a bridge in the path
+    can enforce, and it must be asked to (it needs root and changes the firewall).
+    """
+
+    kind: EnforcerKind = "none"
+    family: Family = "inet"
+    gateway_ip: str | None = None
+    gateway_mac: str | None = None
+    allowlist: tuple[str, ...] = ()  # MACs and IPv4 addresses never quarantined
+    allowed_services: tuple[str, ...] = DEFAULT_ALLOWED_SERVICES
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.kind not in ("nftables", "none"):
+            problems.append(f"enforcer: {self.kind!r} is not 'nftables' or 'none'")
+        if self.family not in ("inet", "bridge"):
+            problems.append(f"enforcer_family: {self.family!r} is not 'inet' or 'bridge'")
+        if self.gateway_ip is not None:
+            try:
+                _check_ipv4(self.gateway_ip)
+            except ValueError:
+                problems.append(f"gateway_ip: {self.gateway_ip!r} is not an IPv4 address")
+        if self.gateway_mac is not None and not _MAC_RE.match(self.gateway_mac):
+            problems.append(f"gateway_mac: {self.gateway_mac!r} is not like aa:bb:cc:dd:ee:ff")
+        for entry in self.allowlist:
+            if not _MAC_RE.match(entry.strip().lower().replace("-", ":")):
+                try:
+                    _check_ipv4(entry.strip())
+                except ValueError:
+                    problems.append(f"allowlist: {entry!r} is not a MAC or IPv4 address")
+        for service in self.allowed_services:
+            try:
+                Service.parse(service)
+            except ValueError as err:
+                problems.append(f"allowed_services: {err}")
+        if problems:
+            raise ValueError("invalid enforcer settings: " + "; ".join(problems))
 
 
 def build_enforcer(

@@ -12,8 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensor_agent import signing
-from sensor_agent.commands import CommandHandler, ProtectedHosts
-from sensor_agent.enforcer import EnforcerError, EnforcerKind, NoEnforcer, QuarantinedHost
+from sensor_agent.commands import CommandHandler, ProtectedHosts, build_command_handler
+from sensor_agent.enforcer import (
+    EnforcerError,
+    EnforcerKind,
+    EnforcerSettings,
+    NoEnforcer,
+    QuarantinedHost,
+)
 from tests.contract import validate
 
 KEY = b"shared-secret"
@@ -456,3 +462,47 @@ def test_failing_state_callback_does_not_spoil_the_result() -> None:
     handler, enforcer, _, _ = make(on_change=explode)
     assert send(handler, command())["ok"] is True
     assert enforcer.hosts()[0].mac == CULPRIT_MAC
+
+
+# ---------------------------------------------------------------- wiring from settings
+
+
+def test_build_from_settings_protects_gateway_node_and_allowlist() -> None:
+    settings = EnforcerSettings(
+        kind="none",
+        gateway_ip="198.18.4.1",
+        gateway_mac="02:00:00:00:00:01",
+        allowlist=("198.18.4.9",),
+    )
+    handler = build_command_handler(
+        settings,
+        agent_id="node-1",
+        node_ips=["198.18.4.2"],
+        node_macs=["02:00:00:00:00:02"],
+        key=KEY,
+    )
+    assert handler.enforcer.kind == "none"
+    assert handler.protected.gateway_ips == {"198.18.4.1"}
+    assert handler.protected.gateway_macs == {"02:00:00:00:00:01"}
+    assert handler.protected.node_ips == {"198.18.4.2"}
+    assert handler.protected.allow_ips == {"198.18.4.9"}
+    result = handler(json.dumps(signing.sign(command(), KEY, handler.clock())).encode())
+    validate("command_result", result)
+    assert result["ok"] is False
+    assert "no enforcer" in result["error"]
+
+
+def test_build_with_nftables_that_cannot_start_answers_why() -> None:
+    handler = build_command_handler(
+        EnforcerSettings(kind="nftables"),
+        agent_id="node-1",
+        node_ips=[],
+        node_macs=[],
+        key=None,
+        nft=["/nonexistent/nft"],
+    )
+    result = handler(json.dumps(command()).encode())
+    validate("command_result", result)
+    assert result["ok"] is False
+    assert "nftables enforcer failed to start" in result["error"]
+    assert handler.state_payload()["enforcer"] == "none"

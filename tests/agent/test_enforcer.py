@@ -17,6 +17,7 @@ import pytest
 from sensor_agent.enforcer import (
     DEFAULT_ALLOWED_SERVICES,
     EnforcerError,
+    EnforcerSettings,
     NftablesEnforcer,
     NoEnforcer,
     QuarantinedHost,
@@ -383,3 +384,37 @@ def test_termination_signal_removes_the_table(netns: str, signum: int, exit_code
         proc.kill()
         proc.wait()
     assert tables(netns) == []
+
+
+# ---------------------------------------------------------------- settings
+
+
+def test_settings_defaults_are_safe() -> None:
+    settings = EnforcerSettings()
+    assert settings.kind == "none"  # enforcing is opt-in
+    assert settings.family == "inet"
+    assert settings.allowed_services == ("udp/53", "tcp/53", "udp/67")
+    assert settings.allowlist == ()
+
+
+def test_settings_report_every_problem_at_once() -> None:
+    with pytest.raises(ValueError, match="invalid enforcer settings") as err:
+        EnforcerSettings(
+            kind="iptables",  # type: ignore[arg-type]
+            family="ip6",  # type: ignore[arg-type]
+            gateway_ip="192.168.1",
+            gateway_mac="02:00:00:00:00",
+            allowlist=("printer", "02-00-00-00-00-AA", "198.18.4.7"),
+            allowed_services=("dns",),
+        )
+    message = str(err.value)
+    for fragment in (
+        "enforcer: 'iptables'",
+        "enforcer_family: 'ip6'",
+        "gateway_ip: '192.168.1'",
+        "gateway_mac: '02:00:00:00:00'",
+        "allowlist: 'printer'",
+        "allowed_services: allowed service 'dns'",
+    ):
+        assert fragment in message
+    assert "02-00-00-00-00-AA" not in message  # valid spellings pass
