@@ -1,0 +1,59 @@
+"""LAN Guard: early warning of LAN reconnaissance, from sensor agents over MQTT."""
+
+from __future__ import annotations
+
+from homeassistant.components import mqtt
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.typing import ConfigType
+
+from . import issues
+from .const import CONF_AGENT_ID, DOMAIN, PLATFORMS
+from .coordinator import LanGuardConfigEntry, LanGuardCoordinator
+from .history import EventHistory
+from .services import async_setup_services
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions once, whatever the number of agents."""
+    async_setup_services(hass)
+    return True
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> bool:
+    """Set up one agent: wait for MQTT, subscribe, then the entities."""
+    if not await mqtt.async_wait_for_mqtt_client(hass):
+        issues.async_create_mqtt_not_setup(hass)
+        raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_not_ready")
+    issues.async_delete_mqtt_not_setup(hass)
+
+    dr.async_get(hass).async_get_or_create(
+        config_entry_id=entry.entry_id,
+        identifiers={(DOMAIN, entry.data[CONF_AGENT_ID])},
+        name=entry.title,
+        manufacturer="LAN Guard",
+        model="Sensor agent",
+    )
+    coordinator = LanGuardCoordinator(hass, entry)
+    await coordinator.async_start()
+    entry.runtime_data = coordinator
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> bool:
+    """Unsubscribe, stop timers, write the history; nothing of the agent stays behind."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        await entry.runtime_data.async_stop()
+        issues.async_delete_agent_offline(hass, entry)
+    return unloaded
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> None:
+    """The agent was removed: delete its stored events and labels."""
+    await EventHistory(hass, entry.entry_id).async_remove()

@@ -1,0 +1,34 @@
+"""Button: acknowledge the open incidents (clears the threat until one escalates)."""
+
+from __future__ import annotations
+
+from homeassistant.components.button import ButtonEntity
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .coordinator import LanGuardConfigEntry
+from .entity import LanGuardEntity
+
+PARALLEL_UPDATES = 0
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: LanGuardConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """One acknowledge button per agent."""
+    async_add_entities([LanGuardAcknowledgeButton(entry.runtime_data, "acknowledge")])
+
+
+class LanGuardAcknowledgeButton(LanGuardEntity, ButtonEntity):
+    """Marks the open incidents as reviewed."""
+
+    @property
+    def available(self) -> bool:
+        """The owner can acknowledge even while the agent is offline."""
+        return True
+
+    async def async_press(self) -> None:
+        """Acknowledge every open incident at its current level."""
+        self.coordinator.async_acknowledge()

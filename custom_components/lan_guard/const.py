@@ -1,0 +1,103 @@
+"""Constants of the LAN Guard integration."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Final
+
+from homeassistant.const import Platform
+
+DOMAIN: Final = "lan_guard"
+
+PLATFORMS: Final = [Platform.BINARY_SENSOR, Platform.BUTTON, Platform.EVENT, Platform.SENSOR]
+
+# Config entry data (what identifies the agent).
+CONF_TOPIC_PREFIX: Final = "topic_prefix"
+CONF_AGENT_ID: Final = "agent_id"
+DEFAULT_TOPIC_PREFIX: Final = "lan_guard"
+
+# Config entry options (what the owner tunes).
+CONF_NOTIFY_TARGETS: Final = "notify_targets"
+CONF_NOTIFY_LEVEL: Final = "notify_level"
+CONF_SIGNING_KEY: Final = "signing_key"
+CONF_ALLOWLIST: Final = "allowlist"
+CONF_OFFLINE_MINUTES: Final = "offline_minutes"
+
+# Level 1 (ARP scan) is also what HA's own nmap tracker and NetAlertX do every few minutes,
+# so by default only a scan of the monitoring node (level 2) or worse notifies.
+DEFAULT_NOTIFY_LEVEL: Final = 2
+# An agent restarting (updates, reboots) is offline for a minute or two; ten is a real outage.
+DEFAULT_OFFLINE_MINUTES: Final = 10
+
+# How long the config flow waits for the agent's retained info before saying it did not answer.
+AGENT_ANSWER_TIMEOUT: Final = 10.0
+
+# MQTT topics below <prefix>/<agent_id>/.
+TOPIC_STATUS: Final = "status"
+TOPIC_INFO: Final = "info"
+TOPIC_EVENT: Final = "event"
+TOPIC_STATE: Final = "state"
+TOPIC_HOSTS: Final = "hosts"
+TOPIC_QUARANTINE: Final = "quarantine"
+TOPIC_COMMAND: Final = "command"
+TOPIC_COMMAND_RESULT: Final = "command/result"
+
+STATUS_ONLINE: Final = "online"
+STATUS_OFFLINE: Final = "offline"
+
+# Bus event fired for every accepted agent event (same data as the event entity).
+EVENT_LAN_GUARD: Final = "lan_guard_event"
+# Fired by the companion app when a notification button is pressed.
+EVENT_MOBILE_APP_NOTIFICATION_ACTION: Final = "mobile_app_notification_action"
+# Action ids of the notification buttons: LAN_GUARD_<VERDICT>_<event id>.
+ACTION_PREFIX: Final = "LAN_GUARD_"
+
+# Storage: the last MAX_EVENTS events, plus up to MAX_LABELLED labelled ones (training data).
+STORAGE_VERSION: Final = 1
+MAX_EVENTS: Final = 1000
+MAX_LABELLED: Final = 5000
+SAVE_DELAY: Final = 10.0
+
+EVENTS_WINDOW: Final = timedelta(hours=24)
+EVENTS_WINDOW_REFRESH: Final = timedelta(minutes=1)
+
+SERVICE_LABEL_EVENT: Final = "label_event"
+SERVICE_EXPORT_EVENTS: Final = "export_events"
+ATTR_EVENT_ID: Final = "event_id"
+ATTR_VERDICT: Final = "verdict"
+ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
+ATTR_LABELLED_ONLY: Final = "labelled_only"
+
+ISSUE_MQTT_NOT_SETUP: Final = "mqtt_not_setup"
+ISSUE_AGENT_OFFLINE: Final = "agent_offline"
+
+
+class Kind(StrEnum):
+    """What the agent saw (``schema/common.schema.json#/$defs/kind``)."""
+
+    ARP_SCAN = "arp_scan"
+    SYN_SCAN = "syn_scan"
+    SESSION = "session"
+    FLOOD = "flood"
+    ARP_SPOOF = "arp_spoof"
+    HOST_LEFT = "host_left"
+
+
+class Label(StrEnum):
+    """The owner's judgement of an event."""
+
+    NORMAL = "normal"
+    ALARM = "alarm"
+
+
+class BadPayload(StrEnum):
+    """Why an MQTT payload was refused (counted in diagnostics, logged once per kind)."""
+
+    NOT_JSON = "not_json"
+    SCHEMA = "schema"
+    AGENT_MISMATCH = "agent_mismatch"
+    SIGNATURE_MISSING = "signature_missing"
+    SIGNATURE_BAD = "signature_bad"
+    STALE = "stale"
+    REPLAYED = "replayed"

@@ -1,0 +1,494 @@
+"""The runtime of one agent: MQTT intake, the agent's model, and the event pipeline.
+
+Every message from the agent enters through ``_async_message_received`` and is refused
+(counted, logged once per reason) unless it is JSON, follows the contract, names this agent
+and, when a key is set, is signed, fresh and not replayed. Every accepted event then goes
+through ``async_process_event``, the one place where an event becomes visible: the verdict
+is attached there (classifier hook) before history, incidents, listeners (event entity,
+evacuation), the bus event and the notifications see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import voluptuous as vol
+from homeassistant.components import mqtt
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.device_registry import CONNECTION_NETWORK_MAC
+from homeassistant.helpers.event import async_call_later, async_track_time_interval
+from homeassistant.helpers.json import json_dumps
+from homeassistant.util import dt as dt_util
+
+from . import issues, notifications
+from .allowlist import Allowlist
+from .const import (
+    CONF_AGENT_ID,
+    CONF_ALLOWLIST,
+    CONF_NOTIFY_LEVEL,
+    CONF_OFFLINE_MINUTES,
+    CONF_SIGNING_KEY,
+    CONF_TOPIC_PREFIX,
+    DEFAULT_NOTIFY_LEVEL,
+    DEFAULT_OFFLINE_MINUTES,
+    DOMAIN,
+    EVENT_LAN_GUARD,
+    EVENT_MOBILE_APP_NOTIFICATION_ACTION,
+    EVENTS_WINDOW,
+    EVENTS_WINDOW_REFRESH,
+    STATUS_ONLINE,
+    TOPIC_COMMAND,
+    TOPIC_COMMAND_RESULT,
+    TOPIC_EVENT,
+    TOPIC_HOSTS,
+    TOPIC_INFO,
+    TOPIC_QUARANTINE,
+    TOPIC_STATE,
+    TOPIC_STATUS,
+    BadPayload,
+    Label,
+)
+from .history import EventHistory
+from .models import EventClassifier, Incident, LanGuardEvent
+from .payloads import describe, parse_json, parse_timestamp, validate
+from .signing import PayloadVerifier, SignatureError, sign, signing_key
+
+_LOGGER = logging.getLogger(__name__)
+
+EventListener: TypeAlias = Callable[[LanGuardEvent], None]
+LabelListener: TypeAlias = Callable[[LanGuardEvent, Label], Awaitable[None]]
+ResultListener: TypeAlias = Callable[[dict[str, Any]], None]
+
+# Retained topics: a retained message may be old, so only its signature is checked.
+_RETAINED = (TOPIC_INFO, TOPIC_STATE, TOPIC_HOSTS, TOPIC_QUARANTINE)
+_SCHEMA_OF = {
+    TOPIC_INFO: "info",
+    TOPIC_STATE: "state",
+    TOPIC_HOSTS: "hosts",
+    TOPIC_QUARANTINE: "quarantine",
+    TOPIC_EVENT: "event",
+    TOPIC_COMMAND_RESULT: "command_result",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedPayload:
+    """The last refused payload of one reason (diagnostics)."""
+
+    topic: str
+    reason: str
+    at: datetime
+
+
+class LanGuardCoordinator:
+    """Everything HA knows about one agent; entities read it and subscribe to its updates."""
+
+    def __init__(self, hass: HomeAssistant, entry: LanGuardConfigEntry) -> None:
+        """Read the entry; nothing is subscribed until ``async_start``."""
+        self.hass = hass
+        self.entry = entry
+        self.agent_id: str = entry.data[CONF_AGENT_ID]
+        self.base_topic = f"{entry.data[CONF_TOPIC_PREFIX]}/{self.agent_id}"
+        options = entry.options
+        self.notify_level: int = int(options.get(CONF_NOTIFY_LEVEL, DEFAULT_NOTIFY_LEVEL))
+        self.offline_minutes: float = float(
+            options.get(CONF_OFFLINE_MINUTES, DEFAULT_OFFLINE_MINUTES)
+        )
+        self.allowlist = Allowlist.parse(options.get(CONF_ALLOWLIST, []))
+        secret: str | None = options.get(CONF_SIGNING_KEY) or None
+        self._key = signing_key(secret) if secret else None
+        self.verifier = PayloadVerifier(self._key) if self._key else None
+        self.history = EventHistory(hass, entry.entry_id)
+
+        # Extension points: a classifier gives verdicts (issue 5); evacuation and others
+        # listen to events, labels and command results (issue 4).
+        self.classifier: EventClassifier | None = None
+        self._update_listeners: list[CALLBACK_TYPE] = []
+        self._event_listeners: list[EventListener] = []
+        self._label_listeners: list[LabelListener] = []
+        self._result_listeners: list[ResultListener] = []
+
+        # The agent as last reported.
+        self.status: str | None = None
+        self.info: dict[str, Any] | None = None
+        self.agent_state: dict[str, Any] | None = None
+        self.hosts: dict[str, Any] | None = None
+        self.quarantine: dict[str, Any] | None = None
+        self.incidents: dict[str, Incident] = {}
+        self.incidents_known = False
+        self.mqtt_connected = False
+        self.subscribed = asyncio.Event()
+
+        self.bad_payloads: Counter[BadPayload] = Counter()
+        self.last_refused: dict[BadPayload, RefusedPayload] = {}
+        self._offline_timer: CALLBACK_TYPE | None = None
+
+    # ----------------------------------------------------------------- life cycle
+
+    async def async_start(self) -> None:
+        """Load the history, then subscribe to the agent's topics and HA's own events."""
+        await self.history.async_load()
+        entry, hass = self.entry, self.hass
+        self.mqtt_connected = mqtt.is_connected(hass)
+        entry.async_on_unload(
+            mqtt.async_subscribe_connection_status(hass, self._async_connection_changed)
+        )
+        wildcard = f"{self.base_topic}/#"
+        entry.async_on_unload(
+            mqtt.async_on_subscribe_done(hass, wildcard, 1, self._async_subscribed)
+        )
+        entry.async_on_unload(
+            await mqtt.async_subscribe(
+                hass, wildcard, self._async_message_received, qos=1, encoding=None
+            )
+        )
+        entry.async_on_unload(
+            hass.bus.async_listen(
+                EVENT_MOBILE_APP_NOTIFICATION_ACTION, self._async_notification_action
+            )
+        )
+        entry.async_on_unload(
+            async_track_time_interval(
+                hass,
+                self._async_refresh_window,
+                EVENTS_WINDOW_REFRESH,
+                cancel_on_shutdown=True,
+            )
+        )
+        entry.async_on_unload(self._cancel_offline_timer)
+        # No status yet counts as offline: an agent that never shows up is reported too.
+        self._start_offline_timer()
+
+    async def async_stop(self) -> None:
+        """Write the history (subscriptions and timers go with ``entry.async_on_unload``)."""
+        await self.history.async_flush()
+
+    # ----------------------------------------------------------------- listeners
+
+    @callback
+    def async_add_listener(self, update: CALLBACK_TYPE) -> CALLBACK_TYPE:
+        """Call ``update`` whenever anything an entity shows may have changed."""
+        self._update_listeners.append(update)
+        return lambda: self._update_listeners.remove(update)
+
+    @callback
+    def async_add_event_listener(self, listener: EventListener) -> CALLBACK_TYPE:
+        """Call ``listener`` with every accepted event, after its verdict is attached."""
+        self._event_listeners.append(listener)
+        return lambda: self._event_listeners.remove(listener)
+
+    @callback
+    def async_add_label_listener(self, listener: LabelListener) -> CALLBACK_TYPE:
+        """Await ``listener`` after the owner labels an event (service or phone button)."""
+        self._label_listeners.append(listener)
+        return lambda: self._label_listeners.remove(listener)
+
+    @callback
+    def async_add_result_listener(self, listener: ResultListener) -> CALLBACK_TYPE:
+        """Call ``listener`` with every accepted command result of this agent."""
+        self._result_listeners.append(listener)
+        return lambda: self._result_listeners.remove(listener)
+
+    @callback
+    def async_update_listeners(self) -> None:
+        """Tell the entities to refresh."""
+        for update in list(self._update_listeners):
+            update()
+
+    # ----------------------------------------------------------------- derived state
+
+    @property
+    def online(self) -> bool:
+        """The agent said it is online and HA's MQTT client is connected."""
+        return self.mqtt_connected and self.status == STATUS_ONLINE
+
+    @property
+    def level(self) -> int:
+        """Highest level among open incidents (0 when none)."""
+        return max((incident.level for incident in self.incidents.values()), default=0)
+
+    def threat_incidents(self) -> list[Incident]:
+        """Open incidents at or above the notify level, not allowlisted, not acknowledged."""
+        return [
+            incident
+            for incident in self.incidents.values()
+            if incident.level >= self.notify_level
+            and not self.allowlist.contains(incident.source)
+            and incident.level > self.history.acknowledged.get(incident.incident_id, 0)
+        ]
+
+    def events_in_window(self) -> int:
+        """Threat events received in the last 24 hours."""
+        return self.history.count_threats_since(dt_util.utcnow() - EVENTS_WINDOW)
+
+    # ----------------------------------------------------------------- owner actions
+
+    @callback
+    def async_acknowledge(self) -> None:
+        """The owner reviewed the open incidents: clear the threat until one escalates."""
+        for incident in self.incidents.values():
+            self.history.acknowledged[incident.incident_id] = incident.level
+            notifications.async_dismiss(self.hass, incident.incident_id)
+        self.history.schedule_save()
+        self.async_update_listeners()
+
+    async def async_label(self, event: LanGuardEvent, label: Label) -> None:
+        """Store the owner's label with the event and let learners know."""
+        self.history.label(event, label)
+        if self.classifier is not None:
+            await self.classifier.async_learn(event, label)
+        for listener in list(self._label_listeners):
+            await listener(event, label)
+        self.async_update_listeners()
+
+    async def async_send_command(self, action: str, mac: str, ip: str | None) -> str:
+        """Publish a (signed, when a key is set) command to the agent; returns its id."""
+        command: dict[str, Any] = {
+            "id": uuid.uuid4().hex,
+            "action": action,
+            "mac": mac,
+            "ip": ip,
+            "ts": dt_util.utcnow().timestamp(),
+        }
+        if self._key is not None:
+            command = sign(command, self._key, command["ts"])
+        validate("command", command)
+        await mqtt.async_publish(
+            self.hass,
+            f"{self.base_topic}/{TOPIC_COMMAND}",
+            json_dumps(command),
+            qos=1,
+        )
+        return str(command["id"])
+
+    # ----------------------------------------------------------------- MQTT intake
+
+    @callback
+    def _async_subscribed(self) -> None:
+        self.subscribed.set()
+
+    @callback
+    def _async_connection_changed(self, connected: bool) -> None:
+        self.mqtt_connected = connected
+        self.async_update_listeners()
+
+    @callback
+    def _async_message_received(self, msg: mqtt.ReceiveMessage) -> None:
+        """Route one message by its topic below ``<prefix>/<agent_id>/``."""
+        topic = msg.topic.removeprefix(f"{self.base_topic}/")
+        raw = msg.payload.encode() if isinstance(msg.payload, str) else bytes(msg.payload)
+        if topic == TOPIC_STATUS:
+            self._async_handle_status(raw)
+            return
+        if topic not in _SCHEMA_OF:  # our own commands, or topics of a newer agent
+            return
+        if not raw and topic in _RETAINED:
+            return  # a retained message being cleared
+        payload = self._accept(topic, raw)
+        if payload is None:
+            return
+        if topic == TOPIC_EVENT:
+            self.async_process_event(payload)
+        elif topic == TOPIC_COMMAND_RESULT:
+            for listener in list(self._result_listeners):
+                listener(payload)
+        elif topic == TOPIC_INFO:
+            self._async_handle_info(payload)
+        elif topic == TOPIC_STATE:
+            self._async_handle_state(payload)
+        elif topic == TOPIC_HOSTS:
+            self.hosts = payload
+            self.async_update_listeners()
+        else:
+            self.quarantine = payload
+            self.async_update_listeners()
+
+    def _accept(self, topic: str, raw: bytes) -> dict[str, Any] | None:
+        """The validated payload, or None after counting and logging why it was refused."""
+        try:
+            decoded = parse_json(raw)
+        except ValueError as err:
+            self._refuse(topic, BadPayload.NOT_JSON, str(err))
+            return None
+        try:
+            payload: dict[str, Any] = validate(_SCHEMA_OF[topic], decoded)
+        except vol.Invalid as err:
+            self._refuse(topic, BadPayload.SCHEMA, describe(err))
+            return None
+        if topic != TOPIC_COMMAND_RESULT and payload["agent_id"] != self.agent_id:
+            self._refuse(topic, BadPayload.AGENT_MISMATCH, f"agent_id is {payload['agent_id']!r}")
+            return None
+        if self.verifier is not None:
+            try:
+                if topic in _RETAINED:
+                    self.verifier.verify_retained(topic, payload)
+                else:
+                    self.verifier.verify_live(payload, dt_util.utcnow().timestamp())
+            except SignatureError as err:
+                self._refuse(topic, err.reason, str(err))
+                return None
+        if topic == TOPIC_EVENT and payload["id"] in self.history:
+            self._refuse(topic, BadPayload.REPLAYED, f"event {payload['id']} already seen")
+            return None
+        payload.pop("sig", None)
+        payload.pop("ts", None)
+        return payload
+
+    def _refuse(self, topic: str, reason: BadPayload, detail: str) -> None:
+        """Count, remember and log (once per reason at warning level) a refused payload."""
+        first = reason not in self.bad_payloads
+        self.bad_payloads[reason] += 1
+        self.last_refused[reason] = RefusedPayload(topic, detail, dt_util.utcnow())
+        _LOGGER.log(
+            logging.WARNING if first else logging.DEBUG,
+            "Refused a payload on %s/%s (%s): %s%s",
+            self.base_topic,
+            topic,
+            reason.value,
+            detail,
+            " (further refusals of this kind are logged at debug level)" if first else "",
+        )
+
+    # ----------------------------------------------------------------- handlers
+
+    @callback
+    def _async_handle_status(self, raw: bytes) -> None:
+        try:
+            status = validate("status", raw.decode("utf-8").strip()) if raw else "offline"
+        except (UnicodeDecodeError, vol.Invalid):
+            self._refuse(TOPIC_STATUS, BadPayload.SCHEMA, "status is not 'online' or 'offline'")
+            return
+        self.status = status
+        if status == STATUS_ONLINE:
+            self._cancel_offline_timer()
+            issues.async_delete_agent_offline(self.hass, self.entry)
+        else:
+            self._start_offline_timer()
+        self.async_update_listeners()
+
+    @callback
+    def _async_handle_info(self, info: dict[str, Any]) -> None:
+        self.info = info
+        registry = dr.async_get(self.hass)
+        if device := registry.async_get_device(identifiers={(DOMAIN, self.agent_id)}):
+            registry.async_update_device(device.id, sw_version=info["version"])
+            if node_mac := info["node"]["mac"]:
+                registry.async_update_device(
+                    device.id, merge_connections={(CONNECTION_NETWORK_MAC, node_mac)}
+                )
+        self.async_update_listeners()
+
+    @callback
+    def _async_handle_state(self, state: dict[str, Any]) -> None:
+        """The agent's open incidents replace ours, except news newer than the state."""
+        self.agent_state = state
+        updated_at = parse_timestamp(state["updated_at"])
+        listed = {item["incident_id"]: item for item in state["incidents"]}
+        for incident_id, incident in list(self.incidents.items()):
+            if incident_id not in listed and (
+                incident.updated_at is None or incident.updated_at <= updated_at
+            ):
+                del self.incidents[incident_id]
+        for incident_id, item in listed.items():
+            known = self.incidents.get(incident_id)
+            if known is not None and known.updated_at and known.updated_at > updated_at:
+                known.level = max(known.level, item["level"])
+                known.kinds.update(item["kinds"])
+                continue
+            self.incidents[incident_id] = Incident(
+                incident_id, item["level"], item["source"], set(item["kinds"]), updated_at
+            )
+        stale_acks = set(self.history.acknowledged) - set(self.incidents)
+        for incident_id in stale_acks:
+            del self.history.acknowledged[incident_id]
+        if stale_acks:
+            self.history.schedule_save()
+        self.incidents_known = True
+        self.async_update_listeners()
+
+    @callback
+    def async_process_event(self, payload: dict[str, Any]) -> LanGuardEvent:
+        """The one place an accepted event becomes visible (see the module docstring)."""
+        event = LanGuardEvent(payload, dt_util.utcnow())
+        if self.classifier is not None:
+            event.assessment = self.classifier.assess(event)
+        self.history.add(event)
+        if event.is_threat:
+            self._update_incident(event)
+        for listener in list(self._event_listeners):
+            listener(event)
+        self.hass.bus.async_fire(
+            EVENT_LAN_GUARD,
+            {
+                "agent_id": self.agent_id,
+                "config_entry_id": self.entry.entry_id,
+                **event.event_data(),
+            },
+        )
+        if notifications.wanted(event, self.notify_level, self.allowlist):
+            self.entry.async_create_task(
+                self.hass,
+                notifications.async_notify(self.hass, self.entry, event),
+                f"{DOMAIN} notify {event.id}",
+            )
+        self.async_update_listeners()
+        return event
+
+    def _update_incident(self, event: LanGuardEvent) -> None:
+        incident = self.incidents.get(event.incident_id)
+        if incident is None:
+            incident = Incident(event.incident_id, event.level, dict(event.source))
+            self.incidents[event.incident_id] = incident
+        incident.level = max(incident.level, event.level)
+        incident.source = dict(event.source)
+        incident.kinds.add(event.kind.value)
+        detected_at = event.detected_at
+        if incident.updated_at is None or detected_at > incident.updated_at:
+            incident.updated_at = detected_at
+        self.incidents_known = True
+
+    async def _async_notification_action(self, ha_event: Event) -> None:
+        """A phone notification button: LAN_GUARD_<NORMAL|ALARM>_<event id>."""
+        parsed = notifications.parse_action(ha_event.data.get("action"))
+        if parsed is None:
+            return
+        label, event_id = parsed
+        if (event := self.history.get(event_id)) is None:
+            return  # another agent's event, or one no longer remembered
+        _LOGGER.info("Event %s labelled %s from a notification", event_id, label.value)
+        await self.async_label(event, label)
+
+    # ----------------------------------------------------------------- timers
+
+    @callback
+    def _async_refresh_window(self, _now: datetime) -> None:
+        self.async_update_listeners()
+
+    def _start_offline_timer(self) -> None:
+        if self._offline_timer is None:
+            self._offline_timer = async_call_later(
+                self.hass, self.offline_minutes * 60, self._async_offline_too_long
+            )
+
+    @callback
+    def _cancel_offline_timer(self) -> None:
+        if self._offline_timer is not None:
+            self._offline_timer()
+            self._offline_timer = None
+
+    @callback
+    def _async_offline_too_long(self, _now: datetime) -> None:
+        self._offline_timer = None
+        issues.async_create_agent_offline(self.hass, self.entry, self.offline_minutes)
+
+
+LanGuardConfigEntry: TypeAlias = ConfigEntry[LanGuardCoordinator]

@@ -1,0 +1,66 @@
+"""Diagnostics: the agent's last reports, refused payloads, and the stored events (redacted)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.core import HomeAssistant
+
+from .const import CONF_ALLOWLIST, CONF_NOTIFY_TARGETS, CONF_SIGNING_KEY
+from .coordinator import LanGuardConfigEntry
+
+# Who is on the owner's network, and the shared secret, never leave the house.
+TO_REDACT = {
+    CONF_SIGNING_KEY,
+    CONF_ALLOWLIST,
+    CONF_NOTIFY_TARGETS,
+    "mac",
+    "ip",
+    "hostname",
+    "targets",
+    "sample",
+    "old_mac",
+    "new_mac",
+    "gateway",
+    "sig",
+}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: LanGuardConfigEntry
+) -> dict[str, Any]:
+    """Everything useful to understand what the integration saw, without identities."""
+    coordinator = entry.runtime_data
+    verifier = coordinator.verifier
+    data = {
+        "entry": {"data": dict(entry.data), "options": dict(entry.options)},
+        "agent": {
+            "status": coordinator.status,
+            "mqtt_connected": coordinator.mqtt_connected,
+            "info": coordinator.info,
+            "state": coordinator.agent_state,
+            "hosts": coordinator.hosts,
+            "quarantine": coordinator.quarantine,
+        },
+        "incidents": [incident.summary() for incident in coordinator.incidents.values()],
+        "acknowledged": coordinator.history.acknowledged,
+        "refused_payloads": {
+            "counts": {reason.value: count for reason, count in coordinator.bad_payloads.items()},
+            "last": {
+                reason.value: {
+                    "topic": refused.topic,
+                    "reason": refused.reason,
+                    "at": refused.at.isoformat(),
+                }
+                for reason, refused in coordinator.last_refused.items()
+            },
+        },
+        "signing": {
+            "enabled": verifier is not None,
+            "remembered_ids": verifier.remembered_ids if verifier else 0,
+        },
+        "history": coordinator.history.export(),
+    }
+    redacted: dict[str, Any] = async_redact_data(data, TO_REDACT)
+    return redacted
