@@ -9,6 +9,7 @@ of string (ECMA 262), and ``date-time`` is RFC 3339 in UTC.
 
 from __future__ import annotations
 
+import calendar
 import ipaddress
 import json
 import math
@@ -28,8 +29,10 @@ _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _COMMAND_ID = re.compile(r"[A-Za-z0-9_-]+")
+# The contract's own pattern (RFC 3339 in UTC); no calendar check, as in the contract.
 _TIMESTAMP = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:Z|[+-]00:00)"
+    r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9]|60)(?:\.([0-9]+))?(?:Z|[+-]00:00)"
 )
 
 SCHEMA_VERSION: Final = 1
@@ -50,11 +53,11 @@ def parse_timestamp(value: str) -> datetime:
     match = _TIMESTAMP.fullmatch(value)
     if match is None:
         raise ValueError(f"not an ISO 8601 UTC timestamp: {value!r}")
-    year, month, day, hour, minute, second, fraction = match.groups()
-    micro = int((fraction or "0")[:6].ljust(6, "0"))
-    return datetime(
-        int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=UTC
-    )
+    year, month, day, hour, minute, second = (int(group) for group in match.groups()[:6])
+    micro = int((match.group(7) or "0")[:6].ljust(6, "0"))
+    # The pattern lets through a leap second and days such as 31 February: clamp them.
+    day = min(day, calendar.monthrange(year, month)[1])
+    return datetime(year, month, day, hour, minute, min(second, 59), micro, tzinfo=UTC)
 
 
 def _integer(minimum: int | None = None, maximum: int | None = None) -> Validator:
@@ -188,6 +191,18 @@ _HOST_FIELDS: dict[Any, Validator] = {
 HOST = vol.Schema(_HOST_FIELDS, extra=vol.ALLOW_EXTRA)
 _SIGNATURE_FIELDS: dict[Any, Validator] = {vol.Optional("ts"): TS, vol.Optional("sig"): SIG}
 
+
+def _sig_needs_ts(payload: dict[str, Any]) -> dict[str, Any]:
+    if "sig" in payload and "ts" not in payload:
+        raise vol.Invalid("'sig' needs 'ts'", path=["ts"])
+    return payload
+
+
+def _signed(fields: dict[Any, Validator]) -> Validator:
+    """An object schema with the optional signature fields (``sig`` requires ``ts``)."""
+    return vol.All(vol.Schema({**fields, **_SIGNATURE_FIELDS}), _sig_needs_ts)
+
+
 EVIDENCE = vol.Schema(
     {
         vol.Optional("targets"): _array(_ipv4, max_items=64),
@@ -211,33 +226,23 @@ EVIDENCE = vol.Schema(
 )
 
 
-def _sig_needs_ts(payload: dict[str, Any]) -> dict[str, Any]:
-    if "sig" in payload and "ts" not in payload:
-        raise vol.Invalid("'sig' needs 'ts'", path=["ts"])
-    return payload
-
-
-EVENT = vol.All(
-    vol.Schema(
-        {
-            vol.Required("schema"): _const(SCHEMA_VERSION),
-            vol.Required("id"): EVENT_ID,
-            vol.Required("incident_id"): EVENT_ID,
-            vol.Required("agent_id"): AGENT_ID,
-            vol.Required("kind"): KIND,
-            vol.Required("level"): LEVEL,
-            vol.Required("source"): HOST,
-            vol.Required("first_seen"): _timestamp,
-            vol.Required("last_seen"): _timestamp,
-            vol.Required("detected_at"): _timestamp,
-            vol.Required("evidence"): EVIDENCE,
-            **_SIGNATURE_FIELDS,
-        }
-    ),
-    _sig_needs_ts,
+EVENT = _signed(
+    {
+        vol.Required("schema"): _const(SCHEMA_VERSION),
+        vol.Required("id"): EVENT_ID,
+        vol.Required("incident_id"): EVENT_ID,
+        vol.Required("agent_id"): AGENT_ID,
+        vol.Required("kind"): KIND,
+        vol.Required("level"): LEVEL,
+        vol.Required("source"): HOST,
+        vol.Required("first_seen"): _timestamp,
+        vol.Required("last_seen"): _timestamp,
+        vol.Required("detected_at"): _timestamp,
+        vol.Required("evidence"): EVIDENCE,
+    }
 )
 
-INFO = vol.Schema(
+INFO = _signed(
     {
         vol.Required("schema"): _const(SCHEMA_VERSION),
         vol.Required("agent_id"): AGENT_ID,
@@ -258,11 +263,10 @@ INFO = vol.Schema(
             _one_of("detect", "decoys", "hosts", "signing", "enforcer"), unique=True
         ),
         vol.Required("started_at"): _timestamp,
-        **_SIGNATURE_FIELDS,
     }
 )
 
-STATE = vol.Schema(
+STATE = _signed(
     {
         vol.Required("schema"): _const(SCHEMA_VERSION),
         vol.Required("agent_id"): AGENT_ID,
@@ -291,11 +295,10 @@ STATE = vol.Schema(
             }
         ),
         vol.Required("updated_at"): _timestamp,
-        **_SIGNATURE_FIELDS,
     }
 )
 
-HOSTS = vol.Schema(
+HOSTS = _signed(
     {
         vol.Required("schema"): _const(SCHEMA_VERSION),
         vol.Required("agent_id"): AGENT_ID,
@@ -311,11 +314,10 @@ HOSTS = vol.Schema(
         ),
         vol.Optional("truncated"): _boolean,
         vol.Required("updated_at"): _timestamp,
-        **_SIGNATURE_FIELDS,
     }
 )
 
-QUARANTINE = vol.Schema(
+QUARANTINE = _signed(
     {
         vol.Required("schema"): _const(SCHEMA_VERSION),
         vol.Required("agent_id"): AGENT_ID,
@@ -331,7 +333,6 @@ QUARANTINE = vol.Schema(
             )
         ),
         vol.Required("updated_at"): _timestamp,
-        **_SIGNATURE_FIELDS,
     }
 )
 
@@ -346,14 +347,13 @@ COMMAND = vol.Schema(
     }
 )
 
-COMMAND_RESULT = vol.Schema(
+COMMAND_RESULT = _signed(
     {
         vol.Required("id"): _string(max_length=64),
         vol.Required("ok"): _boolean,
         vol.Required("error"): _or_null(_string(max_length=512)),
         vol.Optional("action"): _one_of("quarantine", "release"),
         vol.Optional("mac"): MAC,
-        **_SIGNATURE_FIELDS,
     }
 )
 
