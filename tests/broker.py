@@ -16,8 +16,9 @@ No pytest in here, so any test suite or script can use it::
   ``users={"name": "password"}`` turns anonymous access off. The listener is on 127.0.0.1
   only. ``persistence=True`` keeps retained messages and persistent sessions across a
   ``stop()``/``start()`` (not across ``kill()``, which saves nothing).
-- ``make_pki(directory)`` writes a throw-away CA, a server certificate for 127.0.0.1 /
-  localhost and a client certificate (openssl CLI); pass ``BrokerTls.from_pki(pki)``.
+- ``make_pki(directory, server_names=("127.0.0.1", "localhost"))`` writes a throw-away CA,
+  a server certificate for those names and a client certificate (openssl CLI); pass
+  ``BrokerTls.from_pki(pki)`` to ``Mosquitto``.
 - ``Collector(port, topics, ...)``: subscribes (QoS 1 by default), reconnects by itself,
   records every ``Received`` message; ``wait_for(predicate, timeout)``.
 - ``free_port()``: a TCP port nobody listens on at the moment.
@@ -67,9 +68,12 @@ class Pki:
     client_key: Path
 
 
-def make_pki(directory: Path) -> Pki:
-    """Create a CA, a server cert (127.0.0.1, localhost) and a client cert with openssl."""
+def make_pki(directory: Path, server_names: Sequence[str] = ("127.0.0.1", "localhost")) -> Pki:
+    """Create a CA, a server cert (for ``server_names``) and a client cert with openssl."""
     directory.mkdir(parents=True, exist_ok=True)
+    server_alt = ",".join(
+        f"IP:{name}" if name.replace(".", "").isdigit() else f"DNS:{name}" for name in server_names
+    )
 
     def openssl(*args: str) -> None:
         done = subprocess.run(["openssl", *args], cwd=directory, capture_output=True, check=False)
@@ -84,7 +88,7 @@ def make_pki(directory: Path) -> Pki:
         "-addext", "keyUsage=critical,keyCertSign,cRLSign",
     )  # fmt: skip
     for name, usage, alt in (
-        ("server", "serverAuth", "IP:127.0.0.1,DNS:localhost"),
+        ("server", "serverAuth", server_alt),
         ("client", "clientAuth", "DNS:lan-guard-agent"),
     ):
         (directory / f"{name}.ext").write_text(
@@ -295,7 +299,7 @@ class Collector:
             clean_session=clean_session,
             protocol=paho.MQTTv311,
         )
-        self._client.reconnect_delay_set(0.05, 0.5)
+        self._client.reconnect_delay_set(1, 2)
         if username is not None:
             self._client.username_pw_set(username, password)
         if tls is not None:

@@ -168,6 +168,7 @@ class _Connection:
     def __init__(self, client: paho.Client) -> None:
         self.client = client
         self.connack: ReasonCode | None = None
+        self.subscribed = False  # the broker acknowledged the command subscription
         self.closed = False
         self.inflight: dict[int, int | None] = {}  # mid -> outbox seq (None: not an event)
         self.early_acks: set[int] = set()  # PUBACKs that beat the registration of their mid
@@ -199,6 +200,7 @@ class MqttSink:
         self._published = 0
         self._acknowledged = 0
         self._connections = 0
+        self._failures = 0
         self.last_error: str | None = None
         """Why the last connection attempt failed or the connection was lost (None: fine)."""
         self._thread = threading.Thread(
@@ -255,8 +257,14 @@ class MqttSink:
         }
 
     def wait_connected(self, timeout: float) -> None:
-        """Block until connected; raise ``MqttConnectionError`` (with the reason) on timeout."""
-        if not self._connected.wait(timeout):
+        """Block until connected; raise ``MqttConnectionError`` with the reason as soon as a
+        connection attempt fails (wrong password, TLS, refused), or on timeout."""
+        with self._cond:
+            failures = self._failures
+            self._cond.wait_for(
+                lambda: self._connected.is_set() or self._failures > failures, timeout
+            )
+        if not self._connected.is_set():
             reason = self.last_error or "no answer from the broker"
             raise MqttConnectionError(
                 f"not connected to {self.settings.host}:{self.settings.port} "
@@ -279,7 +287,10 @@ class MqttSink:
     def _fail(self, message: str) -> None:
         if message != self.last_error:
             _LOGGER.error("%s (retrying with back-off)", message)
-        self.last_error = message
+        with self._cond:
+            self.last_error = message
+            self._failures += 1
+            self._cond.notify_all()
 
     def _new_client(self) -> paho.Client:
         s = self.settings
@@ -300,6 +311,7 @@ class MqttSink:
             client.tls_set_context(self._tls)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         return client
@@ -351,7 +363,12 @@ class MqttSink:
         self._publish(conn, "status", b"online", retain=True)
         with self._cond:
             self._dirty.update(self._retained)
-        self._connected.set()
+            # "connected" means commands can arrive: wait for the subscription's SUBACK.
+            self._cond.wait_for(lambda: conn.subscribed or conn.closed, s.connect_timeout_s)
+            if conn.subscribed:
+                self._connected.set()
+            elif not conn.closed:
+                _LOGGER.warning("no SUBACK for %s; commands may not arrive", s.topic("command"))
         deadline = float("inf")  # set when close() is called
         while True:
             with self._cond:
@@ -446,6 +463,22 @@ class MqttSink:
     ) -> None:
         with self._cond:
             conn.connack = reason
+            self._cond.notify_all()
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        conn: _Connection,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        with self._cond:
+            if any(reason.is_failure for reason in reasons):
+                _LOGGER.error(
+                    "the broker refused the subscription to %s", self.settings.topic("command")
+                )
+            conn.subscribed = True
             self._cond.notify_all()
 
     def _on_disconnect(
