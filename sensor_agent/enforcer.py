@@ -34,10 +34,10 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Literal, NoReturn, Protocol
+from typing import Any, Literal, NoReturn, Protocol, cast
 
 from sensor_agent.formats import iso_utc
 
@@ -459,6 +459,25 @@ class EnforcerSettings:
                 problems.append(f"allowed_services: {err}")
         if problems:
             raise ValueError("invalid enforcer settings: " + "; ".join(problems))
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any]) -> EnforcerSettings:
+        """From the agent's validated config tree: ``[enforcer]`` plus ``[network]`` gateway.
+
+        ``enforcer.backend`` ("nftables" | "none"); the older ``enforcer.enabled = true``
+        means "nftables". Raises ``ValueError`` naming the key.
+        """
+        section = raw.get("enforcer") or {}
+        network = raw.get("network") or {}
+        backend = section.get("backend") or ("nftables" if section.get("enabled") else "none")
+        return cls(  # __post_init__ refuses values outside the Literals
+            kind=cast(EnforcerKind, backend),
+            family=cast(Family, section.get("family") or "inet"),
+            gateway_ip=network.get("gateway_ip") or None,
+            gateway_mac=network.get("gateway_mac") or None,
+            allowlist=tuple(section.get("allowlist") or ()),
+            allowed_services=tuple(section.get("allowed_services") or DEFAULT_ALLOWED_SERVICES),
+        )
 
 
 def build_enforcer(

@@ -418,3 +418,34 @@ def test_settings_report_every_problem_at_once() -> None:
     ):
         assert fragment in message
     assert "02-00-00-00-00-AA" not in message  # valid spellings pass
+
+
+def test_settings_from_the_agents_config_tree() -> None:
+    raw = {
+        "network": {"gateway_ip": "198.18.4.1", "gateway_mac": "02:00:00:00:00:01"},
+        "enforcer": {
+            "backend": "nftables",
+            "family": "bridge",
+            "allowlist": ["02:00:00:00:00:aa", "198.18.4.7"],
+            "allowed_services": ["udp/53"],
+        },
+    }
+    assert EnforcerSettings.from_config(raw) == EnforcerSettings(
+        kind="nftables",
+        family="bridge",
+        gateway_ip="198.18.4.1",
+        gateway_mac="02:00:00:00:00:01",
+        allowlist=("02:00:00:00:00:aa", "198.18.4.7"),
+        allowed_services=("udp/53",),
+    )
+
+
+def test_settings_from_a_config_without_enforcer_keys_are_the_defaults() -> None:
+    assert EnforcerSettings.from_config({}) == EnforcerSettings()
+    assert EnforcerSettings.from_config({"network": {"gateway_ip": None}}) == EnforcerSettings()
+    assert EnforcerSettings.from_config({"enforcer": {"enabled": True}}).kind == "nftables"
+
+
+def test_settings_from_config_refuse_an_unknown_backend() -> None:
+    with pytest.raises(ValueError, match="enforcer: 'pf' is not 'nftables' or 'none'"):
+        EnforcerSettings.from_config({"enforcer": {"backend": "pf"}})
