@@ -22,7 +22,7 @@ from typing import Any, TypeAlias
 import voluptuous as vol
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, Event, HassJob, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import CONNECTION_NETWORK_MAC
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
@@ -476,7 +476,9 @@ class LanGuardCoordinator:
     def _start_offline_timer(self) -> None:
         if self._offline_timer is None:
             self._offline_timer = async_call_later(
-                self.hass, self.offline_minutes * 60, self._async_offline_too_long
+                self.hass,
+                self.offline_minutes * 60,
+                HassJob(self._async_offline_too_long, cancel_on_shutdown=True),
             )
 
     @callback
