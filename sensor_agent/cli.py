@@ -1,0 +1,404 @@
+"""``lan-guard-agent``: run live, replay a capture, show the demo, check a config.
+
+Exit codes: 0 success, 1 runtime failure (unreadable capture, interface, broker set-up),
+2 usage or configuration error. Logs go to stderr; events (JSON lines) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from . import __version__
+from .capture import ArpProber, CaptureOpenError, LiveCapture, default_gateway, interface_addresses
+from .commands import build_command_handler
+from .config import AgentConfig, ConfigError, load, mqtt_settings
+from .enforcer import EnforcerSettings
+from .formats import ip_str, mac_str
+from .live import LiveAgent
+from .pipeline import Pipeline, PipelineConfig
+from .replay import CaptureError, replay
+from .sinks import Sink
+from .sinks.jsonl import JsonlSink
+from .sinks.stdout import StdoutSink
+from .timeline import render
+
+log = logging.getLogger("lan_guard_agent")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+# flag dest -> config key path
+_FLAG_KEYS: dict[str, tuple[str, ...]] = {
+    "agent_id": ("agent_id",),
+    "log_level": ("log_level",),
+    "events_jsonl": ("events_jsonl",),
+    "interface": ("network", "interface"),
+    "node_ip": ("network", "node_ip"),
+    "node_mac": ("network", "node_mac"),
+    "gateway_ip": ("network", "gateway_ip"),
+    "gateway_mac": ("network", "gateway_mac"),
+    "decoy_ports": ("decoys", "ports"),
+    "bpf_filter": ("capture", "bpf_filter"),
+    "mqtt_host": ("mqtt", "host"),
+    "mqtt_port": ("mqtt", "port"),
+    "mqtt_username": ("mqtt", "username"),
+    "mqtt_topic_prefix": ("mqtt", "topic_prefix"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lan-guard-agent",
+        description="LAN Guard sensor agent: sees LAN reconnaissance (ARP scans, SYN scans of "
+        "this node, sessions to its decoy ports, floods, ARP spoofing) and reports graded events.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", type=Path, help="TOML configuration file")
+    common.add_argument("--log-level", help="DEBUG, INFO (default), WARNING or ERROR")
+    common.add_argument("--agent-id", help="agent id in topics and events (default: host name)")
+    common.add_argument("--events-jsonl", help="also append every event to this JSON-lines file")
+    common.add_argument("--no-stdout", action="store_true", help="do not print events on stdout")
+    net = argparse.ArgumentParser(add_help=False)
+    net.add_argument("--node-ip", help="the monitoring node's IPv4 (live: from the interface)")
+    net.add_argument("--node-mac", help="the monitoring node's MAC (live: from the interface)")
+    net.add_argument("--gateway-ip", help="the LAN's gateway (live: from the routing table)")
+    net.add_argument("--gateway-mac", help="pin the gateway's MAC for ARP-spoofing detection")
+    net.add_argument("--decoy-ports", help="comma-separated decoy TCP ports")
+    mqtt = argparse.ArgumentParser(add_help=False)
+    mqtt.add_argument("--mqtt-host", help="MQTT broker host (none: events on stdout only)")
+    mqtt.add_argument("--mqtt-port", type=int, help="MQTT broker port (default 1883)")
+    mqtt.add_argument("--mqtt-username", help="MQTT user (password: config or env only)")
+    mqtt.add_argument("--mqtt-topic-prefix", help="topic prefix (default lan_guard)")
+
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run", parents=[common, net, mqtt], help="watch a live interface (root/CAP_NET_RAW)"
+    )
+    run.add_argument("-i", "--interface", help="interface to watch, e.g. eth0")
+    run.add_argument("--bpf-filter", help="extra kernel BPF filter (tcpdump syntax)")
+    replay = commands.add_parser(
+        "replay", parents=[common, net, mqtt], help="push a pcap/pcapng file through the pipeline"
+    )
+    replay.add_argument("capture", type=Path, help="capture file (pcap or pcapng)")
+    replay.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    demo = commands.add_parser(
+        "demo", parents=[common], help="generate a ransomware-like capture and show the timeline"
+    )
+    demo.add_argument("--write-pcap", type=Path, help="keep the generated capture here")
+    demo.add_argument("--json", action="store_true", help="also print the events as JSON lines")
+    check = commands.add_parser(
+        "check-config", parents=[common, net, mqtt], help="validate the configuration and print it"
+    )
+    check.add_argument("-i", "--interface")
+    generate = commands.add_parser(
+        "generate", help="write a generated capture (demo, mixed benchmark, many sources)"
+    )
+    generate.add_argument("kind", choices=["demo", "mixed", "many-sources"])
+    generate.add_argument("output", type=Path)
+    generate.add_argument("--count", type=int, help="frames (mixed) or sources (many-sources)")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[tuple[str, ...], Any]:
+    found = {path: getattr(args, dest, None) for dest, path in _FLAG_KEYS.items()}
+    if getattr(args, "no_stdout", False):
+        found[("stdout",)] = False
+    return found
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _default_agent_id() -> str:
+    """The host name, reduced to the characters an agent id may hold."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0])[:64]
+    return name or "lan_guard_agent"
+
+
+def _load(args: argparse.Namespace) -> AgentConfig:
+    return load(args.config, overrides=_overrides(args), default_agent_id=_default_agent_id())
+
+
+def _sinks(config: AgentConfig) -> list[Sink]:
+    sinks: list[Sink] = []
+    if config.stdout:
+        sinks.append(StdoutSink())
+    if config.events_jsonl is not None:
+        try:
+            sinks.append(JsonlSink(config.events_jsonl))
+        except OSError as exc:
+            raise ConfigError(f"events_jsonl: cannot open {config.events_jsonl}: {exc}") from exc
+    return sinks
+
+
+def _mqtt_sink(config: AgentConfig, command_handler: Any = None) -> Sink | None:
+    settings = mqtt_settings(config)
+    if settings is None:
+        return None
+    from .sinks.mqtt import MqttSink  # noqa: PLC0415 - paho only when a broker is set
+
+    try:
+        return MqttSink(settings, command_handler=command_handler)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"mqtt: {exc}") from exc
+
+
+def _close(sinks: Sequence[Sink]) -> None:
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception:
+            log.exception("closing %s failed", type(sink).__name__)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _setup_logging(config.log_level)
+    sinks = _sinks(config)
+    mqtt = _mqtt_sink(config)
+    if mqtt is not None:
+        sinks.append(mqtt)
+    pipeline = Pipeline(config.pipeline, sinks)
+    if mqtt is not None:
+        pipeline.extra_counters["outbox_dropped"] = lambda: mqtt.counters()["dropped"]  # type: ignore[attr-defined]
+    try:
+        stats = replay(args.capture, pipeline, show_progress=args.progress)
+    except CaptureError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
+    finally:
+        _close(sinks)
+    print(stats.summary(), file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .synth import (  # noqa: PLC0415 - scapy (for crafting) only when asked
+        BENIGN,
+        CULPRIT,
+        DEMO_HOSTS,
+        demo_frames,
+        demo_node,
+        write_pcap,
+    )
+
+    config = _load(args)
+    _setup_logging(config.log_level)
+    node_ip, node_mac, gateway_ip = demo_node()
+    p = config.pipeline
+    pipeline_config = PipelineConfig(
+        **{
+            **{f: getattr(p, f) for f in p.__dataclass_fields__},
+            "agent_id": config.raw["agent_id"] or "demo",
+            "node_ip": node_ip,
+            "node_mac": node_mac,
+            "gateway_ip": gateway_ip,
+        }
+    )
+    collected: list[dict[str, Any]] = []
+
+    class Collect:
+        def event(self, event: Any) -> None:
+            collected.append(dict(event))
+
+        def retained(self, topic: Any, payload: Any) -> None:
+            return None
+
+        def close(self) -> None:
+            return None
+
+    sinks: list[Sink] = [Collect()]
+    if args.json:
+        sinks.append(StdoutSink())
+    if config.events_jsonl is not None:
+        sinks.append(JsonlSink(config.events_jsonl))
+    with tempfile.TemporaryDirectory(prefix="lan-guard-demo-") as tmp:
+        path = args.write_pcap or Path(tmp) / "demo.pcap"
+        frames = write_pcap(path, demo_frames())
+        pipeline = Pipeline(pipeline_config, sinks)
+        stats = replay(path, pipeline, show_progress=False)
+    _close(sinks)
+    out = sys.stdout
+    print("LAN Guard demo: a generated capture of a small home LAN in which one laptop", file=out)
+    print("behaves like ransomware, replayed through the agent's real pipeline.\n", file=out)
+    print("The LAN (documentation addresses 192.0.2.0/24):", file=out)
+    for host in DEMO_HOSTS:
+        print(f"  {host.ip:<12} {host.mac}  {host.name:<16} {host.role}", file=out)
+    span = stats.capture_span_s
+    print(f"\nCapture: {frames:,} frames over {span / 60:.0f} minutes", end="", file=out)
+    if args.write_pcap:
+        print(f", kept in {args.write_pcap}", end="", file=out)
+    print(".\n\nTimeline (capture time UTC, incident #, level, what the agent saw):", file=out)
+    for line in render(collected):
+        print(line, file=out)
+    culprit_mac = CULPRIT.mac
+    blamed = {e["source"]["mac"] for e in collected}
+    benign_blamed = sorted(blamed & {h.mac for h in BENIGN})
+    culprit_levels = sorted(
+        {e["level"] for e in collected if e["source"]["mac"] == culprit_mac and e["level"]}
+    )
+    print("\nVerdict:", file=out)
+    print(
+        f"  {CULPRIT.name} ({CULPRIT.ip}) reached levels {', '.join(map(str, culprit_levels))}"
+        " - the ransomware-like sequence, in order.",
+        file=out,
+    )
+    if benign_blamed:
+        print(f"  unexpected events for benign hosts: {', '.join(benign_blamed)}", file=out)
+    else:
+        names = ", ".join(h.name for h in BENIGN)
+        print(f"  benign hosts ({names}): no events.", file=out)
+    print(
+        f"\nReplay: {stats.frames:,} frames in {stats.seconds:.3f} s; node "
+        f"{ip_str(node_ip)} / {mac_str(node_mac)}; events as JSON lines: --json or "
+        "--events-jsonl PATH.",
+        file=out,
+    )
+    ok = not benign_blamed and {1, 2, 3} <= set(culprit_levels)
+    return EXIT_OK if ok else EXIT_FAILURE
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _setup_logging(config.log_level)
+    interface = config.interface
+    if not interface:
+        raise ConfigError("network.interface: required for run (--interface IFACE)")
+    ip, mac = interface_addresses(interface)
+    config = config.with_network(ip, mac, default_gateway(interface))
+    node = config.pipeline
+    if node.node_ip is None:
+        log.warning(
+            "%s has no IPv4 address: SYN scans of the node cannot be seen", config.interface
+        )
+    bpf = config.capture.bpf_filter
+    try:
+        capture = LiveCapture(interface, config.capture.snaplen, bpf, config.capture.promiscuous)
+    except CaptureOpenError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
+    sinks = _sinks(config)
+    capabilities = ["detect", "hosts"]
+    handler = None
+    if config.raw["mqtt"]["host"]:
+        settings = EnforcerSettings.from_config(config.raw)
+        if settings.kind != "none":
+            key = config.raw["mqtt"]["shared_key"]
+            handler = build_command_handler(
+                settings,
+                agent_id=config.agent_id,
+                node_ips=[ip_str(node.node_ip)] if node.node_ip else [],
+                node_macs=[mac_str(node.node_mac)] if node.node_mac else [],
+                key=key.encode() if key else None,
+            )
+            capabilities.append("enforcer")
+        if config.raw["mqtt"]["shared_key"]:
+            capabilities.append("signing")
+    mqtt = _mqtt_sink(config, handler)
+    if mqtt is not None:
+        sinks.append(mqtt)
+        if handler is not None:
+            handler.on_change = lambda state: mqtt.retained("quarantine", state)
+            mqtt.retained("quarantine", handler.state_payload())
+    prober = None
+    if config.probe_hosts and node.node_ip and node.node_mac:
+        try:
+            prober = ArpProber(interface, node.node_mac, node.node_ip)
+        except OSError as exc:
+            log.warning("no ARP probing of silent culprits: %s", exc)
+    agent = LiveAgent(config, sinks, capture, prober=prober, capabilities=capabilities)
+    if mqtt is not None:
+        agent.pipeline.extra_counters["outbox_dropped"] = lambda: mqtt.counters()["dropped"]  # type: ignore[attr-defined]
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    agent.start()
+    log.info(
+        "watching %s (node %s), decoys %s",
+        config.interface,
+        "unknown" if node.node_ip is None else ".".join(map(str, node.node_ip)),
+        agent.decoys.ports or "none",
+    )
+    try:
+        agent.run(stop)
+    finally:
+        agent.close()
+        if handler is not None:
+            handler.enforcer.close()
+        _close(sinks)
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    mqtt_settings(config)
+    print(json.dumps(config.raw, indent=2, sort_keys=True, default=str))
+    return EXIT_OK
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from . import synth  # noqa: PLC0415 - scapy (for crafting) only when asked
+
+    if args.kind == "demo":
+        frames = synth.write_pcap(args.output, synth.demo_frames())
+    elif args.kind == "mixed":
+        frames = synth.write_pcap(args.output, synth.mixed_frames(args.count or 200_000))
+    else:
+        frames = synth.write_pcap(args.output, synth.many_sources_frames(args.count or 100_000))
+    print(f"{args.output}: {frames:,} frames", file=sys.stderr)
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "replay": cmd_replay,
+    "demo": cmd_demo,
+    "check-config": cmd_check_config,
+    "generate": cmd_generate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"lan-guard-agent: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

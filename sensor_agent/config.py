@@ -1,0 +1,444 @@
+"""Configuration: a TOML file, then ``LAN_GUARD_...`` environment variables, then CLI flags.
+
+Later sources win. Everything is validated once, with voluptuous, against one schema; an
+invalid value is refused with a message naming the key and the reason, e.g.
+``detectors.arp_scan.min_targets: value must be at least 2``. Unknown keys are refused too
+(a typo must not silently fall back to a default). The defaults and why each was chosen are
+documented next to the settings they feed (``detectors/*``, ``incidents``, ``hosts``).
+
+Environment variables are the upper-cased key path joined with ``_``:
+``LAN_GUARD_MQTT_HOST``, ``LAN_GUARD_DETECTORS_ARP_SCAN_MIN_TARGETS``, ``LAN_GUARD_DECOYS_PORTS``
+(lists as comma-separated values).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import voluptuous as vol
+
+from .detectors.arp_scan import ArpScanConfig
+from .detectors.arp_spoof import ArpSpoofConfig
+from .detectors.flood import FloodConfig
+from .detectors.session import SessionConfig
+from .detectors.syn_scan import SynScanConfig
+from .enforcer import EnforcerSettings
+from .formats import ip_bytes, mac_bytes
+from .hosts import HostsConfig
+from .incidents import IncidentConfig
+from .pipeline import DEFAULT_DECOY_PORTS, PipelineConfig
+
+ENV_PREFIX = "LAN_GUARD_"
+log = logging.getLogger(__name__)
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names the key and the reason."""
+
+
+# --- validators ----------------------------------------------------------------------------
+
+
+def _ipv4(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        ip_bytes(str(value))
+    except ValueError as exc:
+        raise vol.Invalid(f"{value!r} is not an IPv4 address") from exc
+    return str(value)
+
+
+def _mac(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return mac_bytes(str(value)).hex(":")
+    except ValueError as exc:
+        raise vol.Invalid(f"{value!r} is not a MAC address (aa:bb:cc:dd:ee:ff)") from exc
+
+
+def _list(item: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
+    """A list (TOML) or a comma-separated string (environment, flags)."""
+
+    def validate(value: Any) -> list[Any]:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list | tuple):
+            raise vol.Invalid("expected a list")
+        return [item(v) for v in value]
+
+    return validate
+
+
+def _int(low: int, high: int | None = None) -> vol.All:
+    return vol.All(vol.Coerce(int), vol.Range(min=low, max=high))
+
+
+def _seconds(low: float = 0.1) -> vol.All:
+    return vol.All(vol.Coerce(float), vol.Range(min=low))
+
+
+_PORT = _int(1, 65535)
+_TEXT = vol.Any(None, vol.All(vol.Coerce(str), vol.Length(max=4096)))
+_BOOL = vol.Boolean()
+
+
+def _port(value: Any) -> int:
+    result: int = _PORT(value)
+    return result
+
+
+def _section(fields: Mapping[str, tuple[Any, Any]]) -> dict[Any, Any]:
+    """{key: (default, validator)} -> voluptuous mapping with defaults."""
+    return {vol.Optional(key, default=default): check for key, (default, check) in fields.items()}
+
+
+_ARP = ArpScanConfig()
+_SYN = SynScanConfig()
+_SESSION = SessionConfig()
+_FLOOD = FloodConfig()
+_SPOOF = ArpSpoofConfig()
+_INCIDENTS = IncidentConfig()
+_HOSTS = HostsConfig()
+
+SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
+    "": {
+        "agent_id": (None, vol.Any(None, vol.Match(r"^[A-Za-z0-9_-]{1,64}$"))),
+        "log_level": ("INFO", vol.All(vol.Upper, vol.In(["DEBUG", "INFO", "WARNING", "ERROR"]))),
+        "events_jsonl": (None, _TEXT),
+        "stdout": (True, _BOOL),
+    },
+    "network": {
+        "interface": (None, _TEXT),
+        "node_ip": (None, _ipv4),
+        "node_mac": (None, _mac),
+        "gateway_ip": (None, _ipv4),
+        "gateway_mac": (None, _mac),
+    },
+    "capture": {
+        "snaplen": (512, _int(64, 65535)),
+        "bpf_filter": ("", vol.All(vol.Coerce(str), vol.Length(max=1024))),
+        "promiscuous": (False, _BOOL),
+    },
+    "decoys": {
+        "enabled": (True, _BOOL),
+        "ports": (list(DEFAULT_DECOY_PORTS), vol.All(_list(_port), vol.Length(max=64))),
+        "bind": ("0.0.0.0", _ipv4),
+        "max_bytes": (4096, _int(1, 1 << 20)),
+        "timeout_s": (5.0, _seconds()),
+        "idle_s": (0.5, _seconds(0.05)),
+        "max_connections": (64, _int(1, 4096)),
+    },
+    "detectors.arp_scan": {
+        "min_targets": (_ARP.min_targets, _int(2)),
+        "window_s": (_ARP.window_s, _seconds()),
+        "max_sources": (_ARP.max_sources, _int(1)),
+    },
+    "detectors.syn_scan": {
+        "min_ports": (_SYN.min_ports, _int(2)),
+        "window_s": (_SYN.window_s, _seconds()),
+        "max_sources": (_SYN.max_sources, _int(1)),
+    },
+    "detectors.session": {
+        "sample_bytes": (_SESSION.sample_bytes, _int(0, 256)),
+    },
+    "detectors.flood": {
+        "source_fps": (_FLOOD.source_fps, _int(10)),
+        "total_fps": (_FLOOD.total_fps, _int(10)),
+    },
+    "detectors.arp_spoof": {
+        "hold_s": (_SPOOF.hold_s, _seconds()),
+    },
+    "incidents": {
+        "update_interval_s": (_INCIDENTS.update_interval_s, _seconds(0)),
+        "close_after_s": (_INCIDENTS.close_after_s, _seconds(1)),
+    },
+    "hosts": {
+        "left_after_s": (_HOSTS.left_after_s, _seconds(1)),
+        "max_hosts": (_HOSTS.max_hosts, _int(1)),
+        "probe": (True, _BOOL),
+    },
+    "mqtt": {
+        "host": (None, _TEXT),
+        "port": (1883, _PORT),
+        "username": (None, _TEXT),
+        "password": (None, _TEXT),
+        "tls": (False, _BOOL),
+        "tls_ca": (None, _TEXT),
+        "tls_cert": (None, _TEXT),
+        "tls_key": (None, _TEXT),
+        "tls_insecure": (False, _BOOL),
+        "topic_prefix": ("lan_guard", vol.All(str, vol.Match(r"^[^#+\x00]+$"))),
+        "shared_key": (None, vol.Any(None, vol.All(str, vol.Length(min=16)))),
+        "outbox_path": (None, _TEXT),
+        "outbox_max": (100_000, _int(1)),
+    },
+    # The enforcer's keys (backend, family, allowlist, allowed_services, ...) are validated
+    # by sensor_agent.enforcer.EnforcerSettings; see check_enforcer().
+    "enforcer": {
+        "enabled": (False, _BOOL),
+        "allowlist": ([], _list(str)),
+    },
+}
+
+
+def _schema() -> vol.Schema:
+    tree: dict[Any, Any] = {}
+    for name, fields in SECTIONS.items():
+        node = tree
+        if name:
+            for part in name.split("."):
+                key = vol.Optional(part, default={})
+                node = node.setdefault(key, {})
+        node.update(_section(fields))
+    if "enforcer" in SECTIONS:  # let the enforcer add keys of its own
+        tree[vol.Optional("enforcer", default={})][vol.Extra] = object
+    return vol.Schema(tree)
+
+
+def env_names() -> dict[str, tuple[str, ...]]:
+    """``LAN_GUARD_MQTT_HOST`` -> ("mqtt", "host"), for every known key."""
+    names = {}
+    for section, fields in SECTIONS.items():
+        path = tuple(section.split(".")) if section else ()
+        for key in fields:
+            full = (*path, key)
+            names[ENV_PREFIX + "_".join(full).upper()] = full
+    return names
+
+
+def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        tree = tree.setdefault(part, {})
+    tree[path[-1]] = value
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_raw(
+    path: Path | None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[tuple[str, ...], Any] | None = None,
+) -> dict[str, Any]:
+    """File, then environment, then flags, validated; raises :class:`ConfigError`."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    environ = os.environ if environ is None else environ
+    from_env: dict[str, Any] = {}
+    for name, key_path in env_names().items():
+        if name in environ:
+            _set(from_env, key_path, environ[name])
+    for name in sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in env_names()):
+        log.warning("%s: not a configuration variable of the agent, ignored", name)
+    from_flags: dict[str, Any] = {}
+    for key_path, value in (overrides or {}).items():
+        if value is not None:
+            _set(from_flags, key_path, value)
+    merged = _merge(_merge(raw, from_env), from_flags)
+    try:
+        validated: dict[str, Any] = _schema()(merged)
+    except vol.MultipleInvalid as exc:
+        raise ConfigError("; ".join(_describe(e) for e in exc.errors)) from exc
+    _check_consistency(validated)
+    return validated
+
+
+def _describe(error: vol.Invalid) -> str:
+    key = ".".join(str(p) for p in error.path) or "(top level)"
+    message = error.error_message or str(error)
+    if message == "extra keys not allowed":
+        message = "unknown key"
+    return f"{key}: {message}"
+
+
+def _check_consistency(raw: dict[str, Any]) -> None:
+    mqtt = raw["mqtt"]
+    if mqtt["password"] is not None and mqtt["username"] is None:
+        raise ConfigError("mqtt.password: set without mqtt.username")
+    if (mqtt["tls_cert"] is None) != (mqtt["tls_key"] is None):
+        raise ConfigError("mqtt.tls_cert: a client certificate needs both tls_cert and tls_key")
+    if len(set(raw["decoys"]["ports"])) != len(raw["decoys"]["ports"]):
+        raise ConfigError("decoys.ports: a port is listed twice")
+    try:
+        EnforcerSettings.from_config(raw)
+    except ValueError as exc:
+        raise ConfigError(f"enforcer: {exc}") from exc
+
+
+# --- typed view ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecoyConfig:
+    enabled: bool = True
+    ports: tuple[int, ...] = DEFAULT_DECOY_PORTS
+    bind: str = "0.0.0.0"
+    # Read at most 4096 bytes per connection: enough for a sample, bounded for a flood.
+    max_bytes: int = 4096
+    # A connection is closed after 5 s, or 0.5 s after its last data (we speak no protocol).
+    timeout_s: float = 5.0
+    idle_s: float = 0.5
+    max_connections: int = 64
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    # 512 bytes per frame: every header, DHCP options and mDNS answers, a payload sample.
+    snaplen: int = 512
+    bpf_filter: str = ""
+    promiscuous: bool = False
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    raw: dict[str, Any]
+    agent_id: str
+    interface: str | None
+    log_level: str
+    events_jsonl: Path | None
+    stdout: bool
+    capture: CaptureConfig
+    decoys: DecoyConfig
+    probe_hosts: bool
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    def with_network(
+        self,
+        node_ip: bytes | None,
+        node_mac: bytes | None,
+        gateway_ip: bytes | None,
+    ) -> AgentConfig:
+        """Fill in what the live interface tells (values from the config still win)."""
+        p = self.pipeline
+        pipeline = PipelineConfig(
+            **{
+                **{f: getattr(p, f) for f in p.__dataclass_fields__},
+                "node_ip": p.node_ip or node_ip,
+                "node_mac": p.node_mac or node_mac,
+                "gateway_ip": p.gateway_ip or gateway_ip,
+            }
+        )
+        return AgentConfig(
+            self.raw,
+            self.agent_id,
+            self.interface,
+            self.log_level,
+            self.events_jsonl,
+            self.stdout,
+            self.capture,
+            self.decoys,
+            self.probe_hosts,
+            pipeline,
+        )
+
+
+def load(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[tuple[str, ...], Any] | None = None,
+    default_agent_id: str = "lan_guard_agent",
+) -> AgentConfig:
+    """The validated, typed configuration; raises :class:`ConfigError`."""
+    raw = load_raw(path, environ, overrides)
+    net = raw["network"]
+    det = raw["detectors"]
+    decoys = raw["decoys"]
+    agent_id = raw["agent_id"] or default_agent_id
+
+    def opt(value: str | None, convert: Callable[[str], bytes]) -> bytes | None:
+        return convert(value) if value else None
+
+    pipeline = PipelineConfig(
+        agent_id=agent_id,
+        node_ip=opt(net["node_ip"], ip_bytes),
+        node_mac=opt(net["node_mac"], mac_bytes),
+        gateway_ip=opt(net["gateway_ip"], ip_bytes),
+        gateway_mac=opt(net["gateway_mac"], mac_bytes),
+        decoy_ports=tuple(decoys["ports"]),
+        arp_scan=ArpScanConfig(**det["arp_scan"]),
+        syn_scan=SynScanConfig(**det["syn_scan"]),
+        session=SessionConfig(**det["session"]),
+        flood=FloodConfig(**det["flood"]),
+        arp_spoof=ArpSpoofConfig(**det["arp_spoof"]),
+        incidents=IncidentConfig(**raw["incidents"]),
+        hosts=HostsConfig(
+            left_after_s=raw["hosts"]["left_after_s"], max_hosts=raw["hosts"]["max_hosts"]
+        ),
+    )
+    return AgentConfig(
+        raw=raw,
+        agent_id=agent_id,
+        interface=net["interface"],
+        log_level=raw["log_level"],
+        events_jsonl=Path(raw["events_jsonl"]) if raw["events_jsonl"] else None,
+        stdout=raw["stdout"],
+        capture=CaptureConfig(**raw["capture"]),
+        decoys=DecoyConfig(
+            enabled=decoys["enabled"],
+            ports=tuple(decoys["ports"]),
+            bind=decoys["bind"] or "0.0.0.0",
+            max_bytes=decoys["max_bytes"],
+            timeout_s=decoys["timeout_s"],
+            idle_s=decoys["idle_s"],
+            max_connections=decoys["max_connections"],
+        ),
+        probe_hosts=raw["hosts"]["probe"],
+        pipeline=pipeline,
+    )
+
+
+def mqtt_settings(config: AgentConfig) -> Any:
+    """``MqttSettings`` for ``sensor_agent.sinks.mqtt`` (``None`` when no broker is set).
+
+    Imported lazily: replay and the demo need no paho. Raises :class:`ConfigError`.
+    """
+    mqtt = config.raw["mqtt"]
+    if not mqtt["host"]:
+        return None
+    from .sinks.mqtt import MqttSettings, TlsSettings  # noqa: PLC0415 - paho only when needed
+
+    tls = None
+    if mqtt["tls"] or mqtt["tls_ca"] or mqtt["tls_cert"]:
+        tls = TlsSettings(
+            ca_file=mqtt["tls_ca"],
+            cert_file=mqtt["tls_cert"],
+            key_file=mqtt["tls_key"],
+            insecure=mqtt["tls_insecure"],
+        )
+    extra = {"outbox_path": mqtt["outbox_path"]} if mqtt["outbox_path"] else {}
+    try:
+        return MqttSettings(
+            host=mqtt["host"],
+            port=mqtt["port"],
+            username=mqtt["username"],
+            password=mqtt["password"],
+            tls=tls,
+            topic_prefix=mqtt["topic_prefix"],
+            agent_id=config.agent_id,
+            shared_key=mqtt["shared_key"],
+            outbox_max=mqtt["outbox_max"],
+            **extra,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"mqtt: {exc}") from exc

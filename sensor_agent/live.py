@@ -1,0 +1,104 @@
+"""The live shell: one selector loop for capture, decoy listeners and timers (no threads).
+
+Frames read from the capture socket and connections seen by the decoys go into the same
+:class:`Pipeline` a replay uses; once a second the loop reads the kernel's drop counter,
+closes stale decoy connections and ticks the pipeline (expiry, held-back updates, host
+left, retained payloads).
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from .capture import ArpProber, LiveCapture, kernel_arp_lookup
+from .config import AgentConfig
+from .decoys import Decoys
+from .formats import ip_bytes
+from .pipeline import Pipeline, info_payload
+from .sinks import Sink
+
+log = logging.getLogger(__name__)
+
+_CAPTURE = object()
+
+
+class LiveAgent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        sinks: Sequence[Sink],
+        capture: LiveCapture | None,
+        *,
+        prober: ArpProber | None = None,
+        capabilities: Sequence[str] = ("detect", "hosts"),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.sinks = list(sinks)
+        self.capture = capture
+        self.prober = prober
+        self.clock = clock
+        self.selector = selectors.DefaultSelector()
+        self.pipeline = Pipeline(config.pipeline, self.sinks, prober=prober)
+        self.decoys = Decoys(config.decoys, self.selector, self._decoy_report)
+        self.capabilities = list(capabilities)
+        self.started_at = clock()
+
+    def _decoy_report(self, ts: float, ip: str, port: int, nbytes: int, data: bytes) -> None:
+        mac = self.pipeline.hosts.mac_of(ip_bytes(ip)) or kernel_arp_lookup(ip)
+        self.pipeline.observe_session(ts, ip, port, nbytes=nbytes, data=data, mac=mac)
+
+    def start(self) -> None:
+        if self.config.decoys.enabled:
+            self.decoys.open()
+            self.pipeline.set_live_decoys(self.decoys.ports)
+            if self.decoys.ports:
+                self.capabilities.append("decoys")
+        if self.capture is not None:
+            self.selector.register(self.capture.sock, selectors.EVENT_READ, _CAPTURE)
+        interface = self.capture.interface if self.capture else "none"
+        info = info_payload(
+            self.config.pipeline,
+            version=__version__,
+            interface=interface,
+            decoy_ports=self.decoys.ports,
+            decoy_errors=self.decoys.errors,
+            capabilities=self.capabilities,
+            started_at=self.started_at,
+        )
+        for sink in self.sinks:
+            sink.retained("info", info)
+
+    def run(self, stop: threading.Event, tick_s: float = 1.0) -> None:
+        """Serve until ``stop`` is set."""
+        pipeline = self.pipeline
+        next_tick = self.clock()
+        while not stop.is_set():
+            timeout = max(0.0, min(next_tick - self.clock(), tick_s))
+            for key, _events in self.selector.select(timeout):
+                if key.data is _CAPTURE and self.capture is not None:
+                    pipeline.feed_many(self.capture.read_batch())
+                else:
+                    self.decoys.ready(key.data, self.clock())
+            now = self.clock()
+            if now >= next_tick:
+                next_tick = now + tick_s
+                if self.capture is not None:
+                    pipeline.kernel_drops += self.capture.drops()
+                self.decoys.tick(now)
+                pipeline.tick(now)
+
+    def close(self) -> None:
+        self.pipeline.finish(self.clock())
+        self.decoys.close()
+        if self.capture is not None:
+            self.selector.unregister(self.capture.sock)
+            self.capture.close()
+        if self.prober is not None:
+            self.prober.close()
+        self.selector.close()
