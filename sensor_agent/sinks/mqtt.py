@@ -234,7 +234,8 @@ class MqttSink:
         with self._cond:
             self._stop.set()
             self._cond.notify_all()
-        self._thread.join(self.settings.connect_timeout_s + self.settings.flush_timeout_s + 5)
+        s = self.settings
+        self._thread.join(2 * s.connect_timeout_s + s.flush_timeout_s + 5)
         if self._thread.is_alive():
             _LOGGER.error("MQTT supervisor did not stop in time")
         self._closed = True
@@ -275,7 +276,7 @@ class MqttSink:
 
     def _run(self) -> None:
         delay = self.settings.reconnect_min_s
-        while not self._stop.is_set():
+        while True:  # at least one attempt, even if close() came first (a short replay)
             if self._session():
                 delay = self.settings.reconnect_min_s
             if self._stop.is_set():
@@ -330,17 +331,19 @@ class MqttSink:
         client.loop_start()
         try:
             with self._cond:
+                # Even when closing: a replay closes right after its last event, which must
+                # still be delivered (the flush after connecting is bounded too).
                 self._cond.wait_for(
-                    lambda: conn.connack is not None or conn.closed or self._stop.is_set(),
-                    s.connect_timeout_s + s.keepalive,
+                    lambda: conn.connack is not None or conn.closed, s.connect_timeout_s
                 )
                 accepted = conn.connack is not None and not conn.connack.is_failure
                 if conn.connack is not None and conn.connack.is_failure:
                     self._fail(
                         f"MQTT broker {s.host}:{s.port} refused the connection: {conn.connack}"
                     )
-                elif conn.connack is None and not self._stop.is_set():
-                    self._fail(f"MQTT broker {s.host}:{s.port} did not answer CONNECT")
+                elif conn.connack is None:
+                    what = "closed the connection on" if conn.closed else "did not answer"
+                    self._fail(f"MQTT broker {s.host}:{s.port} {what} CONNECT")
                 if accepted:
                     self._conn = conn
             if accepted:

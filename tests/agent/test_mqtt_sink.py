@@ -161,6 +161,24 @@ def test_events_arrive_once_in_order_with_qos1_and_follow_the_schema(
     assert counters["pending"] == counters["dropped"] == counters["reconnects"] == 0
 
 
+def test_close_right_after_the_last_event_still_delivers_everything(
+    broker: Mosquitto, make_sink: SinkFactory
+) -> None:
+    """A replay closes the sink within milliseconds of creating it."""
+    events = [new_event(n) for n in range(50)]
+    with Collector(broker.port, f"{PREFIX}/#") as seen:
+        sink = make_sink(broker.port)
+        sink.retained("info", example("info.replay"))
+        for event in events:
+            sink.event(event)
+        sink.close()
+        assert sink.counters()["pending"] == 0
+        assert seen.wait_for(count_events(50), 5)
+        assert seen.wait_for(lambda m: m[-1].payload == b"offline", 5)
+    assert event_ids(seen.messages) == [e["id"] for e in events]
+    assert len(on_topic(seen, f"{PREFIX}/info")) == 1
+
+
 def test_events_are_signed_at_publish_time_and_verify(
     broker: Mosquitto, make_sink: SinkFactory
 ) -> None:
