@@ -315,7 +315,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 node_macs=[mac_str(node.node_mac)] if node.node_mac else [],
                 key=key.encode() if key else None,
             )
-            capabilities.append("enforcer")
+            if handler.enforcer.kind != "none":  # not when nftables failed to start
+                capabilities.append("enforcer")
         if config.raw["mqtt"]["shared_key"]:
             capabilities.append("signing")
     mqtt = _mqtt_sink(config, handler)

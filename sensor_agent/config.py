@@ -28,7 +28,7 @@ from .detectors.arp_spoof import ArpSpoofConfig
 from .detectors.flood import FloodConfig
 from .detectors.session import SessionConfig
 from .detectors.syn_scan import SynScanConfig
-from .enforcer import EnforcerSettings
+from .enforcer import DEFAULT_ALLOWED_SERVICES, EnforcerSettings
 from .formats import ip_bytes, mac_bytes
 from .hosts import HostsConfig
 from .incidents import IncidentConfig
@@ -184,7 +184,10 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
     # by sensor_agent.enforcer.EnforcerSettings; see check_enforcer().
     "enforcer": {
         "enabled": (False, _BOOL),
+        "backend": (None, vol.Any(None, str)),  # "nftables" | "none"; enabled=true: nftables
+        "family": ("inet", str),  # "inet" on the router, "bridge" on a bridge in the path
         "allowlist": ([], _list(str)),
+        "allowed_services": (list(DEFAULT_ALLOWED_SERVICES), _list(str)),
     },
 }
 

@@ -436,27 +436,29 @@ class EnforcerSettings:
     def __post_init__(self) -> None:
         problems = []
         if self.kind not in ("nftables", "none"):
-            problems.append(f"enforcer: {self.kind!r} is not 'nftables' or 'none'")
+            problems.append(f"enforcer.backend: {self.kind!r} is not 'nftables' or 'none'")
         if self.family not in ("inet", "bridge"):
-            problems.append(f"enforcer_family: {self.family!r} is not 'inet' or 'bridge'")
+            problems.append(f"enforcer.family: {self.family!r} is not 'inet' or 'bridge'")
         if self.gateway_ip is not None:
             try:
                 _check_ipv4(self.gateway_ip)
             except ValueError:
-                problems.append(f"gateway_ip: {self.gateway_ip!r} is not an IPv4 address")
+                problems.append(f"network.gateway_ip: {self.gateway_ip!r} is not an IPv4 address")
         if self.gateway_mac is not None and not _MAC_RE.match(self.gateway_mac):
-            problems.append(f"gateway_mac: {self.gateway_mac!r} is not like aa:bb:cc:dd:ee:ff")
+            problems.append(
+                f"network.gateway_mac: {self.gateway_mac!r} is not like aa:bb:cc:dd:ee:ff"
+            )
         for entry in self.allowlist:
             if not _MAC_RE.match(entry.strip().lower().replace("-", ":")):
                 try:
                     _check_ipv4(entry.strip())
                 except ValueError:
-                    problems.append(f"allowlist: {entry!r} is not a MAC or IPv4 address")
+                    problems.append(f"enforcer.allowlist: {entry!r} is not a MAC or IPv4 address")
         for service in self.allowed_services:
             try:
                 Service.parse(service)
             except ValueError as err:
-                problems.append(f"allowed_services: {err}")
+                problems.append(f"enforcer.allowed_services: {err}")
         if problems:
             raise ValueError("invalid enforcer settings: " + "; ".join(problems))
 

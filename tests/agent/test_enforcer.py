@@ -409,12 +409,12 @@ def test_settings_report_every_problem_at_once() -> None:
         )
     message = str(err.value)
     for fragment in (
-        "enforcer: 'iptables'",
-        "enforcer_family: 'ip6'",
-        "gateway_ip: '192.168.1'",
-        "gateway_mac: '02:00:00:00:00'",
-        "allowlist: 'printer'",
-        "allowed_services: allowed service 'dns'",
+        "enforcer.backend: 'iptables'",
+        "enforcer.family: 'ip6'",
+        "network.gateway_ip: '192.168.1'",
+        "network.gateway_mac: '02:00:00:00:00'",
+        "enforcer.allowlist: 'printer'",
+        "enforcer.allowed_services: allowed service 'dns'",
     ):
         assert fragment in message
     assert "02-00-00-00-00-AA" not in message  # valid spellings pass
@@ -447,5 +447,5 @@ def test_settings_from_a_config_without_enforcer_keys_are_the_defaults() -> None
 
 
 def test_settings_from_config_refuse_an_unknown_backend() -> None:
-    with pytest.raises(ValueError, match="enforcer: 'pf' is not 'nftables' or 'none'"):
+    with pytest.raises(ValueError, match=r"enforcer\.backend: 'pf' is not 'nftables' or 'none'"):
         EnforcerSettings.from_config({"enforcer": {"backend": "pf"}})
