@@ -29,8 +29,8 @@ DEFAULT_MAX_ROWS = 10_000
 _DROP_LOG_INTERVAL_S = 10.0
 
 
-class OutboxError(RuntimeError):
-    """The outbox cannot be used (corrupt, locked by another process, unwritable)."""
+class OutboxError(OSError):
+    """The outbox file cannot be used (corrupt, locked by another process, unwritable)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -239,6 +239,12 @@ class MqttSink:
         if self._thread.is_alive():
             _LOGGER.error("MQTT supervisor did not stop in time")
         self._closed = True
+        if self._outbox.pending:
+            _LOGGER.warning(
+                "%d event(s) wait in the outbox %s for the next start",
+                self._outbox.pending,
+                self._outbox.path,
+            )
         self._outbox.close()
 
     # -- observation ----------------------------------------------------------------
@@ -419,9 +425,6 @@ class MqttSink:
             info.wait_for_publish(timeout=2.0)
         except (RuntimeError, ValueError) as err:
             _LOGGER.warning("could not publish status offline: %s", err)
-        pending = self._outbox.pending
-        if pending:
-            _LOGGER.info("%d event(s) stay in the outbox for the next start", pending)
 
     def _encode(self, payload: Mapping[str, Any]) -> bytes:
         if self._key is not None:
