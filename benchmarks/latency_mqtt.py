@@ -149,7 +149,7 @@ def agent_trials(
         for trial in range(trials):
             frames = scan_frames(trial)
             ts = time.time()
-            pipeline.feed_many((ts, frame) for frame in frames[:-1])
+            pipeline.feed_many([ts] * (len(frames) - 1), frames[:-1])
             before = pipeline.events
             start = time.perf_counter()
             pipeline.feed(time.time(), frames[-1])
