@@ -34,7 +34,7 @@ from sensor_agent import signing
 from sensor_agent.commands import CommandHandler, ProtectedHosts
 from sensor_agent.enforcer import NftablesEnforcer
 from sensor_agent.sinks.mqtt import MqttSettings, MqttSink
-from tests.broker import Collector, Mosquitto
+from tests.broker import Collector, Mosquitto, free_port
 from tests.contract import validate
 from tests.netlab import Host, Lab, require_tools
 
@@ -376,3 +376,104 @@ def test_signed_command_through_mosquitto_puts_the_rule_in_force(net: Net, tmp_p
             sink.close()
             enforcer.close()
     assert "lan_guard" not in nft_tables(router.ns)
+
+
+AGENT = Path(sys.prefix) / "bin" / "lan-guard-agent"
+
+
+def test_the_real_agent_process_enforces_and_cleans_up_on_sigterm(net: Net, tmp_path: Path) -> None:
+    """``lan-guard-agent run`` on the router, configured by env: the CLI's own wiring."""
+    infected, appliance, router = net.infected, net.appliance, net.router
+    uplink = net.lab.uplink_to_root("198.18.4.253", "198.18.4.254", router)
+    lab_port = free_port()
+    prefix = f"lan_guard/{AGENT_ID}"
+    key = KEY.encode()
+    with (
+        Mosquitto(extra_config=f"listener {lab_port} {uplink.root_ip}") as broker,
+        Collector(broker.port, f"{prefix}/#") as seen,
+    ):
+        agent = router.spawn(
+            [
+                "env",
+                f"LAN_GUARD_MQTT_SHARED_KEY={KEY}",
+                "LAN_GUARD_ENFORCER_BACKEND=nftables",
+                f"LAN_GUARD_MQTT_OUTBOX_PATH={tmp_path / 'outbox.sqlite'}",
+                str(AGENT),
+                "run",
+                "--interface",
+                "eth0",
+                "--agent-id",
+                AGENT_ID,
+                "--gateway-ip",
+                "198.18.4.1",
+                "--mqtt-host",
+                uplink.root_ip,
+                "--mqtt-port",
+                str(lab_port),
+                "--no-stdout",
+            ],
+            log=tmp_path / "agent.log",
+        )
+
+        def log() -> str:
+            return (tmp_path / "agent.log").read_text(errors="replace")[-3000:]
+
+        def latest(topic: str) -> dict[str, Any] | None:
+            bodies = seen.payloads(f"{prefix}/{topic}")
+            return json.loads(bodies[-1]) if bodies else None
+
+        def state_is(macs: list[str]) -> bool:
+            state = latest("quarantine")
+            return state is not None and [h["mac"] for h in state["hosts"]] == macs
+
+        ready = seen.wait_for(lambda _: state_is([]), 20)
+        assert ready, f"no retained quarantine state from the agent:\n{log()}"
+        state = latest("quarantine")
+        assert state is not None
+        validate("quarantine", state)
+        assert state["enforcer"] == "nftables"
+        assert seen.wait_for(lambda _: latest("info") is not None, 10), log()
+        info = latest("info")
+        assert info is not None
+        assert "enforcer" in info["capabilities"]
+        assert pings(infected, appliance.ip)
+
+        def command(action: str, cid: str) -> tuple[dict[str, Any], float]:
+            body = {"id": cid, "action": action, "mac": infected.mac, "ip": infected.ip}
+            sent_at = _publish(
+                broker.port, f"{prefix}/command", signing.sign(body, key, time.time())
+            )
+
+            def answered(messages: list[Any]) -> bool:
+                return any(
+                    m.topic == f"{prefix}/command/result" and json.loads(m.payload)["id"] == cid
+                    for m in messages
+                )
+
+            assert seen.wait_for(answered, 10), f"no result for {cid}:\n{log()}"
+            message = next(
+                m
+                for m in seen.messages
+                if m.topic == f"{prefix}/command/result" and json.loads(m.payload)["id"] == cid
+            )
+            result = json.loads(message.payload)
+            validate("command_result", result)
+            return result, (message.at - sent_at) * 1000
+
+        result, ms = command("quarantine", "agent-q1")
+        assert result["ok"] is True, f"{result}\n{log()}"
+        print(f"\nreal agent process: publish -> result (rule in force): {ms:.1f} ms")
+        assert seen.wait_for(lambda _: state_is([infected.mac]), 5)
+        assert not pings(infected, appliance.ip), "the agent's rule does not cut the culprit off"
+
+        result, _ = command("release", "agent-r1")
+        assert result["ok"] is True
+        assert seen.wait_for(lambda _: state_is([]), 5)
+        assert pings(infected, appliance.ip)
+
+        # Stopping the agent lifts whatever is still quarantined: the table goes with it.
+        assert command("quarantine", "agent-q2")[0]["ok"] is True
+        assert "lan_guard" in nft_tables(router.ns)
+        assert net.lab.stop(agent, timeout=10) == 0, log()
+        assert "lan_guard" not in nft_tables(router.ns), log()
+        assert pings(infected, appliance.ip)
