@@ -97,3 +97,113 @@ def test_sig_without_ts_is_refused_everywhere(schema: str) -> None:
 )
 def test_the_sinks_error_results_follow_the_schema(command_id: str, error: str) -> None:
     validate("command_result", error_result(command_id, error))
+
+
+# -- what the agent's own code emits ------------------------------------------------------
+
+
+class Recorder:
+    """A sink that keeps every event and retained payload the pipeline hands over."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.retained_payloads: list[tuple[str, dict[str, Any]]] = []
+
+    def event(self, event: Any) -> None:
+        self.events.append(json.loads(json.dumps(event)))  # as it would travel
+
+    def retained(self, topic: str, payload: Any) -> None:
+        self.retained_payloads.append((topic, json.loads(json.dumps(payload))))
+
+    def close(self) -> None:
+        return None
+
+
+def run_pipeline(frames: Any, **config: Any) -> Recorder:
+    from sensor_agent.pipeline import Pipeline, PipelineConfig
+    from sensor_agent.synth import demo_node
+
+    node_ip, node_mac, gateway_ip = demo_node()
+    recorder = Recorder()
+    pipeline = Pipeline(
+        PipelineConfig(
+            agent_id="contract", node_ip=node_ip, node_mac=node_mac, gateway_ip=gateway_ip, **config
+        ),
+        [recorder],  # type: ignore[list-item]
+    )
+    records = list(frames)
+    pipeline.feed_many([ts for ts, _ in records], [frame for _, frame in records])
+    pipeline.finish()
+    return recorder
+
+
+@pytest.fixture(scope="module")
+def demo_output() -> Recorder:
+    from sensor_agent.synth import demo_frames
+
+    return run_pipeline(demo_frames())
+
+
+def test_every_event_of_the_demo_follows_the_schema(demo_output: Recorder) -> None:
+    assert {e["kind"] for e in demo_output.events} >= {"arp_scan", "syn_scan", "session"}
+    for event in demo_output.events:
+        assert not errors("event", event), (event, errors("event", event))
+
+
+def test_every_retained_payload_of_the_demo_follows_the_schema(demo_output: Recorder) -> None:
+    topics = {topic for topic, _ in demo_output.retained_payloads}
+    assert topics >= {"state", "hosts"}
+    for topic, payload in demo_output.retained_payloads:
+        assert not errors(topic, payload), (topic, errors(topic, payload))
+
+
+def test_a_busy_mixed_capture_emits_only_valid_payloads() -> None:
+    from sensor_agent.synth import mixed_frames
+
+    output = run_pipeline(mixed_frames(count=20_000))
+    assert output.events
+    for event in output.events:
+        assert not errors("event", event), (event, errors("event", event))
+    for topic, payload in output.retained_payloads:
+        assert not errors(topic, payload), (topic, errors(topic, payload))
+
+
+def test_the_info_payload_follows_the_schema() -> None:
+    from sensor_agent.pipeline import PipelineConfig, info_payload
+    from sensor_agent.synth import demo_node
+
+    node_ip, node_mac, gateway_ip = demo_node()
+    for gateway, decoy_errors in ((gateway_ip, [(139, "Address already in use")]), (None, [])):
+        config = PipelineConfig(
+            agent_id="contract", node_ip=node_ip, node_mac=node_mac, gateway_ip=gateway
+        )
+        payload = info_payload(
+            config,
+            version="0.1.0",
+            interface="eth0",
+            decoy_ports=[554, 445],
+            decoy_errors=decoy_errors,
+            capabilities=["detect", "decoys", "hosts", "signing"],
+            started_at=1_795_640_000.0,
+        )
+        validate("info", json.loads(json.dumps(payload)))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"id": "c1", "action": "quarantine"}',
+        b'{"id": "c2", "action": "release", "mac": "b8:27:eb:4c:21:9a", "ts": 1}',
+        b'{"id": "c3", "action": "quarantine", "mac": "b8:27:eb:4c:21:9a", "ip": null, "ts": 1}',
+        b'{"id": "' + b"x" * 100 + b'", "action": "release"}',
+    ],
+)
+def test_the_command_handlers_results_follow_the_schema(raw: bytes) -> None:
+    from sensor_agent.commands import CommandHandler
+    from sensor_agent.enforcer import NoEnforcer
+
+    result = CommandHandler(enforcer=NoEnforcer(), agent_id="contract")(raw)
+    validate("command_result", result)
+    assert result["ok"] is False
