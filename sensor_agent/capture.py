@@ -58,20 +58,19 @@ class LiveCapture:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def read_batch(self, max_frames: int = 2048) -> list[tuple[float, bytes]]:
+    def read_batch(self, max_frames: int = 2048) -> tuple[list[float], list[bytes]]:
         """Every frame waiting in the socket (up to ``max_frames``), stamped now."""
-        batch: list[tuple[float, bytes]] = []
+        frames: list[bytes] = []
         recv = self.sock.recvfrom
         snaplen = self.snaplen
-        now = time.time()
         for _ in range(max_frames):
             try:
                 frame, address = recv(snaplen)
             except (BlockingIOError, InterruptedError):
                 break
             if address[2] != PACKET_OUTGOING:
-                batch.append((now, frame))
-        return batch
+                frames.append(frame)
+        return [time.time()] * len(frames), frames
 
     def drops(self) -> int:
         """Frames the kernel dropped since the last call (the counter resets when read)."""

@@ -57,6 +57,8 @@ class Vendors:
     def __init__(self, max_cached: int = 4096) -> None:
         self._cache: dict[bytes, str | None] = {}
         self._max = max_cached
+        self(b"\x00\x00\x00\x00\x00\x00")  # loads netaddr's index now, not mid-capture
+        self._cache.clear()
 
     def __call__(self, mac: bytes) -> str | None:
         prefix = mac[:3]

@@ -82,7 +82,7 @@ class LiveAgent:
             timeout = max(0.0, min(next_tick - self.clock(), tick_s))
             for key, _events in self.selector.select(timeout):
                 if key.data is _CAPTURE and self.capture is not None:
-                    pipeline.feed_many(self.capture.read_batch())
+                    pipeline.feed_many(*self.capture.read_batch())
                 else:
                     self.decoys.ready(key.data, self.clock())
             now = self.clock()

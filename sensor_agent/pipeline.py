@@ -32,7 +32,6 @@ from .parse import (
     ARP_REQUEST,
     ETH_ARP,
     ETH_IPV4,
-    ETH_VLAN,
     PROTO_TCP,
     PROTO_UDP,
     TCP_ACK,
@@ -108,7 +107,7 @@ class Pipeline:
         # Ports where a data segment in a frame means level 3. In live mode the ports whose
         # decoy listener is up are removed: the listener reports those itself, with the sample.
         self.frame_session_ports = frozenset(config.decoy_ports)
-        self.frames = 0
+        self._frames_closed = 0  # frames of closed one-second buckets
         self.events = 0
         self.parse_errors = 0
         self.kernel_drops = 0
@@ -127,34 +126,39 @@ class Pipeline:
         self._last_state = float("-inf")
         self._last_hosts = float("-inf")
         self._state_dirty = True
+        self._recent_udp: set[bytes] = set()  # cleared every hosts payload and when full
 
     # --- frames ---------------------------------------------------------------------------
 
+    @property
+    def frames(self) -> int:
+        """Frames fed so far."""
+        return self._frames_closed + self._total
+
     def feed(self, ts: float, frame: bytes) -> None:
         """One captured frame (Ethernet, as read from the wire) at unix time ``ts``."""
-        self.feed_many(((ts, frame),))
+        self.feed_many((ts,), (frame,))
 
-    def feed_many(self, records: Iterable[tuple[float, bytes]]) -> None:
-        """Frames in time order. Never raises on frame contents (bad ones are parse errors)."""
+    def feed_many(self, timestamps: Iterable[float], frames: Iterable[bytes]) -> None:
+        """Frames (with their timestamps, in time order). Never raises on frame contents: bad
+        ones are counted as parse errors. Two parallel sequences rather than (ts, frame)
+        pairs: a capture reader fills them without building a tuple per frame."""
         counts = self._counts
         count_of = counts.get
         node_ip = self.config.node_ip or _NEVER
+        node_last = node_ip[3] if len(node_ip) == 4 else -1
         source_fps = self.config.flood.source_fps
         total_fps = self.config.flood.total_fps
         udp_ports = _UDP_PORT_BYTES
         sec_end = self._sec_end
         total = self._total
-        frames = 0
         ts = self.last_ts
-        for ts, frame in records:
+        for ts, frame in zip(timestamps, frames, strict=True):
             if ts >= sec_end:
-                self.frames += frames
                 self._total = total
-                frames = 0
                 self.tick(ts)
                 sec_end = self._sec_end
                 total = 0
-            frames += 1
             total += 1
             src = frame[6:12]
             n = count_of(src, 0) + 1
@@ -163,25 +167,37 @@ class Pipeline:
                 self._flood(ts, src, n, "source")
             if total == total_fps:
                 self._flood(ts, max(counts, key=counts.__getitem__), total, "total")
-            ethertype = frame[12:14]
-            if ethertype == ETH_VLAN:
-                frame = frame[:12] + frame[16:]  # noqa: PLW2901 - the untagged frame from here on
-                ethertype = frame[12:14]
+            # Dispatch on the ethertype's two bytes as ints (no slice object per frame). The
+            # same dispatch, for 802.1Q-tagged frames, is _dispatch().
             try:
-                if ethertype == ETH_IPV4:
-                    if frame[30:34] == node_ip:
-                        self._to_node(ts, frame)
-                    elif frame[23] == PROTO_UDP and frame[36:38] in udp_ports:
-                        self._udp(ts, frame)
-                elif ethertype == ETH_ARP:
-                    self._arp(ts, frame)
-                elif len(frame) < 14:
-                    self.parse_errors += 1
-            except IndexError:  # an IPv4 ethertype on a frame too short to hold the header
+                if frame[12] == 0x08:
+                    low = frame[13]
+                    if low == 0x00:  # IPv4: only traffic to the node and hostname announcements
+                        if frame[33] == node_last and frame[30:34] == node_ip:
+                            self._to_node(ts, frame)
+                        elif frame[23] == PROTO_UDP and frame[36:38] in udp_ports:
+                            self._udp(ts, frame)
+                    elif low == 0x06:
+                        self._arp(ts, frame)
+                elif frame[12] == 0x81 and frame[13] == 0x00:
+                    self._dispatch(ts, frame[:12] + frame[16:])
+            except IndexError:  # shorter than the headers its ethertype promises
                 self.parse_errors += 1
-        self.frames += frames
         self._total = total
         self.last_ts = ts
+
+    def _dispatch(self, ts: float, frame: bytes) -> None:
+        """The per-frame dispatch of :meth:`feed_many`, for an untagged 802.1Q frame."""
+        ethertype = frame[12:14]
+        if len(frame) < 14:
+            self.parse_errors += 1
+        elif ethertype == ETH_IPV4 and len(frame) >= 34:
+            if frame[30:34] == self.config.node_ip:
+                self._to_node(ts, frame)
+            elif frame[23] == PROTO_UDP and frame[36:38] in _UDP_PORT_BYTES:
+                self._udp(ts, frame)
+        elif ethertype == ETH_ARP:
+            self._arp(ts, frame)
 
     def _to_node(self, ts: float, frame: bytes) -> None:
         if frame[23] != PROTO_TCP:
@@ -225,6 +241,13 @@ class Pipeline:
                 self._detected(det, ts)
 
     def _udp(self, ts: float, frame: bytes) -> None:
+        # Announcements repeat byte for byte (mDNS, NetBIOS): a repeat teaches nothing new.
+        recent = self._recent_udp
+        if frame in recent:
+            return
+        if len(recent) >= 1024:
+            recent.clear()
+        recent.add(frame)
         udp = parse_udp(frame)
         if udp is None:
             self.parse_errors += 1
@@ -319,6 +342,7 @@ class Pipeline:
                 log.exception("sink %s failed to take retained %s", type(sink).__name__, topic)
 
     def _close_bucket(self) -> None:
+        self._frames_closed += self._total
         counts = self._counts
         if counts:
             self.hosts.seen_many(counts, self._sec_end)
@@ -406,6 +430,7 @@ class Pipeline:
 
     def publish_hosts(self, now: float) -> None:
         self._last_hosts = now
+        self._recent_udp.clear()  # re-learn from announcements (a host may have been evicted)
         self._retained("hosts", self.hosts.payload(self.config.agent_id, now))
 
 

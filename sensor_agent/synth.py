@@ -322,7 +322,7 @@ def mixed_frames(
         add(_tcp(host, node, 40000, 1883, "PA", b"\x30\x10mqtt-ish"), 1)  # benign data, no decoy
     picks = rng.choices(range(len(templates)), weights=weights, k=count)
     attackers = [
-        DemoHost(f"bad{i}", f"198.18.9.{i + 1}", f"02:00:5e:09:00:{i:02x}", "x") for i in range(4)
+        DemoHost(f"bad{i}", f"02:00:5e:09:00:{i:02x}", f"198.18.9.{i + 1}", "x") for i in range(4)
     ]
     attack_at = {count * (k + 1) // 5: attackers[k] for k in range(4)}
     ts = DEMO_START

@@ -41,6 +41,7 @@ from sensor_agent.signing import sign
 from sensor_agent.sinks import RetainedTopic
 
 _LOGGER = logging.getLogger(__name__)
+_PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
 
 CommandHandler = Callable[[bytes], dict[str, Any]]
 """Turns a raw command payload into a command_result payload (``sensor_agent.commands``)."""
@@ -308,7 +309,8 @@ class MqttSink:
             protocol=paho.MQTTv311,
             reconnect_on_failure=False,  # the supervisor reconnects, with a fresh client
         )
-        client.suppress_exceptions = True
+        client.suppress_exceptions = True  # logged (below) instead of ending the network loop
+        client.enable_logger(_PAHO_LOGGER)
         client.connect_timeout = s.connect_timeout_s
         client.max_inflight_messages_set(_INFLIGHT_MAX + 10)  # + room for retained/results
         client.will_set(s.topic("status"), "offline", qos=1, retain=True)
@@ -368,10 +370,16 @@ class MqttSink:
         self._connections += 1
         _LOGGER.info("connected to MQTT broker %s:%d", s.host, s.port)
         self.last_error = None
-        conn.client.subscribe(s.topic("command"), qos=1)
+        # Status and retained payloads first: the broker handles one connection's packets in
+        # order, so once the SUBACK is back they are stored for any later subscriber.
         self._publish(conn, "status", b"online", retain=True)
         with self._cond:
-            self._dirty.update(self._retained)
+            retained = [(t, self._retained[t]) for t in sorted(self._retained)]
+            self._dirty.clear()
+        for topic, payload in retained:
+            self._publish(conn, topic, self._encode(payload), retain=True)
+        conn.client.subscribe(s.topic("command"), qos=1)
+        with self._cond:
             # "connected" means commands can arrive: wait for the subscription's SUBACK.
             self._cond.wait_for(lambda: conn.subscribed or conn.closed, s.connect_timeout_s)
             if conn.subscribed:
