@@ -12,6 +12,9 @@ Safety habits built in (see the team's network rule):
   escapes by mistake sends nothing anywhere;
 * lab namespaces get no route out: only the subnet (plus an optional default route to a lab
   host and the /32 of a root uplink);
+* labs of one prefix take turns: entering waits for an exclusive lock on
+  ``/run/lock/netlab-<prefix>.lock``, so two test runs on one machine never tear down each
+  other's namespaces;
 * every ``run`` has a timeout; spawned processes and anything else still alive in the
   namespaces are killed at teardown, which also deletes every namespace, link and the route,
   even after an exception. Leftovers of the same prefix (a run killed hard) are removed first.
@@ -30,6 +33,7 @@ A host's switch-facing interface is always ``eth0`` (further links: ``eth1``, ``
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -48,6 +52,8 @@ Command = str | Sequence[str]
 
 _IP_TIMEOUT_S = 15.0
 _STOP_GRACE_S = 3.0
+_LOCK_DIR = Path("/run/lock")
+_open_prefixes: set[str] = set()  # labs open in this process (a nested one would deadlock)
 
 
 class LabError(RuntimeError):
@@ -133,6 +139,24 @@ def remove_leftovers(prefix: str, subnet: str) -> None:
                 _ip("link", "del", name)
     with contextlib.suppress(LabError):
         _ip("route", "del", "blackhole", subnet)
+
+
+def _lock_prefix(prefix: str, timeout: float) -> int:
+    """Wait for the machine-wide lock of ``prefix``; returns the descriptor that holds it."""
+    lock_dir = _LOCK_DIR if _LOCK_DIR.is_dir() else Path("/tmp")
+    fd = os.open(lock_dir / f"netlab-{prefix}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise LabError(
+                    f"another process kept the {prefix!r} lab for more than {timeout} s"
+                ) from None
+            time.sleep(0.2)
 
 
 @dataclass
@@ -286,12 +310,16 @@ class Lab:
     namespaces), deletes the namespaces (their veths go with them) and the route.
     """
 
-    def __init__(self, prefix: str, subnet: str, *, ipv6: bool = False) -> None:
+    def __init__(
+        self, prefix: str, subnet: str, *, ipv6: bool = False, lock_timeout: float = 600.0
+    ) -> None:
         if not prefix.isalnum() or len(prefix) > 6:
             raise ValueError(f"lab prefix must be 1-6 letters/digits, got {prefix!r}")
         self.prefix = prefix
         self.subnet = ipaddress.IPv4Network(subnet)
         self.ipv6 = ipv6
+        self.lock_timeout = lock_timeout
+        self._lock_fd: int | None = None
         self.processes: list[subprocess.Popen[bytes]] = []
         self.namespaces: list[str] = []
         self.hosts: dict[str, Host] = {}
@@ -301,8 +329,16 @@ class Lab:
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> Self:
-        remove_leftovers(self.prefix, str(self.subnet))
-        _ip("route", "replace", "blackhole", str(self.subnet))
+        if self.prefix in _open_prefixes:
+            raise LabError(f"a lab with prefix {self.prefix!r} is already open in this process")
+        self._lock_fd = _lock_prefix(self.prefix, self.lock_timeout)
+        _open_prefixes.add(self.prefix)
+        try:
+            remove_leftovers(self.prefix, str(self.subnet))
+            _ip("route", "replace", "blackhole", str(self.subnet))
+        except BaseException:
+            self.close()
+            raise
         self._entered = True
         return self
 
@@ -325,6 +361,10 @@ class Lab:
         self.switches.clear()
         self.uplinks.clear()
         self._entered = False
+        if self._lock_fd is not None:
+            _open_prefixes.discard(self.prefix)
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
 
     # -- addressing --------------------------------------------------------------------------
     def address(self, ip: str) -> tuple[str, int]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from tests.netlab import Lab, LabError, namespaces_with_prefix, require_root, re
 
 PREFIX = "lg2"
 SUBNET = "198.18.2.0/24"
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(require_root() is not None, reason=str(require_root()))
 
@@ -172,3 +175,26 @@ def test_hub_switch_floods_unicast_to_every_port() -> None:
         a.run(f"ping -c 3 -i 0.2 -W 1 {b.ip}", timeout=5)
         out, _ = dump.communicate(timeout=10)
         assert out.count(b"ICMP echo") == 2
+
+
+def test_a_second_lab_of_the_same_prefix_waits_for_the_first() -> None:
+    with Lab(PREFIX, SUBNET):
+        with pytest.raises(LabError, match="already open in this process"):
+            Lab(PREFIX, SUBNET).__enter__()
+        # Another process must wait for the lock instead of tearing this lab down.
+        code = (
+            "from tests.netlab import Lab\n"
+            f"with Lab({PREFIX!r}, {SUBNET!r}, lock_timeout=0.5):\n    pass\n"
+        )
+        other = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert other.returncode != 0
+        assert "kept the 'lg2' lab" in other.stderr
+        assert namespaces_with_prefix(PREFIX) == []  # untouched: still none of its own made
+        assert _routes_of_subnet()  # the first lab's blackhole route is still there
