@@ -1,0 +1,89 @@
+"""Level 2: SYNs to several ports of the monitoring node (connect scans too)."""
+
+from __future__ import annotations
+
+from sensor_agent.detectors.syn_scan import SynScanConfig, SynScanDetector
+from sensor_agent.formats import ip_bytes, mac_bytes
+from tests.agent.craft import (
+    ATTACKER_IP,
+    ATTACKER_MAC,
+    HOST_IP,
+    HOST_MAC,
+    T0,
+    make_pipeline,
+    tcp,
+)
+from tests.contract import validate
+
+MAC = mac_bytes(ATTACKER_MAC)
+IP = ip_bytes(ATTACKER_IP)
+RANSOMWARE_PORTS = (554, 445, 9100, 80, 515, 139)
+
+
+def test_threshold_of_distinct_ports() -> None:
+    det = SynScanDetector(SynScanConfig(min_ports=3))
+    assert det.on_syn(T0, MAC, IP, 554) is None
+    assert det.on_syn(T0 + 0.1, MAC, IP, 554) is None  # a retry is not a new port
+    assert det.on_syn(T0 + 0.2, MAC, IP, 445) is None
+    found = det.on_syn(T0 + 0.3, MAC, IP, 9100)
+    assert found is not None
+    assert (found.kind, found.level) == ("syn_scan", 2)
+    assert found.evidence()["ports"] == [445, 554, 9100]
+    assert found.evidence()["packets"] == 4
+
+
+def test_ports_spread_beyond_the_window_are_not_a_scan() -> None:
+    det = SynScanDetector(SynScanConfig(min_ports=3, window_s=60))
+    assert all(det.on_syn(T0 + i * 61, MAC, IP, 1000 + i) is None for i in range(10))
+
+
+def test_ransomware_probe_through_the_pipeline() -> None:
+    pipeline, sink = make_pipeline()
+    for i, port in enumerate(RANSOMWARE_PORTS):
+        pipeline.feed(T0 + i * 0.05, tcp(dport=port, flags="S"))
+    pipeline.finish()
+    assert sink.kinds()[0] == ("syn_scan", 2)
+    event = sink.events[-1]
+    assert event["source"]["mac"] == ATTACKER_MAC
+    assert event["source"]["ip"] == ATTACKER_IP
+    assert event["evidence"]["ports"] == sorted(RANSOMWARE_PORTS)
+    validate("event", event)
+
+
+def test_connect_scan_without_data_is_level_2_with_handshakes() -> None:
+    pipeline, sink = make_pipeline()
+    t = T0
+    for port in RANSOMWARE_PORTS:
+        pipeline.feed(t, tcp(dport=port, flags="S", sport=50000 + port))
+        pipeline.feed(t + 0.001, tcp(dport=port, flags="A", sport=50000 + port))  # handshake
+        pipeline.feed(t + 0.002, tcp(dport=port, flags="RA", sport=50000 + port))
+        t += 0.1
+    pipeline.finish()
+    assert {(e["kind"], e["level"]) for e in sink.events} == {("syn_scan", 2)}
+    assert sink.events[-1]["evidence"]["handshakes"] == len(RANSOMWARE_PORTS)
+
+
+def test_syn_to_another_host_or_syn_ack_from_anyone_is_not_counted() -> None:
+    pipeline, sink = make_pipeline()
+    for port in range(1, 50):
+        pipeline.feed(T0 + port * 0.01, tcp(dport=port, flags="S", dst_ip="198.18.10.77"))
+        pipeline.feed(T0 + port * 0.01, tcp(HOST_MAC, HOST_IP, dport=port, flags="SA"))
+    pipeline.finish()
+    assert sink.events == []
+
+
+def test_one_client_to_one_port_is_not_a_scan() -> None:
+    pipeline, sink = make_pipeline()
+    for i in range(100):
+        pipeline.feed(T0 + i, tcp(HOST_MAC, HOST_IP, dport=8123, flags="S", sport=40000 + i))
+    pipeline.finish()
+    assert sink.events == []
+
+
+def test_cap_and_expiry() -> None:
+    det = SynScanDetector(SynScanConfig(max_sources=2, window_s=60))
+    for i in range(4):
+        det.on_syn(T0 + i, bytes([2, 0, 0, 0, 0, i]), IP, 80)
+    assert len(det.sources) == 2 and det.sources.evictions == 2
+    det.expire(T0 + 1000)
+    assert len(det.sources) == 0
