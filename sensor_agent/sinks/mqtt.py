@@ -384,6 +384,7 @@ class MqttSink:
             self._cond.wait_for(lambda: conn.subscribed or conn.closed, s.connect_timeout_s)
             if conn.subscribed:
                 self._connected.set()
+                self._cond.notify_all()
             elif not conn.closed:
                 _LOGGER.warning("no SUBACK for %s; commands may not arrive", s.topic("command"))
         deadline = float("inf")  # set when close() is called
