@@ -47,6 +47,7 @@ def tcp(
     mac: str = ATTACKER_MAC,
     ip: str = ATTACKER_IP,
     dport: int = 445,
+    *,
     flags: str = "S",
     data: bytes = b"",
     dst_ip: str = NODE_IP,
