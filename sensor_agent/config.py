@@ -85,8 +85,17 @@ def _seconds(low: float = 0.1) -> vol.All:
     return vol.All(vol.Coerce(float), vol.Range(min=low))
 
 
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``None`` passes; anything else must pass ``check`` (whose message is kept)."""
+
+    def validate(value: Any) -> Any:
+        return None if value is None else check(value)
+
+    return validate
+
+
 _PORT = _int(1, 65535)
-_TEXT = vol.Any(None, vol.All(vol.Coerce(str), vol.Length(max=4096)))
+_TEXT = _optional(vol.All(vol.Coerce(str), vol.Length(max=4096)))
 _BOOL = vol.Boolean()
 
 
@@ -110,7 +119,10 @@ _HOSTS = HostsConfig()
 
 SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
     "": {
-        "agent_id": (None, vol.Any(None, vol.Match(r"^[A-Za-z0-9_-]{1,64}$"))),
+        "agent_id": (
+            None,
+            _optional(vol.Match(r"^[A-Za-z0-9_-]{1,64}$", msg="must be 1-64 of A-Z a-z 0-9 _ -")),
+        ),
         "log_level": ("INFO", vol.All(vol.Upper, vol.In(["DEBUG", "INFO", "WARNING", "ERROR"]))),
         "events_jsonl": (None, _TEXT),
         "stdout": (True, _BOOL),
@@ -176,7 +188,10 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         "tls_key": (None, _TEXT),
         "tls_insecure": (False, _BOOL),
         "topic_prefix": ("lan_guard", vol.All(str, vol.Match(r"^[^#+\x00]+$"))),
-        "shared_key": (None, vol.Any(None, vol.All(str, vol.Length(min=16)))),
+        "shared_key": (
+            None,
+            _optional(vol.All(str, vol.Length(min=16, msg="use at least 16 characters"))),
+        ),
         "outbox_path": (None, _TEXT),
         "outbox_max": (100_000, _int(1)),
     },

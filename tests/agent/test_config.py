@@ -1,0 +1,126 @@
+"""Configuration: file, environment and flags; invalid values refused naming key and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sensor_agent.config import ConfigError, env_names, load, load_raw, mqtt_settings
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "lan-guard.toml"
+
+
+def test_defaults_without_any_source() -> None:
+    config = load(None, environ={}, default_agent_id="node1")
+    assert config.agent_id == "node1"
+    assert config.decoys.ports == (554, 445, 9100, 80, 515, 139)
+    assert config.pipeline.arp_scan.min_targets == 10
+    assert config.pipeline.syn_scan.min_ports == 3
+    assert config.stdout is True and config.events_jsonl is None
+    assert mqtt_settings(config) is None
+
+
+def test_file_then_environment_then_flags(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        'agent_id = "from-file"\n'
+        "[detectors.arp_scan]\nmin_targets = 20\nwindow_s = 5\n"
+        '[mqtt]\nhost = "broker.lan"\n'
+    )
+    env = {"LAN_GUARD_DETECTORS_ARP_SCAN_MIN_TARGETS": "30", "LAN_GUARD_MQTT_PORT": "8883"}
+    config = load(path, environ=env, overrides={("agent_id",): "from-flag"})
+    assert config.agent_id == "from-flag"
+    assert config.pipeline.arp_scan.min_targets == 30
+    assert config.pipeline.arp_scan.window_s == 5
+    assert config.raw["mqtt"]["port"] == 8883
+
+
+def test_lists_from_the_environment_are_comma_separated() -> None:
+    config = load(None, environ={"LAN_GUARD_DECOYS_PORTS": "8080, 8443"})
+    assert config.decoys.ports == (8080, 8443)
+    assert config.pipeline.decoy_ports == (8080, 8443)
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "message"),
+    [
+        (
+            "[detectors.arp_scan]\nmin_targets = 1\n",
+            {},
+            r"detectors\.arp_scan\.min_targets: value must be at least 2",
+        ),
+        ("[detectors.arp_scan]\nwindo_s = 3\n", {}, r"detectors\.arp_scan\.windo_s: unknown key"),
+        ("", {"LAN_GUARD_MQTT_PORT": "eighty"}, r"mqtt\.port: expected int"),
+        ("", {"LAN_GUARD_DECOYS_PORTS": "80,70000"}, r"decoys\.ports.*at most 65535"),
+        (
+            '[network]\nnode_ip = "10.0.0"\n',
+            {},
+            r"network\.node_ip: '10\.0\.0' is not an IPv4 address",
+        ),
+        ('[network]\ngateway_mac = "zz"\n', {}, r"network\.gateway_mac: .* is not a MAC"),
+        ('agent_id = "has space"\n', {}, r"agent_id: must be 1-64 of"),
+        ('[mqtt]\npassword = "x"\n', {}, r"mqtt\.password: set without mqtt\.username"),
+        ('[mqtt]\nshared_key = "short"\n', {}, r"mqtt\.shared_key: use at least 16 characters"),
+        ("[decoys]\nports = [80, 80]\n", {}, r"decoys\.ports: a port is listed twice"),
+        ('log_level = "LOUD"\n', {}, r"log_level: value must be one of"),
+        ('[enforcer]\nbackend = "iptables"\n', {}, r"enforcer: .*not 'nftables' or 'none'"),
+        ("[detectors\n", {}, r"not valid TOML"),
+    ],
+)
+def test_invalid_config_names_key_and_reason(
+    tmp_path: Path, toml: str, env: dict[str, str], message: str
+) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load_raw(path, environ=env)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_raw(tmp_path / "missing.toml", environ={})
+
+
+def test_unknown_environment_variable_is_ignored_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    load_raw(None, environ={"LAN_GUARD_MQTT_HOTS": "typo"})
+    assert "LAN_GUARD_MQTT_HOTS" in caplog.text
+
+
+def test_every_key_has_an_environment_variable() -> None:
+    names = env_names()
+    assert names["LAN_GUARD_MQTT_HOST"] == ("mqtt", "host")
+    assert names["LAN_GUARD_DETECTORS_FLOOD_SOURCE_FPS"] == ("detectors", "flood", "source_fps")
+    assert names["LAN_GUARD_AGENT_ID"] == ("agent_id",)
+
+
+def test_mqtt_settings_are_mapped_for_the_mqtt_sink() -> None:
+    env = {
+        "LAN_GUARD_MQTT_HOST": "127.0.0.1",
+        "LAN_GUARD_MQTT_USERNAME": "agent",
+        "LAN_GUARD_MQTT_PASSWORD": "secret",
+        "LAN_GUARD_MQTT_SHARED_KEY": "0123456789abcdef0123",
+        "LAN_GUARD_MQTT_TOPIC_PREFIX": "home/lan_guard",
+        "LAN_GUARD_MQTT_OUTBOX_PATH": "/tmp/lgc-outbox.sqlite",
+        "LAN_GUARD_MQTT_OUTBOX_MAX": "500",
+    }
+    settings = mqtt_settings(load(None, environ=env, default_agent_id="node1"))
+    assert settings.host == "127.0.0.1" and settings.port == 1883
+    assert (settings.username, settings.password) == ("agent", "secret")
+    assert settings.topic("event") == "home/lan_guard/node1/event"
+    assert settings.shared_key == "0123456789abcdef0123"
+    assert (settings.outbox_path, settings.outbox_max) == ("/tmp/lgc-outbox.sqlite", 500)
+    assert settings.tls is None
+
+
+def test_tls_files_are_checked_when_the_sink_is_built(tmp_path: Path) -> None:
+    env = {"LAN_GUARD_MQTT_HOST": "broker", "LAN_GUARD_MQTT_TLS_CA": str(tmp_path / "none.pem")}
+    settings = mqtt_settings(load(None, environ=env))
+    assert settings.tls is not None and settings.tls.ca_file == str(tmp_path / "none.pem")
+
+
+def test_the_example_config_in_deploy_is_valid() -> None:
+    config = load(EXAMPLE, environ={})
+    assert config.interface == "eth0"

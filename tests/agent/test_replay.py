@@ -1,0 +1,137 @@
+"""Replay: pcap variants and pcapng, bad files, and the demo capture's incident timeline."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from scapy.utils import wrpcapng
+
+from sensor_agent.formats import ip_bytes, mac_bytes
+from sensor_agent.pipeline import Pipeline
+from sensor_agent.replay import CaptureError, read_blocks, replay
+from sensor_agent.synth import BENIGN, CULPRIT, demo_frames, demo_node, write_pcap
+from tests.agent.craft import ATTACKER_IP, ATTACKER_MAC, T0, RecordingSink, arp_request, base_config
+from tests.contract import validate
+
+FRAMES = [
+    (T0 + i * 0.25, arp_request(ATTACKER_MAC, ATTACKER_IP, f"198.18.10.{i}")) for i in range(1, 20)
+]
+
+
+def write_variant(path: Path, endian: str, nanoseconds: bool) -> None:
+    magic = 0xA1B23C4D if nanoseconds else 0xA1B2C3D4
+    scale = 10**9 if nanoseconds else 10**6
+    with path.open("wb") as out:
+        out.write(struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1))
+        for ts, frame in FRAMES:
+            sec = int(ts)
+            frac = round((ts - sec) * scale)
+            out.write(struct.pack(endian + "IIII", sec, frac, len(frame), len(frame)) + frame)
+
+
+def all_records(path: Path) -> list[tuple[float, bytes]]:
+    return [rec for stamps, frames in read_blocks(path) for rec in zip(stamps, frames, strict=True)]
+
+
+@pytest.mark.parametrize("endian", ["<", ">"], ids=["little-endian", "big-endian"])
+@pytest.mark.parametrize("nanoseconds", [False, True], ids=["usec", "nsec"])
+def test_pcap_byte_orders_and_resolutions(tmp_path: Path, endian: str, nanoseconds: bool) -> None:
+    path = tmp_path / "capture.pcap"
+    write_variant(path, endian, nanoseconds)
+    records = all_records(path)
+    assert [frame for _, frame in records] == [frame for _, frame in FRAMES]
+    assert [ts for ts, _ in records] == pytest.approx([ts for ts, _ in FRAMES], abs=1e-6)
+
+
+def test_pcapng_through_scapys_raw_reader(tmp_path: Path) -> None:
+    from scapy.layers.l2 import Ether
+
+    path = tmp_path / "capture.pcapng"
+    packets = []
+    for ts, frame in FRAMES:
+        packet = Ether(frame)
+        packet.time = ts
+        packets.append(packet)
+    wrpcapng(str(path), packets)
+    records = all_records(path)
+    assert [frame for _, frame in records] == [frame for _, frame in FRAMES]
+    assert records[3][0] == pytest.approx(FRAMES[3][0], abs=1e-5)
+
+
+def test_truncated_file_keeps_what_was_read_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "cut.pcap"
+    write_pcap(path, FRAMES)
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])
+    sink = RecordingSink()
+    stats = replay(path, Pipeline(base_config(), [sink]), show_progress=False)
+    assert stats.truncated
+    assert stats.frames == len(FRAMES) - 1
+    assert "truncated" in stats.summary()
+    assert sink.kinds()[0] == ("arp_scan", 1)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "not a pcap"),
+        (b"hello world, not a capture", "not a pcap"),
+        (struct.pack("<IHH", 0xA1B2C3D4, 2, 4), "truncated"),
+        (struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 105), "not Ethernet"),
+        (
+            struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+            + struct.pack("<IIII", 1, 0, 1 << 30, 1 << 30),
+            "claims",
+        ),
+    ],
+    ids=["empty", "text", "short-header", "wifi", "huge-record"],
+)
+def test_bad_files_are_refused_clearly(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(content)
+    with pytest.raises(CaptureError, match=message):
+        all_records(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CaptureError, match="cannot open"):
+        all_records(tmp_path / "nope.pcap")
+
+
+def test_demo_capture_gives_the_ransomware_timeline(tmp_path: Path) -> None:
+    path = tmp_path / "demo.pcap"
+    write_pcap(path, demo_frames())
+    node_ip, node_mac, gateway_ip = demo_node()
+    sink = RecordingSink()
+    config = base_config(node_ip=node_ip, node_mac=node_mac, gateway_ip=gateway_ip)
+    stats = replay(path, Pipeline(config, [sink]), show_progress=False)
+    assert stats.parse_errors == 0
+    culprit = [e for e in sink.events if e["source"]["mac"] == CULPRIT.mac]
+    assert culprit == sink.events, "only the culprit raises events"
+    first_of_each = []
+    for event in culprit:
+        if event["kind"] not in [k for k, _ in first_of_each]:
+            first_of_each.append((event["kind"], event["level"]))
+    assert first_of_each == [("arp_scan", 1), ("syn_scan", 2), ("session", 3), ("host_left", 0)]
+    assert len({e["incident_id"] for e in culprit}) == 1
+    session = next(e for e in culprit if e["kind"] == "session")
+    assert session["evidence"]["port"] == 445 and "SMB" in session["evidence"]["sample"]
+    assert session["source"] == {
+        "mac": CULPRIT.mac,
+        "ip": CULPRIT.ip,
+        "vendor": "Intel Corporate",
+        "hostname": CULPRIT.name,
+    }
+    benign = {mac_bytes(h.mac) for h in BENIGN}
+    assert not benign & {mac_bytes(e["source"]["mac"]) for e in sink.events}
+    hosts = sink.last("hosts")
+    validate("hosts", hosts)
+    names = {h["mac"]: h["hostname"] for h in hosts["hosts"]}
+    assert names[CULPRIT.mac] == CULPRIT.name
+    assert all(names[h.mac] == h.name for h in BENIGN if h.role != "router (gateway)")
+    for event in sink.events:
+        validate("event", event)
+    validate("state", sink.last("state"))
+    assert ip_bytes(CULPRIT.ip) == bytes((192, 0, 2, 66))
