@@ -32,6 +32,7 @@ AGENT = "pi-livingroom"  # the agent id of the contract's examples
 PREFIX = "lan_guard"
 BASE = f"{PREFIX}/{AGENT}"
 EXAMPLE_KEY = "example-shared-key-0123"
+EVACUATION_TRIGGER = "evacuation_trigger"
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +54,7 @@ def iso(moment: datetime) -> str:
 
 def make_event(
     kind: str = "syn_scan",
+    *,
     level: int = 2,
     incident_id: str | None = None,
     mac: str = "b8:27:eb:4c:21:9a",
@@ -125,13 +127,17 @@ def default_options(**overrides: Any) -> dict[str, Any]:
 
 
 def make_entry(**options: Any) -> MockConfigEntry:
-    """A config entry for the example agent."""
+    """A config entry for the example agent.
+
+    Evacuation (issue 4, tested in its own modules) only starts by hand here, so these tests
+    see the integration's own behaviour and never wait for a quarantine command's answer.
+    """
     return MockConfigEntry(
         domain=DOMAIN,
         title=f"LAN Guard {AGENT}",
         unique_id=AGENT,
         data={CONF_TOPIC_PREFIX: PREFIX, CONF_AGENT_ID: AGENT},
-        options=default_options(**options),
+        options=default_options(**{EVACUATION_TRIGGER: "manual", **options}),
     )
 
 

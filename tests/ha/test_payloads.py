@@ -49,15 +49,15 @@ def mutations(payload: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[str, A
         yield f"{path}+extra", {**payload, "unexpected": 1}
         for key, value in payload.items():
             without = {k: v for k, v in payload.items() if k != key}
-            yield f"{path + (key,)}-removed", without
+            yield f"{(*path, key)}-removed", without
             for odd in ODD_VALUES:
-                yield f"{path + (key,)}={odd!r}", {**payload, key: odd}
-            for label, changed in mutations(value, path + (key,)):
+                yield f"{(*path, key)}={odd!r}", {**payload, key: odd}
+            for label, changed in mutations(value, (*path, key)):
                 yield label, {**payload, key: changed}
     elif isinstance(payload, list) and payload:
         yield f"{path}+duplicate", [*payload, copy.deepcopy(payload[0])]
         yield f"{path}=[]", []
-        for label, changed in mutations(payload[0], path + (0,)):
+        for label, changed in mutations(payload[0], (*path, 0)):
             yield label, [changed, *payload[1:]]
     elif isinstance(payload, str):
         yield f"{path}=upper", payload.upper()
@@ -114,7 +114,7 @@ def test_one_change_at_a_time_both_agree(path: Path) -> None:
         ("2026-11-25T21:00:03+09:00", False),
         ("2026-13-25T21:00:03Z", False),
         ("2026-11-25T24:00:00Z", False),
-        ("１９９９-11-25T21:00:03Z", False),
+        ("\uff12026-11-25T21:00:03Z", False),  # a full-width digit
     ],
 )
 def test_timestamps_agree(value: str, valid: bool) -> None:

@@ -1,0 +1,369 @@
+"""The agent's runtime: MQTT intake, refusals, incidents, listeners and the hooks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from unittest.mock import AsyncMock
+
+import pytest
+from homeassistant.components.mqtt import MQTT_CONNECTION_STATE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import async_capture_events
+
+from custom_components.lan_guard.const import (
+    CONF_SIGNING_KEY,
+    EVENT_LAN_GUARD,
+    BadPayload,
+    Label,
+)
+from custom_components.lan_guard.coordinator import LanGuardCoordinator
+from custom_components.lan_guard.models import LanGuardEvent
+from custom_components.lan_guard.signing import sign, signing_key
+from sensor_agent import signing as agent_signing
+
+from .conftest import (
+    AGENT,
+    BASE,
+    EXAMPLE_KEY,
+    example,
+    make_entry,
+    make_event,
+    make_state,
+    publish,
+    setup_entry,
+    unload,
+)
+
+pytestmark = pytest.mark.usefixtures("mqtt_mock")
+KEY = signing_key(EXAMPLE_KEY)
+THREAT = "binary_sensor.lan_guard_pi_livingroom_threat"
+
+
+def now_ts() -> float:
+    return dt_util.utcnow().timestamp()
+
+
+async def test_an_event_goes_everywhere_once(hass: HomeAssistant) -> None:
+    entry = await setup_entry(hass)
+    coordinator: LanGuardCoordinator = entry.runtime_data
+    bus = async_capture_events(hass, EVENT_LAN_GUARD)
+    seen: list[LanGuardEvent] = []
+    coordinator.async_add_event_listener(seen.append)
+    event = make_event(level=3, kind="session")
+    publish(hass, "event", event)
+    await hass.async_block_till_done()
+    assert [e.id for e in seen] == [event["id"]]
+    assert coordinator.history.get(event["id"]) is seen[0]
+    assert coordinator.incidents[event["incident_id"]].level == 3
+    assert len(bus) == 1
+    assert bus[0].data["agent_id"] == AGENT
+    assert bus[0].data["config_entry_id"] == entry.entry_id
+    assert bus[0].data["event_id"] == event["id"]
+    assert bus[0].data["kind"] == "session"
+    assert bus[0].data["culprit"] == event["source"]
+    assert bus[0].data["evidence"] == event["evidence"]
+    assert bus[0].data["verdict"] is None
+    # The same event again (a QoS 1 redelivery or a replay) is dropped.
+    publish(hass, "event", event)
+    await hass.async_block_till_done()
+    assert len(bus) == 1
+    assert coordinator.bad_payloads[BadPayload.REPLAYED] == 1
+    await unload(hass, entry)
+
+
+BAD_PAYLOADS = [
+    ("event", b"not json", BadPayload.NOT_JSON),
+    ("event", b"\xff\xfe", BadPayload.NOT_JSON),
+    ("event", json.dumps({"kind": "arp_scan"}), BadPayload.SCHEMA),
+    ("event", json.dumps(make_event(level=7)), BadPayload.SCHEMA),
+    ("event", json.dumps(make_event(agent_id="someone-else")), BadPayload.AGENT_MISMATCH),
+    ("state", json.dumps({**example("state"), "level": "high"}), BadPayload.SCHEMA),
+    ("hosts", b"[]", BadPayload.SCHEMA),
+    ("info", json.dumps({**example("info"), "agent_id": "other"}), BadPayload.AGENT_MISMATCH),
+    ("quarantine", b"{", BadPayload.NOT_JSON),
+    ("command/result", json.dumps({"id": "x"}), BadPayload.SCHEMA),
+    ("status", b"maybe", BadPayload.SCHEMA),
+    ("status", b"\xff", BadPayload.SCHEMA),
+]
+
+
+@pytest.mark.parametrize(("topic", "raw", "reason"), BAD_PAYLOADS)
+async def test_bad_payloads_are_refused_counted_and_logged_once(
+    hass: HomeAssistant,
+    *,
+    entity_registry: er.EntityRegistry,
+    caplog: pytest.LogCaptureFixture,
+    topic: str,
+    raw: str | bytes,
+    reason: BadPayload,
+) -> None:
+    entry = await setup_entry(hass)
+    coordinator: LanGuardCoordinator = entry.runtime_data
+    entities = len(entity_registry.entities)
+    states = {s.entity_id: s.state for s in hass.states.async_all()}
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="custom_components.lan_guard"):
+        for _ in range(3):
+            publish(hass, topic, raw)
+            await hass.async_block_till_done()
+    assert coordinator.bad_payloads == {reason: 3}
+    assert coordinator.last_refused[reason].topic == topic
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert f"{BASE}/{topic}" in warnings[0].getMessage()
+    assert reason.value in warnings[0].getMessage()
+    assert len([r for r in caplog.records if r.levelno == logging.DEBUG]) >= 2
+    assert len(entity_registry.entities) == entities
+    assert {s.entity_id: s.state for s in hass.states.async_all()} == states
+    assert len(coordinator.history) == 0
+    await unload(hass, entry)
+
+
+async def test_with_a_key_only_signed_fresh_unique_payloads_pass(hass: HomeAssistant) -> None:
+    entry = await setup_entry(hass, make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY}), online=False)
+    coordinator: LanGuardCoordinator = entry.runtime_data
+    publish(hass, "status", "online", retain=True)
+    # Signed by the agent's own code, as on the wire.
+    good = agent_signing.sign(make_event(), KEY, now_ts())
+    publish(hass, "event", good)
+    unsigned = make_event()
+    publish(hass, "event", unsigned)
+    forged = {**agent_signing.sign(make_event(), KEY, now_ts()), "level": 3}
+    publish(hass, "event", forged)
+    wrong_key = agent_signing.sign(make_event(), b"not the key", now_ts())
+    publish(hass, "event", wrong_key)
+    stale = agent_signing.sign(make_event(), KEY, now_ts() - 3600)
+    publish(hass, "event", stale)
+    publish(hass, "event", good)  # replayed
+    await hass.async_block_till_done()
+    assert [e.id for e in coordinator.history] == [good["id"]]
+    assert "sig" not in coordinator.history.get(good["id"]).payload  # type: ignore[union-attr]
+    assert coordinator.bad_payloads == {
+        BadPayload.SIGNATURE_MISSING: 1,
+        BadPayload.SIGNATURE_BAD: 2,
+        BadPayload.STALE: 1,
+        BadPayload.REPLAYED: 1,
+    }
+    # Retained payloads: a day old is fine, an older one than already seen is a replay.
+    old = sign(example("info"), KEY, now_ts() - 86_400)
+    publish(hass, "info", sign(example("info"), KEY, now_ts()), retain=True)
+    publish(hass, "info", old)
+    publish(hass, "info", example("info"))  # unsigned
+    await hass.async_block_till_done()
+    assert coordinator.info is not None
+    assert coordinator.bad_payloads[BadPayload.REPLAYED] == 2
+    assert coordinator.bad_payloads[BadPayload.SIGNATURE_MISSING] == 2
+    await unload(hass, entry)
+
+
+async def test_availability_follows_status_and_the_mqtt_connection(hass: HomeAssistant) -> None:
+    entry = await setup_entry(hass, online=False)
+    coordinator: LanGuardCoordinator = entry.runtime_data
+    assert hass.states.get(THREAT).state == "unavailable"
+    publish(hass, "status", "online", retain=True)
+    await hass.async_block_till_done()
+    assert coordinator.online
+    assert hass.states.get(THREAT).state != "unavailable"
+    async_dispatcher_send(hass, MQTT_CONNECTION_STATE, False)
+    await hass.async_block_till_done()
+    assert hass.states.get(THREAT).state == "unavailable"
+    async_dispatcher_send(hass, MQTT_CONNECTION_STATE, True)
+    await hass.async_block_till_done()
+    assert hass.states.get(THREAT).state != "unavailable"
+    publish(hass, "status", "offline")
+    await hass.async_block_till_done()
+    assert hass.states.get(THREAT).state == "unavailable"
+    publish(hass, "status", b"")  # retained status cleared: offline too
+    await hass.async_block_till_done()
+    assert coordinator.status == "offline"
+    await unload(hass, entry)
+
+
+async def test_the_agents_state_closes_stale_incidents_but_not_newer_news(
+    hass: HomeAssistant,
+) -> None:
+    entry = await setup_entry(hass)
+    coordinator: LanGuardCoordinator = entry.runtime_data
+    start = datetime.now(UTC)
+    old = make_event(level=2, detected_at=start)
+    publish(hass, "event", old)
+    await hass.async_block_till_done()
+    assert set(coordinator.incidents) == {old["incident_id"]}
+    # A state from before the event does not know it yet: the incident stays open.
+    publish(hass, "state", make_state([], updated_at=start - timedelta(seconds=5)), retain=True)
+    await hass.async_block_till_done()
+    assert set(coordinator.incidents) == {old["incident_id"]}
+    # The agent lists another incident and no longer the first: the first closes.
+    other = {"incident_id": "a" * 32, "level": 1, "mac": "00:11:22:33:44:55"}
+    publish(hass, "state", make_state([other], updated_at=start + timedelta(seconds=5)))
+    await hass.async_block_till_done()
+    assert set(coordinator.incidents) == {"a" * 32}
+    assert coordinator.level == 1
+    # An event newer than the state raises its incident's level; an older state keeps it.
+    publish(
+        hass,
+        "event",
+        make_event(level=3, incident_id="a" * 32, detected_at=start + timedelta(seconds=9)),
+    )
+    await hass.async_block_till_done()
+    publish(hass, "state", make_state([other], updated_at=start + timedelta(seconds=7)))
+    await hass.async_block_till_done()
+    assert coordinator.incidents["a" * 32].level == 3
+    publish(hass, "state", make_state([], updated_at=start + timedelta(seconds=20)))
+    await hass.async_block_till_done()
+    assert coordinator.incidents == {}
+    assert coordinator.level == 0
+    await unload(hass, entry)
+
+
+async def test_retained_topics_update_the_model(hass: HomeAssistant) -> None:
+    entry = await setup_entry(hass)
+    coordinator: LanGuardCoordinator = entry.runtime_data
+    publish(hass, "hosts", example("hosts"), retain=True)
+    publish(hass, "quarantine", example("quarantine"), retain=True)
+    publish(hass, "state", example("state"), retain=True)
+    await hass.async_block_till_done()
+    assert coordinator.hosts == example("hosts")
+    assert coordinator.quarantine == example("quarantine")
+    assert coordinator.agent_state == example("state")
+    # Clearing a retained message is not an error, and keeps what is known.
+    publish(hass, "hosts", b"")
+    publish(hass, "command", json.dumps(example("command.release")))  # our own topic
+    publish(hass, "something/new", b"{}")  # a newer agent's topic
+    await hass.async_block_till_done()
+    assert coordinator.hosts == example("hosts")
+    assert not coordinator.bad_payloads
+    await unload(hass, entry)
+
+
+async def test_commands_are_signed_and_results_reach_listeners(
+    hass: HomeAssistant, mqtt_mock: Any
+) -> None:
+    entry = await setup_entry(hass, make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY}))
+    coordinator: LanGuardCoordinator = entry.runtime_data
+    results: list[dict[str, Any]] = []
+    coordinator.async_add_result_listener(results.append)
+    command_id = await coordinator.async_send_command("quarantine", "b8:27:eb:4c:21:9a", None)
+    topic, raw, qos, retain = mqtt_mock.async_publish.call_args.args
+    assert (topic, qos, retain) == (f"{BASE}/command", 1, False)
+    command = json.loads(raw)
+    assert command["id"] == command_id
+    agent_signing.Verifier(KEY).verify(command, now=now_ts())
+    result = agent_signing.sign(
+        {"id": command_id, "ok": True, "error": None, "action": "quarantine"}, KEY, now_ts()
+    )
+    publish(hass, "command/result", result)
+    await hass.async_block_till_done()
+    assert [r["id"] for r in results] == [command_id]
+    await unload(hass, entry)
+
+
+async def test_unsigned_commands_without_a_key(hass: HomeAssistant, mqtt_mock: Any) -> None:
+    entry = await setup_entry(hass)
+    await entry.runtime_data.async_send_command("release", "b8:27:eb:4c:21:9a", "192.168.1.23")
+    command = json.loads(mqtt_mock.async_publish.call_args.args[1])
+    assert "sig" not in command
+    assert command["ip"] == "192.168.1.23"
+    await unload(hass, entry)
+
+
+class FakeClassifier:
+    """Stands for the classifier of issue 5: a verdict per event, learns from labels."""
+
+    def __init__(self, verdict: str) -> None:
+        self.verdict = verdict
+        self.learned: list[tuple[str, Label]] = []
+
+    def assess(self, event: LanGuardEvent) -> dict[str, Any]:
+        return {"verdict": self.verdict, "probability": 0.9, "source": "model"}
+
+    async def async_learn(self, event: LanGuardEvent, label: Label) -> None:
+        self.learned.append((event.id, label))
+
+
+async def test_the_classifier_hook_sees_events_first_and_learns_labels(
+    hass: HomeAssistant,
+) -> None:
+    entry = await setup_entry(hass)
+    coordinator: LanGuardCoordinator = entry.runtime_data
+    classifier = FakeClassifier("alarm")
+    coordinator.classifier = classifier
+    seen: list[dict[str, Any] | None] = []
+    coordinator.async_add_event_listener(lambda event: seen.append(event.assessment))
+    bus = async_capture_events(hass, EVENT_LAN_GUARD)
+    label_listener = AsyncMock()
+    coordinator.async_add_label_listener(label_listener)
+    event = make_event(level=2)
+    publish(hass, "event", event)
+    await hass.async_block_till_done()
+    assert seen == [{"verdict": "alarm", "probability": 0.9, "source": "model"}]
+    assert bus[0].data["verdict"] == "alarm"
+    assert bus[0].data["probability"] == 0.9
+    stored = coordinator.history.get(event["id"])
+    assert stored is not None
+    await coordinator.async_label(stored, Label.NORMAL)
+    assert classifier.learned == [(event["id"], Label.NORMAL)]
+    label_listener.assert_awaited_once_with(stored, Label.NORMAL)
+    await unload(hass, entry)
+
+
+async def test_acknowledge_clears_the_threat_until_an_incident_escalates(
+    hass: HomeAssistant,
+) -> None:
+    entry = await setup_entry(hass)
+    coordinator: LanGuardCoordinator = entry.runtime_data
+    event = make_event(level=2)
+    publish(hass, "event", event)
+    await hass.async_block_till_done()
+    assert hass.states.get(THREAT).state == "on"
+    coordinator.async_acknowledge()
+    await hass.async_block_till_done()
+    assert hass.states.get(THREAT).state == "off"
+    assert coordinator.history.acknowledged == {event["incident_id"]: 2}
+    publish(hass, "event", make_event(level=2, incident_id=event["incident_id"]))
+    await hass.async_block_till_done()
+    assert hass.states.get(THREAT).state == "off"
+    publish(hass, "event", make_event(level=3, incident_id=event["incident_id"]))
+    await hass.async_block_till_done()
+    assert hass.states.get(THREAT).state == "on"
+    # When the agent closes the incident, its acknowledgement is forgotten.
+    publish(hass, "state", make_state([]), retain=True)
+    await hass.async_block_till_done()
+    assert coordinator.history.acknowledged == {}
+    assert hass.states.get(THREAT).state == "off"
+    await unload(hass, entry)
+
+
+async def test_allowlisted_sources_are_no_threat(hass: HomeAssistant) -> None:
+    entry = await setup_entry(hass, make_entry(allowlist=["192.168.1.0/24"]))
+    publish(hass, "event", make_event(level=3, ip="192.168.1.40"))
+    await hass.async_block_till_done()
+    assert entry.runtime_data.level == 3
+    assert hass.states.get(THREAT).state == "off"
+    publish(hass, "event", make_event(level=3, ip="10.0.0.5"))
+    await hass.async_block_till_done()
+    assert hass.states.get(THREAT).state == "on"
+    await unload(hass, entry)
+
+
+async def test_host_left_is_information_not_an_incident(hass: HomeAssistant) -> None:
+    entry = await setup_entry(hass)
+    coordinator: LanGuardCoordinator = entry.runtime_data
+    publish(hass, "event", make_event("host_left", level=0))
+    await hass.async_block_till_done()
+    assert len(coordinator.history) == 1
+    assert coordinator.incidents == {}
+    assert coordinator.history.last_threat() is None
+    await unload(hass, entry)
+
+
+async def test_subscription_is_reported_when_acknowledged(hass: HomeAssistant) -> None:
+    entry = await setup_entry(hass)
+    await entry.runtime_data.subscribed.wait()
+    await unload(hass, entry)
