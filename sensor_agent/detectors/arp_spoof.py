@@ -103,7 +103,9 @@ class ArpSpoofDetector:
             }
 
         level = LEVEL_SPOOF_GATEWAY if is_gateway else LEVEL_SPOOF
-        return Detection(self.kind, level, mac, sender_ip, claim.first, claim.last, evidence)
+        # The claimed IP is evidence, not the culprit's address (naming the gateway's IP as
+        # the culprit would quarantine the gateway): its own comes from the hosts inventory.
+        return Detection(self.kind, level, mac, None, claim.first, claim.last, evidence)
 
     def expire(self, now: float) -> None:
         self.claims.expire(now)
