@@ -12,6 +12,8 @@ from homeassistant.helpers.typing import ConfigType
 from . import issues
 from .const import CONF_AGENT_ID, DOMAIN, PLATFORMS
 from .coordinator import LanGuardConfigEntry, LanGuardCoordinator
+from .evacuation import EvacuationManager, async_remove_store
+from .evacuation_services import async_setup_evacuation_services
 from .history import EventHistory
 from .services import async_setup_services
 
@@ -21,6 +23,7 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the actions once, whatever the number of agents."""
     async_setup_services(hass)
+    async_setup_evacuation_services(hass)
     return True
 
 
@@ -41,6 +44,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> 
     coordinator = LanGuardCoordinator(hass, entry)
     await coordinator.async_start()
     entry.runtime_data = coordinator
+    coordinator.evacuation = EvacuationManager(hass, entry, coordinator)
+    await coordinator.evacuation.async_setup()
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
@@ -49,6 +54,9 @@ async def async_unload_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) ->
     """Unsubscribe, stop timers, write the history; nothing of the agent stays behind."""
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
+        # Undo isolation while the agent's topics are still subscribed (issue 4).
+        if (evacuation := entry.runtime_data.evacuation) is not None:
+            await evacuation.async_unload()
         await entry.runtime_data.async_stop()
         issues.async_delete_agent_offline(hass, entry)
     return unloaded
@@ -57,3 +65,4 @@ async def async_unload_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) ->
 async def async_remove_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> None:
     """The agent was removed: delete its stored events and labels."""
     await EventHistory(hass, entry.entry_id).async_remove()
+    await async_remove_store(hass, entry.entry_id)

@@ -26,11 +26,13 @@ from homeassistant.helpers.selector import (
 )
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 
+from . import evacuation_options
 from .allowlist import normalize_entry
 from .const import (
     AGENT_ANSWER_TIMEOUT,
     CONF_AGENT_ID,
     CONF_ALLOWLIST,
+    CONF_EVACUATION,
     CONF_NOTIFY_LEVEL,
     CONF_NOTIFY_TARGETS,
     CONF_OFFLINE_MINUTES,
@@ -258,9 +260,23 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                 }
                 if key := (user_input.get(CONF_SIGNING_KEY) or "").strip():
                     options[CONF_SIGNING_KEY] = key
-                return self.async_create_entry(data=options)
+                try:  # the evacuation section (issue 4)
+                    options |= evacuation_options.parse(
+                        {
+                            **evacuation_options.suggested(self.config_entry.options),
+                            **user_input.get(CONF_EVACUATION, {}),
+                        }
+                    )
+                except evacuation_options.InvalidOption as err:
+                    errors[err.args[0]] = err.args[1]
+                    placeholders["entry"] = err.args[2]
+                else:
+                    return self.async_create_entry(data=options)
         current = {**DEFAULT_OPTIONS, **self.config_entry.options, **(user_input or {})}
         current[CONF_NOTIFY_LEVEL] = str(current[CONF_NOTIFY_LEVEL])
+        current[CONF_EVACUATION] = evacuation_options.suggested(
+            {**self.config_entry.options, **current.get(CONF_EVACUATION, {})}
+        )
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(self._schema(), current),
@@ -295,5 +311,6 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                         unit_of_measurement="min",
                     )
                 ),
+                vol.Optional(CONF_EVACUATION): evacuation_options.section_schema(self.hass),
             }
         )

@@ -10,7 +10,13 @@ from homeassistant.const import Platform
 
 DOMAIN: Final = "lan_guard"
 
-PLATFORMS: Final = [Platform.BINARY_SENSOR, Platform.BUTTON, Platform.EVENT, Platform.SENSOR]
+PLATFORMS: Final = [
+    Platform.BINARY_SENSOR,
+    Platform.BUTTON,
+    Platform.EVENT,
+    Platform.SENSOR,
+    Platform.SWITCH,
+]
 
 # Config entry data (what identifies the agent).
 CONF_TOPIC_PREFIX: Final = "topic_prefix"
@@ -71,6 +77,40 @@ ATTR_LABELLED_ONLY: Final = "labelled_only"
 
 ISSUE_MQTT_NOT_SETUP: Final = "mqtt_not_setup"
 ISSUE_AGENT_OFFLINE: Final = "agent_offline"
+
+# Evacuation mode (issue 4): options, their defaults, actions, storage.
+CONF_EVACUATION: Final = "evacuation"  # the options form's section
+CONF_EVACUATION_TRIGGER: Final = "evacuation_trigger"
+CONF_EVACUATION_LEVEL: Final = "evacuation_level"
+CONF_EVACUATION_RESTORE: Final = "evacuation_restore"
+CONF_ISOLATE_ENTITIES: Final = "isolate_entities"
+CONF_QUARANTINE_BACKEND: Final = "quarantine_backend"
+CONF_QUARANTINE_ENTITIES: Final = "quarantine_entities"
+CONF_QUARANTINE_BLOCK_STATE: Final = "quarantine_block_state"
+CONF_PROTECTED_HOSTS: Final = "protected_hosts"
+TRIGGER_LEVEL: Final = "level"
+TRIGGER_VERDICT: Final = "verdict"
+TRIGGER_MANUAL: Final = "manual"
+RESTORE_AUTO: Final = "auto"
+RESTORE_CONFIRM: Final = "confirm"
+BACKEND_AGENT: Final = "agent"
+BACKEND_ENTITY: Final = "entity"
+BACKEND_NONE: Final = "none"
+# A scan of the monitoring node (level 2) is what LAN-aware malware does and legitimate
+# devices do not; level 1 is also HA's own nmap tracker, so it never evacuates by default.
+DEFAULT_EVACUATION_LEVEL: Final = 2
+# The agent answers a command within milliseconds; ten seconds covers a busy broker.
+COMMAND_TIMEOUT: Final = 10.0
+# A turn_off/turn_on of one appliance; a stuck integration must not hold evacuation up.
+APPLIANCE_TIMEOUT: Final = 10.0
+EVACUATION_STORAGE_VERSION: Final = 1
+SERVICE_START_EVACUATION: Final = "start_evacuation"
+SERVICE_STOP_EVACUATION: Final = "stop_evacuation"
+ATTR_MAC: Final = "mac"
+ATTR_IP: Final = "ip"
+# Notification buttons of evacuation: LAN_GUARD_EVAC_<RESTORE|KEEP>_<config entry id>.
+EVACUATION_ACTION_PREFIX: Final = "LAN_GUARD_EVAC_"
+ISSUE_EVACUATION_INCOMPLETE: Final = "evacuation_incomplete"
 
 
 class Kind(StrEnum):

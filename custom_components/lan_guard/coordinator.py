@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import voluptuous as vol
 from homeassistant.components import mqtt
@@ -61,6 +61,9 @@ from .history import EventHistory
 from .models import EventClassifier, Incident, LanGuardEvent
 from .payloads import describe, parse_json, parse_timestamp, validate
 from .signing import PayloadVerifier, SignatureError, sign, signing_key
+
+if TYPE_CHECKING:
+    from .evacuation import EvacuationManager
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -112,6 +115,7 @@ class LanGuardCoordinator:
         # Extension points: a classifier gives verdicts (issue 5); evacuation and others
         # listen to events, labels and command results (issue 4).
         self.classifier: EventClassifier | None = None
+        self.evacuation: EvacuationManager | None = None  # set up by __init__ (issue 4)
         self._update_listeners: list[CALLBACK_TYPE] = []
         self._event_listeners: list[EventListener] = []
         self._label_listeners: list[LabelListener] = []
