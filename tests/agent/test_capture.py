@@ -1,0 +1,157 @@
+"""Live capture helpers, and the live loop on the loopback interface (root; traffic to
+127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sensor_agent import parse
+from sensor_agent.capture import (
+    CaptureOpenError,
+    LiveCapture,
+    arp_request,
+    default_gateway,
+    interface_addresses,
+    kernel_arp_lookup,
+)
+from sensor_agent.config import AgentConfig, CaptureConfig, DecoyConfig
+from sensor_agent.formats import ip_bytes, mac_bytes
+from sensor_agent.live import LiveAgent
+from tests.agent.craft import RecordingSink, base_config
+from tests.contract import validate
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="packet capture needs root (CAP_NET_RAW)")
+
+
+def test_arp_probe_frame_is_a_valid_request() -> None:
+    frame = arp_request(
+        mac_bytes("02:00:00:0a:00:0a"), ip_bytes("198.18.10.10"), ip_bytes("198.18.10.66")
+    )
+    arp = parse.parse_arp(frame)
+    assert arp is not None
+    assert arp.op == parse.ARP_REQUEST
+    assert arp.target_ip == ip_bytes("198.18.10.66")
+    assert frame[:6] == b"\xff" * 6
+
+
+def test_default_gateway_from_the_routing_table(tmp_path: Path) -> None:
+    table = tmp_path / "route"
+    table.write_text(
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n"
+        "eth0\t000A12C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+        "eth0\t00000000\t010A12C6\t0003\t0\t0\t100\t00000000\n"
+    )
+    assert default_gateway("eth0", table) == ip_bytes("198.18.10.1")
+    assert default_gateway("wlan0", table) is None
+    assert default_gateway("eth0", tmp_path / "missing") is None
+
+
+def test_kernel_arp_lookup(tmp_path: Path) -> None:
+    table = tmp_path / "arp"
+    table.write_text(
+        "IP address       HW type     Flags       HW address            Mask     Device\n"
+        "198.18.10.66     0x1         0x2         00:1b:21:42:00:42     *        eth0\n"
+        "198.18.10.67     0x1         0x0         00:00:00:00:00:00     *        eth0\n"
+    )
+    assert kernel_arp_lookup("198.18.10.66", table) == mac_bytes("00:1b:21:42:00:42")
+    assert kernel_arp_lookup("198.18.10.67", table) is None
+    assert kernel_arp_lookup("198.18.10.68", table) is None
+
+
+def test_loopback_addresses() -> None:
+    ip, mac = interface_addresses("lo")
+    assert ip == ip_bytes("127.0.0.1")
+    assert mac == bytes(6)
+    assert interface_addresses("lgc-missing0") == (None, None)
+
+
+@needs_root
+def test_missing_interface_is_a_clear_error() -> None:
+    with pytest.raises(CaptureOpenError, match="lgc-missing0"):
+        LiveCapture("lgc-missing0")
+
+
+@needs_root
+def test_capture_reads_raw_frames_through_a_bpf_filter() -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    port = receiver.getsockname()[1]
+    capture = LiveCapture("lo", snaplen=128, bpf_filter=f"udp and port {port}")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"lgc-probe" * 40, ("127.0.0.1", port))
+        frames: list[bytes] = []
+        deadline = time.monotonic() + 3
+        while not frames and time.monotonic() < deadline:
+            frames = capture.read_batch()[1]
+            time.sleep(0.01)
+        assert len(frames) == 1, "one copy (our own outgoing copy is skipped), filter applied"
+        frame = frames[0]
+        assert len(frame) == 128  # snap length
+        udp = parse.parse_udp(frame)
+        assert udp is not None and udp.dport == port
+        assert udp.payload_len == 360  # from the header: what was sent, beyond the snap length
+        assert capture.drops() >= 0
+    finally:
+        capture.close()
+        receiver.close()
+
+
+@needs_root
+def test_live_loop_on_loopback_sees_a_syn_scan_of_the_node() -> None:
+    """Capture on lo with the node at 127.0.0.1: SYNs to closed local ports are a level-2
+    scan; other processes' loopback traffic may add events, so only ours is asserted."""
+    ports = []
+    for _ in range(4):  # free ports with nothing listening
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    pipeline = replace(
+        base_config(), node_ip=ip_bytes("127.0.0.1"), node_mac=bytes(6), decoy_ports=()
+    )
+    config = AgentConfig(
+        raw={},
+        agent_id="test-agent",
+        interface="lo",
+        log_level="INFO",
+        events_jsonl=None,
+        stdout=False,
+        capture=CaptureConfig(),
+        decoys=DecoyConfig(enabled=False),
+        probe_hosts=False,
+        pipeline=pipeline,
+    )
+    filter_ = "tcp[tcpflags] & tcp-syn != 0 and dst port (" + " or ".join(map(str, ports)) + ")"
+    sink = RecordingSink()
+    agent = LiveAgent(config, [sink], LiveCapture("lo", bpf_filter=filter_))
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop, 0.1), daemon=True)
+    agent.start()
+    thread.start()
+    try:
+        for port in ports:
+            with socket.socket() as client:
+                client.settimeout(1)
+                with pytest.raises(OSError):
+                    client.connect(("127.0.0.1", port))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(e["kind"] == "syn_scan" for e in sink.events):
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(5)
+        agent.close()
+    scans = [e for e in sink.events if e["kind"] == "syn_scan"]
+    assert scans, f"no syn_scan among {sink.kinds()}"
+    assert set(ports) <= set(scans[-1]["evidence"]["ports"])
+    assert scans[0]["source"]["ip"] == "127.0.0.1"
+    validate("event", scans[0])
+    validate("state", sink.last("state"))
+    assert sink.last("state")["counters"]["frames"] >= len(ports)

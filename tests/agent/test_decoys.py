@@ -1,0 +1,146 @@
+"""Decoy listeners on 127.0.0.1: a port that cannot be bound is reported, the others work,
+connections and data reach the pipeline (level-2 handshakes, level-3 sessions)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from sensor_agent.config import AgentConfig, CaptureConfig, DecoyConfig
+from sensor_agent.formats import ip_bytes
+from sensor_agent.live import LiveAgent
+from tests.agent.craft import ATTACKER_MAC, T0, RecordingSink, arp_request, base_config
+from tests.contract import validate
+
+
+def agent_config(ports: tuple[int, ...], **decoys: object) -> AgentConfig:
+    pipeline = replace(base_config(), node_ip=ip_bytes("127.0.0.1"), decoy_ports=ports)
+    return AgentConfig(
+        raw={},
+        agent_id="test-agent",
+        interface=None,
+        log_level="INFO",
+        events_jsonl=None,
+        stdout=False,
+        capture=CaptureConfig(),
+        decoys=DecoyConfig(ports=ports, bind="127.0.0.1", **decoys),  # type: ignore[arg-type]
+        probe_hosts=False,
+        pipeline=pipeline,
+    )
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    yield int(holder.getsockname()[1])
+    holder.close()
+
+
+class Running:
+    def __init__(self, agent: LiveAgent) -> None:
+        self.agent = agent
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=agent.run, args=(self.stop, 0.1), daemon=True)
+
+    def __enter__(self) -> Running:
+        self.agent.start()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.agent.close()
+
+
+def wait_for(condition: object, timeout: float = 5.0) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(10) == b""
+    except ConnectionResetError:  # closed with our data unread: a reset, still closed
+        return True
+
+
+def test_unbindable_port_is_reported_and_the_others_work(busy_port: int) -> None:
+    sink = RecordingSink()
+    agent = LiveAgent(agent_config((busy_port, 0, 0)), [sink], capture=None)
+    # the decoy's peer is 127.0.0.1: tell the inventory which MAC that is, as ARP would
+    agent.pipeline.feed(time.time(), arp_request(ATTACKER_MAC, "127.0.0.1", "127.0.0.2"))
+    with Running(agent):
+        info = sink.last("info")
+        validate("info", info)
+        assert [e["port"] for e in info["decoy_errors"]] == [busy_port]
+        assert "in use" in info["decoy_errors"][0]["error"]
+        working = agent.decoys.ports
+        assert len(working) == 2 and busy_port not in working
+        assert "decoys" in info["capabilities"]
+        with socket.create_connection(("127.0.0.1", working[0]), timeout=2) as client:
+            client.sendall(b"\xfeSMB negotiate")
+            wait_for(lambda: any(e["kind"] == "session" for e in sink.events))
+    session = next(e for e in sink.events if e["kind"] == "session")
+    assert session["level"] == 3
+    assert session["source"]["mac"] == ATTACKER_MAC
+    assert session["evidence"]["port"] == working[0]
+    assert session["evidence"]["sample"] == ".SMB negotiate"
+    assert session["evidence"]["bytes"] == 14
+    validate("event", session)
+
+
+def test_connect_scan_of_the_decoys_is_level_2() -> None:
+    sink = RecordingSink()
+    agent = LiveAgent(agent_config((0, 0, 0)), [sink], capture=None)
+    agent.pipeline.feed(time.time(), arp_request(ATTACKER_MAC, "127.0.0.1", "127.0.0.2"))
+    with Running(agent):
+        for port in agent.decoys.ports:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        wait_for(lambda: sink.events)
+    assert sink.kinds() == [("syn_scan", 2)]
+    assert sink.events[0]["evidence"]["handshakes"] == 3
+
+
+def test_connections_are_bounded_in_bytes_time_and_number() -> None:
+    sink = RecordingSink()
+    agent = LiveAgent(
+        agent_config((0,), max_bytes=10, timeout_s=0.5, max_connections=2), [sink], capture=None
+    )
+    agent.pipeline.feed(time.time(), arp_request(ATTACKER_MAC, "127.0.0.1", "127.0.0.2"))
+    with Running(agent):
+        port = agent.decoys.ports[0]
+        flood = socket.create_connection(("127.0.0.1", port), timeout=2)
+        flood.sendall(b"x" * 1000)
+        wait_for(lambda: closed_by_peer(flood), timeout=3)  # closed by the decoy after 10 bytes
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=2) for _ in range(3)]
+        wait_for(lambda: agent.decoys.refused >= 1)
+        wait_for(lambda: agent.decoys.connections == 0, timeout=3)  # timed out
+        for conn in idle:
+            conn.close()
+        flood.close()
+    session = next(e for e in sink.events if e["kind"] == "session")
+    assert session["evidence"]["bytes"] <= 10
+
+
+def test_decoys_disabled_open_nothing() -> None:
+    sink = RecordingSink()
+    config = agent_config((0,))
+    config = AgentConfig(**{**config.__dict__, "decoys": DecoyConfig(enabled=False)})
+    agent = LiveAgent(config, [sink], capture=None)
+    with Running(agent):
+        assert agent.decoys.ports == []
+        assert "decoys" not in sink.last("info")["capabilities"]
+    assert T0 > 0
