@@ -15,6 +15,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -27,7 +28,7 @@ from .config import AgentConfig, ConfigError, load, mqtt_settings
 from .enforcer import EnforcerSettings
 from .formats import ip_str, mac_str
 from .live import LiveAgent
-from .pipeline import Pipeline, PipelineConfig
+from .pipeline import Pipeline, PipelineConfig, info_payload
 from .replay import CaptureError, replay
 from .sinks import Sink
 from .sinks.jsonl import JsonlSink
@@ -185,6 +186,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     pipeline = Pipeline(config.pipeline, sinks)
     if mqtt is not None:
         pipeline.extra_counters["outbox_dropped"] = lambda: mqtt.counters()["dropped"]  # type: ignore[attr-defined]
+        mqtt.retained(
+            "info",
+            info_payload(
+                config.pipeline,
+                version=__version__,
+                interface=f"replay:{args.capture.name}",
+                decoy_ports=[],
+                decoy_errors=[],
+                capabilities=["detect", "hosts"],
+                started_at=time.time(),
+            ),
+        )
     try:
         stats = replay(args.capture, pipeline, show_progress=args.progress)
     except CaptureError as exc:
@@ -282,6 +295,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILURE
 
 
+def capture_filter(extra: str, node_mac: bytes | None) -> str:
+    """The kernel BPF filter: never the node's own frames (no evidence, and the agent's MQTT
+    traffic would cost a copy each), and the configured extra filter, if any."""
+    parts = [f"({extra})"] if extra else []
+    if node_mac is not None:
+        parts.append(f"not ether src {mac_str(node_mac)}")
+    return " and ".join(parts)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     _setup_logging(config.log_level)
@@ -295,7 +317,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.warning(
             "%s has no IPv4 address: SYN scans of the node cannot be seen", config.interface
         )
-    bpf = config.capture.bpf_filter
+    bpf = capture_filter(config.capture.bpf_filter, node.node_mac)
     try:
         capture = LiveCapture(interface, config.capture.snaplen, bpf, config.capture.promiscuous)
     except CaptureOpenError as exc:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -176,3 +180,39 @@ def test_generate_many_sources(tmp_path: Path) -> None:
     done = run("generate", "many-sources", str(path), "--count", "300")
     assert done.returncode == 0
     assert "300 frames" in done.stderr
+
+
+def test_capture_filter_leaves_out_the_nodes_own_frames() -> None:
+    from sensor_agent.cli import capture_filter
+
+    mac = bytes.fromhex("02000000a00a")
+    assert capture_filter("", None) == ""
+    assert capture_filter("", mac) == "not ether src 02:00:00:00:a0:0a"
+    assert capture_filter("arp or tcp", mac) == "(arp or tcp) and not ether src 02:00:00:00:a0:0a"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="packet capture needs root (CAP_NET_RAW)")
+def test_run_starts_on_loopback_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a free high port for the decoy
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "agent.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [AGENT, "run", "-i", "lo", "--decoy-ports", str(port), "--no-stdout"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while "watching lo" not in log.read_text() and time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.1)
+            assert f"decoys [{port}]" in log.read_text()
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                pass  # the decoy listens
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=10)
+    assert code == 0, log.read_text()
+    assert "stopping" in log.read_text()
