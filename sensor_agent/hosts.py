@@ -79,8 +79,11 @@ class Vendors:
 
 
 class HostInventory:
-    def __init__(self, config: HostsConfig | None = None) -> None:
+    def __init__(
+        self, config: HostsConfig | None = None, ignore: frozenset[bytes] = frozenset()
+    ) -> None:
         self.config = config or HostsConfig()
+        self.ignore = ignore  # the monitoring node itself: not a host of the LAN to watch
         self.hosts: dict[bytes, Host] = {}
         self.by_ip: dict[bytes, bytes] = {}
         self.vendor = Vendors()
@@ -90,7 +93,7 @@ class HostInventory:
     def _host(self, mac: bytes, now: float) -> Host | None:
         host = self.hosts.get(mac)
         if host is None:
-            if len(mac) != 6 or mac[0] & 0x01:  # multicast/broadcast is nobody's address
+            if len(mac) != 6 or mac[0] & 0x01 or mac in self.ignore:  # multicast: nobody's
                 return None
             if len(self.hosts) >= self.config.max_hosts:
                 self._evict()

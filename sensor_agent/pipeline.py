@@ -81,6 +81,10 @@ class PipelineConfig:
     hosts_interval_s: float = 300.0
     # Detector state expiry runs every 5 s (cheap: only the front of each table is looked at).
     expire_interval_s: float = 5.0
+    # Sources counted per one-second bucket: 65,536 (a LAN has a few hundred). Beyond, frames
+    # of new sources are counted only in the total (``untracked_frames``): memory stays bounded
+    # under a random-MAC flood, which the total flood threshold still reports.
+    max_sources_per_second: int = 65_536
 
 
 class Pipeline:
@@ -99,7 +103,9 @@ class Pipeline:
         self.session = SessionDetector(config.session)
         self.flood = FloodDetector(config.flood)
         self.arp_spoof = ArpSpoofDetector(config.arp_spoof, config.gateway_ip, config.gateway_mac)
-        self.hosts = HostInventory(config.hosts)
+        self.hosts = HostInventory(
+            config.hosts, ignore=frozenset([config.node_mac] if config.node_mac else [])
+        )
         extra = {"id_factory": id_factory} if id_factory is not None else {}
         self.incidents = IncidentTracker(
             config.agent_id, self.hosts.identity, config.incidents, **extra
@@ -112,6 +118,7 @@ class Pipeline:
         self.parse_errors = 0
         self.kernel_drops = 0
         self.unattributed_sessions = 0
+        self.untracked_frames = 0
         self.sink_errors = 0
         self.events_by_kind: Counter[str] = Counter()
         self.extra_counters: dict[str, Callable[[], int]] = {}  # e.g. outbox_dropped (MQTT)
@@ -150,6 +157,7 @@ class Pipeline:
         source_fps = self.config.flood.source_fps
         total_fps = self.config.flood.total_fps
         udp_ports = _UDP_PORT_BYTES
+        max_sources = self.config.max_sources_per_second
         sec_end = self._sec_end
         total = self._total
         ts = self.last_ts
@@ -163,7 +171,10 @@ class Pipeline:
             src = frame[6:12]
             n = count_of(src, 0) + 1
             counts[src] = n
-            if n == source_fps:
+            if n == 1 and len(counts) > max_sources:  # a spray of random source MACs
+                del counts[src]
+                self.untracked_frames += 1
+            elif n == source_fps:
                 self._flood(ts, src, n, "source")
             if total == total_fps:
                 self._flood(ts, max(counts, key=counts.__getitem__), total, "total")
@@ -406,6 +417,7 @@ class Pipeline:
             + self.incidents.evictions
             + self.arp_spoof.bindings.evictions,
             "unattributed_sessions": self.unattributed_sessions,
+            "untracked_frames": self.untracked_frames,
             "sink_errors": self.sink_errors,
             "hosts": len(self.hosts.hosts),
         }

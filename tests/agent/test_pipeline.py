@@ -132,3 +132,29 @@ def test_junk_behind_real_headers_never_raises(tail: bytes, ethertype: bytes) ->
     for body in (tail, ip_to_node + tail, bytes.fromhex("000108000604") + tail):
         pipeline.feed(T0, header + body)
     pipeline.finish()
+
+
+def test_random_mac_spray_is_bounded_per_second_and_still_a_total_flood() -> None:
+    from sensor_agent.detectors.flood import FloodConfig
+
+    pipeline, sink = make_pipeline(
+        max_sources_per_second=10, flood=FloodConfig(source_fps=1000, total_fps=50)
+    )
+    for i in range(60):
+        mac = bytes([2, 0, 0, 0, 1, i]).hex(":")
+        pipeline.feed(T0 + i * 0.001, arp_request(mac, f"198.18.11.{i}", "198.18.10.1"))
+    assert len(pipeline._counts) == 10
+    pipeline.finish()
+    assert pipeline.counters()["untracked_frames"] == 50
+    assert sink.kinds() == [("flood", 2)]
+    assert sink.events[0]["evidence"]["scope"] == "total"
+
+
+def test_the_node_itself_is_not_in_the_hosts_inventory() -> None:
+    from tests.agent.craft import NODE_IP, NODE_MAC
+
+    pipeline, sink = make_pipeline()
+    pipeline.feed(T0, arp_request(NODE_MAC, NODE_IP, "198.18.10.1"))
+    pipeline.feed(T0, arp_request(ATTACKER_MAC, ATTACKER_IP, "198.18.10.1"))
+    pipeline.finish()
+    assert [h["mac"] for h in sink.last("hosts")["hosts"]] == [ATTACKER_MAC]
