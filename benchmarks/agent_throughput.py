@@ -102,13 +102,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=200_000)
     parser.add_argument("--sources", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=3, help="throughput: best of this many")
+    parser.add_argument("--runs", type=int, default=5, help="throughput: best of this many")
     parser.add_argument("--naive-sample", type=int, default=20_000)
     args = parser.parse_args()
 
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"LAN Guard agent benchmark: Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {platform.machine()}"
+        f"{os.cpu_count()} CPUs, {platform.machine()}, load average {load}"
     )
     with tempfile.TemporaryDirectory(prefix="lgc-bench-") as tmp:
         mixed = Path(tmp) / "mixed.pcap"

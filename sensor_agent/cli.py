@@ -183,6 +183,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     mqtt = _mqtt_sink(config)
     if mqtt is not None:
         sinks.append(mqtt)
+    if config.pipeline.node_ip is None:
+        log.warning("no --node-ip: SYN scans of the node and decoy sessions cannot be seen")
     pipeline = Pipeline(config.pipeline, sinks)
     if mqtt is not None:
         pipeline.extra_counters["outbox_dropped"] = lambda: mqtt.counters()["dropped"]  # type: ignore[attr-defined]

@@ -135,3 +135,29 @@ def test_demo_capture_gives_the_ransomware_timeline(tmp_path: Path) -> None:
         validate("event", event)
     validate("state", sink.last("state"))
     assert ip_bytes(CULPRIT.ip) == bytes((192, 0, 2, 66))
+
+
+def test_progress_bar_draws_on_its_stream() -> None:
+    import io
+
+    from sensor_agent.replay import _ProgressBar
+
+    out = io.StringIO()
+    bar = _ProgressBar(200, out)
+    bar.update(100)
+    bar.update(101)  # same percent: not redrawn
+    bar.update(200)
+    bar.close()
+    text = out.getvalue()
+    assert text.count("\r") == 2
+    assert " 50%" in text and "100%" in text and text.endswith("\n")
+
+
+def test_replay_shows_the_progress_bar_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "capture.pcap"
+    write_pcap(path, FRAMES)
+    stats = replay(path, Pipeline(base_config(), []), show_progress=True)
+    assert stats.frames == len(FRAMES)
+    assert "100%" in capsys.readouterr().err
