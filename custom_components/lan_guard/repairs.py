@@ -27,6 +27,12 @@ class AgentOfflineRepairFlow(RepairsFlow):
     async def async_step_init(
         self, user_input: dict[str, Any] | None = None
     ) -> data_entry_flow.FlowResult:
+        """Start at the form (the input here is the issue's data, not the owner's)."""
+        return await self.async_step_confirm()
+
+    async def async_step_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> data_entry_flow.FlowResult:
         """Ask for the offline limit; submitting reloads the entry (which re-checks)."""
         entry = self.hass.config_entries.async_get_entry(self._entry_id)
         if entry is None:
@@ -43,7 +49,7 @@ class AgentOfflineRepairFlow(RepairsFlow):
             return self.async_create_entry(data={})
         minutes = entry.options.get(CONF_OFFLINE_MINUTES, DEFAULT_OFFLINE_MINUTES)
         return self.async_show_form(
-            step_id="init",
+            step_id="confirm",
             data_schema=vol.Schema(
                 {
                     vol.Required(CONF_OFFLINE_MINUTES, default=minutes): NumberSelector(

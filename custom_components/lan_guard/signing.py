@@ -105,9 +105,9 @@ class PayloadVerifier:
         """Full check of a live payload that carries an ``id`` (events, command results)."""
         ts = _check_signature(payload, self._key)
         if abs(now - ts) > self._max_skew_s:
+            when = f"{now - ts:.0f} s ago" if ts < now else f"{ts - now:.0f} s in the future"
             raise SignatureError(
-                BadPayload.STALE,
-                f"signed {now - ts:+.0f} s from now (limit {self._max_skew_s:g} s)",
+                BadPayload.STALE, f"signed {when} (limit {self._max_skew_s:g} s either way)"
             )
         payload_id = str(payload.get("id", ""))
         self._forget_before(now - self._max_skew_s)

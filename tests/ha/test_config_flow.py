@@ -321,3 +321,28 @@ async def test_options_refuse_a_bad_allowlist_entry_and_clear_the_key(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert CONF_SIGNING_KEY not in entry.options
     assert entry.options[CONF_ALLOWLIST] == []
+
+
+@pytest.mark.usefixtures("mqtt_mock")
+async def test_options_name_a_bad_entry_of_the_evacuation_section(hass: HomeAssistant) -> None:
+    entry = make_entry()
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_NOTIFY_LEVEL: "2",
+            CONF_OFFLINE_MINUTES: 10,
+            "evacuation": {
+                "evacuation_trigger": "manual",
+                "evacuation_level": "2",
+                "evacuation_restore": "auto",
+                "quarantine_backend": "none",
+                "quarantine_block_state": "off",
+                "protected_hosts": ["the router"],
+            },
+        },
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"protected_hosts": "invalid_protected_hosts"}
+    assert result["description_placeholders"] == {"entry": "the router"}

@@ -180,3 +180,13 @@ def test_describe_names_the_field() -> None:
         payloads.validate("event", event)
     assert payloads.describe(err.value) == "has the wrong format at 'source.mac'"
     assert payloads.describe(vol.Invalid("broken")) == "broken"
+
+
+def test_limits_that_no_example_reaches() -> None:
+    event = load(EXAMPLES / "event.arp_scan.json")
+    event["evidence"]["targets"] = [f"192.168.1.{i}" for i in range(65)]
+    assert errors("event", event)
+    assert not integration_accepts("event", event)
+    event = load(EXAMPLES / "event.arp_scan.json")
+    event["evidence"]["rate"] = float("inf")  # only possible from Python, never from JSON
+    assert not integration_accepts("event", event)
