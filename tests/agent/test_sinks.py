@@ -36,3 +36,15 @@ def test_jsonl_sink_appends_and_creates_the_directory(tmp_path: Path) -> None:
     second.close()
     ids = [json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines()]
     assert ids == ["a" * 32, "b" * 32]
+
+
+def test_stdout_sink_stops_printing_once_the_reader_is_gone() -> None:
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError
+
+    sink = StdoutSink(ClosedPipe())
+    sink.event(EVENT)
+    sink.event(EVENT)  # no second error
+    sink.close()
+    assert sink.broken
