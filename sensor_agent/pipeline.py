@@ -192,6 +192,8 @@ class Pipeline:
                         self._arp(ts, frame)
                 elif frame[12] == 0x81 and frame[13] == 0x00:
                     self._dispatch(ts, frame[:12] + frame[16:])
+                elif len(frame) < 14:
+                    self.parse_errors += 1
             except IndexError:  # shorter than the headers its ethertype promises
                 self.parse_errors += 1
         self._total = total
@@ -200,9 +202,9 @@ class Pipeline:
     def _dispatch(self, ts: float, frame: bytes) -> None:
         """The per-frame dispatch of :meth:`feed_many`, for an untagged 802.1Q frame."""
         ethertype = frame[12:14]
-        if len(frame) < 14:
+        if len(frame) < 14 or (ethertype == ETH_IPV4 and len(frame) < 34):
             self.parse_errors += 1
-        elif ethertype == ETH_IPV4 and len(frame) >= 34:
+        elif ethertype == ETH_IPV4:
             if frame[30:34] == self.config.node_ip:
                 self._to_node(ts, frame)
             elif frame[23] == PROTO_UDP and frame[36:38] in _UDP_PORT_BYTES:

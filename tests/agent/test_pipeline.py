@@ -158,3 +158,13 @@ def test_the_node_itself_is_not_in_the_hosts_inventory() -> None:
     pipeline.feed(T0, arp_request(ATTACKER_MAC, ATTACKER_IP, "198.18.10.1"))
     pipeline.finish()
     assert [h["mac"] for h in sink.last("hosts")["hosts"]] == [ATTACKER_MAC]
+
+
+def test_short_frames_of_any_kind_are_parse_errors() -> None:
+    pipeline, _ = make_pipeline()
+    tagged_ipv4 = bytes(12) + b"\x81\x00\x00\x07\x08\x00" + bytes(10)
+    for frame in (b"", bytes(12), bytes(13), tagged_ipv4, bytes(12) + b"\x81\x00"):
+        pipeline.feed(T0, frame)
+    assert pipeline.counters()["parse_errors"] == 5
+    pipeline.feed(T0, bytes(12) + b"\x86\xdd" + bytes(40))  # IPv6: fine, just not looked at
+    assert pipeline.counters()["parse_errors"] == 5
