@@ -449,13 +449,22 @@ class LanGuardCoordinator:
 
     def _update_incident(self, event: LanGuardEvent) -> None:
         incident = self.incidents.get(event.incident_id)
+        detected_at = event.detected_at
         if incident is None:
+            # MQTT keeps order per topic only: a state that is newer than this event and
+            # no longer lists its incident has already closed it, so do not reopen it.
+            state = self.agent_state
+            if (
+                state is not None
+                and parse_timestamp(state["updated_at"]) >= detected_at
+                and event.incident_id not in {i["incident_id"] for i in state["incidents"]}
+            ):
+                return
             incident = Incident(event.incident_id, event.level, dict(event.source))
             self.incidents[event.incident_id] = incident
         incident.level = max(incident.level, event.level)
         incident.source = dict(event.source)
         incident.kinds.add(event.kind.value)
-        detected_at = event.detected_at
         if incident.updated_at is None or detected_at > incident.updated_at:
             incident.updated_at = detected_at
         self.incidents_known = True

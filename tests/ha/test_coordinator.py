@@ -367,3 +367,25 @@ async def test_subscription_is_reported_when_acknowledged(hass: HomeAssistant) -
     entry = await setup_entry(hass)
     await entry.runtime_data.subscribed.wait()
     await unload(hass, entry)
+
+
+async def test_a_late_event_does_not_reopen_an_incident_the_state_closed(
+    hass: HomeAssistant,
+) -> None:
+    """The agent publishes state and events on different topics; MQTT orders each topic only."""
+    entry = await setup_entry(hass)
+    coordinator: LanGuardCoordinator = entry.runtime_data
+    start = datetime.now(UTC)
+    publish(hass, "state", make_state([], updated_at=start + timedelta(seconds=60)))
+    publish(hass, "event", make_event(level=2, detected_at=start))  # older than the state
+    await hass.async_block_till_done()
+    assert coordinator.incidents == {}
+    assert len(coordinator.history) == 1  # still recorded and shown
+    listed = {"incident_id": "b" * 32, "level": 1}
+    publish(hass, "state", make_state([listed], updated_at=start + timedelta(seconds=70)))
+    publish(hass, "event", make_event(level=2, incident_id="b" * 32, detected_at=start))
+    publish(hass, "event", make_event(level=3, detected_at=start + timedelta(seconds=80)))
+    await hass.async_block_till_done()
+    assert coordinator.incidents["b" * 32].level == 2  # listed: the event updates it
+    assert sorted(c.level for c in coordinator.incidents.values()) == [2, 3]  # and a new one
+    await unload(hass, entry)
