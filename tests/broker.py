@@ -193,6 +193,7 @@ class Mosquitto:
         """Start and wait until the port accepts connections."""
         if self.running:
             raise RuntimeError("mosquitto is already running")
+        log_start = self._log_path.stat().st_size if self._log_path.exists() else 0
         with self._log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 ["mosquitto", "-c", str(self._config)],
@@ -203,12 +204,17 @@ class Mosquitto:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
+                self._proc = None
                 raise RuntimeError(f"mosquitto exited at start-up:\n{self.log()}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.02)
+            # "running" is logged once every listener is open (a bare connect could reach
+            # some other program on a port that mosquitto failed to take).
+            if b" running" in self._log_path.read_bytes()[log_start:]:
+                try:
+                    with socket.create_connection((HOST, self.port), timeout=0.5):
+                        return self
+                except OSError:
+                    pass
+            time.sleep(0.02)
         self.kill()
         raise RuntimeError(f"mosquitto did not listen on {HOST}:{self.port}:\n{self.log()}")
 
