@@ -77,21 +77,21 @@ def appliance_domains(hass: HomeAssistant) -> list[str]:
 def section_schema(hass: HomeAssistant) -> section:
     """The collapsible evacuation section of the options form."""
     fields = {
-        vol.Required(CONF_EVACUATION_TRIGGER): _select(
+        vol.Optional(CONF_EVACUATION_TRIGGER): _select(
             [TRIGGER_LEVEL, TRIGGER_VERDICT, TRIGGER_MANUAL], CONF_EVACUATION_TRIGGER
         ),
-        vol.Required(CONF_EVACUATION_LEVEL): _select(["1", "2", "3"], "notify_level"),
-        vol.Required(CONF_EVACUATION_RESTORE): _select(
+        vol.Optional(CONF_EVACUATION_LEVEL): _select(["1", "2", "3"], "notify_level"),
+        vol.Optional(CONF_EVACUATION_RESTORE): _select(
             [RESTORE_AUTO, RESTORE_CONFIRM], CONF_EVACUATION_RESTORE
         ),
         vol.Optional(CONF_ISOLATE_ENTITIES): EntitySelector(
             EntitySelectorConfig(domain=appliance_domains(hass), multiple=True)
         ),
-        vol.Required(CONF_QUARANTINE_BACKEND): _select(
+        vol.Optional(CONF_QUARANTINE_BACKEND): _select(
             [BACKEND_AGENT, BACKEND_ENTITY, BACKEND_NONE], CONF_QUARANTINE_BACKEND
         ),
         vol.Optional(CONF_QUARANTINE_ENTITIES): TextSelector(TextSelectorConfig(multiple=True)),
-        vol.Required(CONF_QUARANTINE_BLOCK_STATE): _select(
+        vol.Optional(CONF_QUARANTINE_BLOCK_STATE): _select(
             [STATE_OFF, STATE_ON], CONF_QUARANTINE_BLOCK_STATE
         ),
         vol.Optional(CONF_PROTECTED_HOSTS): TextSelector(TextSelectorConfig(multiple=True)),
