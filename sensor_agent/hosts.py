@@ -9,6 +9,7 @@ marked not present; before that, in live mode, a silent culprit can be probed wi
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +85,7 @@ class HostInventory:
     ) -> None:
         self.config = config or HostsConfig()
         self.ignore = ignore  # the monitoring node itself: not a host of the LAN to watch
-        self.hosts: dict[bytes, Host] = {}
+        self.hosts: OrderedDict[bytes, Host] = OrderedDict()  # least recently seen first
         self.by_ip: dict[bytes, bytes] = {}
         self.vendor = Vendors()
         self.evictions = 0
@@ -102,7 +103,7 @@ class HostInventory:
         return host
 
     def _evict(self) -> None:
-        oldest = self.hosts.pop(next(iter(self.hosts)))  # kept in order of last_seen
+        _mac, oldest = self.hosts.popitem(last=False)
         if oldest.ip is not None and self.by_ip.get(oldest.ip) == oldest.mac:
             del self.by_ip[oldest.ip]
         self.evictions += 1
@@ -111,13 +112,13 @@ class HostInventory:
         """Every source MAC that sent frames in the second ending at ``now``."""
         hosts = self.hosts
         for mac in counts:
-            host = hosts.pop(mac, None)
+            host = hosts.get(mac)
             if host is None:
                 host = self._host(mac, now)
                 if host is None:
                     continue
             else:
-                hosts[mac] = host  # move to the end: the dict stays ordered by last_seen
+                hosts.move_to_end(mac)  # the inventory stays ordered by last_seen
             host.last_seen = now
             if not host.present:
                 host.present = True
