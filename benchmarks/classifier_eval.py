@@ -26,6 +26,7 @@ there, so its sources have no label history).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import random
 import sys
@@ -45,9 +46,10 @@ if str(ROOT) not in sys.path:
 
 def _learning_without_homeassistant() -> None:
     """Make ``custom_components.lan_guard.learning`` importable without running the
-    integration's ``__init__`` (which needs Home Assistant): the learning core is pure."""
+    integration's ``__init__`` when Home Assistant is not installed (the agent venv): the
+    learning core is pure. With Home Assistant present the package imports normally."""
     name = "custom_components.lan_guard"
-    if name not in sys.modules:
+    if name not in sys.modules and importlib.util.find_spec("homeassistant") is None:
         package = types.ModuleType(name)
         package.__path__ = [str(ROOT / "custom_components" / "lan_guard")]
         sys.modules[name] = package

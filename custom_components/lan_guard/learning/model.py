@@ -11,11 +11,11 @@ label with one exact MAP step along the direction the new label informs plus a L
 * The predictive probability is moderated by the weight uncertainty (MacKay's probit
   approximation), so an event unlike anything labelled gets a probability near the middle,
   which is the "unsure" band: the model asks about what it does not know.
-* Merging is principled: each home's posterior is prior x likelihood of its labels, so the
-  posteriors of several homes combine by adding their precisions (minus the shared prior's,
-  counted once) and precision-weighting their means. That is exact for Gaussian likelihoods
-  and the standard approximation for the logistic one; a feature direction only one home has
-  seen is decided by that home, unlike plain weight averaging. Counts add exactly.
+* Merging uses the precisions: each home's evidence (precision beyond the shared prior's)
+  adds, and the merged mean weights each home's mean by its evidence, so a feature direction
+  only one home has seen is decided by that home, unlike plain weight averaging, and homes
+  that agree make a surer model. Counts add exactly. (Naive Bayes counts would merge exactly,
+  but its probabilities are badly calibrated with correlated features such as ours.)
 
 Verdicts: ``p < normal_below`` normal, ``p >= alarm_from`` alarm, else unsure. Before
 ``min_labels`` labels the level prior decides alone (``source="prior"``).
@@ -245,11 +245,16 @@ class OnlineLogisticModel:
 
     # -- merging ------------------------------------------------------------------------
     def merge(self, other: OnlineLogisticModel) -> OnlineLogisticModel:
-        """A model holding both models' evidence: the evidence (precision beyond the shared
-        prior's) adds, the mean is the evidence-weighted average of the two means with the
-        prior counted once, counts add. (The exact product of the two Laplace posteriors would
-        also add the prior-scaled deviations ``P0 (m - m0)`` of each; with one-pass online
-        updates that overshoots, see the benchmark's merge check.)"""
+        """A model holding both models' evidence; counts add.
+
+        The evidence of each (its precision beyond the shared prior's, ``E = P - P0``) adds,
+        so the merged model is surer where both learned. The mean minimises
+        ``sum_i (w - m_i)' E_i (w - m_i) + (w - m_avg)' P0 (w - m_avg)``: each home pulls
+        towards its own mean as firmly as its evidence, and where no home has evidence the
+        label-count-weighted average ``m_avg`` holds. Two identical models merge into the same
+        mean, surer. (The exact product of the two Laplace posteriors would instead add both
+        homes' prior-scaled pulls ``P0 (m_i - m0)``; with one-pass online updates that
+        overshoots when many homes are merged, see the benchmark's merge check.)"""
         if not np.allclose(self.prior_precision, other.prior_precision) or not np.allclose(
             self.prior_mean, other.prior_mean
         ):
@@ -257,10 +262,13 @@ class OnlineLogisticModel:
         merged = self.blank()
         mine = self.precision - self.prior_precision
         theirs = other.precision - other.prior_precision
+        total = self.labels + other.labels
+        share = 0.5 if total == 0 else self.labels / total
+        average = share * self.mean + (1.0 - share) * other.mean
         merged.precision = self.prior_precision + mine + theirs
         merged._covariance = _inverse(merged.precision)
         merged.mean = merged._covariance @ (
-            self.prior_precision @ self.prior_mean + mine @ self.mean + theirs @ other.mean
+            self.prior_precision @ average + mine @ self.mean + theirs @ other.mean
         )
         for label in LABELS:
             merged.label_counts[label] = self.label_counts[label] + other.label_counts[label]
