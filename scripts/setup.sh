@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 
 APT_PACKAGES=(mosquitto mosquitto-clients nmap arp-scan hping3 smbclient nftables tcpdump
-              iproute2 netcat-openbsd iputils-ping dnsmasq-base isc-dhcp-client)
+              iproute2 netcat-openbsd iputils-ping dnsmasq-base isc-dhcp-client openssl)
 
 find_python() {  # $1 = minor version, e.g. 3.13
   local found
