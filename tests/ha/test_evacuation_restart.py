@@ -1,0 +1,191 @@
+"""Evacuation across an HA restart and an unload: nothing isolated is forgotten or left."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+
+from custom_components.lan_guard.const import DOMAIN
+from custom_components.lan_guard.evacuation import Phase, storage_key
+
+from .conftest import make_entry, make_event, publish, setup_entry, unload
+from .evacuation_fixtures import (
+    CULPRIT_IP,
+    CULPRIT_MAC,
+    HEATER,
+    SWITCH,
+    TV,
+    FakeAgent,
+    host_left,
+    publish_event,
+    setup_appliances,
+    setup_evacuation,
+)
+
+pytestmark = pytest.mark.usefixtures("mqtt_mock")
+
+
+def _stored_record(since: str) -> dict[str, Any]:
+    """What an evacuation in progress leaves in storage when HA stops."""
+    return {
+        "phase": "active",
+        "reason": "event",
+        "started_at": "2026-11-25T21:00:08+00:00",
+        "event": {"kind": "syn_scan", "level": 2},
+        "culprits": [
+            {
+                "mac": CULPRIT_MAC,
+                "ip": CULPRIT_IP,
+                "vendor": None,
+                "hostname": None,
+                "since": since,
+                "quarantine": {"ok": True, "reason": None, "detail": None},
+                "in_force": True,
+                "left": False,
+            }
+        ],
+        "appliances": {
+            TV: {"state": "on", "attributes": {"friendly_name": "TV"}},
+            HEATER: {"state": "off", "attributes": {}},
+        },
+        "hold": False,
+    }
+
+
+async def test_restart_mid_evacuation_resumes_and_restores_what_was_on(
+    hass: HomeAssistant, mqtt_mock: Any, hass_storage: dict[str, Any]
+) -> None:
+    entry = make_entry(isolate_entities=[TV, HEATER])
+    hass_storage[storage_key(entry.entry_id)] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": storage_key(entry.entry_id),
+        "data": _stored_record("2026-11-25T21:00:05.000Z"),
+    }
+    # After the restart the TV came back on by itself (its integration restored it).
+    await setup_appliances(hass)
+    agent = FakeAgent(hass, mqtt_mock)
+    await setup_entry(hass, entry)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    manager = entry.runtime_data.evacuation
+    assert manager.record.phase is Phase.ACTIVE
+    assert hass.states.get(SWITCH).state == "on"
+    assert hass.states.get(TV).state == "off"  # isolation re-asserted
+    assert agent.actions() == [("quarantine", CULPRIT_MAC)]  # the agent may have restarted too
+
+    publish_event(hass, host_left())
+    await hass.async_block_till_done()
+    assert not manager.active
+    assert hass.states.get(TV).state == "on"
+    assert hass.states.get(HEATER).state == "off"
+    assert storage_key(entry.entry_id) not in hass_storage
+    await unload(hass, entry)
+
+
+async def test_resume_waits_for_the_subscription_at_most_a_while(
+    hass: HomeAssistant, mqtt_mock: Any, hass_storage: dict[str, Any], monkeypatch: Any
+) -> None:
+    monkeypatch.setattr("custom_components.lan_guard.evacuation._RESUME_WAIT_S", 0.01)
+    entry = make_entry(isolate_entities=[TV])
+    record = _stored_record("2026-11-25T21:00:05.000Z")
+    record["culprits"] = []
+    hass_storage[storage_key(entry.entry_id)] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": storage_key(entry.entry_id),
+        "data": record,
+    }
+    await setup_appliances(hass)
+    FakeAgent(hass, mqtt_mock)
+    entry.add_to_hass(hass)
+    coordinator_event = __import__("asyncio").Event()  # never set: the broker is slow
+    from custom_components.lan_guard import coordinator as coordinator_module
+
+    original = coordinator_module.LanGuardCoordinator.__init__
+
+    def slow_subscription(self: Any, *args: Any) -> None:
+        original(self, *args)
+        self.subscribed = coordinator_event
+
+    monkeypatch.setattr(coordinator_module.LanGuardCoordinator, "__init__", slow_subscription)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert hass.states.get(TV).state == "off"
+    await unload(hass, entry)
+
+
+async def test_unload_mid_evacuation_undoes_isolation(
+    hass: HomeAssistant, mqtt_mock: Any, hass_storage: dict[str, Any]
+) -> None:
+    entry, manager, agent, phone = await setup_evacuation(hass, mqtt_mock)
+    publish_event(hass, make_event(level=2))
+    await hass.async_block_till_done()
+    assert hass.states.get(TV).state == "off"
+    await unload(hass, entry)
+    assert agent.actions() == [("quarantine", CULPRIT_MAC), ("release", CULPRIT_MAC)]
+    assert hass.states.get(TV).state == "on"
+    assert "LAN Guard was unloaded" in phone[-1].data["message"]
+    assert storage_key(entry.entry_id) not in hass_storage
+    # Events after the unload change nothing.
+    publish_event(hass, make_event(level=3))
+    await hass.async_block_till_done()
+    assert manager.record.phase is Phase.IDLE
+
+
+async def test_unload_that_cannot_lift_the_quarantine_tells_the_owner(
+    hass: HomeAssistant,
+    mqtt_mock: Any,
+    hass_storage: dict[str, Any],
+    issue_registry: ir.IssueRegistry,
+) -> None:
+    entry, manager, agent, phone = await setup_evacuation(hass, mqtt_mock)
+    publish_event(hass, make_event(level=2))
+    await hass.async_block_till_done()
+    publish(hass, "status", "offline")  # the agent is gone: the release cannot be sent
+    await hass.async_block_till_done()
+    await unload(hass, entry)
+    issue = issue_registry.async_get_issue(DOMAIN, f"evacuation_incomplete_{entry.entry_id}")
+    assert issue is not None and issue.is_persistent
+    assert f"quarantine of {CULPRIT_MAC} ({CULPRIT_IP})" in issue.translation_placeholders["items"]
+    assert phone[-1].data["title"] == "LAN Guard: evacuation not fully undone"
+    assert hass.states.get(TV).state == "on"  # what could be undone, was
+    stored = hass_storage[storage_key(entry.entry_id)]["data"]
+    assert stored["phase"] == "active"
+    assert [c["mac"] for c in stored["culprits"]] == [CULPRIT_MAC]
+    assert stored["appliances"] == {}
+
+    # Loaded again (the agent is back): the leftover is re-asserted, then undone by the owner.
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    publish(hass, "status", "online")
+    await hass.async_block_till_done()
+    manager = entry.runtime_data.evacuation
+    assert manager.active
+    await manager.async_stop()
+    assert not manager.active
+    assert issue_registry.async_get_issue(DOMAIN, f"evacuation_incomplete_{entry.entry_id}") is None
+    assert agent.actions()[-1] == ("release", CULPRIT_MAC)
+    await unload(hass, entry)
+
+
+async def test_appliances_that_fail_to_switch(
+    hass: HomeAssistant, mqtt_mock: Any, issue_registry: ir.IssueRegistry
+) -> None:
+    hass.states.async_set("fan.no_service", "on")  # no fan integration: turn_off fails
+    entry, manager, _, phone = await setup_evacuation(
+        hass, mqtt_mock, isolate_entities=[TV, "fan.no_service", "light.missing"]
+    )
+    publish_event(hass, make_event(level=2))
+    await hass.async_block_till_done()
+    started = next(c for c in phone if c.data["title"] == "LAN Guard: evacuation mode on")
+    assert "Could not switch off: no service (fan.no_service)." in started.data["message"]
+    assert "light.missing" not in manager.record.appliances  # nothing to record
+    hass.states.async_remove(TV)  # the TV's integration went away meanwhile
+    await manager.async_stop()
+    issue = issue_registry.async_get_issue(DOMAIN, f"evacuation_incomplete_{entry.entry_id}")
+    assert issue is not None
+    assert "input_boolean.tv" in issue.translation_placeholders["items"]
+    assert manager.active
+    await unload(hass, entry)
