@@ -108,39 +108,43 @@ def _pcap_blocks(
 def _pcap_records(
     mapped: mmap.mmap, endian: str, scale: float, progress: Callable[[int], None] | None
 ) -> Iterator[Batch]:
-    record = struct.Struct(endian + "IIi4x").unpack_from  # seconds, fraction, captured length
+    # seconds, fraction, captured length; unsigned, so a length never walks backwards
+    record = struct.Struct(endian + "III4x").unpack_from
     end = len(mapped)
     pos = 24
-    truncated = False
-    while pos < end and not truncated:
-        block_end = pos + BLOCK
+    cut = False
+    while pos < end and not cut:
+        limit = min(pos + BLOCK, end)
         stamps: list[float] = []
         frames: list[bytes] = []
         add_stamp = stamps.append
         add_frame = frames.append
-        while pos < block_end:
-            if pos + 16 > end:
-                truncated = True
-                break
-            sec, frac, incl = record(mapped, pos)
-            start = pos + 16
-            if incl < 0 or incl > MAX_RECORD:
-                raise CaptureError(f"record at byte {pos} claims {incl} bytes")
-            if start + incl > end:
-                truncated = True
-                break
-            pos = start + incl
-            add_stamp(sec + frac * scale)
-            add_frame(mapped[start:pos])
-            if pos == end:
-                break
+        try:  # the inner loop does only what every record needs; the checks come after it
+            while pos < limit:
+                sec, frac, incl = record(mapped, pos)
+                start = pos + 16
+                pos = start + incl
+                add_stamp(sec + frac * scale)
+                add_frame(mapped[start:pos])
+        except struct.error:  # fewer than 16 bytes left: the last record header is cut
+            cut = True
+        if pos > end:  # the last frame is cut (or its length is garbage)
+            cut = True
+            stamps.pop()
+            frame = frames.pop()
+            if pos - end > MAX_RECORD:
+                raise CaptureError(
+                    f"record at byte {pos - 16 - (pos - start)} claims {pos - start} bytes"
+                    f" ({len(frame)} left in the file)"
+                )
+            pos = start - 16
         if progress is not None:
             progress(pos)
         # Release the pages read so far: peak memory stays bounded, whatever the file size.
         if pos > mmap.PAGESIZE:
             mapped.madvise(mmap.MADV_DONTNEED, 0, pos - pos % mmap.PAGESIZE)
         yield stamps, frames
-    if truncated:
+    if cut:
         raise _Truncated
 
 
