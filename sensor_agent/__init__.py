@@ -1,3 +1,19 @@
-"""LAN Guard sensor agent: sees LAN reconnaissance before an attack and publishes graded events."""
+"""LAN Guard sensor agent: sees LAN reconnaissance before an attack and publishes graded events.
+
+Data flows one way; I/O only at the edges (functional core, imperative shell)::
+
+    capture.py / replay.py      frames (timestamp, bytes) from an interface or a pcap file
+      -> pipeline.py            one-second counts per source, ethertype dispatch
+         -> parse.py            bytes -> header fields (struct/slices, never scapy)
+         -> detectors/          arp_scan (1), syn_scan (2), session (3), flood, arp_spoof
+         -> incidents.py        per-source incidents: first crossing, escalation, rate limit
+         -> hosts.py            inventory: IP, vendor (OUI), hostname, host left
+      -> sinks/                 stdout, jsonl, mqtt (signing.py, outbox.py)
+    decoys.py                   TCP listeners on the node -> pipeline.observe_session
+    live.py                     the selector loop: capture + decoys + timers
+    config.py / cli.py          TOML + environment + flags -> ``lan-guard-agent``
+    synth.py / timeline.py      generated captures (demo, benchmarks), the demo's timeline
+    enforcer.py / commands.py   quarantine on signed commands (nftables)
+"""
 
 __version__ = "0.1.0"
