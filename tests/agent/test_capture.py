@@ -155,3 +155,43 @@ def test_live_loop_on_loopback_sees_a_syn_scan_of_the_node() -> None:
     validate("event", scans[0])
     validate("state", sink.last("state"))
     assert sink.last("state")["counters"]["frames"] >= len(ports)
+
+
+PROBE_SCRIPT = """
+import sys, time
+from sensor_agent import parse
+from sensor_agent.capture import ArpProber, LiveCapture, interface_addresses
+from sensor_agent.formats import ip_bytes
+ip, mac = interface_addresses("eth0")
+capture = LiveCapture("eth0", bpf_filter="arp")
+prober = ArpProber("eth0", mac, ip)
+target = ip_bytes(sys.argv[1])
+prober(b"", target)
+deadline = time.monotonic() + 3
+while time.monotonic() < deadline:
+    for frame in capture.read_batch()[1]:
+        arp = parse.parse_arp(frame)
+        if arp and arp.op == parse.ARP_REPLY and arp.sender_ip == target:
+            print(arp.sender_mac.hex(":"))
+            sys.exit(0)
+    time.sleep(0.02)
+print("no reply")
+sys.exit(1)
+"""
+
+
+@needs_root
+def test_arp_probe_of_a_silent_culprit_is_answered_in_a_namespace_lab() -> None:
+    """The live probe (one ARP request) on a lab LAN of our own (prefix lgc, 198.18.10.0/24)."""
+    import sys
+
+    from tests.netlab import Lab, require_tools
+
+    if reason := require_tools("ip"):
+        pytest.skip(reason)
+    with Lab("lgc", "198.18.10.0/24") as lab:
+        node = lab.host("node", "198.18.10.10/24")
+        culprit = lab.host("culprit", "198.18.10.66/24", mac="02:00:00:0a:00:66")
+        done = node.run([sys.executable, "-c", PROBE_SCRIPT, culprit.ip], timeout=20)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "02:00:00:0a:00:66"
