@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import struct
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -72,7 +73,24 @@ async def agent(*args: str, env: dict[str, str] | None = None) -> str:
     return text
 
 
+def first_seconds(capture: Path, seconds: float, output: Path) -> Path:
+    """The capture's first ``seconds`` (classic pcap: 24-byte header, 16-byte record headers)."""
+    data = capture.read_bytes()
+    endian = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
+    kept, offset, start = bytearray(data[:24]), 24, None
+    while offset < len(data):
+        sec, usec, length, _ = struct.unpack_from(f"{endian}IIII", data, offset)
+        start = sec + usec / 1e6 if start is None else start
+        if sec + usec / 1e6 - start > seconds:
+            break
+        kept += data[offset : offset + 16 + length]
+        offset += 16 + length
+    output.write_bytes(bytes(kept))
+    return output
+
+
 async def replay(capture: Path, broker: Mosquitto, agent_id: str) -> str:
+    """One agent run; its outbox is its own (other agents may run on this machine)."""
     return await agent(
         "replay",
         str(capture),
@@ -89,7 +107,10 @@ async def replay(capture: Path, broker: Mosquitto, agent_id: str) -> str:
         str(broker.port),
         "--mqtt-topic-prefix",
         PREFIX,
-        env={"LAN_GUARD_MQTT_SHARED_KEY": KEY},
+        env={
+            "LAN_GUARD_MQTT_SHARED_KEY": KEY,
+            "LAN_GUARD_MQTT_OUTBOX_PATH": str(capture.with_name(f"{agent_id}-outbox.sqlite")),
+        },
     )
 
 
@@ -157,23 +178,77 @@ async def test_the_real_agent_drives_the_entities(
         hass.bus.async_listen(EVENT_LAN_GUARD, record),
         hass.bus.async_listen(EVENT_STATE_CHANGED, record),
     ]
-    summary = await replay(capture, broker, "pi-livingroom")
-    assert "events       6" in summary
-    # The replay ends with the agent's last state and its status going offline.
+    # Run 1: the first 90 s of the capture: ARP scan, SYN scan of the node, SMB session.
+    first = first_seconds(capture, 90, capture.with_name("attack.pcap"))
+    summary = await replay(first, broker, "pi-livingroom")
+    assert "events       5" in summary, summary
     await until(
-        lambda: len(coordinator.history) == 6 and coordinator.status == "offline",
+        lambda: (
+            len(coordinator.history) == 5
+            and coordinator.level == 3
+            and coordinator.status == "offline"
+        ),
         20,
-        f"all six events and the final status (history {len(coordinator.history)})",
+        "the attack's events, the agent's last state and its status",
     )
     await hass.async_block_till_done()
-    for remove in unsubscribe:
-        remove()
 
     # Every message was signed by the agent and verified by the integration.
     assert not coordinator.bad_payloads, coordinator.last_refused
     assert coordinator.info is not None
-    assert coordinator.info["interface"] == "replay:demo.pcap"
-    assert [e["kind"] for e in bus] == [
+    assert coordinator.info["interface"] == "replay:attack.pcap"
+    assert [(e["kind"], e["level"]) for e in bus] == [
+        ("arp_scan", 1),
+        ("syn_scan", 2),
+        ("session", 3),
+        ("arp_scan", 1),
+        ("syn_scan", 2),
+    ]
+    assert {e["culprit"]["mac"] for e in bus} == {CULPRIT_MAC}
+    assert bus[2]["evidence"]["port"] == 445
+    fired = list(dict.fromkeys((a["event_id"], a["event_type"]) for a in activity))
+    assert fired == [(e["event_id"], e["kind"]) for e in bus]
+    assert activity[2]["culprit"]["hostname"] == CULPRIT_NAME
+
+    # What the entities showed while the agent was online, last value last.
+    def shown(entity_id: str) -> list[str]:
+        return [state for state in seen[entity_id] if state != "unavailable"]
+
+    assert shown(f"binary_sensor.{ENTITY}_threat")[-1] == "on"
+    assert shown(f"sensor.{ENTITY}_level")[-1] == "3"
+    assert shown(f"sensor.{ENTITY}_open_incidents")[-1] == "1"
+    assert shown(f"sensor.{ENTITY}_last_culprit")[-1] == CULPRIT_NAME
+    assert shown(f"sensor.{ENTITY}_events_in_the_last_24_hours")[-1] == "5"
+    assert int(shown(f"sensor.{ENTITY}_hosts_seen")[-1]) >= 5
+    # The replay is over, so the agent is offline and its entities say so.
+    assert hass.states.get(f"binary_sensor.{ENTITY}_threat").state == "unavailable"
+    culprit = hass.states.get(f"sensor.{ENTITY}_last_culprit")
+    assert culprit.state == "unavailable"
+    assert coordinator.history.last_threat().source == {  # type: ignore[union-attr]
+        "mac": CULPRIT_MAC,
+        "ip": CULPRIT_IP,
+        "vendor": "Intel Corporate",
+        "hostname": CULPRIT_NAME,
+    }
+
+    # Run 2: the whole capture; the culprit goes silent and leaves, and the agent's last
+    # state closes every incident (run 1's too: it is older than that state).
+    await replay(capture, broker, "pi-livingroom")
+    await until(
+        lambda: (
+            len(coordinator.history) == 11
+            and coordinator.agent_state is not None
+            and coordinator.agent_state["updated_at"] == "2026-11-25T09:07:59.700Z"
+            and coordinator.status == "offline"
+        ),
+        20,
+        "the second run's events and last state",
+    )
+    await hass.async_block_till_done()
+    for remove in unsubscribe:
+        remove()
+    assert not coordinator.bad_payloads, coordinator.last_refused
+    assert [e["kind"] for e in bus[5:]] == [
         "arp_scan",
         "syn_scan",
         "session",
@@ -181,42 +256,10 @@ async def test_the_real_agent_drives_the_entities(
         "syn_scan",
         "host_left",
     ]
-    assert {e["culprit"]["mac"] for e in bus} == {CULPRIT_MAC}
-    assert bus[2]["level"] == 3
-    assert bus[2]["evidence"]["port"] == 445
-
-    # While the agent was online the threat went on (a level 2 scan, notify level 2), and
-    # the agent's last state closed the incident once the culprit had left.
-    threat = [s for s in seen[f"binary_sensor.{ENTITY}_threat"] if s != "unavailable"]
-    assert "on" in threat
-    assert threat[-1] == "off"
-    level = [s for s in seen[f"sensor.{ENTITY}_level"] if s != "unavailable"]
-    assert "3" in level
-    assert level[-1] == "0"
-    fired = list(dict.fromkeys((a["event_id"], a["event_type"]) for a in activity))
-    assert fired == [(e["event_id"], e["kind"]) for e in bus]
-    assert activity[2]["culprit"]["hostname"] == CULPRIT_NAME
-    assert coordinator.level == 0
     assert coordinator.incidents == {}
-    assert coordinator.hosts is not None
-    assert CULPRIT_MAC in {h["mac"] for h in coordinator.hosts["hosts"]}
-
-    # Now the agent is offline: its entities say so, HA's own records stay.
-    assert hass.states.get(f"binary_sensor.{ENTITY}_threat").state == "unavailable"
-    culprit = coordinator.history.last_threat()
-    assert culprit is not None
-    assert culprit.source == {
-        "mac": CULPRIT_MAC,
-        "ip": CULPRIT_IP,
-        "vendor": "Intel Corporate",
-        "hostname": CULPRIT_NAME,
-    }
-    assert coordinator.events_in_window() == 5  # host_left is information, not a threat
-
-    # The agent comes back (the same replay again): retained status, info and state arrive.
-    await replay(capture, broker, "pi-livingroom")
-    await until(lambda: len(coordinator.history) == 12, 20, "the second run's events")
-    assert not coordinator.bad_payloads, coordinator.last_refused
+    assert coordinator.level == 0
+    assert coordinator.threat_incidents() == []
+    assert coordinator.events_in_window() == 10  # host_left is information, not a threat
     await unload(hass, entry)
 
 
