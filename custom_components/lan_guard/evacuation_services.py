@@ -29,11 +29,18 @@ def _mac(value: object) -> str:
     return text
 
 
+def _ipv4(value: object) -> str:
+    try:
+        return str(IPv4Address(cv.string(value)))
+    except ValueError as err:
+        raise vol.Invalid(f"{value!r} is not an IPv4 address") from err
+
+
 START_SCHEMA = vol.Schema(
     {
         vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
         vol.Optional(ATTR_MAC): _mac,
-        vol.Optional(ATTR_IP): vol.Any(None, vol.All(cv.string, vol.Coerce(IPv4Address), str)),
+        vol.Optional(ATTR_IP): vol.Any(None, _ipv4),
     }
 )
 STOP_SCHEMA = vol.Schema({vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string})
