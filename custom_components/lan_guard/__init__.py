@@ -15,6 +15,8 @@ from .coordinator import LanGuardConfigEntry, LanGuardCoordinator
 from .evacuation import EvacuationManager, async_remove_store
 from .evacuation_services import async_setup_evacuation_services
 from .history import EventHistory
+from .learner import Learner
+from .learner_services import async_setup_learner_services
 from .services import async_setup_services
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
@@ -24,6 +26,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the actions once, whatever the number of agents."""
     async_setup_services(hass)
     async_setup_evacuation_services(hass)
+    async_setup_learner_services(hass)
     return True
 
 
@@ -42,6 +45,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> 
         model="Sensor agent",
     )
     coordinator = LanGuardCoordinator(hass, entry)
+    learner = Learner(hass, entry.entry_id)  # verdicts from the first event on (issue 5)
+    await learner.async_load()
+    coordinator.classifier = learner
     await coordinator.async_start()
     entry.runtime_data = coordinator
     coordinator.evacuation = EvacuationManager(hass, entry, coordinator)
@@ -58,6 +64,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) ->
         if (evacuation := entry.runtime_data.evacuation) is not None:
             await evacuation.async_unload()
         await entry.runtime_data.async_stop()
+        if isinstance(learner := entry.runtime_data.classifier, Learner):
+            await learner.async_flush()
         issues.async_delete_agent_offline(hass, entry)
     return unloaded
 
@@ -65,4 +73,5 @@ async def async_unload_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) ->
 async def async_remove_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> None:
     """The agent was removed: delete its stored events and labels."""
     await EventHistory(hass, entry.entry_id).async_remove()
+    await Learner(hass, entry.entry_id).async_remove()
     await async_remove_store(hass, entry.entry_id)

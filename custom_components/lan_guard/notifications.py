@@ -34,14 +34,15 @@ _KIND = f"component.{DOMAIN}.entity.event.activity.state_attributes.event_type.s
 
 
 def wanted(event: LanGuardEvent, notify_level: int, allowlist: Allowlist) -> bool:
-    """Notification policy: a threat at or above the level, not from a trusted host, and
-    not judged normal by the classifier (when one runs)."""
-    return (
-        event.is_threat
-        and event.level >= notify_level
-        and not allowlist.contains(event.source)
-        and event.verdict is not Verdict.NORMAL
-    )
+    """Notification policy for a threat not from a trusted host. While the level rule decides
+    (no classifier, or its level prior before enough labels) the owner's notify level does.
+    Once the learned model decides, its verdict does: an alarm notifies and an unsure verdict
+    asks (both with the buttons), whatever the level; a normal one is only logged."""
+    if not event.is_threat or allowlist.contains(event.source):
+        return False
+    if event.verdict is None or (event.assessment or {}).get("source") == "prior":
+        return event.level >= notify_level
+    return event.verdict is not Verdict.NORMAL
 
 
 def action_id(label: Label, event_id: str) -> str:
@@ -71,13 +72,17 @@ async def async_notify(hass: HomeAssistant, entry: ConfigEntry, event: LanGuardE
     texts = await async_get_translations(hass, hass.config.language, "common", [DOMAIN])
     kinds = await async_get_translations(hass, hass.config.language, "entity", [DOMAIN])
     title, summary, fields = render(texts, kinds, event, entry.data[CONF_AGENT_ID])
+    # An unsure verdict is a question to the owner: the answer teaches the classifier.
+    question = [texts[f"{_COMMON}notify_question"]] if event.verdict is Verdict.UNSURE else []
     persistent_notification.async_create(
         hass,
-        "\n\n".join([summary, "\n".join(f"- **{name}**: {value}" for name, value in fields)]),
+        "\n\n".join(
+            [summary, "\n".join(f"- **{name}**: {value}" for name, value in fields), *question]
+        ),
         title,
         notification_id(event.incident_id),
     )
-    message = "\n".join([summary, *(f"{name}: {value}" for name, value in fields)])
+    message = "\n".join([summary, *(f"{name}: {value}" for name, value in fields), *question])
     data = {
         "tag": notification_id(event.incident_id),
         "group": DOMAIN,
@@ -132,6 +137,9 @@ def render(
     if (sample := evidence.get("sample")) is not None:
         fields.append((text("field_sample"), sample[:80]))
     if (verdict := event.verdict) is not None:
-        fields.append((text("field_verdict"), text(f"verdict_{verdict.value}")))
+        value = text(f"verdict_{verdict.value}")
+        if isinstance(probability := (event.assessment or {}).get("probability"), float | int):
+            value = f"{value} ({probability:.0%})"
+        fields.append((text("field_verdict"), value))
     fields.append((text("field_event_id"), event.id))
     return title, summary, fields

@@ -16,6 +16,8 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import LanGuardConfigEntry, LanGuardCoordinator
 from .entity import LanGuardEntity
+from .learner import Learner
+from .learner_sensor import ModelAccuracySensor
 
 PARALLEL_UPDATES = 0
 MAX_LISTED_INCIDENTS = 20
@@ -113,7 +115,10 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """The agent's sensors."""
-    async_add_entities(LanGuardSensor(entry.runtime_data, description) for description in SENSORS)
+    coordinator = entry.runtime_data
+    async_add_entities(LanGuardSensor(coordinator, description) for description in SENSORS)
+    if isinstance(coordinator.classifier, Learner):
+        async_add_entities([ModelAccuracySensor(coordinator, coordinator.classifier)])
 
 
 class LanGuardSensor(LanGuardEntity, RestoreSensor):

@@ -162,8 +162,8 @@ async def test_verdict_policy_reads_the_classifier_and_falls_back_to_the_level(
     entry, manager, _, _ = await setup_evacuation(
         hass, mqtt_mock, **{CONF_EVACUATION_TRIGGER: "verdict"}
     )
-    if verdict is not None:
-        entry.runtime_data.classifier = _Classifier(verdict)
+    # None: no classifier at all (the integration's own one is taken out).
+    entry.runtime_data.classifier = _Classifier(verdict) if verdict is not None else None
     publish_event(hass, make_event("arp_scan" if level == 1 else "syn_scan", level=level))
     await hass.async_block_till_done()
     assert manager.active is starts

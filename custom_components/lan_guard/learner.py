@@ -1,0 +1,108 @@
+"""The verdict classifier inside Home Assistant: one per agent, kept in HA storage.
+
+It is the coordinator's ``EventClassifier`` (models.py): ``assess`` gives each event its
+verdict before anything else sees it, ``async_learn`` learns the owner's labels (the
+``label_event`` action and the notification buttons). The learning itself is the pure
+``learning`` package; this module adds storage (``.storage/lan_guard.<entry_id>.classifier``,
+written shortly after changes and on unload) in the home's time zone. A stored state of another
+feature version, or a broken one, starts afresh and the reason is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.storage import Store
+from homeassistant.util import dt as dt_util
+
+from .const import DOMAIN, SAVE_DELAY, Label
+from .learning.classifier import Classifier
+from .learning.features import FEATURE_VERSION
+from .learning.model import ModelError
+from .models import LanGuardEvent
+
+_LOGGER = logging.getLogger(__name__)
+
+LEARNER_STORAGE_VERSION = 1
+
+
+class Learner:
+    """Verdicts for one agent's events, learned from the owner's labels, persisted."""
+
+    def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
+        """Nothing is read until ``async_load``; until then the level prior decides."""
+        self._store: Store[dict[str, Any]] = Store(
+            hass,
+            LEARNER_STORAGE_VERSION,
+            f"{DOMAIN}.{entry_id}.classifier",
+            private=True,
+            atomic_writes=True,
+        )
+        self.classifier = Classifier(tz=dt_util.get_default_time_zone())
+        self.reset_reason: str | None = None
+
+    async def async_load(self) -> None:
+        """Restore the stored model, source history and recent features."""
+        stored = await self._store.async_load()
+        if stored is None:
+            return
+        self.classifier, self.reset_reason = Classifier.from_dict(
+            stored, tz=dt_util.get_default_time_zone()
+        )
+        if self.reset_reason is not None:
+            _LOGGER.warning("LAN Guard classifier: %s", self.reset_reason)
+            self._schedule_save()
+
+    # -- EventClassifier (models.py) ---------------------------------------------------------
+    def assess(self, event: LanGuardEvent) -> dict[str, Any]:
+        """The verdict of a new event: verdict, probability, what decided it."""
+        assessment = self.classifier.assess(event.payload)
+        self._schedule_save()
+        return {**assessment.as_dict(), "feature_version": FEATURE_VERSION}
+
+    async def async_learn(self, event: LanGuardEvent, label: Label) -> None:
+        """Learn the owner's label of an event (it was assessed when it arrived)."""
+        right = self.classifier.learn(event.id, label.value, event.payload)
+        _LOGGER.debug(
+            "Learned %s for event %s (the model had it %s)",
+            label.value,
+            event.id,
+            "right" if right else "wrong",
+        )
+        self._schedule_save()
+
+    # -- what the sensor and the actions use ---------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Label counts and prequential accuracy."""
+        return self.classifier.stats()
+
+    def reset(self) -> None:
+        """Forget what the model learned (the source history stays)."""
+        self.classifier.reset_model()
+        self._schedule_save()
+
+    def export(self) -> dict[str, Any]:
+        """Weights and counts only (raises ModelError with too few labels)."""
+        return self.classifier.model.export()
+
+    def merge(self, exported: dict[str, Any]) -> None:
+        """Merge another home's exported model (raises ModelError when it does not fit)."""
+        self.classifier.merge(exported)
+        self._schedule_save()
+
+    # -- storage -------------------------------------------------------------------------
+    def _schedule_save(self) -> None:
+        self._store.async_delay_save(self.classifier.to_dict, SAVE_DELAY)
+
+    async def async_flush(self) -> None:
+        """Write now (on unload)."""
+        await self._store.async_save(self.classifier.to_dict())
+
+    async def async_remove(self) -> None:
+        """Delete the stored state (the entry was removed)."""
+        await self._store.async_remove()
+
+
+__all__ = ["Learner", "ModelError"]

@@ -1,0 +1,50 @@
+"""The classifier's sensor: prequential accuracy (each label scored before it was learned),
+with the label counts and what decides verdicts right now (the level prior or the model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.sensor import SensorEntity, SensorStateClass
+from homeassistant.const import PERCENTAGE, EntityCategory
+
+from .coordinator import LanGuardCoordinator
+from .entity import LanGuardEntity
+from .learner import Learner
+
+
+class ModelAccuracySensor(LanGuardEntity, SensorEntity):
+    """How often the model was right about the events the owner labelled."""
+
+    _attr_native_unit_of_measurement = PERCENTAGE
+    _attr_state_class = SensorStateClass.MEASUREMENT
+    _attr_suggested_display_precision = 1
+    _attr_entity_category = EntityCategory.DIAGNOSTIC
+
+    def __init__(self, coordinator: LanGuardCoordinator, learner: Learner) -> None:
+        """One per agent."""
+        super().__init__(coordinator, "model_accuracy")
+        self.learner = learner
+
+    @property
+    def available(self) -> bool:
+        """The model lives in HA: available whether or not the agent is online."""
+        return True
+
+    @property
+    def native_value(self) -> float | None:
+        """Accuracy in percent; unknown before the first label."""
+        accuracy = self.learner.stats()["accuracy"]
+        return None if accuracy is None else round(100.0 * accuracy, 1)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """Label counts, what decides, the feature version."""
+        stats = self.learner.stats()
+        return {
+            "labels": stats["labels"],
+            "labels_normal": stats["labels_normal"],
+            "labels_alarm": stats["labels_alarm"],
+            "decided_by": stats["source"],
+            "feature_version": stats["feature_version"],
+        }
