@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from homeassistant.components.persistent_notification import (
 )
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_mock_service
 
 from custom_components.lan_guard.allowlist import Allowlist
@@ -25,13 +28,14 @@ from custom_components.lan_guard.notifications import (
     action_id,
     notification_id,
     parse_action,
+    render,
     wanted,
 )
 
 from .conftest import make_entry, make_event, publish, setup_entry, unload
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
-CULPRIT = {"mac": "b8:27:eb:4c:21:9a", "ip": "192.168.1.23"}
+EN = Path(__file__).resolve().parents[2] / "custom_components/lan_guard/translations/en.json"
 
 
 @pytest.fixture
@@ -217,12 +221,13 @@ def test_the_classifiers_normal_verdict_is_not_notified() -> None:
     assert not wanted(event, 2, nobody)
 
 
-async def test_an_arp_scan_at_notify_level_1_tells_how_many_addresses(
-    hass: HomeAssistant, phone: list[ServiceCall]
-) -> None:
-    entry = await notify_setup(hass, **{CONF_NOTIFY_LEVEL: 1})
-    publish(hass, "event", make_event("arp_scan", level=1))
-    await hass.async_block_till_done()
-    assert "Addresses probed: 48" in phone[0].data["message"].splitlines()
-    assert phone[0].data["title"] == "LAN Guard: ARP scan (level 1)"
-    await unload(hass, entry)
+def test_an_arp_scan_tells_how_many_addresses() -> None:
+    texts = {
+        f"component.lan_guard.common.{key}": text
+        for key, text in json.loads(EN.read_text(encoding="utf-8"))["common"].items()
+    }
+    event = LanGuardEvent(make_event("arp_scan", level=1), dt_util.utcnow())
+    title, summary, fields = render(texts, {}, event, "pi")
+    assert title == "LAN Guard: arp_scan (level 1)"  # no kind names given: the raw kind
+    assert summary == "pi detected arp_scan from kids-laptop."
+    assert ("Addresses probed", "48") in fields
