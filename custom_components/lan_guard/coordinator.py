@@ -248,10 +248,13 @@ class LanGuardCoordinator:
     async def async_label(self, event: LanGuardEvent, label: Label) -> None:
         """Store the owner's label with the event and let learners know."""
         self.history.label(event, label)
-        if self.classifier is not None:
-            await self.classifier.async_learn(event, label)
-        for listener in list(self._label_listeners):
-            await listener(event, label)
+        # The label is stored: a failing learner is logged, never the owner's problem.
+        learners = [] if self.classifier is None else [self.classifier.async_learn]
+        for learn in [*learners, *self._label_listeners]:
+            try:
+                await learn(event, label)
+            except Exception:
+                _LOGGER.exception("Learning the label of event %s failed", event.id)
         self.async_update_listeners()
 
     async def async_send_command(self, action: str, mac: str, ip: str | None) -> str:
@@ -424,12 +427,18 @@ class LanGuardCoordinator:
         """The one place an accepted event becomes visible (see the module docstring)."""
         event = LanGuardEvent(payload, dt_util.utcnow())
         if self.classifier is not None:
-            event.assessment = self.classifier.assess(event)
+            try:
+                event.assessment = self.classifier.assess(event)
+            except Exception:  # a verdict must never cost the event itself
+                _LOGGER.exception("No verdict for event %s: the classifier failed", event.id)
         self.history.add(event)
         if event.is_threat:
             self._update_incident(event)
         for listener in list(self._event_listeners):
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # one broken consumer must not starve the others
+                _LOGGER.exception("An event listener failed on event %s", event.id)
         self.hass.bus.async_fire(
             EVENT_LAN_GUARD,
             {

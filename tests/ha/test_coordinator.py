@@ -389,3 +389,46 @@ async def test_a_late_event_does_not_reopen_an_incident_the_state_closed(
     assert coordinator.incidents["b" * 32].level == 2  # listed: the event updates it
     assert sorted(c.level for c in coordinator.incidents.values()) == [2, 3]  # and a new one
     await unload(hass, entry)
+
+
+class BrokenClassifier:
+    """A classifier (or listener) with a bug: the event must still go everywhere."""
+
+    def assess(self, event: LanGuardEvent) -> dict[str, Any]:
+        raise ValueError("bug in assess")
+
+    async def async_learn(self, event: LanGuardEvent, label: Label) -> None:
+        raise ValueError("bug in learn")
+
+
+async def test_a_failing_hook_never_costs_an_event_or_a_label(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    entry = await setup_entry(hass)
+    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator.classifier = BrokenClassifier()
+
+    def broken_listener(event: LanGuardEvent) -> None:
+        raise RuntimeError("bug in a listener")
+
+    seen: list[str] = []
+    coordinator.async_add_event_listener(broken_listener)
+    coordinator.async_add_event_listener(lambda event: seen.append(event.id))
+    coordinator.async_add_label_listener(AsyncMock(side_effect=RuntimeError("bug")))
+    bus = async_capture_events(hass, EVENT_LAN_GUARD)
+    event = make_event(level=3)
+    publish(hass, "event", event)
+    await hass.async_block_till_done()
+    assert seen == [event["id"]]
+    assert len(bus) == 1
+    assert bus[0].data["verdict"] is None
+    assert hass.states.get(THREAT).state == "on"
+    stored = coordinator.history.get(event["id"])
+    assert stored is not None
+    await coordinator.async_label(stored, Label.ALARM)
+    assert stored.label is Label.ALARM
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("classifier failed" in m for m in messages)
+    assert any("event listener failed" in m for m in messages)
+    assert sum("Learning the label" in m for m in messages) == 2
+    await unload(hass, entry)
