@@ -10,6 +10,7 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
 from . import issues
+from .blueprint_install import async_install_blueprints
 from .const import CONF_AGENT_ID, DOMAIN, PLATFORMS
 from .coordinator import LanGuardConfigEntry, LanGuardCoordinator
 from .evacuation import EvacuationManager, async_remove_store
@@ -26,6 +27,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the actions once, whatever the number of agents."""
     async_setup_services(hass)
     async_setup_evacuation_services(hass)
+    await async_install_blueprints(hass)
     async_setup_learner_services(hass)
     return True
 
