@@ -549,8 +549,9 @@ class EvacuationManager:
 
     async def _async_release(self, culprit: Culprit) -> Outcome:
         if self.backend is None:  # the backend was switched off since: nothing to call
-            return Outcome(False, "no_backend")
-        outcome = await self.backend.async_release(culprit.mac, culprit.ip)
+            outcome = Outcome(False, "no_backend")
+        else:
+            outcome = await self.backend.async_release(culprit.mac, culprit.ip)
         if not outcome.ok:
             culprit.quarantine = outcome.as_dict()
         return outcome
@@ -630,8 +631,6 @@ class EvacuationManager:
 
     @callback
     def _async_event(self, event: LanGuardEvent) -> None:
-        if self._closing:
-            return
         if event.kind is Kind.HOST_LEFT:
             if event.source["mac"] in self.record.culprits:
                 self._schedule(self.async_culprit_left(event.source["mac"]), "left")

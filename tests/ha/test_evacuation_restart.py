@@ -9,7 +9,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 
 from custom_components.lan_guard.const import DOMAIN
-from custom_components.lan_guard.evacuation import Phase, storage_key
+from custom_components.lan_guard.evacuation import Phase, Reason, storage_key
 
 from .conftest import make_entry, make_event, publish, setup_entry, unload
 from .evacuation_fixtures import (
@@ -190,3 +190,51 @@ async def test_appliances_that_fail_to_switch(
     assert hass.states.get(TV).state == "on"
     assert manager.active
     await unload(hass, entry)
+
+
+async def test_edges_after_unload_without_backend_and_without_ha_addresses(
+    hass: HomeAssistant,
+    mqtt_mock: Any,
+    hass_storage: dict[str, Any],
+    caplog: Any,
+    monkeypatch: Any,
+) -> None:
+    from unittest.mock import patch
+
+    from homeassistant.exceptions import HomeAssistantError
+
+    from custom_components.lan_guard import coordinator as coordinator_module
+
+    entry = make_entry(isolate_entities=[TV], quarantine_backend="none")
+    # Quarantined by the agent before the owner switched the backend off.
+    hass_storage[storage_key(entry.entry_id)] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": storage_key(entry.entry_id),
+        "data": _stored_record("2026-11-25T21:00:05.000Z"),
+    }
+    await setup_appliances(hass)
+    FakeAgent(hass, mqtt_mock)
+    original = coordinator_module.LanGuardCoordinator.__init__
+
+    def slow_subscription(self: Any, *args: Any) -> None:
+        original(self, *args)
+        self.subscribed = __import__("asyncio").Event()  # the resume keeps waiting
+
+    monkeypatch.setattr(coordinator_module.LanGuardCoordinator, "__init__", slow_subscription)
+    with patch(
+        "custom_components.lan_guard.evacuation.network.async_get_enabled_source_ips",
+        side_effect=HomeAssistantError("no adapters"),
+    ):
+        await setup_entry(hass, entry)
+    assert "Could not read Home Assistant's own addresses: no adapters" in caplog.text
+    manager = entry.runtime_data.evacuation
+    await manager.async_culprit_left("02:00:00:00:00:99")  # not a culprit: ignored
+    assert manager.active
+    await manager.async_stop()  # before the resume: the release has no backend to use
+    culprit = manager.record.culprits[CULPRIT_MAC]
+    assert culprit.quarantine == {"ok": False, "reason": "no_backend", "detail": None}
+    assert ir.async_get(hass).async_get_issue(DOMAIN, f"evacuation_incomplete_{entry.entry_id}")
+    await unload(hass, entry)
+    await manager.async_start(Reason.MANUAL)  # too late: unloaded
+    assert manager.record.reason == "event"
