@@ -346,3 +346,14 @@ async def test_options_name_a_bad_entry_of_the_evacuation_section(hass: HomeAssi
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"protected_hosts": "invalid_protected_hosts"}
     assert result["description_placeholders"] == {"entry": "the router"}
+
+
+@pytest.mark.usefixtures("mqtt_mock")
+async def test_user_while_the_same_agent_is_being_discovered(hass: HomeAssistant) -> None:
+    await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_MQTT}, data=discovery()
+    )
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], USER_INPUT)
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_in_progress"

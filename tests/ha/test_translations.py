@@ -73,6 +73,7 @@ def test_the_keys_the_integration_uses_exist() -> None:
     } <= set(config["error"])
     assert {
         "already_configured",
+        "already_in_progress",
         "mqtt_not_configured",
         "invalid_discovery_info",
         "reconfigure_successful",
