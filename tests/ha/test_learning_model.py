@@ -279,9 +279,12 @@ def test_merge_adds_evidence_and_counts() -> None:
     np.testing.assert_allclose(
         merged.precision - prior, (home_a.precision - prior) + (home_b.precision - prior)
     )
-    # Each home decides what it learned and the other did not see.
+    # What each home taught holds in the merge (far from the prior's firm "alarm" on PJL).
     assert merged.assess(OWNER_SCAN, 2).verdict == home_a.assess(OWNER_SCAN, 2).verdict == "normal"
-    assert merged.assess(PJL_QUERY, 3).verdict == home_b.assess(PJL_QUERY, 3).verdict == "normal"
+    assert home_b.assess(PJL_QUERY, 3).verdict == "normal"
+    fresh = OnlineLogisticModel().probability(PJL_QUERY)
+    assert merged.probability(PJL_QUERY) < fresh - 0.5
+    assert merged.assess(PJL_QUERY, 3).verdict != "alarm"
     # Symmetric, and merging with an empty model changes nothing.
     np.testing.assert_allclose(merged.mean, home_b.merge(home_a).mean)
     alone = home_a.merge(home_a.blank())
@@ -289,14 +292,22 @@ def test_merge_adds_evidence_and_counts() -> None:
     np.testing.assert_allclose(alone.precision, home_a.precision)
 
 
-def test_merge_of_agreeing_homes_is_at_least_as_sure() -> None:
+def test_merge_of_agreeing_homes_is_surer() -> None:
     home_a = trained([(OWNER_SCAN, "normal", 2)] * 4 + [(SWEEP, "alarm", 1)] * 2)
     home_b = trained([(OWNER_SCAN, "normal", 2)] * 4 + [(SWEEP, "alarm", 1)] * 2)
     merged = home_a.merge(home_b)
     np.testing.assert_allclose(merged.mean, home_a.mean, atol=1e-9)
-    for x in (OWNER_SCAN, SWEEP):  # the same mean, less doubt: further from the middle
+    for x in (OWNER_SCAN, SWEEP):  # the same weights, less doubt: further from the middle
         assert abs(merged.probability(x) - 0.5) > abs(home_a.probability(x) - 0.5)
     assert merged.label_counts == {"normal": 8, "alarm": 4}
+
+
+def test_merge_weights_homes_by_their_labels() -> None:
+    small = trained([(OWNER_SCAN, "normal", 2)] * 5)
+    large = trained([(PJL_QUERY, "normal", 3)] * 15)
+    np.testing.assert_allclose(
+        small.merge(large).mean, 0.25 * small.mean + 0.75 * large.mean, atol=1e-12
+    )
 
 
 def test_merge_refuses_another_prior() -> None:
