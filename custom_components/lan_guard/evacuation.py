@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -252,7 +253,7 @@ class EvacuationManager:
         self._closing = True
         while self._unsubscribe:
             self._unsubscribe.pop()()
-        async with self._lock:
+        async with self._transition():
             if self.record.phase is not Phase.IDLE:
                 await self._async_restore(Reason.UNLOAD)
         if self.backend is not None:
@@ -304,6 +305,28 @@ class EvacuationManager:
 
     # ----------------------------------------------------------------- transitions
 
+    @asynccontextmanager
+    async def _transition(self) -> AsyncIterator[None]:
+        """One step at a time; a step that breaks half-way leaves a repair issue behind."""
+        async with self._lock:
+            try:
+                yield
+            except Exception:
+                _LOGGER.exception("An evacuation step of %s failed", self._agent)
+                self._async_changed()
+                if self.active:
+                    texts = await notify.Texts.async_load(self.hass)
+                    items = ", ".join(
+                        [
+                            texts("evac_still_quarantined", culprit=_who(culprit))
+                            for culprit in self.record.culprits.values()
+                            if culprit.in_force
+                        ]
+                        + [self._name(entity_id) for entity_id in self.record.appliances]
+                    )
+                    notify.create_incomplete_issue(self.hass, self.entry, items or texts("none"))
+                raise
+
     async def async_start(
         self,
         reason: Reason,
@@ -311,20 +334,20 @@ class EvacuationManager:
         event: LanGuardEvent | None = None,
     ) -> None:
         """Enter evacuation mode (or add a culprit to the one running)."""
-        async with self._lock:
+        async with self._transition():
             if self._closing:
                 return
             await self._async_start(reason, source, event)
 
     async def async_stop(self, reason: Reason = Reason.OWNER) -> None:
         """The owner ends evacuation: lift quarantine, restore appliances."""
-        async with self._lock:
+        async with self._transition():
             if self.record.phase is not Phase.IDLE:
                 await self._async_restore(reason)
 
     async def async_culprit_left(self, mac: str) -> None:
         """The agent reports the culprit gone: restore (auto) or ask the owner (confirm)."""
-        async with self._lock:
+        async with self._transition():
             record = self.record
             culprit = record.culprits.get(mac)
             if self._closing or record.phase is Phase.IDLE or culprit is None or culprit.left:
@@ -353,7 +376,7 @@ class EvacuationManager:
 
     async def async_keep(self) -> None:
         """The owner says "keep isolated": no automatic restore for this evacuation."""
-        async with self._lock:
+        async with self._transition():
             if self.record.phase is Phase.IDLE:
                 return
             self.record.hold = True
@@ -591,7 +614,7 @@ class EvacuationManager:
                 await self.coordinator.subscribed.wait()
         except TimeoutError:
             _LOGGER.warning("Resuming evacuation before the agent's topics are subscribed")
-        async with self._lock:
+        async with self._transition():
             record = self.record
             if self._closing or record.phase is Phase.IDLE:
                 return

@@ -238,3 +238,32 @@ async def test_edges_after_unload_without_backend_and_without_ha_addresses(
     await unload(hass, entry)
     await manager.async_start(Reason.MANUAL)  # too late: unloaded
     assert manager.record.reason == "event"
+
+
+async def test_a_step_that_breaks_half_way_raises_a_repair_issue(
+    hass: HomeAssistant, mqtt_mock: Any, issue_registry: ir.IssueRegistry
+) -> None:
+    entry, manager, _, _ = await setup_evacuation(hass, mqtt_mock)
+
+    async def broken(mac: str, ip: str | None) -> Any:
+        raise RuntimeError("bug in a backend")
+
+    manager.backend.async_quarantine = broken  # type: ignore[union-attr, method-assign]
+    with pytest.raises(RuntimeError, match="bug in a backend"):
+        await manager.async_start(Reason.MANUAL, {"mac": CULPRIT_MAC, "ip": CULPRIT_IP})
+    await hass.async_block_till_done()
+    assert manager.active  # the switch says isolation may be in force
+    issue = issue_registry.async_get_issue(DOMAIN, f"evacuation_incomplete_{entry.entry_id}")
+    assert issue is not None
+    assert "TV (input_boolean.tv)" in issue.translation_placeholders["items"]
+    await manager.async_stop()
+    assert not manager.active
+    assert hass.states.get(TV).state == "on"
+    assert issue_registry.async_get_issue(DOMAIN, f"evacuation_incomplete_{entry.entry_id}") is None
+    # Idle: a failing step leaves no issue behind.
+    manager.backend.async_release = broken  # type: ignore[union-attr, method-assign]
+    with pytest.raises(RuntimeError):
+        async with manager._transition():
+            raise RuntimeError("bug")
+    assert issue_registry.async_get_issue(DOMAIN, f"evacuation_incomplete_{entry.entry_id}") is None
+    await unload(hass, entry)
