@@ -7,7 +7,13 @@ from typing import Any
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_ALLOWLIST, CONF_NOTIFY_TARGETS, CONF_SIGNING_KEY
+from .const import (
+    CONF_ALLOWLIST,
+    CONF_NOTIFY_TARGETS,
+    CONF_PROTECTED_HOSTS,
+    CONF_QUARANTINE_ENTITIES,
+    CONF_SIGNING_KEY,
+)
 from .coordinator import LanGuardConfigEntry
 
 # Who is on the owner's network, and the shared secret, never leave the house.
@@ -15,6 +21,8 @@ TO_REDACT = {
     CONF_SIGNING_KEY,
     CONF_ALLOWLIST,
     CONF_NOTIFY_TARGETS,
+    CONF_PROTECTED_HOSTS,
+    CONF_QUARANTINE_ENTITIES,
     "mac",
     "ip",
     "hostname",
@@ -61,6 +69,7 @@ async def async_get_config_entry_diagnostics(
             "remembered_ids": verifier.remembered_ids if verifier else 0,
         },
         "history": coordinator.history.export(),
+        "evacuation": coordinator.evacuation.attributes() if coordinator.evacuation else None,
     }
     redacted: dict[str, Any] = async_redact_data(data, TO_REDACT)
     return redacted

@@ -374,3 +374,23 @@ async def test_restore_clears_an_old_incomplete_issue(
     assert not manager.active
     assert issue_registry.async_get_issue(DOMAIN, f"evacuation_incomplete_{entry.entry_id}") is None
     await unload(hass, entry)
+
+
+async def test_diagnostics_show_the_evacuation_without_identities(
+    hass: HomeAssistant, mqtt_mock: Any
+) -> None:
+    from custom_components.lan_guard.diagnostics import async_get_config_entry_diagnostics
+
+    entry, _, _, _ = await setup_evacuation(
+        hass, mqtt_mock, protected_hosts=["192.168.1.9"], quarantine_entities=[]
+    )
+    publish_event(hass, make_event(level=2))
+    await hass.async_block_till_done()
+    diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+    evacuation = diagnostics["evacuation"]
+    assert evacuation["phase"] == "active"
+    assert evacuation["culprits"][0]["mac"] == "**REDACTED**"
+    assert evacuation["culprits"][0]["in_force"] is True
+    assert diagnostics["entry"]["options"]["protected_hosts"] == "**REDACTED**"
+    assert CULPRIT_MAC not in str(evacuation)
+    await unload(hass, entry)
