@@ -111,3 +111,36 @@ async def test_home_assistant_loads_them(
     assert texts[f"component.{DOMAIN}.common.action_alarm"] in ("Alarm", "警報")
     config = await async_get_translations(hass, language, "config", [DOMAIN])
     assert f"component.{DOMAIN}.config.step.user.title" in config
+
+
+HTML = re.compile(r"<[a-z].*?>", re.IGNORECASE)
+URL = re.compile(r"((ftp|ftps|scp|http|https|mqtt|mqtts|socket|socks5)://|www\.)\S+", re.I)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_strings_follow_hassfests_value_rules(language: str) -> None:
+    """What hassfest refuses in a translation: HTML, URLs (placeholders instead), leading or
+    trailing spaces, placeholders that are not identifiers or sit in single quotes."""
+    for key, text in flatten(load(language)):
+        assert isinstance(text, str), key
+        assert not HTML.search(text), key
+        assert not URL.search(text), key
+        assert text == text.strip(), key
+        assert all(name.isidentifier() for name in placeholders(text)), key
+        assert not re.search(r"'\{\w+\}'", text), key
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_field_description_belongs_to_a_field(language: str) -> None:
+    strings = load(language)
+    flows = [strings["config"], strings["options"]]
+    flows += [issue["fix_flow"] for issue in strings["issues"].values() if "fix_flow" in issue]
+    for flow in flows:
+        for step_id, step in flow["step"].items():
+            assert set(step.get("data_description", {})) <= set(step.get("data", {})), step_id
+            for name, section in step.get("sections", {}).items():
+                described = set(section.get("data_description", {}))
+                assert described <= set(section.get("data", {})), (step_id, name)
+    for name, issue in strings["issues"].items():
+        assert "title" in issue, name
+        assert ("description" in issue) != ("fix_flow" in issue), name
