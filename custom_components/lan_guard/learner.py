@@ -20,7 +20,7 @@ from homeassistant.util import dt as dt_util
 from .const import DOMAIN, SAVE_DELAY, Label
 from .learning.classifier import Classifier
 from .learning.features import FEATURE_VERSION
-from .learning.model import ModelError
+from .learning.model import ModelError, prior_assessment
 from .models import LanGuardEvent
 
 _LOGGER = logging.getLogger(__name__)
@@ -57,8 +57,14 @@ class Learner:
 
     # -- EventClassifier (models.py) ---------------------------------------------------------
     def assess(self, event: LanGuardEvent) -> dict[str, Any]:
-        """The verdict of a new event: verdict, probability, what decided it."""
-        assessment = self.classifier.assess(event.payload)
+        """The verdict of a new event: verdict, probability, what decided it. Should the
+        classifier fail on an event, the level prior decides and the error is logged: the
+        event itself goes on (it is never lost to the classifier)."""
+        try:
+            assessment = self.classifier.assess(event.payload)
+        except (ArithmeticError, KeyError, TypeError, ValueError):
+            _LOGGER.exception("LAN Guard classifier failed on event %s; level rule used", event.id)
+            assessment = prior_assessment(event.level)
         self._schedule_save()
         return {**assessment.as_dict(), "feature_version": FEATURE_VERSION}
 

@@ -263,3 +263,24 @@ async def test_removing_the_agent_deletes_its_model(
     assert await hass.config_entries.async_remove(entry.entry_id)
     await hass.async_block_till_done()
     assert storage_key(entry.entry_id) not in hass_storage
+
+
+async def test_a_classifier_failure_loses_no_event(
+    hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    entry = await setup_entry(hass)
+    learner = entry.runtime_data.classifier
+    assert isinstance(learner, Learner)
+
+    def broken(payload: dict[str, Any]) -> Any:
+        raise ValueError("broken on purpose")
+
+    monkeypatch.setattr(learner.classifier, "assess", broken)
+    event = make_event("session", level=3)
+    await deliver(hass, event)
+    assert "classifier failed on event" in caplog.text
+    stored = entry.runtime_data.history.get(event["id"])
+    assert stored is not None
+    assert stored.assessment is not None
+    assert (stored.assessment["verdict"], stored.assessment["source"]) == ("alarm", "prior")
+    await unload(hass, entry)

@@ -121,7 +121,7 @@ class Classifier:
             "history": self.history.to_dict(),
             "pending": {
                 event_id: {
-                    "features": item.features,
+                    "features": [round(v, 4) for v in item.features],  # a third of the size
                     "mac": item.mac,
                     "level": item.level,
                     "kind": item.kind,
