@@ -187,8 +187,8 @@ def report(phases: list[Phase], counters: dict[str, int], sent: int, seconds: fl
     frames, drops = counters.get("frames", -1), counters.get("kernel_drops", -1)
     print(f"  {'lan-guard-agent':<24}  {frames:>12,}  {drops:>12,}")
     print(
-        "  (tcpdump counts both directions; the agent counts only frames it received and"
-        " parsed,\n   not the node's own replies, which it reads and skips;"
+        "  (tcpdump counts both directions; the agent only the frames it received: its"
+        " kernel\n   filter leaves out the node's own replies;"
         f" events sent: {counters.get('events', -1)})"
     )
     verdicts = {

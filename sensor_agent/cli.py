@@ -321,7 +321,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     bpf = capture_filter(config.capture.bpf_filter, node.node_mac)
     try:
-        capture = LiveCapture(interface, config.capture.snaplen, bpf, config.capture.promiscuous)
+        capture = LiveCapture(
+            interface,
+            config.capture.snaplen,
+            bpf,
+            config.capture.promiscuous,
+            buffer_mb=config.capture.buffer_mb,
+        )
     except CaptureOpenError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 import time
 from dataclasses import replace
@@ -14,12 +15,18 @@ import pytest
 
 from sensor_agent import parse
 from sensor_agent.capture import (
+    BPF_RET_K,
+    PACKET_OUTGOING,
+    SKF_AD_PKTTYPE,
     CaptureOpenError,
     LiveCapture,
     arp_request,
+    capture_program,
+    compile_expression,
     default_gateway,
     interface_addresses,
     kernel_arp_lookup,
+    read_block,
 )
 from sensor_agent.config import AgentConfig, CaptureConfig, DecoyConfig
 from sensor_agent.formats import ip_bytes, mac_bytes
@@ -72,6 +79,57 @@ def test_loopback_addresses() -> None:
     assert interface_addresses("lgc-missing0") == (None, None)
 
 
+def test_kernel_program_drops_outgoing_frames_first_and_caps_every_accept() -> None:
+    compiled = [
+        (0x28, 0, 0, 12),  # ldh [12]
+        (0x15, 0, 1, 0x0806),  # jeq #arp, accept, else reject
+        (BPF_RET_K, 0, 0, 262144),
+        (BPF_RET_K, 0, 0, 0),
+    ]
+    program = capture_program(compiled, snaplen=512)
+    guard, body = program[:3], program[3:]
+    assert guard[0][3] == SKF_AD_PKTTYPE  # load the packet type ...
+    assert guard[1][3] == PACKET_OUTGOING and guard[1][1:3] == (0, 1)  # ... outgoing:
+    assert guard[2] == (BPF_RET_K, 0, 0, 0)  # dropped
+    assert body[:2] == compiled[:2]  # relative jumps: the body is unchanged ...
+    assert body[2] == (BPF_RET_K, 0, 0, 512)  # ... but accepts only snaplen bytes
+    assert body[3] == (BPF_RET_K, 0, 0, 0)  # and rejects stay rejects
+    assert capture_program([], snaplen=128)[3:] == [(BPF_RET_K, 0, 0, 128)]  # no expression
+
+
+def test_expression_compiles_to_classic_bpf_for_the_program() -> None:
+    compiled = compile_expression("udp and port 5353", "lo")
+    assert compiled and compiled[-1][0] == BPF_RET_K
+    accepts = [k for code, _, _, k in capture_program(compiled, 96) if code == BPF_RET_K and k]
+    assert accepts and max(accepts) == 96
+    assert compile_expression("", "lo") == []
+
+
+def _tpacket_v3_block(frames: list[tuple[float, bytes]]) -> bytes:
+    """A block as the kernel lays it out: tpacket_block_desc, then tpacket3_hdr + frame."""
+    first = 48
+    body = b""
+    for index, (ts, frame) in enumerate(frames):
+        mac = 68  # the frame starts this far into its header (the kernel's alignment)
+        size = (mac + len(frame) + 15) // 16 * 16
+        step = 0 if index == len(frames) - 1 else size
+        sec, nsec = int(ts), round((ts - int(ts)) * 1e9)
+        header = struct.pack("IIIIIIH", step, sec, nsec, len(frame), len(frame) + 100, 1, mac)
+        body += (header + b"\0" * (mac - len(header)) + frame).ljust(size, b"\0")
+    desc = struct.pack("IIIII", 1, 0, 1, len(frames), first).ljust(first, b"\0")
+    return b"\xee" * 16 + desc + body  # the block at offset 16 of the ring
+
+
+def test_ring_block_gives_each_frame_with_its_kernel_timestamp() -> None:
+    frames = [(1_795_597_200.25, b"\x01" * 60), (1_795_597_200.5, b"\x02" * 42)]
+    stamps: list[float] = []
+    out: list[bytes] = []
+    assert read_block(_tpacket_v3_block(frames), 16, stamps, out) == 2
+    assert out == [b"\x01" * 60, b"\x02" * 42]
+    assert stamps == pytest.approx([1_795_597_200.25, 1_795_597_200.5], abs=1e-6)
+    assert read_block(_tpacket_v3_block([]), 16, stamps, out) == 0
+
+
 @needs_root
 def test_missing_interface_is_a_clear_error() -> None:
     with pytest.raises(CaptureOpenError, match="lgc-missing0"):
@@ -79,12 +137,15 @@ def test_missing_interface_is_a_clear_error() -> None:
 
 
 @needs_root
-def test_capture_reads_raw_frames_through_a_bpf_filter() -> None:
+@pytest.mark.parametrize("ring", [True, False], ids=["ring", "socket"])
+def test_capture_reads_raw_frames_through_a_bpf_filter(ring: bool) -> None:
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
     port = receiver.getsockname()[1]
-    capture = LiveCapture("lo", snaplen=128, bpf_filter=f"udp and port {port}")
+    capture = LiveCapture("lo", snaplen=128, bpf_filter=f"udp and port {port}", ring=ring)
     try:
+        assert capture.mode == ("ring" if ring else "socket")
+        assert capture.buffer_bytes >= 4 << 20  # several MB, not scapy's 64 KiB
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
             sender.sendto(b"lgc-probe" * 40, ("127.0.0.1", port))
         frames: list[bytes] = []
@@ -92,7 +153,7 @@ def test_capture_reads_raw_frames_through_a_bpf_filter() -> None:
         while not frames and time.monotonic() < deadline:
             frames = capture.read_batch()[1]
             time.sleep(0.01)
-        assert len(frames) == 1, "one copy (our own outgoing copy is skipped), filter applied"
+        assert len(frames) == 1, "one copy (the kernel drops the outgoing one), filter applied"
         frame = frames[0]
         assert len(frame) == 128  # snap length
         udp = parse.parse_udp(frame)
@@ -102,6 +163,47 @@ def test_capture_reads_raw_frames_through_a_bpf_filter() -> None:
     finally:
         capture.close()
         receiver.close()
+
+
+@needs_root
+def test_a_full_ring_counts_every_frame_it_drops_into_the_state_counters() -> None:
+    """A 1 MB ring nobody reads overflows under a burst of datagrams to 127.0.0.1; every
+    datagram is then either read or counted as a kernel drop, and the drops reach the
+    state payload's ``kernel_drops``."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    port = receiver.getsockname()[1]
+    capture = LiveCapture("lo", snaplen=256, bpf_filter=f"udp and dst port {port}", buffer_mb=1)
+    sent = 20_000  # ~4,000 fit in the ring
+    config = AgentConfig(
+        raw={},
+        agent_id="test-agent",
+        interface="lo",
+        log_level="INFO",
+        events_jsonl=None,
+        stdout=False,
+        capture=CaptureConfig(),
+        decoys=DecoyConfig(enabled=False),
+        probe_hosts=False,
+        pipeline=replace(base_config(), node_ip=ip_bytes("127.0.0.1"), decoy_ports=()),
+    )
+    sink = RecordingSink()
+    agent = LiveAgent(config, [sink], capture)
+    try:
+        agent.start()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for _ in range(sent):
+                sender.sendto(b"lgc-flood" * 20, ("127.0.0.1", port))
+        stop = threading.Event()
+        threading.Timer(1.5, stop.set).start()
+        agent.run(stop, tick_s=0.2)  # reads the ring and the drop counter
+    finally:
+        agent.close()
+        receiver.close()
+    counters = sink.last("state")["counters"]
+    assert counters["kernel_drops"] > 0
+    assert counters["frames"] + counters["kernel_drops"] == sent
+    validate("state", sink.last("state"))
 
 
 @needs_root

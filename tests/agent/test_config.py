@@ -18,6 +18,7 @@ def test_defaults_without_any_source() -> None:
     assert config.pipeline.arp_scan.min_targets == 10
     assert config.pipeline.syn_scan.min_ports == 3
     assert config.stdout is True and config.events_jsonl is None
+    assert config.capture.buffer_mb == 8
     assert mqtt_settings(config) is None
 
 
@@ -66,6 +67,7 @@ def test_lists_from_the_environment_are_comma_separated() -> None:
         ('log_level = "LOUD"\n', {}, r"log_level: value must be one of"),
         ('[enforcer]\nbackend = "iptables"\n', {}, r"enforcer: .*not 'nftables' or 'none'"),
         ("[detectors\n", {}, r"not valid TOML"),
+        ("[capture]\nbuffer_mb = 0\n", {}, r"capture\.buffer_mb: value must be at least 1"),
     ],
 )
 def test_invalid_config_names_key_and_reason(
