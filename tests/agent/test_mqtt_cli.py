@@ -14,6 +14,7 @@ import pytest
 
 from sensor_agent import signing
 from sensor_agent.outbox import Outbox
+from sensor_agent.synth import CULPRIT
 from tests.broker import Collector, Mosquitto, Received, free_port
 from tests.contract import validate
 
@@ -171,3 +172,38 @@ def test_a_bad_broker_setting_is_refused_with_the_key_named(
     assert done.returncode != 0
     assert "locked by another process" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_replay_leaves_retained_info_state_and_hosts_for_a_later_subscriber(
+    demo_pcap: Path, tmp_path: Path
+) -> None:
+    """Home Assistant discovers agents from the retained ``info``: a subscriber that comes
+    after the replay finished still finds it (interface ``replay:<file>``), with the final
+    state and hosts, all valid."""
+    with Mosquitto() as broker:
+        done = replay(demo_pcap, broker.port, tmp_path)
+        assert done.returncode == 0, done.stderr
+        with Collector(broker.port, f"{PREFIX}/#") as late:
+            assert late.wait_for(
+                lambda m: (
+                    {"info", "state", "hosts", "status"} <= {x.topic.rsplit("/", 1)[1] for x in m}
+                ),
+                10,
+            )
+            messages = list(late.messages)
+    assert all(m.retain for m in messages)  # only what the broker kept
+    (info,) = payloads(messages, "info")
+    validate("info", info)
+    assert info["agent_id"] == AGENT
+    assert info["interface"] == f"replay:{demo_pcap.name}"
+    assert info["node"] == {"ip": "192.0.2.10", "mac": "b8:27:eb:0a:00:0a"}
+    assert info["gateway"] == "192.0.2.1"
+    assert {"detect", "hosts"} <= set(info["capabilities"])
+    (state,) = payloads(messages, "state")
+    validate("state", state)
+    logged = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert state["counters"]["events"] == len(logged) > 0
+    (hosts,) = payloads(messages, "hosts")
+    validate("hosts", hosts)
+    assert (CULPRIT.mac, CULPRIT.ip) in {(h["mac"], h["ip"]) for h in hosts["hosts"]}
+    assert [m.payload for m in messages if m.topic == f"{PREFIX}/status"] == [b"offline"]
