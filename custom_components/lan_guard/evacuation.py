@@ -361,6 +361,12 @@ class EvacuationManager:
                 self._async_changed()
                 return
             if self.restore_policy == RESTORE_AUTO and not record.hold:
+                await notify.async_notify(
+                    self.hass,
+                    self.entry,
+                    texts("evac_left_title"),
+                    texts("evac_left_auto_message", culprit=_who(culprit), agent=self._agent),
+                )
                 await self._async_restore(Reason.CULPRIT_LEFT)
                 return
             record.phase = Phase.CULPRIT_LEFT

@@ -104,6 +104,9 @@ async def test_level_2_event_isolates_quarantines_notifies_then_restores_when_cu
     assert hass.states.get(TV).state == "on"
     assert hass.states.get(HEATER).state == "off"
     assert storage_key(entry.entry_id) not in hass_storage
+    assert phone[-2].data["title"] == "LAN Guard: the culprit left"
+    assert phone[-2].data["message"].endswith("has left the network. Restoring service.")
+    assert "actions" not in phone[-2].data["data"]
     assert phone[-1].data["title"] == "LAN Guard: service restored"
     assert "the culprit left the network" in phone[-1].data["message"]
     assert f"{CULPRIT_MAC} ({CULPRIT_IP})" in phone[-1].data["message"]
