@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 runtime failure (unreadable capture, interface, broker 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import re
@@ -23,7 +24,7 @@ from typing import Any
 
 from . import __version__
 from .capture import ArpProber, CaptureOpenError, LiveCapture, default_gateway, interface_addresses
-from .commands import build_command_handler
+from .commands import CommandHandler, build_command_handler
 from .config import AgentConfig, ConfigError, load, mqtt_settings
 from .enforcer import EnforcerSettings
 from .formats import ip_str, mac_str
@@ -176,18 +177,54 @@ def _close(sinks: Sequence[Sink]) -> None:
             log.exception("closing %s failed", type(sink).__name__)
 
 
+def _command_handler(config: AgentConfig, *, may_enforce: bool) -> tuple[CommandHandler, list[str]]:
+    """The MQTT command handler and the capabilities for ``info``. Built even without an
+    enforcer (backend ``none``, or a replay, which never touches the firewall): commands are
+    then refused with the reason, and the retained ``quarantine`` says ``enforcer: none``."""
+    settings = EnforcerSettings.from_config(config.raw)
+    if not may_enforce:
+        settings = dataclasses.replace(settings, kind="none")
+    node = config.pipeline
+    key = config.raw["mqtt"]["shared_key"]
+    handler = build_command_handler(
+        settings,
+        agent_id=config.agent_id,
+        node_ips=[ip_str(node.node_ip)] if node.node_ip else [],
+        node_macs=[mac_str(node.node_mac)] if node.node_mac else [],
+        key=key.encode() if key else None,
+    )
+    capabilities = ["detect", "hosts"]
+    if handler.enforcer.kind != "none":  # not when nftables failed to start
+        capabilities.append("enforcer")
+    if key:
+        capabilities.append("signing")
+    return handler, capabilities
+
+
+def _wire_mqtt(mqtt: Any, handler: CommandHandler, pipeline: Pipeline) -> None:
+    """Quarantine state on its retained topic (now and after each change); the outbox's
+    drops in the state payload."""
+    handler.on_change = lambda state: mqtt.retained("quarantine", state)
+    mqtt.retained("quarantine", handler.state_payload())
+    pipeline.extra_counters["outbox_dropped"] = lambda: mqtt.counters()["dropped"]
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     config = _load(args)
     _setup_logging(config.log_level)
     sinks = _sinks(config)
-    mqtt = _mqtt_sink(config)
+    handler, capabilities = None, ["detect", "hosts"]
+    if config.raw["mqtt"]["host"]:
+        handler, capabilities = _command_handler(config, may_enforce=False)
+    mqtt = _mqtt_sink(config, handler)
     if mqtt is not None:
         sinks.append(mqtt)
     if config.pipeline.node_ip is None:
         log.warning("no --node-ip: SYN scans of the node and decoy sessions cannot be seen")
     pipeline = Pipeline(config.pipeline, sinks)
-    if mqtt is not None:
-        pipeline.extra_counters["outbox_dropped"] = lambda: mqtt.counters()["dropped"]  # type: ignore[attr-defined]
+    if mqtt is not None and handler is not None:
+        _wire_mqtt(mqtt, handler, pipeline)
+        # what `run` says on start: Home Assistant discovers agents from the retained info
         mqtt.retained(
             "info",
             info_payload(
@@ -196,7 +233,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 interface=f"replay:{args.capture.name}",
                 decoy_ports=[],
                 decoy_errors=[],
-                capabilities=["detect", "hosts"],
+                capabilities=capabilities,
                 started_at=time.time(),
             ),
         )
@@ -332,29 +369,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return EXIT_FAILURE
     sinks = _sinks(config)
-    capabilities = ["detect", "hosts"]
-    handler = None
+    handler, capabilities = None, ["detect", "hosts"]
     if config.raw["mqtt"]["host"]:
-        settings = EnforcerSettings.from_config(config.raw)
-        if settings.kind != "none":
-            key = config.raw["mqtt"]["shared_key"]
-            handler = build_command_handler(
-                settings,
-                agent_id=config.agent_id,
-                node_ips=[ip_str(node.node_ip)] if node.node_ip else [],
-                node_macs=[mac_str(node.node_mac)] if node.node_mac else [],
-                key=key.encode() if key else None,
-            )
-            if handler.enforcer.kind != "none":  # not when nftables failed to start
-                capabilities.append("enforcer")
-        if config.raw["mqtt"]["shared_key"]:
-            capabilities.append("signing")
+        handler, capabilities = _command_handler(config, may_enforce=True)
     mqtt = _mqtt_sink(config, handler)
     if mqtt is not None:
         sinks.append(mqtt)
-        if handler is not None:
-            handler.on_change = lambda state: mqtt.retained("quarantine", state)
-            mqtt.retained("quarantine", handler.state_payload())
     prober = None
     if config.probe_hosts and node.node_ip and node.node_mac:
         try:
@@ -362,8 +382,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         except OSError as exc:
             log.warning("no ARP probing of silent culprits: %s", exc)
     agent = LiveAgent(config, sinks, capture, prober=prober, capabilities=capabilities)
-    if mqtt is not None:
-        agent.pipeline.extra_counters["outbox_dropped"] = lambda: mqtt.counters()["dropped"]  # type: ignore[attr-defined]
+    if mqtt is not None and handler is not None:
+        _wire_mqtt(mqtt, handler, agent.pipeline)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

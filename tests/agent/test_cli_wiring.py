@@ -1,0 +1,130 @@
+"""How the CLI wires MQTT: the command handler exists even without an enforcer (commands
+refused with the reason, retained ``quarantine`` saying ``enforcer: none``). Real mosquitto
+on 127.0.0.1; the ``run`` test captures on ``lo`` (root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from paho.mqtt import publish
+
+from sensor_agent.cli import _command_handler
+from sensor_agent.config import AgentConfig, load
+from sensor_agent.enforcer import NoEnforcer
+from tests.broker import Collector, Mosquitto
+from tests.contract import validate
+
+pytestmark = pytest.mark.broker
+
+AGENT_BIN = str(Path(sys.executable).parent / "lan-guard-agent")
+AGENT_ID = "wiring-test"
+PREFIX = f"lan_guard/{AGENT_ID}"
+KEY = "wiring-test-shared-key"
+CULPRIT_MAC = "00:1b:21:42:00:42"
+
+
+def config(backend: str = "none", **mqtt: str) -> AgentConfig:
+    overrides: dict[tuple[str, ...], Any] = {
+        ("agent_id",): AGENT_ID,
+        ("mqtt", "host"): "127.0.0.1",
+        ("enforcer", "backend"): backend,
+        ("network", "node_ip"): "198.18.10.10",
+    }
+    overrides.update({("mqtt", key): value for key, value in mqtt.items()})
+    return load(None, environ={}, overrides=overrides)
+
+
+def command(action: str = "quarantine") -> bytes:
+    body = {"id": uuid.uuid4().hex, "action": action, "mac": CULPRIT_MAC, "ts": time.time()}
+    return json.dumps(body).encode()
+
+
+def test_backend_none_still_answers_commands_with_a_clear_refusal() -> None:
+    handler, capabilities = _command_handler(config("none"), may_enforce=True)
+    assert isinstance(handler.enforcer, NoEnforcer)
+    assert "enforcer" not in capabilities
+    for action in ("quarantine", "release"):
+        result = handler(command(action))
+        validate("command_result", result)
+        assert result["ok"] is False
+        assert result["error"] == "this agent has no enforcer (enforcer: none)"
+    state = handler.state_payload()
+    validate("quarantine", state)
+    assert state["enforcer"] == "none" and state["hosts"] == []
+
+
+def test_replay_never_enforces_even_when_nftables_is_configured() -> None:
+    handler, capabilities = _command_handler(config("nftables"), may_enforce=False)
+    assert handler.enforcer.kind == "none"  # no firewall change from a replay
+    assert capabilities == ["detect", "hosts"]
+    assert handler.state_payload()["enforcer"] == "none"
+
+
+def test_signing_is_a_capability_and_commands_must_be_signed() -> None:
+    handler, capabilities = _command_handler(config(shared_key=KEY), may_enforce=True)
+    assert "signing" in capabilities
+    result = handler(command())
+    assert result["ok"] is False and "sig" in result["error"]  # refused before the enforcer
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="packet capture needs root (CAP_NET_RAW)")
+def test_run_without_enforcer_refuses_commands_over_mqtt(tmp_path: Path) -> None:
+    """``run -i lo`` with a broker and ``enforcer.backend = none``: the retained
+    ``quarantine`` says so, and a command on the command topic gets a refusal result."""
+    with Mosquitto() as broker, Collector(broker.port, f"{PREFIX}/#") as seen:
+        env = {
+            **os.environ,
+            "LAN_GUARD_MQTT_OUTBOX_PATH": str(tmp_path / "outbox.sqlite"),
+            "LAN_GUARD_DECOYS_ENABLED": "false",
+            "LAN_GUARD_ENFORCER_BACKEND": "none",
+        }
+        log = tmp_path / "agent.log"
+        argv = [AGENT_BIN, "run", "-i", "lo", "--agent-id", AGENT_ID, "--no-stdout"]
+        argv += ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port)]
+        with log.open("w") as err:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        try:
+            topics = {f"{PREFIX}/info", f"{PREFIX}/quarantine"}
+            assert seen.wait_for(lambda m: topics <= {x.topic for x in m}, 20), log.read_text()
+            # The agent subscribes to commands just after publishing its retained payloads:
+            # a command may come too early to be heard, so send one a second (at most 10).
+            result_topic = f"{PREFIX}/command/result"
+            sent: list[str] = []
+            for _ in range(10):
+                raw = command()
+                sent.append(json.loads(raw)["id"])
+                publish.single(
+                    f"{PREFIX}/command", raw, qos=1, hostname="127.0.0.1", port=broker.port
+                )
+                if seen.wait_for(lambda m: any(x.topic == result_topic for x in m), 1):
+                    break
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=15)
+        assert code == 0, log.read_text()
+        messages = list(seen.messages)
+    results = [json.loads(m.payload) for m in messages if m.topic == result_topic]
+    assert results, log.read_text()
+    result = results[0]
+    validate("command_result", result)
+    assert result["id"] in sent
+    assert result["ok"] is False
+    assert result["error"] == "this agent has no enforcer (enforcer: none)"
+    quarantine = [json.loads(m.payload) for m in messages if m.topic == f"{PREFIX}/quarantine"]
+    validate("quarantine", quarantine[-1])
+    assert quarantine[-1]["enforcer"] == "none"
+    info = [json.loads(m.payload) for m in messages if m.topic == f"{PREFIX}/info"][-1]
+    validate("info", info)
+    assert info["interface"] == "lo" and "enforcer" not in info["capabilities"]
+    states = [json.loads(m.payload) for m in messages if m.topic == f"{PREFIX}/state"]
+    assert states, "the final state is published on a clean stop"
+    validate("state", states[-1])
