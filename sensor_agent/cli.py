@@ -202,11 +202,13 @@ def _command_handler(config: AgentConfig, *, may_enforce: bool) -> tuple[Command
 
 
 def _wire_mqtt(mqtt: Any, handler: CommandHandler, pipeline: Pipeline) -> None:
-    """Quarantine state on its retained topic (now and after each change); the outbox's
-    drops in the state payload."""
+    """Quarantine state on its retained topic (now and after each change); the sink's
+    counters in the state payload."""
     handler.on_change = lambda state: mqtt.retained("quarantine", state)
     mqtt.retained("quarantine", handler.state_payload())
     pipeline.extra_counters["outbox_dropped"] = lambda: mqtt.counters()["dropped"]
+    pipeline.extra_counters["outbox_pending"] = lambda: mqtt.counters()["pending"]
+    pipeline.extra_counters["mqtt_reconnects"] = lambda: mqtt.counters()["reconnects"]
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """How the CLI wires MQTT: the command handler exists even without an enforcer (commands
-refused with the reason, retained ``quarantine`` saying ``enforcer: none``). Real mosquitto
-on 127.0.0.1; the ``run`` test captures on ``lo`` (root)."""
+refused with the reason, retained ``quarantine`` saying ``enforcer: none``), and the MQTT
+sink's outbox and connection figures are in the state counters. Real mosquitto on
+127.0.0.1; the ``run`` test captures on ``lo`` (root)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ from typing import Any
 import pytest
 from paho.mqtt import publish
 
-from sensor_agent.cli import _command_handler
+from sensor_agent.cli import _command_handler, _wire_mqtt
 from sensor_agent.config import AgentConfig, load
 from sensor_agent.enforcer import NoEnforcer
+from sensor_agent.pipeline import Pipeline
+from sensor_agent.sinks.mqtt import MqttSettings, MqttSink
+from tests.agent.craft import base_config
 from tests.broker import Collector, Mosquitto
 from tests.contract import validate
 
@@ -76,6 +80,54 @@ def test_signing_is_a_capability_and_commands_must_be_signed() -> None:
     assert result["ok"] is False and "sig" in result["error"]  # refused before the enforcer
 
 
+def test_state_counters_carry_the_outbox_backlog_and_the_reconnects(tmp_path: Path) -> None:
+    handler, _ = _command_handler(config(), may_enforce=True)
+    with Mosquitto() as broker:
+        settings = MqttSettings(
+            host="127.0.0.1",
+            port=broker.port,
+            agent_id=AGENT_ID,
+            outbox_path=str(tmp_path / "outbox.sqlite"),
+            reconnect_min_s=0.1,
+            reconnect_max_s=0.2,
+        )
+        sink = MqttSink(settings, command_handler=handler)
+        try:
+            pipeline = Pipeline(base_config(agent_id=AGENT_ID), [sink])
+            _wire_mqtt(sink, handler, pipeline)
+            sink.wait_connected(10)
+            counters = pipeline.counters()
+            assert (counters["outbox_pending"], counters["mqtt_reconnects"]) == (0, 0)
+            broker.stop()
+            deadline = time.monotonic() + 10
+            while sink.connected and time.monotonic() < deadline:
+                time.sleep(0.02)
+            for n in range(3):  # the broker is away: these wait in the outbox
+                sink.event(example_event(n))
+            assert pipeline.counters()["outbox_pending"] == 3
+            broker.start()
+            sink.wait_connected(10)
+            deadline = time.monotonic() + 10
+            while pipeline.counters()["outbox_pending"] and time.monotonic() < deadline:
+                time.sleep(0.02)
+            state = pipeline.state_payload(time.time())
+        finally:
+            sink.close()
+    validate("state", state)
+    assert state["counters"]["outbox_pending"] == 0
+    assert state["counters"]["mqtt_reconnects"] == 1
+    assert state["counters"]["outbox_dropped"] == 0
+    assert state["counters"]["evictions"] == 0
+
+
+def example_event(n: int) -> dict[str, Any]:
+    path = Path(__file__).resolve().parents[2] / "schema" / "examples" / "event.arp_scan.json"
+    event: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    event.update(id=uuid.uuid4().hex, agent_id=AGENT_ID)
+    event["evidence"]["packets"] = n
+    return event
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="packet capture needs root (CAP_NET_RAW)")
 def test_run_without_enforcer_refuses_commands_over_mqtt(tmp_path: Path) -> None:
     """``run -i lo`` with a broker and ``enforcer.backend = none``: the retained
@@ -128,3 +180,4 @@ def test_run_without_enforcer_refuses_commands_over_mqtt(tmp_path: Path) -> None
     states = [json.loads(m.payload) for m in messages if m.topic == f"{PREFIX}/state"]
     assert states, "the final state is published on a clean stop"
     validate("state", states[-1])
+    assert {"outbox_pending", "mqtt_reconnects", "evictions"} <= states[-1]["counters"].keys()
