@@ -80,6 +80,8 @@ _LOGGER = logging.getLogger(__name__)
 OFF_STATES = frozenset({STATE_OFF, STATE_UNAVAILABLE, STATE_UNKNOWN})
 # How long a resumed evacuation waits for the MQTT subscription before re-asserting.
 _RESUME_WAIT_S = 30.0
+# Quarantine refusals that the next event of the same culprit would meet again.
+_FINAL_REASONS = frozenset({"no_backend", "no_enforcer", "no_mapped_entity", "entity_missing"})
 _KINDS = f"component.{DOMAIN}.entity.event.activity.state_attributes.event_type.state."
 
 
@@ -396,6 +398,7 @@ class EvacuationManager:
     ) -> None:
         record = self.record
         new = record.phase is Phase.IDLE
+        again = False
         culprit: Culprit | None = None
         if source is not None:
             culprit = record.culprits.get(source["mac"])
@@ -403,9 +406,10 @@ class EvacuationManager:
                 since = event.payload["first_seen"] if event is not None else None
                 culprit = Culprit.from_source(source, since)
                 record.culprits[culprit.mac] = culprit
-            elif culprit.in_force and not culprit.left:
-                culprit = None  # already isolated: nothing new
-            else:
+            elif not culprit.left and (culprit.in_force or _final(culprit.quarantine)):
+                culprit = None  # isolated already, or never to be: nothing new
+            else:  # back after leaving, or a transient failure to retry
+                again = True
                 culprit.left = False
                 culprit.ip = culprit.ip or source.get("ip")
         if not new and culprit is None:
@@ -436,7 +440,11 @@ class EvacuationManager:
         failed, _ = await asyncio.gather(isolate(), quarantine)
         await self._async_save()
         self._async_changed()
-        await self._async_tell_started(new, reason, culprit, to_turn_off, failed)
+        if again and culprit is not None and not culprit.in_force:
+            return  # a retry that failed again: the owner was told the first time
+        await self._async_tell_started(
+            new, reason, culprit, to_turn_off, failed=failed, again=again
+        )
 
     async def _async_quarantine(self, culprit: Culprit) -> Outcome:
         refusal = self.protected().reason(culprit.mac, culprit.ip)
@@ -484,7 +492,9 @@ class EvacuationManager:
         reason: Reason,
         culprit: Culprit | None,
         turned_off: list[str],
+        *,
         failed: list[str],
+        again: bool,
     ) -> None:
         texts = await notify.Texts.async_load(self.hass)
         entity_id = self._entity_id()
@@ -508,7 +518,8 @@ class EvacuationManager:
                 lines.append(texts("evac_not_isolated", appliances=names))
             title = texts("evac_started_title")
         else:
-            lines = [texts("evac_culprit_added_message", agent=self._agent)]
+            key = "evac_culprit_again_message" if again else "evac_culprit_added_message"
+            lines = [texts(key, agent=self._agent)]
             title = texts("evac_culprit_added_title")
         lines.append(culprit_text)
         if culprit is not None:
@@ -747,6 +758,12 @@ class EvacuationManager:
             hostname=culprit.hostname or unknown,
             quarantine=state,
         )
+
+
+def _final(outcome: dict[str, Any] | None) -> bool:
+    """A quarantine refusal that retrying cannot change (protected host, nothing to use)."""
+    reason = str((outcome or {}).get("reason"))
+    return reason.startswith("protected_") or reason in _FINAL_REASONS
 
 
 def _who(culprit: Culprit) -> str:

@@ -316,7 +316,7 @@ async def test_a_second_culprit_joins_and_both_must_leave(
 async def test_a_culprit_that_comes_back_is_quarantined_again(
     hass: HomeAssistant, mqtt_mock: Any
 ) -> None:
-    entry, manager, agent, _ = await setup_evacuation(
+    entry, manager, agent, phone = await setup_evacuation(
         hass, mqtt_mock, **{CONF_EVACUATION_RESTORE: "confirm"}
     )
     publish_event(hass, make_event(level=2))
@@ -332,6 +332,29 @@ async def test_a_culprit_that_comes_back_is_quarantined_again(
     await hass.async_block_till_done()
     assert manager.record.phase is Phase.ACTIVE
     assert not manager.record.culprits[CULPRIT_MAC].left
+    assert (
+        _ours(phone)[-1].data["message"].startswith("pi-livingroom: the culprit is isolated again.")
+    )
+    await unload(hass, entry)
+
+
+async def test_a_failed_quarantine_is_retried_on_the_next_event_quietly(
+    hass: HomeAssistant, mqtt_mock: Any
+) -> None:
+    entry, manager, agent, phone = await setup_evacuation(hass, mqtt_mock)
+    agent.answer = "refuse"
+    publish_event(hass, make_event(level=2))
+    await hass.async_block_till_done()
+    assert "the agent refused (refused: nft failed)" in _ours(phone)[-1].data["message"]
+    publish_event(hass, make_event(level=2))  # still refused: no second message
+    await hass.async_block_till_done()
+    assert len(_ours(phone)) == 1
+    agent.answer = "ok"
+    publish_event(hass, make_event(level=2))
+    await hass.async_block_till_done()
+    assert manager.record.culprits[CULPRIT_MAC].in_force
+    assert "isolated again" in _ours(phone)[-1].data["message"]
+    assert agent.actions() == [("quarantine", CULPRIT_MAC)] * 3
     await unload(hass, entry)
 
 

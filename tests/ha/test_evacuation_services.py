@@ -80,6 +80,11 @@ async def test_evacuation_started_on_a_gateway_shows_the_refusal(
     assert manager.active  # the appliances are isolated all the same
     assert agent.commands == []
     assert "it is the router/gateway, which is never isolated" in phone[-1].data["message"]
+    ours = [c for c in phone if c.data["data"]["tag"].startswith(f"{DOMAIN}_evacuation_")]
+    publish_event(hass, make_event(level=3, mac="a0:63:91:0e:12:34", ip="192.168.1.1"))
+    await hass.async_block_till_done()
+    again = [c for c in phone if c.data["data"]["tag"].startswith(f"{DOMAIN}_evacuation_")]
+    assert again == ours  # refused for good: no evacuation message again
     await unload(hass, entry)
 
 
