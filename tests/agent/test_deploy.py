@@ -1,0 +1,91 @@
+"""deploy/: the systemd unit agrees with the agent's configuration keys, paths and needs."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sensor_agent.cli import _parser
+from sensor_agent.config import env_names, load
+from sensor_agent.sinks.mqtt import default_outbox_path
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+UNIT = DEPLOY / "lan-guard-agent.service"
+EXAMPLE = DEPLOY / "lan-guard.toml"
+
+
+def unit_settings() -> dict[str, list[str]]:
+    """``Key=value`` lines of the unit (keys may repeat), comments left out."""
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if line and not line.startswith(("#", "[")) and "=" in line:
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_the_outbox_default_lies_in_the_units_state_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (state_dir,) = unit_settings()["StateDirectory"]
+    assert state_dir == "lan-guard-agent"
+    monkeypatch.setenv("STATE_DIRECTORY", f"/var/lib/{state_dir}")  # what systemd sets
+    assert default_outbox_path() == f"/var/lib/{state_dir}/outbox.sqlite"
+    # the example's paths are where the unit lets the agent write (ProtectSystem=strict)
+    for key in ("events_jsonl", "outbox_path"):
+        (line,) = [ln for ln in EXAMPLE.read_text().splitlines() if f"{key} = " in ln]
+        assert f'"/var/lib/{state_dir}/' in line, line
+
+
+def test_exec_start_is_a_valid_run_command_reading_the_configuration_directory() -> None:
+    settings = unit_settings()
+    (exec_start,) = settings["ExecStart"]
+    argv = shlex.split(exec_start)
+    assert argv[0].endswith("/bin/lan-guard-agent")
+    args = _parser().parse_args(argv[1:])
+    assert args.command == "run"
+    (config_dir,) = settings["ConfigurationDirectory"]
+    assert args.config.parent == Path("/etc") / config_dir
+    assert load(EXAMPLE, environ={}).interface  # the file it names, as shipped, is valid
+
+
+def test_secrets_named_for_the_environment_file_are_configuration_variables() -> None:
+    header = "\n".join(ln for ln in UNIT.read_text().splitlines() if ln.startswith("#"))
+    named = set(re.findall(r"\b(LAN_GUARD_[A-Z_]+)=", header))
+    assert named == {"LAN_GUARD_MQTT_PASSWORD", "LAN_GUARD_MQTT_SHARED_KEY"}
+    assert named <= env_names().keys()
+
+
+def test_capabilities_are_only_what_the_agent_needs() -> None:
+    settings = unit_settings()
+    needed = {"CAP_NET_RAW", "CAP_NET_BIND_SERVICE"}  # capture and probes; decoys < 1024
+    assert set(settings["AmbientCapabilities"][0].split()) == needed
+    assert set(settings["CapabilityBoundingSet"][0].split()) == needed
+    enforcer = [ln for ln in UNIT.read_text().splitlines() if ln.startswith("#Ambient")]
+    assert enforcer and set(enforcer[0].split("=", 1)[1].split()) == needed | {"CAP_NET_ADMIN"}
+    families = set(settings["RestrictAddressFamilies"][0].split())
+    assert {"AF_PACKET", "AF_INET", "AF_NETLINK"} <= families  # capture, MQTT, nftables
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
+    """The unit as shipped, with ExecStart pointing at this venv's agent (verify checks
+    that the binary exists)."""
+    agent = Path(sys.executable).parent / "lan-guard-agent"
+    unit = tmp_path / UNIT.name
+    unit.write_text(UNIT.read_text().replace("/opt/lan-guard/venv/bin/lan-guard-agent", str(agent)))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    problems = [ln for ln in done.stderr.splitlines() if UNIT.name in ln]
+    assert done.returncode == 0 and not problems, done.stderr
