@@ -2,8 +2,9 @@
 
 Run: ``.venv/bin/python benchmarks/classifier_eval.py`` (or with ``.venv-agent``: the learning
 package is pure Python + numpy). Homes come from ``classifier_corpus.generate_home`` (14 days
-each; see that module for what happens in a home). Hyper-parameters were chosen on the
-development seeds 101-108; the figures are printed for seeds 1-8, which tuning never saw.
+each; see that module for what happens in a home). Hyper-parameters (prior variance,
+cut-offs) and the merge rule were chosen on the development seeds 101-108 (``--dev``); the
+default run prints seeds 1-8.
 
 How labels arrive (the simulated owner, seeded per home, labels right away):
   * an ``unsure`` verdict asks the owner (actionable notification): answered 80 % of the time;
@@ -292,7 +293,11 @@ def print_curve(curve: dict[str, tuple[Run, int]], homes: int) -> None:
         )
     print(
         "  0: the level rule decides (level 3 alarm, 2 unsure, 1 and 0 normal);"
-        " prior: the model's prior mean, no label"
+        " prior: the model's prior mean, no label\n"
+        "  recall: alarm events with verdict alarm; asked: alarm or unsure; incid.: malware"
+        " incidents with an alarm verdict on any scored event;\n"
+        "  f.alarm: normal events with verdict alarm; FA/day: those per home-day; unsure: share"
+        " of all scored events; base: alarm iff level >= 2"
     )
 
 
