@@ -1,8 +1,9 @@
 """Offer the shipped blueprints: HA loads them from ``<config>/blueprints/automation/<domain>/``.
 
 HACS installs only ``custom_components/lan_guard``, so the blueprints travel inside it and are
-copied to the owner's blueprint folder at start-up. A file already there is never
-overwritten: the owner may have edited it (delete it to get the shipped version back).
+copied to the owner's blueprint folder at start-up (when that folder exists: HA's automation
+integration creates it). A file already there is never overwritten: the owner may have
+edited it (delete it to get the shipped version back).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ SHIPPED = Path(__file__).parent / "blueprints"
 
 
 def _copy_missing(source: Path, target: Path) -> list[str]:
+    if not target.is_dir():  # HA creates it (with its own blueprints) when automations load
+        return []
     copied: list[str] = []
     for blueprint in sorted(source.glob("*/*.yaml")):
         destination = target / blueprint.parent.name / DOMAIN / blueprint.name

@@ -40,6 +40,8 @@ def test_blueprints_pass_the_blueprint_loader(name: str) -> None:
 
 async def test_installed_once_and_never_overwritten(hass: HomeAssistant, tmp_path: Path) -> None:
     hass.config.config_dir = str(tmp_path)
+    assert await async_install_blueprints(hass) == []  # no blueprint folder: no automations
+    (tmp_path / "blueprints").mkdir()
     copied = await async_install_blueprints(hass)
     target = tmp_path / "blueprints" / "automation" / DOMAIN
     assert sorted(Path(path).name for path in copied) == sorted([EVACUATE, NOTIFY])
@@ -51,7 +53,8 @@ async def test_installed_once_and_never_overwritten(hass: HomeAssistant, tmp_pat
 async def test_install_failure_is_logged(
     hass: HomeAssistant, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    (tmp_path / "blueprints").write_text("a file where a folder should be", encoding="utf-8")
+    (tmp_path / "blueprints").mkdir()
+    (tmp_path / "blueprints" / "automation").write_text("not a folder", encoding="utf-8")
     hass.config.config_dir = str(tmp_path)
     assert await async_install_blueprints(hass) == []
     assert "Could not install the LAN Guard blueprints" in caplog.text
@@ -59,6 +62,7 @@ async def test_install_failure_is_logged(
 
 async def _automations(hass: HomeAssistant, tmp_path: Path, **inputs: Any) -> None:
     hass.config.config_dir = str(tmp_path)
+    (tmp_path / "blueprints").mkdir()
     await async_install_blueprints(hass)
     config = [
         {
