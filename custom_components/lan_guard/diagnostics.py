@@ -15,6 +15,7 @@ from .const import (
     CONF_SIGNING_KEY,
 )
 from .coordinator import LanGuardConfigEntry
+from .learner import Learner
 
 # Who is on the owner's network, and the shared secret, never leave the house.
 TO_REDACT = {
@@ -70,6 +71,21 @@ async def async_get_config_entry_diagnostics(
         },
         "history": coordinator.history.export(),
         "evacuation": coordinator.evacuation.attributes() if coordinator.evacuation else None,
+        "classifier": _classifier(coordinator.classifier),
     }
     redacted: dict[str, Any] = async_redact_data(data, TO_REDACT)
     return redacted
+
+
+def _classifier(classifier: object) -> dict[str, Any] | None:
+    """Label counts, accuracy, cut-offs and why a stored model was reset (no weights)."""
+    if not isinstance(classifier, Learner):
+        return None
+    model = classifier.classifier.model
+    return {
+        **classifier.stats(),
+        "normal_below": model.normal_below,
+        "alarm_from": model.alarm_from,
+        "min_labels": model.min_labels,
+        "reset_reason": classifier.reset_reason,
+    }

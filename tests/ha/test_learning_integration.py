@@ -284,3 +284,20 @@ async def test_a_classifier_failure_loses_no_event(
     assert stored.assessment is not None
     assert (stored.assessment["verdict"], stored.assessment["source"]) == ("alarm", "prior")
     await unload(hass, entry)
+
+
+async def test_diagnostics_show_the_classifier(hass: HomeAssistant) -> None:
+    from custom_components.lan_guard.diagnostics import async_get_config_entry_diagnostics
+
+    entry = await setup_entry(hass)
+    await teach_owner_scans(hass, 2)
+    diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+    classifier = diagnostics["classifier"]
+    assert classifier["labels"] == 2
+    assert classifier["feature_version"] == FEATURE_VERSION
+    assert (classifier["normal_below"], classifier["alarm_from"]) == (0.3, 0.7)
+    assert classifier["reset_reason"] is None
+    learner, entry.runtime_data.classifier = entry.runtime_data.classifier, None
+    assert (await async_get_config_entry_diagnostics(hass, entry))["classifier"] is None
+    entry.runtime_data.classifier = learner
+    await unload(hass, entry)
