@@ -99,8 +99,9 @@ def level_prior_mean() -> FloatArray:
 
 
 # Security facts the prior knows before any label (logit change per unit of the feature), so a
-# home's first malware is not judged by its level alone. Fixed from domain knowledge, not
-# fitted to any corpus; labels move them like any other weight.
+# home's first malware is not judged by its level alone. Signs from domain knowledge, round
+# magnitudes set by hand and checked on the benchmark's development homes only (never fitted);
+# labels move them like any other weight.
 DOMAIN_PRIOR: Final[Mapping[str, float]] = {
     # Mirai and its descendants brute-force telnet; no home device probes telnet on others.
     "telnet_port_share": 4.0,
