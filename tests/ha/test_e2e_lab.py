@@ -171,6 +171,8 @@ async def test_scan_evacuates_quarantines_and_restores_when_the_culprit_leaves(
     notified_at = names.index("notify:LAN Guard: evacuation mode on")
     assert event_at < switch_on_at < notified_at, names
     assert event_at < appliance_off_at < notified_at, names
+    # The agent's "done" (its nft transaction is over) comes before the phone is told.
+    assert event_at < names.index("result:quarantine:True") < notified_at, names
     assert hass.states.get(APPLIANCE).state == "off"
     culprit = manager.record.culprits[INFECTED_MAC]
     assert culprit.ip == INFECTED_IP and culprit.in_force
