@@ -224,7 +224,6 @@ class EvacuationManager:
         self._ha_ips: list[str] = []
         self._hosts_checked: object = None
         self._closing = False
-        self.last_outcome: str | None = None  # for diagnostics: the last step's summary
 
     # ----------------------------------------------------------------- life cycle
 
@@ -524,7 +523,6 @@ class EvacuationManager:
         lines.append(culprit_text)
         if culprit is not None:
             notify.log_entry(self.hass, texts("log_culprit", culprit=culprit_text), entity_id)
-        self.last_outcome = "\n".join(lines)
         await notify.async_notify(
             self.hass,
             self.entry,
@@ -569,7 +567,6 @@ class EvacuationManager:
             notify.create_incomplete_issue(hass, self.entry, items)
             message = texts("evac_incomplete_message", items=items, lifted=who, restored=what)
             notify.log_entry(hass, message, entity_id)
-            self.last_outcome = message
             self._async_changed()
             await notify.async_notify(hass, self.entry, texts("evac_incomplete_title"), message)
             return
@@ -583,7 +580,6 @@ class EvacuationManager:
             restored=what,
         )
         notify.log_entry(hass, texts("log_restored", lifted=who, restored=what), entity_id)
-        self.last_outcome = message
         self._async_changed()
         await notify.async_notify(hass, self.entry, texts("evac_restored_title"), message)
 
