@@ -9,12 +9,15 @@ what=${1:-all}
 APT_PACKAGES=(mosquitto mosquitto-clients nmap arp-scan hping3 smbclient nftables tcpdump
               iproute2 netcat-openbsd iputils-ping dnsmasq-base isc-dhcp-client openssl)
 
-find_python() {  # $1 = minor version, e.g. 3.13
-  local found
-  found=$(command -v "python$1" 2>/dev/null || true)
-  [ -n "$found" ] || found=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1"*/bin/"python$1" 2>/dev/null | sort -V | tail -n 1 || true)
-  [ -n "$found" ] || { echo "setup: Python $1 not found (PATH or pyenv)" >&2; exit 1; }
-  echo "$found"
+find_python() {  # $1 = minor version, e.g. 3.13; a pyenv shim that cannot run it does not count
+  local candidate
+  for candidate in "$(command -v "python$1" 2>/dev/null || true)" \
+      $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1"*/bin/"python$1" 2>/dev/null | sort -rV); do
+    if [ -n "$candidate" ] && "$candidate" -c 'import sys' >/dev/null 2>&1; then
+      echo "$candidate"; return
+    fi
+  done
+  echo "setup: Python $1 not found (PATH or pyenv)" >&2; exit 1
 }
 
 # Re-install a venv only when its inputs changed (stamp = hash of the files that define it).
