@@ -12,28 +12,25 @@ import logging
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-import voluptuous as vol
 from homeassistant.components import persistent_notification
 from homeassistant.const import EVENT_LOGBOOK_ENTRY
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.translation import async_get_translations
 
 from .const import (
     CONF_AGENT_ID,
-    CONF_NOTIFY_TARGETS,
     DOMAIN,
     EVACUATION_ACTION_PREFIX,
     ISSUE_EVACUATION_INCOMPLETE,
 )
+from .notifications import async_notify_targets
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
 
 _LOGGER = logging.getLogger(__name__)
 
-NOTIFY_DOMAIN = "notify"
 _COMMON = f"component.{DOMAIN}.common."
 
 
@@ -100,17 +97,7 @@ async def async_notify(
         data["actions"] = [
             {"action": action_id(choice, entry.entry_id), "title": text} for choice, text in buttons
         ]
-    for target in entry.options.get(CONF_NOTIFY_TARGETS, []):
-        service = target.removeprefix(f"{NOTIFY_DOMAIN}.")
-        try:
-            await hass.services.async_call(
-                NOTIFY_DOMAIN,
-                service,
-                {"title": title, "message": message, "data": data},
-                blocking=True,
-            )
-        except (HomeAssistantError, vol.Invalid) as err:
-            _LOGGER.warning("Could not notify %s.%s of evacuation: %s", NOTIFY_DOMAIN, service, err)
+    await async_notify_targets(hass, entry, title, message, data, about="evacuation")
 
 
 def log_entry(hass: HomeAssistant, message: str, entity_id: str | None) -> None:

@@ -94,6 +94,19 @@ async def async_notify(hass: HomeAssistant, entry: ConfigEntry, event: LanGuardE
             {"action": action_id(Label.ALARM, event.id), "title": texts[f"{_COMMON}action_alarm"]},
         ],
     }
+    await async_notify_targets(hass, entry, title, message, data, about=f"event {event.id}")
+
+
+async def async_notify_targets(
+    hass: HomeAssistant,
+    entry: ConfigEntry,
+    title: str,
+    message: str,
+    data: dict[str, Any],
+    *,
+    about: str,
+) -> None:
+    """Call every configured notify target; a failing one is logged (``about`` says what for)."""
     for target in entry.options.get(CONF_NOTIFY_TARGETS, []):
         service = target.removeprefix(f"{NOTIFY_DOMAIN}.")
         try:
@@ -104,9 +117,7 @@ async def async_notify(hass: HomeAssistant, entry: ConfigEntry, event: LanGuardE
                 blocking=True,
             )
         except (HomeAssistantError, vol.Invalid) as err:
-            _LOGGER.warning(
-                "Could not notify %s.%s of event %s: %s", NOTIFY_DOMAIN, service, event.id, err
-            )
+            _LOGGER.warning("Could not notify %s.%s of %s: %s", NOTIFY_DOMAIN, service, about, err)
 
 
 def render(
