@@ -237,14 +237,88 @@ def test_labels_of_the_source_and_of_the_behaviour() -> None:
     assert feature(different, "source_normal_labels") > 0
     assert feature(different, "behaviour_normal_labels") == 0.0  # not the approved behaviour
 
+    assert feature(same, "behaviour_vouched") == 1.0
+    assert feature(same, "unvouched") == 0.0
+    assert feature(different, "behaviour_vouched") == 0.0
+    assert feature(different, "unvouched") == 1.0  # the approval was for other ports
+
     history.add_label(LAPTOP, "alarm", ("syn_scan", frozenset({554, 445, 9100})))
     tainted = extract(ransomware, history)
+    assert feature(tainted, "behaviour_vouched") == 0.0
     assert feature(tainted, "source_alarm_labels") > 0
     assert feature(tainted, "behaviour_alarm_labels") > 0
     history.add_label(LAPTOP, "alarm", ("syn_scan", frozenset({554, 445, 9100})), -1)
     taken_back = extract(ransomware, history)
     assert feature(taken_back, "source_alarm_labels") == 0.0
     assert feature(taken_back, "behaviour_alarm_labels") == 0.0
+
+
+def test_a_behaviour_is_the_labelled_ports_or_a_wide_scan() -> None:
+    history = History()
+    history.observe(make_event(evidence={"ports": [80, 443, 515, 9100]}))
+    history.add_label(LAPTOP, "normal", ("syn_scan", frozenset({80, 443, 515, 9100})))
+    later = T0 + timedelta(hours=1)
+
+    def vouched(ports: list[int]) -> float:
+        return feature(
+            extract(make_event(at=later, evidence={"ports": ports}), history), "behaviour_vouched"
+        )
+
+    assert vouched([80, 515, 9100]) == 1.0  # the printer tool, a subset of what was approved
+    assert vouched([80, 515, 9100, 445, 139, 554]) == 0.0  # ransomware adds its own ports
+    assert vouched([22, 3389]) == 0.0
+    top = list(range(1, 200))
+    history.add_label(LAPTOP, "normal", ("syn_scan", frozenset(top)))
+    assert vouched(list(range(1000, 1100))) == 1.0  # another sample of a wide nmap scan
+    assert vouched([23, 2323]) == 0.0
+
+
+def test_slow_probing_is_flagged_for_scans_only() -> None:
+    def slow(kind: str, rate: Any) -> float:
+        return feature(extract(make_event(kind, evidence={"rate": rate}), History()), "slow_probe")
+
+    assert slow("arp_scan", 0.2) == 1.0
+    assert slow("syn_scan", 0.9) == 1.0
+    assert slow("arp_scan", 150.0) == 0.0  # nmap -sn, arp-scan
+    assert slow("arp_scan", 2.0) == 0.0  # a printer's discovery
+    assert slow("arp_scan", 0) == 0.0  # no rate measured is not slow
+    assert slow("arp_scan", None) == 0.0
+    assert slow("session", 0.1) == 0.0
+
+
+def test_escalation_within_the_open_incident() -> None:
+    history = History()
+    sweep_event = make_event("arp_scan", level=1, evidence={"target_count": 254})
+    history.observe(sweep_event)
+    scan = make_event(at=T0 + timedelta(seconds=20))
+    scan["incident_id"] = sweep_event["incident_id"]
+    assert feature(extract(scan, history), "incident_escalation") == 1.0
+    history.observe(scan)
+    update = make_event(at=T0 + timedelta(seconds=80))  # the same level again
+    update["incident_id"] = sweep_event["incident_id"]
+    assert feature(extract(update, history), "incident_escalation") == 0.0
+    other_incident = make_event(level=3, at=T0 + timedelta(hours=3))
+    assert feature(extract(other_incident, history), "incident_escalation") == 0.0
+    unnamed = make_event(level=3, at=T0 + timedelta(seconds=90))
+    unnamed["incident_id"] = None
+    assert feature(extract(unnamed, history), "incident_escalation") == 0.0
+    history.observe(unnamed)
+    entry = history.get(LAPTOP)
+    assert entry is not None
+    assert (entry.incident, entry.incident_level) == ("", 3)
+
+
+def test_a_known_source_out_of_rhythm_is_unvouched() -> None:
+    history = History()
+    for n in range(4):
+        history.observe(sweep(T0 + timedelta(seconds=120 * n)))
+    in_rhythm = extract(sweep(T0 + timedelta(seconds=480)), history)
+    assert feature(in_rhythm, "unvouched") == 0.0  # its own routine
+    off_beat = extract(sweep(T0 + timedelta(seconds=3000)), history)
+    assert feature(off_beat, "unvouched") == 1.0
+    assert feature(extract(sweep(T0, mac="02:00:00:00:00:09"), history), "unvouched") == 0.0
+    history.add_label("b8:27:eb:00:00:01", "normal", ("arp_scan", frozenset()))
+    assert feature(extract(sweep(T0 + timedelta(seconds=3000)), history), "unvouched") == 0.0
 
 
 def test_time_of_day_in_the_home_time_zone() -> None:
@@ -282,6 +356,7 @@ def test_history_round_trip() -> None:
         history.observe(sweep(T0 + timedelta(seconds=120 * n)))
     history.add_label("b8:27:eb:00:00:01", "normal", ("arp_scan", frozenset()))
     stored = json.loads(json.dumps(history.to_dict()))
+    assert stored["sources"]["b8:27:eb:00:00:01"]["incident_level"] == 1
     restored = History.from_dict(stored)
     probe = sweep(T0 + timedelta(seconds=600))
     np.testing.assert_array_equal(extract(probe, history), extract(probe, restored))

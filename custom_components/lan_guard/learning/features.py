@@ -1,12 +1,18 @@
 """Features of a LAN Guard event (schema/event.schema.json) for the verdict model.
 
 An event becomes a fixed-length float vector. Part of it is the event itself (kind, level,
-counts, ports, rate, the source's vendor class, time of day); part is what the integration has
-seen of the same source before: how many events, how the owner labelled them, whether this
-source sweeps the LAN with a rhythm of its own (Home Assistant's nmap tracker every 120 s,
-NetAlertX every 5 min, a router's host map every few minutes), and whether it escalated within
-the last hour. That memory is a :class:`History`, bounded in sources and in times per source,
-persisted by the integration with :meth:`History.to_dict`.
+counts, ports, rate, whether it probes slower than any home discovery tool, the source's vendor
+class, time of day); part is what the integration has seen of the same source before: how many
+events, how the owner labelled them and whether this very behaviour (kind and ports) was
+vouched for, whether this source sweeps the LAN with a rhythm of its own (Home Assistant's nmap
+tracker every 120 s, NetAlertX every 5 min, a router's host map every few minutes), and whether
+it escalated within the last hour or within the agent's open incident. That memory is a
+:class:`History`, bounded in sources and in times per source, persisted by the integration with
+:meth:`History.to_dict`.
+
+Version 2 added ``slow_probe``, ``behaviour_vouched``, ``unvouched`` and
+``incident_escalation``, and a behaviour now matches by port coverage (see
+``_same_behaviour``) instead of a Jaccard index.
 
 Every value is scaled to roughly [0, 1] so that one prior variance fits all weights.
 
@@ -28,7 +34,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-FEATURE_VERSION: Final = 1
+FEATURE_VERSION: Final = 2
 
 KINDS: Final = ("arp_scan", "syn_scan", "session", "flood", "arp_spoof", "host_left")
 VENDOR_CLASSES: Final = (
@@ -156,6 +162,7 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "telnet_port_share",  # share of the ports touched that are TELNET_PORTS
     "other_port_share",  # share of the ports touched that are neither
     "gateway",  # evidence.is_gateway (an arp_spoof of the router)
+    "slow_probe",  # 1 for a scan at under SLOW_RATE probes per second (stealth timing)
     *(f"vendor_{name}" for name in VENDOR_CLASSES),
     "source_new",  # 1 when this source never raised an event before
     "source_seen",  # log1p(events before) / log(1000)
@@ -164,6 +171,9 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "source_alarm_labels",  # log1p(owner's "alarm" labels of this source) / log(10)
     "behaviour_normal_labels",  # the same, for its events like this one (kind, ports)
     "behaviour_alarm_labels",
+    "behaviour_vouched",  # 1 when the owner called this behaviour of the source normal, never alarm
+    "unvouched",  # 1 for a known source's behaviour nobody vouched for, out of its own rhythm
+    "incident_escalation",  # 1 when the event raises the level of its source's open incident
     "source_recent_level",  # highest level of this source within the last hour / 3
     "repeat_regularity",  # 1 - MAD/median of the gaps between its same-kind events
     "repeat_in_rhythm",  # 1 when this event comes one to three periods after the last
@@ -178,7 +188,16 @@ INDEX: Final[Mapping[str, int]] = {name: i for i, name in enumerate(FEATURE_NAME
 _RECENT_S: Final = 3600.0
 _MAX_LABELLED: Final = 16
 _MAX_BEHAVIOUR_PORTS: Final = 64
-_SIMILAR_PORTS: Final = 0.5  # Jaccard index from which two port sets are the same behaviour
+# Two port sets are the same behaviour when the labelled one holds at least this share of the
+# new event's ports (a printer tool's 80/515/9100 after 80/443/515/9100 was approved; not a
+# ransomware sweep that adds 445/139/554 to them), or when both are wide scans (nmap's top
+# ports: the agent reports a random sample, so two runs share few ports but are one behaviour).
+_COVERED_PORTS: Final = 2.0 / 3.0
+_WIDE_SCAN_PORTS: Final = 16
+# Home discovery tools (nmap -sn, arp-scan, a printer's or a TV's discovery) probe at several
+# per second; slower is the timing of scans meant to stay below detection thresholds.
+SLOW_RATE: Final = 1.0
+_SCANS: Final = frozenset({"arp_scan", "syn_scan"})
 _MIN_GAPS_FOR_RHYTHM: Final = 2  # three events of a kind before a rhythm counts
 _RHYTHM_TOLERANCE: Final = 0.15
 _WEEK_S: Final = 7 * 86400.0
@@ -237,6 +256,9 @@ class SourceHistory:
     labelled: deque[tuple[int, frozenset[int], str]] = field(
         default_factory=lambda: deque(maxlen=_MAX_LABELLED)
     )
+    # The agent's incident the source's last event belonged to, and its highest level so far.
+    incident: str = ""
+    incident_level: int = 0
 
 
 class History:
@@ -274,6 +296,12 @@ class History:
         entry.seen += 1
         entry.seen_by_kind[kind] = entry.seen_by_kind.get(kind, 0) + 1
         entry.last = max(entry.last, when)
+        level = int(event.get("level", 0))
+        incident = str(event.get("incident_id") or "")
+        if incident and incident == entry.incident:
+            entry.incident_level = max(entry.incident_level, level)
+        else:
+            entry.incident, entry.incident_level = incident, level
 
     def add_label(
         self, mac: str, label: str, behaviour: tuple[str, frozenset[int]], count: int = 1
@@ -307,6 +335,8 @@ class History:
                     "alarm": entry.alarm,
                     "last": entry.last,
                     "labelled": [[k, sorted(p), lb] for k, p, lb in entry.labelled],
+                    "incident": entry.incident,
+                    "incident_level": entry.incident_level,
                 }
                 for mac, entry in self._sources.items()
             },
@@ -336,6 +366,8 @@ class History:
                     ),
                     maxlen=_MAX_LABELLED,
                 ),
+                incident=str(raw["incident"]),
+                incident_level=int(raw["incident_level"]),
             )
             history._sources[str(mac)] = entry
         while len(history._sources) > history.max_sources:
@@ -343,11 +375,14 @@ class History:
         return history
 
 
-def _similar(a: frozenset[int], b: frozenset[int]) -> bool:
-    """Two port sets belong to the same behaviour (both empty counts as the same)."""
-    if not a and not b:
+def _same_behaviour(labelled: frozenset[int], ports: frozenset[int]) -> bool:
+    """The ports of a new event are those of a labelled one (both empty counts as the same:
+    an ARP sweep, a spoof)."""
+    if not ports:
+        return not labelled
+    if len(ports) >= _WIDE_SCAN_PORTS and len(labelled) >= _WIDE_SCAN_PORTS:
         return True
-    return len(a & b) / len(a | b) >= _SIMILAR_PORTS
+    return len(ports & labelled) / len(ports) >= _COVERED_PORTS
 
 
 def _median(values: list[float]) -> float:
@@ -402,6 +437,9 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
         x[INDEX["telnet_port_share"]] = telnet
         x[INDEX["other_port_share"]] = 1.0 - ransomware - telnet
     x[INDEX["gateway"]] = float(evidence.get("is_gateway") is True)
+    rate = evidence.get("rate")
+    if kind in _SCANS and isinstance(rate, int | float) and 0 < rate < SLOW_RATE:
+        x[INDEX["slow_probe"]] = 1.0
 
     source: Mapping[str, Any] = event.get("source") or {}
     x[INDEX[f"vendor_{vendor_class(source.get('vendor'))}"]] = 1.0
@@ -417,9 +455,10 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
         x[INDEX["source_seen_kind"]] = _log_scaled(entry.seen_by_kind.get(kind_index, 0), 1000.0)
         x[INDEX["source_normal_labels"]] = _log_scaled(entry.normal, 10.0)
         x[INDEX["source_alarm_labels"]] = _log_scaled(entry.alarm, 10.0)
-        alike = [lb for k, p, lb in entry.labelled if k == kind_index and _similar(p, ports)]
+        alike = [lb for k, p, lb in entry.labelled if k == kind_index and _same_behaviour(p, ports)]
         x[INDEX["behaviour_normal_labels"]] = _log_scaled(alike.count("normal"), 10.0)
         x[INDEX["behaviour_alarm_labels"]] = _log_scaled(alike.count("alarm"), 10.0)
+        x[INDEX["behaviour_vouched"]] = float("normal" in alike and "alarm" not in alike)
         recent = [lv for t, _, lv in entry.times if 0.0 <= when - t <= _RECENT_S]
         x[INDEX["source_recent_level"]] = max(recent, default=0) / 3.0
         same_kind = [t for t, k, _ in entry.times if k == kind_index and t <= when]
@@ -428,6 +467,12 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
         x[INDEX["repeat_in_rhythm"]] = in_rhythm
         x[INDEX["repeat_period"]] = period
         x[INDEX["since_last"]] = _log_scaled(max(when - entry.last, 0.0), _WEEK_S)
+        # The spam filter's sender that is neither approved nor a known routine: asked about.
+        x[INDEX["unvouched"]] = float("normal" not in alike and not in_rhythm)
+        incident = str(event.get("incident_id") or "")
+        x[INDEX["incident_escalation"]] = float(
+            bool(incident) and incident == entry.incident and level > entry.incident_level
+        )
 
     local = datetime.fromtimestamp(when, tz)
     angle = 2.0 * math.pi * (local.hour * 3600 + local.minute * 60 + local.second) / 86400.0

@@ -109,13 +109,20 @@ DOMAIN_PRIOR: Final[Mapping[str, float]] = {
     "ransomware_port_share": 2.0,
     # Answering for the router's address is a man-in-the-middle.
     "gateway": 3.0,
-    # Precursors come in order: a source that escalated within the hour.
+    # Precursors come in order: a source that escalated within the hour, or within the
+    # incident the agent is still reporting (sweep, then a port scan, then a session).
     "source_recent_level": 1.5,
-    # A source's first event is worth asking about (the spam filter's unknown sender).
+    "incident_escalation": 1.0,
+    # Scanning slower than any home discovery tool is scanning meant to go unnoticed.
+    "slow_probe": 3.0,
+    # A source's first event is worth asking about (the spam filter's unknown sender), and so is
+    # a known source doing what nobody vouched for, out of any rhythm of its own.
     "source_new": 2.0,
+    "unvouched": 1.5,
     # The owner's judgement carries over (the spam filter's known sender): fully for the same
     # behaviour of the same source, partly for anything else it does; an alarm taints it all.
-    "behaviour_normal_labels": -3.0,
+    "behaviour_vouched": -3.0,
+    "behaviour_normal_labels": -1.0,
     "source_normal_labels": -1.0,
     "source_alarm_labels": 3.0,
 }
