@@ -29,11 +29,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import os
 import random
 import sys
 import types
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -109,7 +111,8 @@ class Tally:
 
     verdicts: Counter[tuple[str, str]] = field(default_factory=Counter)
     scenarios: Counter[tuple[str, str]] = field(default_factory=Counter)
-    incidents: dict[str, bool] = field(default_factory=dict)  # malware incident: alarmed?
+    # Malware incident -> (time of its first scored event, time of its first alarm verdict).
+    incidents: dict[str, tuple[float, float | None]] = field(default_factory=dict)
     log_loss: float = 0.0
     scored: int = 0
 
@@ -119,7 +122,10 @@ class Tally:
         self.scenarios[scenario, verdict] += 1
         if truth == "alarm":
             incident = f"{item.event['agent_id']}/{item.event['incident_id']}"
-            self.incidents[incident] = self.incidents.get(incident, False) or verdict == "alarm"
+            first, alarmed = self.incidents.get(incident, (item.time, None))
+            if alarmed is None and verdict == "alarm":
+                alarmed = item.time
+            self.incidents[incident] = (first, alarmed)
         p = min(max(probability, 1e-6), 1 - 1e-6)
         self.log_loss -= math.log(p if truth == "alarm" else 1 - p)
         self.scored += 1
@@ -140,7 +146,12 @@ class Tally:
 
     @property
     def incident_recall(self) -> float:
-        return sum(self.incidents.values()) / max(len(self.incidents), 1)
+        alarmed = [a for _, a in self.incidents.values() if a is not None]
+        return len(alarmed) / max(len(self.incidents), 1)
+
+    def alarm_delays(self) -> list[float]:
+        """Seconds from each alarmed incident's first scored event to its first alarm."""
+        return sorted(a - first for first, a in self.incidents.values() if a is not None)
 
     @property
     def asked_recall(self) -> float:
@@ -275,11 +286,20 @@ def _pct(value: float) -> str:
     return f"{100 * value:5.1f}%"
 
 
+def _delays(tally: Tally) -> str:
+    """Median and worst time to an incident's first alarm verdict, in seconds."""
+    delays = tally.alarm_delays()
+    if not delays:
+        return f"{'-':>11}"
+    return f"{float(np.median(delays)):>5.0f}/{delays[-1]:<5.0f}"
+
+
 def print_curve(curve: dict[str, tuple[Run, int]], homes: int) -> None:
     print(
         f"{'labels':>6} {'homes':>5} {'alarms':>6} {'normals':>7} | {'recall':>6} "
-        f"{'asked':>6} {'incid.':>6} {'f.alarm':>7} {'FA/day':>6} {'unsure':>6} | "
-        f"{'base recall':>11} {'incid.':>6} {'f.alarm':>7} {'FA/day':>6}"
+        f"{'asked':>6} {'incid.':>6} {'1st alarm s':>11} {'f.alarm':>7} {'FA/day':>6} "
+        f"{'unsure':>6} | {'base recall':>11} {'incid.':>6} {'1st alarm s':>11} "
+        f"{'f.alarm':>7} {'FA/day':>6}"
     )
     for name, (run, reached) in curve.items():
         m, b = run.model, run.baseline
@@ -287,8 +307,9 @@ def print_curve(curve: dict[str, tuple[Run, int]], homes: int) -> None:
         print(
             f"{name:>6} {reached:>2}/{homes:<2} {m.count('alarm'):>6} {m.count('normal'):>7} | "
             f"{_pct(m.recall):>6} {_pct(m.asked_recall):>6} {_pct(m.incident_recall):>6} "
-            f"{_pct(m.false_alarms):>7} {m.count('normal', ['alarm']) / days:>6.2f} "
-            f"{_pct(m.unsure):>6} | {_pct(b.recall):>11} {_pct(b.incident_recall):>6} "
+            f"{_delays(m)} {_pct(m.false_alarms):>7} "
+            f"{m.count('normal', ['alarm']) / days:>6.2f} {_pct(m.unsure):>6} | "
+            f"{_pct(b.recall):>11} {_pct(b.incident_recall):>6} {_delays(b)} "
             f"{_pct(b.false_alarms):>7} {b.count('normal', ['alarm']) / days:>6.2f}"
         )
     print(
@@ -296,6 +317,8 @@ def print_curve(curve: dict[str, tuple[Run, int]], homes: int) -> None:
         " prior: the model's prior mean, no label\n"
         "  recall: alarm events with verdict alarm; asked: alarm or unsure; incid.: malware"
         " incidents with an alarm verdict on any scored event;\n"
+        "  1st alarm s: median/worst seconds from an alarmed incident's first scored event to"
+        " its first alarm verdict;\n"
         "  f.alarm: normal events with verdict alarm; FA/day: those per home-day; unsure: share"
         " of all scored events; base: alarm iff level >= 2"
     )
@@ -339,6 +362,79 @@ def print_merge(results: list[tuple[int, list[Tally], Tally]]) -> None:
     )
 
 
+# The operating point: the most recall after TUNE_LABELS labels on the development homes
+# while false alarms and unsure stay inside these budgets (below the issue's 2 % and 10 %,
+# leaving a margin for homes unlike the development ones).
+TUNE_LABELS: Final = 20
+TUNE_MAX_FALSE_ALARMS: Final = 0.015
+TUNE_MAX_UNSURE: Final = 0.08
+TUNE_GRID: Final[dict[str, tuple[float, ...]]] = {
+    "prior_variance": (0.1, 0.2, 0.5),
+    "normal_below": (0.05, 0.1, 0.2, 0.3),
+    "alarm_from": (0.15, 0.2, 0.3, 0.4, 0.5, 0.7),
+}
+
+
+def _tune_one(job: tuple[tuple[int, ...], float, dict[str, float]]) -> tuple[dict[str, float], Run]:
+    seeds, days, params = job
+    pooled = Run()
+    for seed in seeds:
+        run = run_home(generate_home(seed, days), params, TUNE_LABELS)
+        pooled.model.merge(run.model)
+    return params, pooled
+
+
+def tune(
+    seeds: Sequence[int],
+    days: float,
+    base: dict[str, float],
+    grid: dict[str, tuple[float, ...]] = TUNE_GRID,
+    *,
+    workers: int | None = None,
+    budgets: tuple[float, float] = (TUNE_MAX_FALSE_ALARMS, TUNE_MAX_UNSURE),
+) -> dict[str, float]:
+    """Grid search of the operating point on ``seeds`` (the development homes only); prints
+    every setting's figures, best first, and returns the chosen one."""
+    settings = [
+        {**base, "prior_variance": v, "normal_below": lo, "alarm_from": hi}
+        for v in grid["prior_variance"]
+        for lo in grid["normal_below"]
+        for hi in grid["alarm_from"]
+        if lo < hi
+    ]
+    jobs = [(tuple(seeds), days, p) for p in settings]
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        results = [_tune_one(job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_tune_one, jobs))
+    print(
+        f"{'variance':>8} {'normal<':>7} {'alarm>=':>7} | {'recall':>6} {'incid.':>6} "
+        f"{'f.alarm':>7} {'unsure':>6} | within budget"
+    )
+
+    def key(item: tuple[dict[str, float], Run]) -> tuple[float, float, float, float]:
+        m = item[1].model
+        return (m.recall, m.incident_recall, -m.unsure, -m.false_alarms)
+
+    best: dict[str, float] | None = None
+    for params, run in sorted(results, key=key, reverse=True):
+        m = run.model
+        fits = m.false_alarms <= budgets[0] and m.unsure <= budgets[1]
+        if fits and best is None:
+            best = params
+        print(
+            f"{params['prior_variance']:>8g} {params['normal_below']:>7g} "
+            f"{params['alarm_from']:>7g} | {_pct(m.recall):>6} {_pct(m.incident_recall):>6} "
+            f"{_pct(m.false_alarms):>7} {_pct(m.unsure):>6} | {'yes' if fits else 'no'}"
+            f"{'  <- chosen' if params is best else ''}"
+        )
+    if best is None:
+        raise SystemExit("no setting stays within the budgets")
+    return best
+
+
 DEFAULT_PARAMS: Final[dict[str, float]] = {
     "prior_variance": DEFAULT_PRIOR_VARIANCE,
     "normal_below": DEFAULT_NORMAL_BELOW,
@@ -354,8 +450,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--days", type=float, default=14.0)
     for name, value in DEFAULT_PARAMS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=value)
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help=f"choose the operating point on the development seeds {DEV_SEEDS[0]}-{DEV_SEEDS[-1]}"
+        f" (most recall after {TUNE_LABELS} labels with false alarms <= "
+        f"{TUNE_MAX_FALSE_ALARMS:.1%} and unsure <= {TUNE_MAX_UNSURE:.0%})",
+    )
     args = parser.parse_args(argv)
-    seeds = list(DEV_SEEDS) if args.dev else args.seeds
+    seeds = list(DEV_SEEDS) if args.dev or args.tune else args.seeds
+    if args.tune:
+        params = {name: float(getattr(args, name)) for name in DEFAULT_PARAMS}
+        print(f"tuning on seeds {seeds}, {args.days:g} days each, after {TUNE_LABELS} labels")
+        print(f"chosen: {tune(seeds, args.days, params)}")
+        return
     params = {name: float(getattr(args, name)) for name in DEFAULT_PARAMS}
     homes = [generate_home(seed, args.days) for seed in seeds]
     alarms = sum(item.truth == "alarm" for home in homes for item in home.events)

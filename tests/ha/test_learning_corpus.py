@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from benchmarks.classifier_corpus import generate_home
 from benchmarks.classifier_eval import (
     DEFAULT_PARAMS,
     Owner,
+    Tally,
     learning_curve,
     merge_check,
     run_home,
+    tune,
 )
 from custom_components.lan_guard.learning.model import Assessment
 from tests.contract import errors
@@ -60,3 +64,36 @@ def test_runs_score_only_the_events_after_the_last_label() -> None:
     assert curve["0"][0].model.scored == len(home.events)
     results = merge_check([home, generate_home(8, days=1.0)], DEFAULT_PARAMS)
     assert [len(singles) for _, singles, _ in results] == [1, 1]
+
+
+def test_incident_recall_and_time_to_the_first_alarm() -> None:
+    home = generate_home(5, days=2.0)
+    malware = [item for item in home.events if item.truth == "alarm"]
+    incident = malware[0].event["incident_id"]
+    events = [item for item in malware if item.event["incident_id"] == incident]
+    tally = Tally()
+    for n, item in enumerate(events):
+        tally.add(item, "alarm" if n == len(events) - 1 else "unsure")
+    assert tally.incident_recall == 1.0
+    assert tally.alarm_delays() == [events[-1].time - events[0].time]
+    assert tally.recall == 1 / len(events)
+    missed = Tally()
+    missed.add(events[0], "normal")
+    assert missed.incident_recall == 0.0
+    assert missed.alarm_delays() == []
+
+
+def test_tuning_picks_the_most_recall_within_the_budgets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    grid = {"prior_variance": (0.2,), "normal_below": (0.2, 0.3), "alarm_from": (0.3, 0.9)}
+    chosen = tune([3], 1.0, DEFAULT_PARAMS, grid, workers=1)
+    printed = capsys.readouterr().out
+    rows = [line for line in printed.splitlines() if "|" in line][1:]
+    assert len(rows) == 3  # 0.3 / 0.3 is no band
+    assert sum("<- chosen" in row for row in rows) == 1
+    assert (chosen["normal_below"], chosen["alarm_from"]) in {(0.2, 0.3), (0.2, 0.9), (0.3, 0.9)}
+    recall = [float(row.split("|")[1].split()[0].rstrip("%")) for row in rows]
+    assert recall == sorted(recall, reverse=True)
+    with pytest.raises(SystemExit, match="budgets"):
+        tune([3], 1.0, DEFAULT_PARAMS, grid, workers=1, budgets=(0.0, -1.0))
