@@ -22,7 +22,11 @@ from custom_components.lan_guard.const import (
 )
 from custom_components.lan_guard.learner import Learner
 from custom_components.lan_guard.learning.features import FEATURE_VERSION
-from custom_components.lan_guard.learning.model import MIN_EXPORT_LABELS
+from custom_components.lan_guard.learning.model import (
+    DEFAULT_ALARM_FROM,
+    DEFAULT_NORMAL_BELOW,
+    MIN_EXPORT_LABELS,
+)
 
 from .conftest import make_entry, make_event, publish, setup_entry, unload
 
@@ -295,7 +299,10 @@ async def test_diagnostics_show_the_classifier(hass: HomeAssistant) -> None:
     classifier = diagnostics["classifier"]
     assert classifier["labels"] == 2
     assert classifier["feature_version"] == FEATURE_VERSION
-    assert (classifier["normal_below"], classifier["alarm_from"]) == (0.3, 0.7)
+    assert (classifier["normal_below"], classifier["alarm_from"]) == (
+        DEFAULT_NORMAL_BELOW,
+        DEFAULT_ALARM_FROM,
+    )
     assert classifier["reset_reason"] is None
     learner, entry.runtime_data.classifier = entry.runtime_data.classifier, None
     assert (await async_get_config_entry_diagnostics(hass, entry))["classifier"] is None

@@ -73,6 +73,46 @@ def test_prior_mean_is_the_level_rule_plus_domain_facts() -> None:
         assert model.prior_mean[INDEX[name]] == pytest.approx(level_only[INDEX[name]] + weight)
 
 
+@pytest.mark.parametrize(
+    ("name", "x", "level", "verdict"),
+    [
+        ("routine sweep in its rhythm", SWEEP, 1, "normal"),
+        (
+            "a new device's first sweep",
+            vector(1, kind_arp_scan=1, log_targets=1, source_new=1),
+            1,
+            "alarm",
+        ),
+        (
+            "a known source's sweep out of rhythm",
+            vector(1, kind_arp_scan=1, unvouched=1),
+            1,
+            "alarm",  # p 0.33: asked with the alarm buttons
+        ),
+        ("a slow sweep", vector(1, kind_arp_scan=1, slow_probe=1, unvouched=1), 1, "alarm"),
+        ("a port scan nobody vouched for", vector(2, kind_syn_scan=1, unvouched=1), 2, "alarm"),
+        (
+            "the same scan, vouched for",
+            vector(2, kind_syn_scan=1, behaviour_vouched=1, behaviour_normal_labels=0.3),
+            2,
+            "normal",
+        ),
+        ("telnet scan", vector(2, kind_syn_scan=1, telnet_port_share=1), 2, "alarm"),
+        (
+            "escalation in the incident",
+            vector(2, kind_syn_scan=1, incident_escalation=1),
+            2,
+            "alarm",
+        ),
+    ],
+)
+def test_the_domain_prior_before_any_label(
+    name: str, x: np.ndarray[Any, Any], level: int, verdict: str
+) -> None:
+    """What the prior mean says with the default cut-offs (the level gate switched off)."""
+    assert OnlineLogisticModel(min_labels=0).assess(x, level).verdict == verdict, name
+
+
 def test_the_prior_decides_until_enough_labels() -> None:
     model = OnlineLogisticModel(min_labels=3)
     for _ in range(2):
@@ -92,7 +132,8 @@ def test_the_prior_decides_until_enough_labels() -> None:
 def test_labels_flip_verdicts() -> None:
     model = OnlineLogisticModel()
     assert model.blank().assess(PJL_QUERY, 3).verdict == "alarm"
-    for _ in range(20):  # the prior is firm about data on a ransomware port: it takes a while
+    for _ in range(50):  # the prior is firm about data on a ransomware port: without the
+        # behaviour features (a vouched behaviour turns at once) it takes a few dozen labels
         model.learn(PJL_QUERY, "normal", 3)  # the family PC's printer software, says the owner
         model.learn(OWNER_SCAN, "normal", 2)
     assert model.assess(PJL_QUERY, 3).verdict == "normal"
@@ -178,7 +219,7 @@ def test_calibration_on_data_from_a_known_logistic_model() -> None:
 
 def test_uncertainty_moderates_the_probability() -> None:
     model = OnlineLogisticModel(min_labels=0)
-    for _ in range(30):
+    for _ in range(50):
         model.learn(SWEEP, "normal", 1)
     novel = vector(1, kind_arp_scan=1, vendor_camera=1, time_sin=1, since_last=1)
     certain = model.probability(SWEEP)
@@ -270,10 +311,10 @@ def test_export_holds_weights_and_counts_only() -> None:
 
 
 def test_merge_adds_evidence_and_counts() -> None:
-    home_a = trained([(OWNER_SCAN, "normal", 2)] * 8)
-    home_b = trained([(PJL_QUERY, "normal", 3)] * 30)
+    home_a = trained([(OWNER_SCAN, "normal", 2)] * 20)
+    home_b = trained([(PJL_QUERY, "normal", 3)] * 50)
     merged = home_a.merge(home_b)
-    assert merged.label_counts == {"normal": 38, "alarm": 0}
+    assert merged.label_counts == {"normal": 70, "alarm": 0}
     assert merged.correct == home_a.correct + home_b.correct
     prior = home_a.prior_precision
     np.testing.assert_allclose(
@@ -284,7 +325,7 @@ def test_merge_adds_evidence_and_counts() -> None:
     assert home_b.assess(PJL_QUERY, 3).verdict == "normal"
     fresh = OnlineLogisticModel().probability(PJL_QUERY)
     assert merged.probability(PJL_QUERY) < fresh - 0.5
-    assert merged.assess(PJL_QUERY, 3).verdict != "alarm"
+    assert merged.probability(PJL_QUERY) < 0.5  # more likely normal, as home B taught
     # Symmetric, and merging with an empty model changes nothing.
     np.testing.assert_allclose(merged.mean, home_b.merge(home_a).mean)
     alone = home_a.merge(home_a.blank())
