@@ -317,6 +317,12 @@ def test_a_known_source_out_of_rhythm_is_unvouched() -> None:
     off_beat = extract(sweep(T0 + timedelta(seconds=3000)), history)
     assert feature(off_beat, "unvouched") == 1.0
     assert feature(extract(sweep(T0, mac="02:00:00:00:00:09"), history), "unvouched") == 0.0
+    router = History()  # a host map every 10-20 minutes: a routine, though off the beat
+    for seconds in (0, 600, 1500, 2600, 3300):
+        router.observe(sweep(T0 + timedelta(seconds=seconds)))
+    routine = extract(sweep(T0 + timedelta(seconds=4250)), router)
+    assert feature(routine, "repeat_in_rhythm") == 0.0
+    assert feature(routine, "unvouched") == 0.0
     history.add_label("b8:27:eb:00:00:01", "normal", ("arp_scan", frozenset()))
     assert feature(extract(sweep(T0 + timedelta(seconds=3000)), history), "unvouched") == 0.0
 

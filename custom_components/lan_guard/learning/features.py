@@ -172,7 +172,7 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "behaviour_normal_labels",  # the same, for its events like this one (kind, ports)
     "behaviour_alarm_labels",
     "behaviour_vouched",  # 1 when the owner called this behaviour of the source normal, never alarm
-    "unvouched",  # 1 for a known source's behaviour nobody vouched for, out of its own rhythm
+    "unvouched",  # 1 for a known source's behaviour nobody vouched for, not its own routine
     "incident_escalation",  # 1 when the event raises the level of its source's open incident
     "source_recent_level",  # highest level of this source within the last hour / 3
     "repeat_regularity",  # 1 - MAD/median of the gaps between its same-kind events
@@ -200,6 +200,7 @@ SLOW_RATE: Final = 1.0
 _SCANS: Final = frozenset({"arp_scan", "syn_scan"})
 _MIN_GAPS_FOR_RHYTHM: Final = 2  # three events of a kind before a rhythm counts
 _RHYTHM_TOLERANCE: Final = 0.15
+_ROUTINE_REGULARITY: Final = 0.5
 _WEEK_S: Final = 7 * 86400.0
 
 FloatVector = npt.NDArray[np.float64]
@@ -393,11 +394,14 @@ def _median(values: list[float]) -> float:
     return (ordered[middle - 1] + ordered[middle]) / 2.0
 
 
-def _rhythm(times: list[float], now: float) -> tuple[float, float, float]:
-    """(regularity, in_rhythm, scaled period) of a source's same-kind event times."""
+def _rhythm(times: list[float], now: float) -> tuple[float, float, float, bool]:
+    """(regularity, in_rhythm, scaled period, routine) of a source's same-kind event times.
+    Routine: it recurs at a fairly steady period and this event keeps it up (no more than
+    three periods since the last), though not necessarily on the beat (a router's host map
+    every 10-20 min)."""
     gaps = [later - earlier for earlier, later in itertools.pairwise(times) if later > earlier]
     if len(gaps) < _MIN_GAPS_FOR_RHYTHM:
-        return 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, False
     period = _median(gaps)
     spread = _median([abs(gap - period) for gap in gaps])
     regularity = max(0.0, 1.0 - spread / period)
@@ -406,7 +410,8 @@ def _rhythm(times: list[float], now: float) -> tuple[float, float, float]:
     in_rhythm = float(
         1 <= periods <= 3 and abs(since - periods * period) <= _RHYTHM_TOLERANCE * period
     )
-    return regularity, in_rhythm, min(math.log1p(period) / math.log(86400.0), 1.5)
+    routine = regularity >= _ROUTINE_REGULARITY and since <= 3 * period
+    return regularity, in_rhythm, min(math.log1p(period) / math.log(86400.0), 1.5), routine
 
 
 def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> FloatVector:
@@ -462,13 +467,13 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
         recent = [lv for t, _, lv in entry.times if 0.0 <= when - t <= _RECENT_S]
         x[INDEX["source_recent_level"]] = max(recent, default=0) / 3.0
         same_kind = [t for t, k, _ in entry.times if k == kind_index and t <= when]
-        regularity, in_rhythm, period = _rhythm(same_kind, when)
+        regularity, in_rhythm, period, routine = _rhythm(same_kind, when)
         x[INDEX["repeat_regularity"]] = regularity
         x[INDEX["repeat_in_rhythm"]] = in_rhythm
         x[INDEX["repeat_period"]] = period
         x[INDEX["since_last"]] = _log_scaled(max(when - entry.last, 0.0), _WEEK_S)
         # The spam filter's sender that is neither approved nor a known routine: asked about.
-        x[INDEX["unvouched"]] = float("normal" not in alike and not in_rhythm)
+        x[INDEX["unvouched"]] = float("normal" not in alike and not routine)
         incident = str(event.get("incident_id") or "")
         x[INDEX["incident_escalation"]] = float(
             bool(incident) and incident == entry.incident and level > entry.incident_level
