@@ -37,7 +37,9 @@ Malware (label ``alarm``), 2-6 episodes per home at uniformly random times:
 
 The agent is assumed to close an incident after a quiet period shorter than the sweep periods
 (so each periodic sweep is an event of its own) and to send updates of a long scan at most once a
-minute.
+minute. An episode's events share an incident unless the source was quiet for the agent's
+``close_after_s`` (300 s) in between: then the agent opened a new one (a slow scan's sweeps half
+an hour apart are separate incidents, as the agent reports them).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ import numpy as np
 Truth = Literal["normal", "alarm"]
 
 HOME_TZ: Final = timezone(timedelta(hours=9), "JST")
+AGENT_CLOSE_AFTER_S: Final = 300.0  # sensor_agent.incidents.IncidentConfig.close_after_s
 START: Final = datetime(2026, 11, 2, 0, 0, tzinfo=HOME_TZ).timestamp()
 RANSOMWARE_PORTS: Final = (554, 445, 9100, 80, 515, 139)
 TOP_PORTS: Final = (
@@ -110,6 +113,8 @@ class Episode:
     truth: Truth
     scenario: str
     incident: str | None = None
+    quiet_from: float = 0.0  # when its last event ended
+    opened: int = 0  # incidents the episode has opened
 
 
 @dataclass
@@ -172,7 +177,14 @@ class _Builder:
         """One agent event of an episode (the episode's first event opens its incident)."""
         if start >= self.end:
             return
-        ep.incident = ep.incident or self.uid()
+        if ep.incident is None:
+            ep.incident = self.uid()
+        elif start - ep.quiet_from >= AGENT_CLOSE_AFTER_S:
+            # The agent closed the quiet incident; derived, not drawn, so that the homes'
+            # random streams stay as they were.
+            ep.opened += 1
+            ep.incident = uuid.uuid5(uuid.UUID(ep.incident), str(ep.opened)).hex
+        ep.quiet_from = max(ep.quiet_from, start + duration)
         detected = start + duration + self.rng.uniform(0.05, 1.5)
         event = {
             "schema": 1,

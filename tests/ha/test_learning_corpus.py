@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime
 
 import pytest
 
-from benchmarks.classifier_corpus import generate_home
+from benchmarks.classifier_corpus import AGENT_CLOSE_AFTER_S, generate_home
 from benchmarks.classifier_eval import (
     DEFAULT_PARAMS,
     Owner,
@@ -97,3 +98,21 @@ def test_tuning_picks_the_most_recall_within_the_budgets(
     assert recall == sorted(recall, reverse=True)
     with pytest.raises(SystemExit, match="budgets"):
         tune([3], 1.0, DEFAULT_PARAMS, grid, workers=1, budgets=(0.0, -1.0))
+
+
+def test_a_quiet_source_gets_a_new_incident_as_from_the_agent() -> None:
+    home = generate_home(1, days=14.0)
+    last_seen: dict[str, float] = {}
+    incidents_by_episode_source: dict[str, set[str]] = {}
+    for item in home.events:
+        event = item.event
+        first = datetime.fromisoformat(event["first_seen"].replace("Z", "+00:00")).timestamp()
+        end = datetime.fromisoformat(event["last_seen"].replace("Z", "+00:00")).timestamp()
+        incident = event["incident_id"]
+        if incident in last_seen:  # events of one incident follow each other within 300 s
+            assert first - last_seen[incident] < AGENT_CLOSE_AFTER_S, item.scenario
+        last_seen[incident] = max(last_seen.get(incident, end), end)
+        if item.scenario == "slow_scan":
+            incidents_by_episode_source.setdefault(event["source"]["mac"], set()).add(incident)
+    assert incidents_by_episode_source  # this home has slow scans, split into incidents
+    assert max(len(ids) for ids in incidents_by_episode_source.values()) > 1
