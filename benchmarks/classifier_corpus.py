@@ -103,6 +103,7 @@ class LabelledEvent:
     truth: Truth
     scenario: str
     time: float  # detected_at, unix seconds
+    episode: str = ""  # what one source did, e.g. a whole slow scan (it may span incidents)
 
 
 @dataclass
@@ -115,6 +116,7 @@ class Episode:
     incident: str | None = None
     quiet_from: float = 0.0  # when its last event ended
     opened: int = 0  # incidents the episode has opened
+    name: str = ""  # "<home>/<first incident>"
 
 
 @dataclass
@@ -179,6 +181,7 @@ class _Builder:
             return
         if ep.incident is None:
             ep.incident = self.uid()
+            ep.name = f"{self.agent_id}/{ep.incident}"
         elif start - ep.quiet_from >= AGENT_CLOSE_AFTER_S:
             # The agent closed the quiet incident; derived, not drawn, so that the homes'
             # random streams stay as they were.
@@ -199,7 +202,7 @@ class _Builder:
             "detected_at": iso(detected),
             "evidence": evidence,
         }
-        self.events.append(LabelledEvent(event, ep.truth, ep.scenario, detected))
+        self.events.append(LabelledEvent(event, ep.truth, ep.scenario, detected, ep.name))
 
     def arp_sweep(
         self, ep: Episode, start: float, *, targets: int, rate: float, retries: float = 1.0

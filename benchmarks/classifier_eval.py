@@ -3,8 +3,9 @@
 Run: ``.venv/bin/python benchmarks/classifier_eval.py`` (or with ``.venv-agent``: the learning
 package is pure Python + numpy). Homes come from ``classifier_corpus.generate_home`` (14 days
 each; see that module for what happens in a home). Hyper-parameters (prior variance,
-cut-offs) and the merge rule were chosen on the development seeds 101-108 (``--dev``); the
-default run prints seeds 1-8.
+cut-offs) were chosen by ``--tune`` and the features, the domain prior and the merge rule by
+hand, all on the development seeds 101-108 (``--dev``); the default run prints the held-out
+seeds 1-8, which choose nothing.
 
 How labels arrive (the simulated owner, seeded per home, labels right away):
   * an ``unsure`` verdict asks the owner (actionable notification): answered 80 % of the time;
@@ -16,8 +17,12 @@ Learning curve: for N labels, the owner stops labelling after the N-th label, th
 and every later event of the stream is scored. Recall is the share of alarm events whose
 verdict is ``alarm`` (``unsure`` does not count as caught; "asked" counts alarm or unsure),
 false alarms the share of normal events with verdict ``alarm``, unsure the share of all events.
-The baseline on the very same events is the fixed rule "alarm iff level >= 2". Counts are
-pooled over the homes.
+Event recall is dominated by long Mirai scans (an update a minute), so the table also gives what
+an owner feels: the share of malware incidents (the agent's incident ids) and of attacks (all one
+culprit did, which may span incidents) with at least one alarm verdict, and how long after an
+attack's first scored event its first alarm came. The
+baseline on the very same events is the fixed rule "alarm iff level >= 2". Counts are pooled
+over the homes.
 
 Merge check: each home's model learns from its whole stream; for each held-out home, every
 other home's model alone and the merge of all of them score the held-out stream (no labels
@@ -111,8 +116,10 @@ class Tally:
 
     verdicts: Counter[tuple[str, str]] = field(default_factory=Counter)
     scenarios: Counter[tuple[str, str]] = field(default_factory=Counter)
-    # Malware incident -> (time of its first scored event, time of its first alarm verdict).
+    # Malware incident (the agent's id) and attack (the corpus's episode: all a culprit did,
+    # e.g. a slow scan over hours) -> (its first scored event's time, its first alarm's time).
     incidents: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+    attacks: dict[str, tuple[float, float | None]] = field(default_factory=dict)
     log_loss: float = 0.0
     scored: int = 0
 
@@ -122,10 +129,11 @@ class Tally:
         self.scenarios[scenario, verdict] += 1
         if truth == "alarm":
             incident = f"{item.event['agent_id']}/{item.event['incident_id']}"
-            first, alarmed = self.incidents.get(incident, (item.time, None))
-            if alarmed is None and verdict == "alarm":
-                alarmed = item.time
-            self.incidents[incident] = (first, alarmed)
+            for key, seen in ((incident, self.incidents), (item.episode, self.attacks)):
+                first, alarmed = seen.get(key, (item.time, None))
+                if alarmed is None and verdict == "alarm":
+                    alarmed = item.time
+                seen[key] = (first, alarmed)
         p = min(max(probability, 1e-6), 1 - 1e-6)
         self.log_loss -= math.log(p if truth == "alarm" else 1 - p)
         self.scored += 1
@@ -134,6 +142,7 @@ class Tally:
         self.verdicts.update(other.verdicts)
         self.scenarios.update(other.scenarios)
         self.incidents.update(other.incidents)
+        self.attacks.update(other.attacks)
         self.log_loss += other.log_loss
         self.scored += other.scored
 
@@ -149,9 +158,14 @@ class Tally:
         alarmed = [a for _, a in self.incidents.values() if a is not None]
         return len(alarmed) / max(len(self.incidents), 1)
 
+    @property
+    def attack_recall(self) -> float:
+        alarmed = [a for _, a in self.attacks.values() if a is not None]
+        return len(alarmed) / max(len(self.attacks), 1)
+
     def alarm_delays(self) -> list[float]:
-        """Seconds from each alarmed incident's first scored event to its first alarm."""
-        return sorted(a - first for first, a in self.incidents.values() if a is not None)
+        """Seconds from each alarmed attack's first scored event to its first alarm."""
+        return sorted(a - first for first, a in self.attacks.values() if a is not None)
 
     @property
     def asked_recall(self) -> float:
@@ -297,9 +311,9 @@ def _delays(tally: Tally) -> str:
 def print_curve(curve: dict[str, tuple[Run, int]], homes: int) -> None:
     print(
         f"{'labels':>6} {'homes':>5} {'alarms':>6} {'normals':>7} | {'recall':>6} "
-        f"{'asked':>6} {'incid.':>6} {'1st alarm s':>11} {'f.alarm':>7} {'FA/day':>6} "
-        f"{'unsure':>6} | {'base recall':>11} {'incid.':>6} {'1st alarm s':>11} "
-        f"{'f.alarm':>7} {'FA/day':>6}"
+        f"{'asked':>6} {'incid.':>6} {'attack':>6} {'1st alarm s':>11} {'f.alarm':>7} "
+        f"{'FA/day':>6} {'unsure':>6} | {'base recall':>11} {'incid.':>6} {'attack':>6} "
+        f"{'1st alarm s':>11} {'f.alarm':>7} {'FA/day':>6}"
     )
     for name, (run, reached) in curve.items():
         m, b = run.model, run.baseline
@@ -307,20 +321,22 @@ def print_curve(curve: dict[str, tuple[Run, int]], homes: int) -> None:
         print(
             f"{name:>6} {reached:>2}/{homes:<2} {m.count('alarm'):>6} {m.count('normal'):>7} | "
             f"{_pct(m.recall):>6} {_pct(m.asked_recall):>6} {_pct(m.incident_recall):>6} "
-            f"{_delays(m)} {_pct(m.false_alarms):>7} "
+            f"{_pct(m.attack_recall):>6} {_delays(m)} {_pct(m.false_alarms):>7} "
             f"{m.count('normal', ['alarm']) / days:>6.2f} {_pct(m.unsure):>6} | "
-            f"{_pct(b.recall):>11} {_pct(b.incident_recall):>6} {_delays(b)} "
-            f"{_pct(b.false_alarms):>7} {b.count('normal', ['alarm']) / days:>6.2f}"
+            f"{_pct(b.recall):>11} {_pct(b.incident_recall):>6} {_pct(b.attack_recall):>6} "
+            f"{_delays(b)} {_pct(b.false_alarms):>7} "
+            f"{b.count('normal', ['alarm']) / days:>6.2f}"
         )
     print(
         "  0: the level rule decides (level 3 alarm, 2 unsure, 1 and 0 normal);"
         " prior: the model's prior mean, no label\n"
         "  recall: alarm events with verdict alarm; asked: alarm or unsure; incid.: malware"
-        " incidents with an alarm verdict on any scored event;\n"
-        "  1st alarm s: median/worst seconds from an alarmed incident's first scored event to"
-        " its first alarm verdict;\n"
-        "  f.alarm: normal events with verdict alarm; FA/day: those per home-day; unsure: share"
-        " of all scored events; base: alarm iff level >= 2"
+        " incidents (agent incident ids) with an alarm verdict on any scored event;\n"
+        "  attack: the same per attack (all one culprit did, e.g. a slow scan's incidents over"
+        " hours); 1st alarm s: median/worst seconds from an alarmed\n"
+        "  attack's first scored event to its first alarm verdict; f.alarm: normal events with"
+        " verdict alarm; FA/day: those per home-day;\n"
+        "  unsure: share of all scored events; base: alarm iff level >= 2"
     )
 
 
@@ -410,13 +426,13 @@ def tune(
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_tune_one, jobs))
     print(
-        f"{'variance':>8} {'normal<':>7} {'alarm>=':>7} | {'recall':>6} {'incid.':>6} "
+        f"{'variance':>8} {'normal<':>7} {'alarm>=':>7} | {'recall':>6} {'attack':>6} "
         f"{'f.alarm':>7} {'unsure':>6} | within budget"
     )
 
     def key(item: tuple[dict[str, float], Run]) -> tuple[float, float, float, float]:
         m = item[1].model
-        return (m.recall, m.incident_recall, -m.unsure, -m.false_alarms)
+        return (m.recall, m.attack_recall, -m.unsure, -m.false_alarms)
 
     best: dict[str, float] | None = None
     for params, run in sorted(results, key=key, reverse=True):
@@ -426,7 +442,7 @@ def tune(
             best = params
         print(
             f"{params['prior_variance']:>8g} {params['normal_below']:>7g} "
-            f"{params['alarm_from']:>7g} | {_pct(m.recall):>6} {_pct(m.incident_recall):>6} "
+            f"{params['alarm_from']:>7g} | {_pct(m.recall):>6} {_pct(m.attack_recall):>6} "
             f"{_pct(m.false_alarms):>7} {_pct(m.unsure):>6} | {'yes' if fits else 'no'}"
             f"{'  <- chosen' if params is best else ''}"
         )

@@ -75,12 +75,13 @@ def test_incident_recall_and_time_to_the_first_alarm() -> None:
     tally = Tally()
     for n, item in enumerate(events):
         tally.add(item, "alarm" if n == len(events) - 1 else "unsure")
-    assert tally.incident_recall == 1.0
+    assert tally.incident_recall == tally.attack_recall == 1.0
+    assert len(tally.attacks) == 1
     assert tally.alarm_delays() == [events[-1].time - events[0].time]
     assert tally.recall == 1 / len(events)
     missed = Tally()
     missed.add(events[0], "normal")
-    assert missed.incident_recall == 0.0
+    assert missed.incident_recall == missed.attack_recall == 0.0
     assert missed.alarm_delays() == []
 
 
@@ -116,3 +117,7 @@ def test_a_quiet_source_gets_a_new_incident_as_from_the_agent() -> None:
             incidents_by_episode_source.setdefault(event["source"]["mac"], set()).add(incident)
     assert incidents_by_episode_source  # this home has slow scans, split into incidents
     assert max(len(ids) for ids in incidents_by_episode_source.values()) > 1
+    slow = [item for item in home.events if item.scenario == "slow_scan"]
+    by_attack = {item.episode for item in slow}
+    assert len(by_attack) < len({item.event["incident_id"] for item in slow})  # one attack
+    assert all(item.episode.startswith("home-1/") for item in home.events)
