@@ -26,8 +26,14 @@ ensure_venv() {  # $1 venv dir, $2 python, $3.. pip args
   local stamp; stamp=$(cat pyproject.toml requirements-test.txt | sha256sum | cut -c1-16)-$*
   if [ -f "$venv/.stamp" ] && [ "$(cat "$venv/.stamp")" = "$stamp" ]; then return; fi
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@"
+  echo "setup: installing $venv (log: $venv/pip.log)"
+  local log="$venv/pip.log"
+  if ! { "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+         "$venv/bin/python" -m pip install --disable-pip-version-check "$@"; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "setup: pip failed for $venv; the whole log is $log" >&2
+    exit 1
+  fi
   echo "$stamp" > "$venv/.stamp"
 }
 

@@ -17,5 +17,5 @@ echo "== agent tests (Python 3.11)"
 echo "== lab tests (Python 3.13, network namespaces; skipped with a reason when not root)"
 .venv/bin/python -m pytest -q -p no:cacheprovider -p no:homeassistant tests/lab
 echo "== Home Assistant tests (Python 3.13)"
-.venv/bin/python -m pytest -q -p no:cacheprovider -o asyncio_mode=auto tests/ha \
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/ha \
   --cov=custom_components.lan_guard --cov-report=term-missing:skip-covered --cov-fail-under=95
