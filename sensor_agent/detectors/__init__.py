@@ -71,6 +71,19 @@ class SourceTable(Generic[S]):
             self.evictions += 1
         items[key] = state
 
+    def current(self, key: bytes, now: float, window_s: float, new: Callable[[], S]) -> S:
+        """The source's state as of ``now``: a ``new()`` one when it has none or its last
+        update is more than ``window_s`` old (a fresh episode), else the existing one. Either
+        way it becomes the most recently updated, with ``last = now``."""
+        state = self.items.get(key)
+        if state is None or now - state.last > window_s:
+            state = new()
+            self.put(key, state)
+        else:
+            self.items.move_to_end(key)
+        state.last = now
+        return state
+
     def expire(self, now: float) -> int:
         """Drop every source idle for longer than the TTL; returns how many."""
         items = self.items

@@ -59,13 +59,7 @@ class ArpScanDetector:
         if target_ip in (sender_ip, NO_IP):  # gratuitous ARP announces itself
             return None
         cfg = self.config
-        state = self.sources.get(mac)
-        if state is None or now - state.last > cfg.window_s:
-            state = _Source(now, sender_ip)
-            self.sources.put(mac, state)
-        else:
-            self.sources.touch(mac)
-        state.last = now
+        state = self.sources.current(mac, now, cfg.window_s, lambda: _Source(now, sender_ip))
         state.packets += 1
         if sender_ip != NO_IP:
             state.ip = sender_ip

@@ -7,6 +7,7 @@ count reaches a threshold, then once more when the second is over with the final
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,13 +56,7 @@ class FloodDetector:
     ) -> Detection:
         """``mac`` (scope ``source``) or the whole LAN led by ``mac`` (``total``) just reached
         ``count`` frames in the bucket that started at ``second_start``."""
-        state = self.sources.get(mac)
-        if state is None:
-            state = _Source(now, scope)
-            self.sources.put(mac, state)
-        else:
-            self.sources.touch(mac)
-        state.last = now
+        state = self.sources.current(mac, now, math.inf, lambda: _Source(now, scope))
         if scope == "source":
             state.scope = scope
         self._this_second.setdefault(mac, scope)

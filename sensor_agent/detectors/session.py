@@ -51,13 +51,7 @@ class SessionDetector:
         self, now: float, mac: bytes, ip: bytes, port: int, *, nbytes: int, data: bytes
     ) -> Detection:
         """``nbytes`` of application data (``data``: what was captured of it) sent to ``port``."""
-        state = self.sources.get(mac)
-        if state is None or now - state.last > self.config.window_s:
-            state = _Source(now, ip)
-            self.sources.put(mac, state)
-        else:
-            self.sources.touch(mac)
-        state.last = now
+        state = self.sources.current(mac, now, self.config.window_s, lambda: _Source(now, ip))
         state.ip = ip
         state.bytes += nbytes
         state.packets += 1

@@ -64,13 +64,7 @@ class SynScanDetector:
         return detection
 
     def _state(self, now: float, mac: bytes, ip: bytes) -> _Source:
-        state = self.sources.get(mac)
-        if state is None or now - state.last > self.config.window_s:
-            state = _Source(now, ip)
-            self.sources.put(mac, state)
-        else:
-            self.sources.touch(mac)
-        state.last = now
+        state = self.sources.current(mac, now, self.config.window_s, lambda: _Source(now, ip))
         state.ip = ip
         return state
 
