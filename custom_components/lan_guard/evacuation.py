@@ -82,6 +82,8 @@ OFF_STATES = frozenset({STATE_OFF, STATE_UNAVAILABLE, STATE_UNKNOWN})
 _RESUME_WAIT_S = 30.0
 # Quarantine refusals that the next event of the same culprit would meet again.
 _FINAL_REASONS = frozenset({"no_backend", "no_enforcer", "no_mapped_entity", "entity_missing"})
+# Failures after which the command may still reach the agent (its ts stays valid 300 s).
+_UNSURE_REASONS = frozenset({"timeout", "publish_failed"})
 _KINDS = f"component.{DOMAIN}.entity.event.activity.state_attributes.event_type.state."
 
 
@@ -123,6 +125,8 @@ class Culprit:
     quarantine: dict[str, Any] | None = None  # the last Outcome
     in_force: bool = False
     left: bool = False
+    # A quarantine that timed out (or whose publish failed) may be in force all the same.
+    unsure: bool = False
 
     @classmethod
     def from_source(cls, source: dict[str, Any], since: str | None) -> Culprit:
@@ -142,6 +146,7 @@ class Culprit:
             "quarantine": self.quarantine,
             "in_force": self.in_force,
             "left": self.left,
+            "unsure": self.unsure,
         }
 
 
@@ -455,6 +460,7 @@ class EvacuationManager:
             outcome = await self.backend.async_quarantine(culprit.mac, culprit.ip)
         culprit.quarantine = outcome.as_dict()
         culprit.in_force = outcome.ok
+        culprit.unsure = not outcome.ok and (culprit.unsure or outcome.reason in _UNSURE_REASONS)
         if not outcome.ok:
             _LOGGER.warning(
                 "Culprit %s (%s) not quarantined: %s %s",
@@ -540,7 +546,13 @@ class EvacuationManager:
         """Lift quarantines and restore appliances; keep (and report) what cannot be undone."""
         record = self.record
         hass = self.hass
-        in_force = [culprit for culprit in record.culprits.values() if culprit.in_force]
+        # Release whatever may be in force: release is idempotent on the agent.
+        listed = self._agent_quarantined()
+        in_force = [
+            culprit
+            for culprit in record.culprits.values()
+            if culprit.in_force or culprit.unsure or culprit.mac in listed
+        ]
         outcomes = await asyncio.gather(*(self._async_release(culprit) for culprit in in_force))
         lifted = [c for c, outcome in zip(in_force, outcomes, strict=True) if outcome.ok]
         kept = [c for c, outcome in zip(in_force, outcomes, strict=True) if not outcome.ok]
@@ -582,6 +594,13 @@ class EvacuationManager:
         notify.log_entry(hass, texts("log_restored", lifted=who, restored=what), entity_id)
         self._async_changed()
         await notify.async_notify(hass, self.entry, texts("evac_restored_title"), message)
+
+    def _agent_quarantined(self) -> set[str]:
+        """The MACs the agent's retained quarantine payload lists (agent backend only)."""
+        payload = self.coordinator.quarantine
+        if not isinstance(self.backend, AgentEnforcer) or payload is None:
+            return set()
+        return {host["mac"] for host in payload["hosts"]}
 
     async def _async_release(self, culprit: Culprit) -> Outcome:
         if self.backend is None:  # the backend was switched off since: nothing to call
