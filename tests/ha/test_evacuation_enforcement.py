@@ -69,5 +69,3 @@ async def test_a_culprit_the_agent_lists_as_quarantined_is_released(
     assert agent.actions() == [("quarantine", CULPRIT_MAC), ("release", CULPRIT_MAC)]
     assert not manager.active
     await unload(hass, entry)
-
-
