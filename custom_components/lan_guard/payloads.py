@@ -252,6 +252,7 @@ INFO = _signed(
             {vol.Required("ip"): _or_null(_ipv4), vol.Required("mac"): _or_null(MAC)}
         ),
         vol.Optional("gateway"): _or_null(_ipv4),
+        vol.Optional("gateway_mac"): _or_null(MAC),
         vol.Required("decoy_ports"): _array(PORT),
         vol.Optional("decoy_errors"): _array(
             vol.Schema(

@@ -124,6 +124,20 @@ def test_timestamps_agree(value: str, valid: bool) -> None:
     assert integration_accepts("event", event) is valid
 
 
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [("b8:27:eb:00:00:01", True), (None, True), ("B8:27:EB:00:00:01", False), ("gateway", False)],
+)
+def test_gateway_mac_is_optional_a_mac_or_null(value: str | None, valid: bool) -> None:
+    info = load(EXAMPLES / "info.json")
+    info.pop("gateway_mac", None)
+    assert not errors("info", info)  # older agents omit it
+    assert integration_accepts("info", info)
+    info["gateway_mac"] = value
+    assert (not errors("info", info)) is valid
+    assert integration_accepts("info", info) is valid
+
+
 def test_integers_are_whole_numbers_but_never_booleans() -> None:
     event = load(EXAMPLES / "event.syn_scan.json")
     for value, valid in ((2, True), (2.0, True), (2.5, False), (True, False), ("2", False)):
