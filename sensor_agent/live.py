@@ -48,6 +48,7 @@ class LiveAgent:
         self.decoys = Decoys(config.decoys, self.selector, self._decoy_report)
         self.capabilities = list(capabilities)
         self.started_at = clock()
+        self._info_gateway_mac: bytes | None = None
 
     def _decoy_report(self, ts: float, ip: str, port: int, nbytes: int, data: bytes) -> None:
         mac = self.pipeline.hosts.mac_of(ip_bytes(ip)) or kernel_arp_lookup(ip)
@@ -61,7 +62,12 @@ class LiveAgent:
                 self.capabilities.append("decoys")
         if self.capture is not None:
             self.selector.register(self.capture.sock, selectors.EVENT_READ, _CAPTURE)
+        self._publish_info()
+
+    def _publish_info(self) -> None:
         interface = self.capture.interface if self.capture else "none"
+        gateway_mac = self.pipeline.gateway_mac()
+        self._info_gateway_mac = gateway_mac
         info = info_payload(
             self.config.pipeline,
             version=__version__,
@@ -70,6 +76,7 @@ class LiveAgent:
             decoy_errors=self.decoys.errors,
             capabilities=self.capabilities,
             started_at=self.started_at,
+            gateway_mac=gateway_mac,
         )
         for sink in self.sinks:
             sink.retained("info", info)
@@ -92,6 +99,8 @@ class LiveAgent:
                     pipeline.kernel_drops += self.capture.drops()
                 self.decoys.tick(now)
                 pipeline.tick(now)
+                if self._info_gateway_mac is None and pipeline.gateway_mac() is not None:
+                    self._publish_info()  # learnt from the gateway's first ARP reply
 
     def close(self) -> None:
         self.pipeline.finish(self.clock())

@@ -437,6 +437,18 @@ class Pipeline:
             "updated_at": iso_utc(now),
         }
 
+    def gateway_mac(self) -> bytes | None:
+        """The gateway's MAC: configured, else the binding the ARP-spoofing detector holds for
+        the gateway's IP (seeded from the kernel's ARP table, or the first reply heard)."""
+        if self.config.gateway_mac is not None or self.config.gateway_ip is None:
+            return self.config.gateway_mac
+        return self.arp_spoof.mac_of(self.config.gateway_ip)
+
+    def seed_gateway_mac(self, mac: bytes, now: float) -> None:
+        """The gateway's MAC as the kernel resolved it (not pinned, unlike a configured one)."""
+        if self.config.gateway_ip is not None:
+            self.arp_spoof.seed(self.config.gateway_ip, mac, now)
+
     def publish_state(self, now: float) -> None:
         self._last_state = now
         self._state_dirty = False
@@ -457,8 +469,11 @@ def info_payload(
     decoy_errors: Sequence[tuple[int, str]],
     capabilities: Sequence[str],
     started_at: float,
+    gateway_mac: bytes | None = None,
 ) -> dict[str, Any]:
-    """The retained ``info`` payload (``schema/info.schema.json``)."""
+    """The retained ``info`` payload (``schema/info.schema.json``); ``gateway_mac`` as
+    resolved at start (default: the configured one)."""
+    gateway_mac = gateway_mac or config.gateway_mac
     return {
         "schema": SCHEMA_VERSION,
         "agent_id": config.agent_id,
@@ -469,6 +484,7 @@ def info_payload(
             "mac": mac_str(config.node_mac) if config.node_mac else None,
         },
         "gateway": ip_str(config.gateway_ip) if config.gateway_ip else None,
+        "gateway_mac": mac_str(gateway_mac) if gateway_mac else None,
         "decoy_ports": list(decoy_ports),
         "decoy_errors": [{"port": port, "error": error} for port, error in decoy_errors],
         "capabilities": list(dict.fromkeys(capabilities)),
