@@ -23,11 +23,18 @@ from types import FrameType
 from typing import Any
 
 from . import __version__
-from .capture import ArpProber, CaptureOpenError, LiveCapture, default_gateway, interface_addresses
+from .capture import (
+    ArpProber,
+    CaptureOpenError,
+    LiveCapture,
+    default_gateway,
+    interface_addresses,
+    kernel_arp_lookup,
+)
 from .commands import CommandHandler, build_command_handler
 from .config import AgentConfig, ConfigError, load, mqtt_settings
 from .enforcer import EnforcerSettings
-from .formats import ip_str, mac_str
+from .formats import ip_bytes, ip_str, mac_str
 from .live import LiveAgent
 from .pipeline import Pipeline, PipelineConfig, info_payload
 from .replay import CaptureError, replay
@@ -177,14 +184,24 @@ def _close(sinks: Sequence[Sink]) -> None:
             log.exception("closing %s failed", type(sink).__name__)
 
 
-def _command_handler(config: AgentConfig, *, may_enforce: bool) -> tuple[CommandHandler, list[str]]:
+def _command_handler(
+    config: AgentConfig, *, may_enforce: bool, gateway_mac: bytes | None = None
+) -> tuple[CommandHandler, list[str]]:
     """The MQTT command handler and the capabilities for ``info``. Built even without an
     enforcer (backend ``none``, or a replay, which never touches the firewall): commands are
-    then refused with the reason, and the retained ``quarantine`` says ``enforcer: none``."""
-    settings = EnforcerSettings.from_config(config.raw)
+    then refused with the reason, and the retained ``quarantine`` says ``enforcer: none``.
+
+    The gateway is the resolved one (``config.pipeline``: configured, else the default
+    route's), with its MAC (configured, else ``gateway_mac`` as the kernel resolved it)."""
+    node = config.pipeline
+    gateway_mac = node.gateway_mac or gateway_mac
+    settings = dataclasses.replace(
+        EnforcerSettings.from_config(config.raw),
+        gateway_ip=ip_str(node.gateway_ip) if node.gateway_ip else None,
+        gateway_mac=mac_str(gateway_mac) if gateway_mac else None,
+    )
     if not may_enforce:
         settings = dataclasses.replace(settings, kind="none")
-    node = config.pipeline
     key = config.raw["mqtt"]["shared_key"]
     handler = build_command_handler(
         settings,
@@ -203,7 +220,19 @@ def _command_handler(config: AgentConfig, *, may_enforce: bool) -> tuple[Command
 
 def _wire_mqtt(mqtt: Any, handler: CommandHandler, pipeline: Pipeline) -> None:
     """Quarantine state on its retained topic (now and after each change); the sink's
-    counters in the state payload."""
+    counters in the state payload; the handler's lookups of what the pipeline learns (the
+    gateway's MAC, which MAC holds an IP)."""
+
+    def gateway_mac() -> str | None:
+        mac = pipeline.gateway_mac()
+        return mac_str(mac) if mac else None
+
+    def host_mac(ip: str) -> str | None:
+        mac = pipeline.hosts.mac_of(ip_bytes(ip))
+        return mac_str(mac) if mac else None
+
+    handler.gateway_mac = gateway_mac
+    handler.host_mac = host_mac
     handler.on_change = lambda state: mqtt.retained("quarantine", state)
     mqtt.retained("quarantine", handler.state_payload())
     pipeline.extra_counters["outbox_dropped"] = lambda: mqtt.counters()["dropped"]
@@ -370,10 +399,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     except CaptureOpenError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
+    # the gateway's MAC as the kernel resolved it (else the first ARP reply the pipeline sees)
+    kernel_gateway_mac = (
+        kernel_arp_lookup(ip_str(node.gateway_ip))
+        if node.gateway_ip and not node.gateway_mac
+        else None
+    )
     sinks = _sinks(config)
     handler, capabilities = None, ["detect", "hosts"]
     if config.raw["mqtt"]["host"]:
-        handler, capabilities = _command_handler(config, may_enforce=True)
+        handler, capabilities = _command_handler(
+            config, may_enforce=True, gateway_mac=kernel_gateway_mac
+        )
     mqtt = _mqtt_sink(config, handler)
     if mqtt is not None:
         sinks.append(mqtt)
@@ -384,6 +421,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         except OSError as exc:
             log.warning("no ARP probing of silent culprits: %s", exc)
     agent = LiveAgent(config, sinks, capture, prober=prober, capabilities=capabilities)
+    if kernel_gateway_mac is not None:
+        agent.pipeline.seed_gateway_mac(kernel_gateway_mac, time.time())
     if mqtt is not None and handler is not None:
         _wire_mqtt(mqtt, handler, agent.pipeline)
     stop = threading.Event()

@@ -8,8 +8,10 @@ payload to; what it returns is published on ``.../command/result``
 2. shape (the rules of schema/command.schema.json, with voluptuous);
 3. with a shared key (``sensor_agent.signing``): signature present and valid, ``ts``
    within 300 s of the agent's clock, ``id`` never accepted before;
-4. quarantine only: never the gateway, the node itself, an allowlisted MAC/IP, or a
-   broadcast/multicast/unspecified address;
+4. quarantine only: never the gateway (its MAC too, once resolved), the node itself, an
+   allowlisted MAC/IP, a broadcast/multicast/unspecified address, or an ``ip`` the agent's
+   hosts inventory binds to another MAC (a forged sender IP must not cut off an innocent
+   host);
 5. the enforcer; its failure becomes the result's error.
 
 After a change of the quarantine state ``on_change`` receives the new retained
@@ -162,6 +164,10 @@ class CommandHandler:
     protected: ProtectedHosts = field(default_factory=ProtectedHosts)
     key: bytes | None = None
     on_change: Callable[[dict[str, Any]], None] | None = None
+    # Looked up per command (both learnt while running): the gateway's MAC, and the MAC the
+    # agent's hosts inventory binds an IP to.
+    gateway_mac: Callable[[], str | None] | None = None
+    host_mac: Callable[[str], str | None] | None = None
     clock: Callable[[], float] = time.time
     max_skew_s: float = signing.MAX_SKEW_S
     _verifier: signing.Verifier | None = field(default=None, init=False, repr=False)
@@ -200,7 +206,7 @@ class CommandHandler:
 
         refusal = self._authenticity_problem(payload)
         if refusal is None and action == "quarantine":
-            refusal = self.protected.reason(mac, ip)
+            refusal = self.protected.reason(mac, ip) or self._learnt_refusal(mac, ip)
         if refusal is not None:
             _LOGGER.warning("command %s (%s %s) refused: %s", command_id, action, mac, refusal)
             return _result(command_id, False, refusal, action, mac)
@@ -218,6 +224,16 @@ class CommandHandler:
         if changed:
             self._publish_state()
         return _result(command_id, True, None, action, mac)
+
+    def _learnt_refusal(self, mac: str, ip: str | None) -> str | None:
+        """Refusals from what the agent learnt: the gateway's MAC, the IP's owner."""
+        gateway_mac = self.gateway_mac() if self.gateway_mac is not None else None
+        if gateway_mac is not None and mac == gateway_mac:
+            return f"refused: {mac} is the gateway"
+        owner = self.host_mac(ip) if self.host_mac is not None and ip is not None else None
+        if owner is not None and owner != mac:
+            return f"refused: {ip} belongs to {owner} in the agent's hosts inventory, not {mac}"
+        return None
 
     def _authenticity_problem(self, payload: Mapping[str, Any]) -> str | None:
         """Signature, freshness and replay, when a shared key is configured."""

@@ -1,0 +1,156 @@
+"""The gateway is never quarantined, even when only the live network names it: its IP from
+the default route (no ``network.gateway_ip``), its MAC from the kernel's ARP table or the
+first ARP reply heard; and a quarantine naming an IP the hosts inventory binds to another
+MAC is refused (a forged sender IP must not cut off an innocent host)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+import sensor_agent.commands as commands_module
+from sensor_agent.cli import _command_handler, _wire_mqtt
+from sensor_agent.config import AgentConfig, load
+from sensor_agent.enforcer import NoEnforcer
+from sensor_agent.formats import ip_bytes, mac_bytes
+from sensor_agent.pipeline import Pipeline, info_payload
+from tests.agent.craft import (
+    ATTACKER_IP,
+    ATTACKER_MAC,
+    GW_IP,
+    GW_MAC,
+    HOST_IP,
+    HOST_MAC,
+    NODE_IP,
+    NODE_MAC,
+    arp_reply,
+)
+from tests.contract import validate
+
+KEY = "gateway-test-shared-key"
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.retained_payloads: list[tuple[str, dict[str, Any]]] = []
+
+    def counters(self) -> dict[str, int]:
+        return {"dropped": 0, "pending": 0, "reconnects": 0}
+
+    def retained(self, topic: str, payload: dict[str, Any]) -> None:
+        self.retained_payloads.append((topic, payload))
+
+
+def run_style_config(overrides: dict[tuple[str, ...], Any] | None = None) -> AgentConfig:
+    """What ``run`` has after reading the interface: no gateway in the configuration."""
+    settings: dict[tuple[str, ...], Any] = {("agent_id",): "gw-test", ("mqtt", "host"): "h"}
+    settings.update(overrides or {})
+    config = load(None, environ={}, overrides=settings)
+    assert config.raw["network"]["gateway_ip"] is None
+    return config.with_network(ip_bytes(NODE_IP), mac_bytes(NODE_MAC), ip_bytes(GW_IP))
+
+
+def quarantine(mac: str, ip: str | None) -> bytes:
+    body = {"id": uuid.uuid4().hex, "action": "quarantine", "mac": mac, "ip": ip}
+    return json.dumps({**body, "ts": time.time()}).encode()
+
+
+def test_the_default_route_gateway_reaches_the_handler_and_the_nft_ruleset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: dict[str, Any] = {}
+
+    def record(kind: str, **kwargs: Any) -> NoEnforcer:
+        built.update(kind=kind, **kwargs)
+        return NoEnforcer()
+
+    monkeypatch.setattr(commands_module, "build_enforcer", record)
+    config = run_style_config({("enforcer", "backend"): "nftables", ("mqtt", "shared_key"): KEY})
+    handler, _ = _command_handler(config, may_enforce=True, gateway_mac=mac_bytes(GW_MAC))
+    assert built["kind"] == "nftables" and built["gateway"] == GW_IP
+    assert handler.protected.gateway_ips == {GW_IP}
+    assert handler.protected.gateway_macs == {GW_MAC}
+
+
+def test_without_a_key_the_gateway_by_ip_and_by_kernel_mac_is_refused() -> None:
+    handler, _ = _command_handler(
+        run_style_config(), may_enforce=False, gateway_mac=mac_bytes(GW_MAC)
+    )
+    by_ip = handler(quarantine(ATTACKER_MAC, GW_IP))
+    by_mac = handler(quarantine(GW_MAC, None))
+    assert (by_ip["ok"], by_ip["error"]) == (False, f"refused: {GW_IP} is the gateway")
+    assert (by_mac["ok"], by_mac["error"]) == (False, f"refused: {GW_MAC} is the gateway")
+
+
+def test_the_gateway_mac_learnt_from_its_first_arp_reply_is_protected_and_published() -> None:
+    config = run_style_config()
+    handler, _ = _command_handler(config, may_enforce=False)  # the kernel knew no MAC
+    pipeline = Pipeline(config.pipeline, [])
+    _wire_mqtt(FakeSink(), handler, pipeline)
+    assert pipeline.gateway_mac() is None
+    assert (
+        handler(quarantine(GW_MAC, None))["error"] == "this agent has no enforcer (enforcer: none)"
+    )
+    pipeline.feed(time.time(), arp_reply(GW_MAC, GW_IP))
+    assert pipeline.gateway_mac() == mac_bytes(GW_MAC)
+    assert handler(quarantine(GW_MAC, None))["error"] == f"refused: {GW_MAC} is the gateway"
+    info = info_payload(
+        config.pipeline,
+        version="0",
+        interface="eth0",
+        decoy_ports=[],
+        decoy_errors=[],
+        capabilities=["detect"],
+        started_at=0.0,
+        gateway_mac=pipeline.gateway_mac(),
+    )
+    validate("info", info)
+    assert info["gateway_mac"] == GW_MAC
+
+
+def test_a_kernel_resolved_gateway_mac_seeds_the_pipeline_unpinned() -> None:
+    config = run_style_config()
+    pipeline = Pipeline(config.pipeline, [])
+    pipeline.seed_gateway_mac(mac_bytes(GW_MAC), 100.0)
+    assert pipeline.gateway_mac() == mac_bytes(GW_MAC)
+    pipeline.seed_gateway_mac(mac_bytes(HOST_MAC), 101.0)  # a seed never overrides a binding
+    assert pipeline.gateway_mac() == mac_bytes(GW_MAC)
+
+
+def test_info_without_a_known_gateway_mac_says_null_and_older_payloads_still_validate() -> None:
+    config = run_style_config()
+    info = info_payload(
+        config.pipeline,
+        version="0",
+        interface="eth0",
+        decoy_ports=[],
+        decoy_errors=[],
+        capabilities=["detect"],
+        started_at=0.0,
+    )
+    validate("info", info)
+    assert info["gateway_mac"] is None
+    del info["gateway_mac"]
+    validate("info", info)  # optional: agents before it are still valid
+
+
+def test_a_quarantine_whose_ip_belongs_to_another_mac_is_refused() -> None:
+    config = run_style_config()
+    handler, _ = _command_handler(config, may_enforce=False)
+    pipeline = Pipeline(config.pipeline, [])
+    _wire_mqtt(FakeSink(), handler, pipeline)
+    pipeline.feed(time.time(), arp_reply(HOST_MAC, HOST_IP))
+    forged = handler(quarantine(ATTACKER_MAC, HOST_IP))
+    validate("command_result", forged)
+    assert forged["ok"] is False
+    assert forged["error"] == (
+        f"refused: {HOST_IP} belongs to {HOST_MAC} in the agent's hosts inventory, "
+        f"not {ATTACKER_MAC}"
+    )
+    # the IP's own MAC, and an IP the inventory does not know, reach the enforcer
+    assert "no enforcer" in handler(quarantine(HOST_MAC, HOST_IP))["error"]
+    assert "no enforcer" in handler(quarantine(ATTACKER_MAC, ATTACKER_IP))["error"]
