@@ -228,6 +228,7 @@ class EvacuationManager:
         self._unsubscribe: list[CALLBACK_TYPE] = []
         self._ha_ips: list[str] = []
         self._hosts_checked: object = None
+        self._quarantine_checked: object = None
         self._closing = False
 
     # ----------------------------------------------------------------- life cycle
@@ -704,6 +705,55 @@ class EvacuationManager:
 
     @callback
     def _async_coordinator_updated(self) -> None:
+        """Compare the agent's retained hosts and quarantine with the record."""
+        self._check_quarantine()
+        self._check_hosts()
+
+    @callback
+    def _check_quarantine(self) -> None:
+        """The agent no longer isolates a culprit in force (say it restarted): isolate again."""
+        payload = self.coordinator.quarantine
+        if payload is None or payload is self._quarantine_checked or not self.active:
+            return
+        self._quarantine_checked = payload
+        if self._lost_culprits():
+            self._schedule(self._async_requarantine(), "requarantine")
+
+    def _lost_culprits(self) -> list[Culprit]:
+        """Culprits recorded in force that the agent's retained quarantine does not list."""
+        payload = self.coordinator.quarantine
+        if not isinstance(self.backend, AgentEnforcer) or payload is None:
+            return []
+        listed = self._agent_quarantined()
+        return [c for c in self.record.culprits.values() if c.in_force and c.mac not in listed]
+
+    async def _async_requarantine(self) -> None:
+        async with self._transition():
+            # Checked again under the lock: a release may have run in between.
+            lost = self._lost_culprits() if self.active and not self._closing else []
+            if not lost:
+                return
+            _LOGGER.warning(
+                "The agent %s no longer quarantines %s; quarantining again",
+                self._agent,
+                ", ".join(culprit.mac for culprit in lost),
+            )
+            await asyncio.gather(*(self._async_quarantine(culprit) for culprit in lost))
+            await self._async_save()
+            self._async_changed()
+            texts = await notify.Texts.async_load(self.hass)
+            message = texts(
+                "evac_requarantine_message",
+                agent=self._agent,
+                culprits="\n".join(self._culprit_text(texts, culprit) for culprit in lost),
+            )
+            notify.log_entry(self.hass, message, self._entity_id())
+            await notify.async_notify(
+                self.hass, self.entry, texts("evac_requarantine_title"), message
+            )
+
+    @callback
+    def _check_hosts(self) -> None:
         """The agent's hosts inventory says a culprit is no longer present."""
         hosts = self.coordinator.hosts
         if hosts is None or hosts is self._hosts_checked or not self.active:

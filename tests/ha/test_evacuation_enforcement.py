@@ -62,10 +62,45 @@ async def test_a_culprit_the_agent_lists_as_quarantined_is_released(
     culprit = manager.record.culprits[CULPRIT_MAC]
     assert not culprit.in_force and not culprit.unsure
     # ... yet the agent's retained state says the culprit is isolated (say an older command).
-    publish(hass, "quarantine", example("quarantine"), retain=True)
+    publish(hass, "quarantine", example("quarantine"))
     await hass.async_block_till_done()
     agent.answer = "ok"
     await manager.async_stop(Reason.OWNER)
     assert agent.actions() == [("quarantine", CULPRIT_MAC), ("release", CULPRIT_MAC)]
     assert not manager.active
+    await unload(hass, entry)
+
+
+async def test_an_agent_restart_that_lifts_the_quarantine_is_met_by_quarantining_again(
+    hass: HomeAssistant, mqtt_mock: Any
+) -> None:
+    entry, manager, agent, phone = await setup_evacuation(hass, mqtt_mock)
+    publish_event(hass, make_event(level=2))
+    await hass.async_block_till_done()
+    assert manager.record.culprits[CULPRIT_MAC].in_force
+    publish(hass, "quarantine", example("quarantine"))  # the culprit is listed
+    await hass.async_block_till_done()
+    assert agent.actions() == [("quarantine", CULPRIT_MAC)]
+    # The agent restarts with an empty nftables table and says so.
+    publish(hass, "quarantine", {**example("quarantine"), "hosts": []})
+    await hass.async_block_till_done()
+    assert agent.actions() == [("quarantine", CULPRIT_MAC)] * 2
+    assert manager.record.culprits[CULPRIT_MAC].in_force
+    assert phone[-1].data["title"] == "LAN Guard: quarantine lost"
+    assert CULPRIT_MAC in phone[-1].data["message"]
+    await unload(hass, entry)
+
+
+async def test_a_stale_lost_quarantine_is_not_chased_once_released(
+    hass: HomeAssistant, mqtt_mock: Any
+) -> None:
+    entry, manager, agent, _ = await setup_evacuation(hass, mqtt_mock)
+    publish_event(hass, make_event(level=2))
+    await hass.async_block_till_done()
+    # A stale empty payload is only acted upon under the lock, after the restore ran.
+    await manager.async_stop(Reason.OWNER)
+    publish(hass, "quarantine", {**example("quarantine"), "hosts": []})
+    await manager._async_requarantine()
+    await hass.async_block_till_done()
+    assert agent.actions() == [("quarantine", CULPRIT_MAC), ("release", CULPRIT_MAC)]
     await unload(hass, entry)
