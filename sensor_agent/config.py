@@ -300,9 +300,14 @@ def _check_consistency(raw: dict[str, Any]) -> None:
     if len(set(raw["decoys"]["ports"])) != len(raw["decoys"]["ports"]):
         raise ConfigError("decoys.ports: a port is listed twice")
     try:
-        EnforcerSettings.from_config(raw)
+        enforcer = EnforcerSettings.from_config(raw)
     except ValueError as exc:
         raise ConfigError(f"enforcer: {exc}") from exc
+    if enforcer.kind == "nftables" and mqtt["shared_key"] is None:
+        # unsigned commands would let anyone on the broker change the firewall
+        raise ConfigError(
+            "enforcer.backend: 'nftables' needs mqtt.shared_key (commands must be signed)"
+        )
 
 
 # --- typed view ---------------------------------------------------------------------------

@@ -147,6 +147,15 @@ def test_invalid_config_exits_2_naming_key_and_reason(tmp_path: Path, demo_pcap:
     assert "Traceback" not in done.stderr
 
 
+def test_nftables_without_a_shared_key_exits_2_naming_both_keys(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text('[enforcer]\nbackend = "nftables"\n')
+    done = run("check-config", "--config", str(config))
+    assert done.returncode == 2
+    assert "enforcer.backend" in done.stderr and "mqtt.shared_key" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_check_config_prints_the_effective_configuration(tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     config.write_text('[mqtt]\nhost = "127.0.0.1"\n')

@@ -67,9 +67,9 @@ def test_backend_none_still_answers_commands_with_a_clear_refusal() -> None:
 
 
 def test_replay_never_enforces_even_when_nftables_is_configured() -> None:
-    handler, capabilities = _command_handler(config("nftables"), may_enforce=False)
+    handler, capabilities = _command_handler(config("nftables", shared_key=KEY), may_enforce=False)
     assert handler.enforcer.kind == "none"  # no firewall change from a replay
-    assert capabilities == ["detect", "hosts"]
+    assert capabilities == ["detect", "hosts", "signing"]
     assert handler.state_payload()["enforcer"] == "none"
 
 

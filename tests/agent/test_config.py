@@ -66,6 +66,17 @@ def test_lists_from_the_environment_are_comma_separated() -> None:
         ("[decoys]\nports = [80, 80]\n", {}, r"decoys\.ports: a port is listed twice"),
         ('log_level = "LOUD"\n', {}, r"log_level: value must be one of"),
         ('[enforcer]\nbackend = "iptables"\n', {}, r"enforcer: .*not 'nftables' or 'none'"),
+        (
+            '[enforcer]\nbackend = "nftables"\n',
+            {},
+            r"enforcer\.backend: 'nftables' needs mqtt\.shared_key",
+        ),
+        (
+            "[enforcer]\nenabled = true\n",
+            {},
+            r"enforcer\.backend: 'nftables' needs mqtt\.shared_key",
+        ),
+        ("", {"LAN_GUARD_ENFORCER_BACKEND": "nftables"}, r"needs mqtt\.shared_key"),
         ("[detectors\n", {}, r"not valid TOML"),
         ("[capture]\nbuffer_mb = 0\n", {}, r"capture\.buffer_mb: value must be at least 1"),
     ],
@@ -126,3 +137,8 @@ def test_tls_files_are_checked_when_the_sink_is_built(tmp_path: Path) -> None:
 def test_the_example_config_in_deploy_is_valid() -> None:
     config = load(EXAMPLE, environ={})
     assert config.interface == "eth0"
+
+
+def test_the_nftables_enforcer_with_a_shared_key_is_accepted() -> None:
+    env = {"LAN_GUARD_ENFORCER_BACKEND": "nftables", "LAN_GUARD_MQTT_SHARED_KEY": "k" * 16}
+    assert load_raw(None, environ=env)["enforcer"]["backend"] == "nftables"
