@@ -450,10 +450,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+SECRET_KEYS: tuple[tuple[str, str], ...] = (("mqtt", "password"), ("mqtt", "shared_key"))
+
+
+def masked(raw: dict[str, Any]) -> dict[str, Any]:
+    """The configuration tree with each secret that is set shown as ``***``."""
+    shown = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    for section, key in SECRET_KEYS:
+        if shown[section].get(key) is not None:
+            shown[section][key] = "***"
+    return shown
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
     mqtt_settings(config)
-    print(json.dumps(config.raw, indent=2, sort_keys=True, default=str))
+    print(json.dumps(masked(config.raw), indent=2, sort_keys=True, default=str))
     return EXIT_OK
 
 

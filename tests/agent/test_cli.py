@@ -166,6 +166,26 @@ def test_check_config_prints_the_effective_configuration(tmp_path: Path) -> None
     assert effective["decoys"]["ports"] == [8080, 8443]
 
 
+def test_check_config_masks_the_secrets_that_are_set(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text('[mqtt]\nhost = "127.0.0.1"\nusername = "agent"\n')
+    env = {
+        **os.environ,
+        "LAN_GUARD_MQTT_PASSWORD": "broker-password-secret",
+        "LAN_GUARD_MQTT_SHARED_KEY": "shared-key-secret-0123",
+    }
+    done = run("check-config", "--config", str(config), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "secret" not in done.stdout + done.stderr
+    effective = json.loads(done.stdout)
+    assert (effective["mqtt"]["password"], effective["mqtt"]["shared_key"]) == ("***", "***")
+    assert effective["mqtt"]["username"] == "agent"
+    unset = run("check-config", "--config", str(config), env={**os.environ})
+    assert unset.returncode == 0, unset.stderr
+    mqtt = json.loads(unset.stdout)["mqtt"]
+    assert (mqtt["password"], mqtt["shared_key"]) == (None, None)  # unset: not masked
+
+
 def test_run_needs_an_interface() -> None:
     done = run("run")
     assert done.returncode == 2
