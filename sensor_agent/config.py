@@ -196,8 +196,8 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         "outbox_path": (None, _TEXT),
         "outbox_max": (100_000, _int(1)),
     },
-    # The enforcer's keys (backend, family, allowlist, allowed_services, ...) are validated
-    # by sensor_agent.enforcer.EnforcerSettings; see check_enforcer().
+    # Shapes here; the values (backend, family, allowlist entries, allowed_services) are
+    # checked by sensor_agent.enforcer.EnforcerSettings, in _check_consistency().
     "enforcer": {
         "enabled": (False, _BOOL),
         "backend": (None, vol.Any(None, str)),  # "nftables" | "none"; enabled=true: nftables
@@ -217,8 +217,6 @@ def _schema() -> vol.Schema:
                 key = vol.Optional(part, default={})
                 node = node.setdefault(key, {})
         node.update(_section(fields))
-    if "enforcer" in SECTIONS:  # let the enforcer add keys of its own
-        tree[vol.Optional("enforcer", default={})][vol.Extra] = object
     return vol.Schema(tree)
 
 

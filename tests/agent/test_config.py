@@ -77,6 +77,7 @@ def test_lists_from_the_environment_are_comma_separated() -> None:
             r"enforcer\.backend: 'nftables' needs mqtt\.shared_key",
         ),
         ("", {"LAN_GUARD_ENFORCER_BACKEND": "nftables"}, r"needs mqtt\.shared_key"),
+        ('[enforcer]\nalowlist = ["aa:bb:cc:dd:ee:ff"]\n', {}, r"enforcer\.alowlist: unknown key"),
         ("[detectors\n", {}, r"not valid TOML"),
         ("[capture]\nbuffer_mb = 0\n", {}, r"capture\.buffer_mb: value must be at least 1"),
     ],
