@@ -68,6 +68,7 @@ from .quarantine import (
     Outcome,
     ProtectedHosts,
     QuarantineBackend,
+    interface_macs,
     parse_entity_map,
 )
 
@@ -227,6 +228,7 @@ class EvacuationManager:
         self._listeners: list[CALLBACK_TYPE] = []
         self._unsubscribe: list[CALLBACK_TYPE] = []
         self._ha_ips: list[str] = []
+        self._ha_macs: list[str] = []
         self._hosts_checked: object = None
         self._quarantine_checked: object = None
         self._closing = False
@@ -241,6 +243,11 @@ class EvacuationManager:
             self._ha_ips = [str(ip) for ip in await network.async_get_enabled_source_ips(self.hass)]
         except HomeAssistantError as err:  # no address known: the options can protect it
             _LOGGER.warning("Could not read Home Assistant's own addresses: %s", err)
+        # Its MACs too: a culprit can take over HA's IP, not its MAC as well.
+        adapters = await network.async_get_adapters(self.hass)
+        self._ha_macs = await self.hass.async_add_executor_job(
+            interface_macs, [adapter["name"] for adapter in adapters]
+        )
         coordinator = self.coordinator
         self._unsubscribe += [
             coordinator.async_add_event_listener(self._async_event),
@@ -306,6 +313,7 @@ class EvacuationManager:
         return ProtectedHosts.build(
             info=self.coordinator.info,
             ha_ips=self._ha_ips,
+            ha_macs=self._ha_macs,
             protected=self._protected_option,
             allowlist=self.coordinator.allowlist,
         )

@@ -19,6 +19,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import voluptuous as vol
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 _ENTITY_ID = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 _RECENT_RESULTS = 64
+_SYS_NET = Path("/sys/class/net")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +77,20 @@ class ProtectedHosts:
         ha_ips: Iterable[str],
         protected: Iterable[str],
         allowlist: Allowlist,
+        ha_macs: Iterable[str] = (),
     ) -> ProtectedHosts:
-        """From the agent's info (gateway, node), HA's own addresses and the options."""
+        """From the agent's info (gateway, node), HA's own addresses and the options.
+
+        Gateway and HA host are protected by MAC as well as by IP: a culprit can claim
+        either IP, not both identities.
+        """
         info = info or {}
         node = info.get("node") or {}
+        gateway = [info.get("gateway"), info.get("gateway_mac")]
         return cls(
-            gateway=Allowlist.parse([info["gateway"]] if info.get("gateway") else []),
+            gateway=Allowlist.parse(value for value in gateway if value),
             agent_node=Allowlist.parse(value for value in node.values() if value),
-            ha_host=Allowlist.parse(ha_ips),
+            ha_host=Allowlist.parse([*ha_ips, *ha_macs]),
             protected=Allowlist.parse(protected),
             allowlist=allowlist,
         )
@@ -93,7 +101,13 @@ class ProtectedHosts:
             return "not_unicast"
         if ip is not None:
             address = ipaddress.ip_address(ip)
-            if address.is_multicast or address.is_unspecified or address.is_loopback:
+            # As the agent's command handler: reserved includes 255.255.255.255.
+            if (
+                address.is_multicast
+                or address.is_unspecified
+                or address.is_loopback
+                or address.is_reserved
+            ):
                 return "not_unicast"
         host = {"mac": mac, "ip": ip}
         for reason in ("gateway", "agent_node", "ha_host", "protected", "allowlist"):
@@ -101,6 +115,24 @@ class ProtectedHosts:
             if group.contains(host):
                 return reason
         return None
+
+
+def interface_macs(names: Iterable[str], sys_net: Path = _SYS_NET) -> list[str]:
+    """The MACs of the named network interfaces, where the system shows them (Linux sysfs).
+
+    Blocking (reads files): run it in the executor.
+    """
+    macs: list[str] = []
+    for name in names:
+        if not name or "/" in name or name.startswith("."):
+            continue
+        try:
+            mac = normalize_entry((sys_net / name / "address").read_text(encoding="ascii"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+        if "/" not in mac and mac.count(":") == 5 and mac != "00:00:00:00:00:00":
+            macs.append(mac)
+    return macs
 
 
 # --------------------------------------------------------------------- backends

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
@@ -24,6 +25,7 @@ from custom_components.lan_guard.quarantine import (
     EntityBlocker,
     Outcome,
     ProtectedHosts,
+    interface_macs,
     parse_entity_map,
 )
 
@@ -39,10 +41,19 @@ from .evacuation_fixtures import (
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 
 
+GATEWAY_MAC = "a0:63:91:0e:12:34"
+HA_MAC = "02:42:c0:a8:01:02"
+
+
+def _info() -> dict[str, Any]:
+    return {**example("info"), "gateway_mac": GATEWAY_MAC}
+
+
 def _protected(**kwargs: Any) -> ProtectedHosts:
     return ProtectedHosts.build(
-        info=kwargs.get("info", example("info")),
+        info=kwargs.get("info", _info()),
         ha_ips=kwargs.get("ha_ips", ["192.168.1.2", "fe80::1"]),
+        ha_macs=kwargs.get("ha_macs", [HA_MAC]),
         protected=kwargs.get("protected", ["192.168.1.50", "aa:bb:cc:00:11:22"]),
         allowlist=Allowlist.parse(kwargs.get("allowlist", ["192.168.1.128/25"])),
     )
@@ -51,7 +62,12 @@ def _protected(**kwargs: Any) -> ProtectedHosts:
 @pytest.mark.parametrize(
     ("mac", "ip", "reason"),
     [
-        ("a0:63:91:0e:12:34", "192.168.1.1", "gateway"),  # the agent's info names the gateway
+        ("02:00:00:00:00:10", "192.168.1.1", "gateway"),  # the agent's info names the gateway
+        (GATEWAY_MAC, "192.168.1.77", "gateway"),  # ... and its MAC, whatever IP it claims
+        (GATEWAY_MAC, None, "gateway"),
+        (HA_MAC, "192.168.1.78", "ha_host"),  # HA's own MAC with another IP
+        ("02:00:00:00:00:08", "240.0.0.1", "not_unicast"),  # reserved, as the agent refuses
+        ("02:00:00:00:00:09", "255.255.255.255", "not_unicast"),
         ("dc:a6:32:01:02:03", None, "agent_node"),  # the agent's node by MAC
         ("02:00:00:00:00:01", "192.168.1.5", "agent_node"),  # ... or by IP
         ("02:00:00:00:00:02", "192.168.1.2", "ha_host"),
@@ -72,8 +88,44 @@ def test_protected_hosts_give_their_reason(mac: str, ip: str | None, reason: str
 
 
 def test_protected_hosts_without_agent_info() -> None:
-    protected = _protected(info=None, ha_ips=[], protected=[], allowlist=[])
-    assert protected.reason("a0:63:91:0e:12:34", "192.168.1.1") is None
+    protected = _protected(info=None, ha_ips=[], ha_macs=[], protected=[], allowlist=[])
+    assert protected.reason(GATEWAY_MAC, "192.168.1.1") is None
+    older_agent = example("info")
+    older_agent.pop("gateway_mac", None)
+    assert _protected(info=older_agent).reason(GATEWAY_MAC, "192.168.1.77") is None
+
+
+def test_interface_macs_read_what_the_system_shows(tmp_path: Path) -> None:
+    for name, address in (
+        ("eth0", "02:42:C0:A8:01:02\n"),
+        ("lo", "00:00:00:00:00:00\n"),
+        ("ib0", "80:00:02:08:fe:80:00:00:00:00:00:00:00:02:c9:03:00:0b:6c:1d\n"),
+    ):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "address").write_text(address, encoding="ascii")
+    names = ["eth0", "lo", "ib0", "gone", "../eth0", ""]
+    assert interface_macs(names, tmp_path) == [HA_MAC]
+
+
+async def test_the_gateways_mac_is_never_quarantined(hass: HomeAssistant, mqtt_mock: Any) -> None:
+    entry, manager, agent, _ = await setup_evacuation(hass, mqtt_mock)
+    publish(hass, "info", _info())
+    publish_event(hass, make_event(level=2, mac=GATEWAY_MAC, ip="192.168.1.77"))
+    await hass.async_block_till_done()
+    culprit = manager.record.culprits[GATEWAY_MAC]
+    assert culprit.quarantine == Outcome(False, "protected_gateway").as_dict()
+    assert agent.actions() == []
+    await unload(hass, entry)
+
+
+async def test_home_assistants_own_macs_are_protected(hass: HomeAssistant, mqtt_mock: Any) -> None:
+    with patch(
+        "custom_components.lan_guard.evacuation.interface_macs", return_value=[HA_MAC]
+    ) as read:
+        entry, manager, _, _ = await setup_evacuation(hass, mqtt_mock)
+    assert read.call_args.args[0]  # the names of HA's network adapters
+    assert manager.protected().reason(HA_MAC, "192.168.1.79") == "ha_host"
+    await unload(hass, entry)
 
 
 def test_outcome_round_trip() -> None:
