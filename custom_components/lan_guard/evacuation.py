@@ -424,7 +424,7 @@ class EvacuationManager:
             else:  # back after leaving, or a transient failure to retry
                 again = True
                 culprit.left = False
-                culprit.ip = culprit.ip or source.get("ip")
+                culprit.ip = source.get("ip") or culprit.ip  # DHCP may have moved it
         if not new and culprit is None:
             return
         to_turn_off: list[str] = []

@@ -338,6 +338,24 @@ async def test_a_culprit_that_comes_back_is_quarantined_again(
     await unload(hass, entry)
 
 
+async def test_a_culprit_back_with_a_new_ip_is_quarantined_at_the_new_ip(
+    hass: HomeAssistant, mqtt_mock: Any
+) -> None:
+    entry, manager, agent, _ = await setup_evacuation(
+        hass, mqtt_mock, **{CONF_EVACUATION_RESTORE: "confirm"}
+    )
+    publish_event(hass, make_event(level=2))
+    await hass.async_block_till_done()
+    publish_event(hass, host_left())
+    await hass.async_block_till_done()
+    assert manager.record.phase is Phase.CULPRIT_LEFT
+    publish_event(hass, make_event(level=2, ip="192.168.1.99"))
+    await hass.async_block_till_done()
+    assert manager.record.culprits[CULPRIT_MAC].ip == "192.168.1.99"
+    assert [command["ip"] for command in agent.commands] == [CULPRIT_IP, "192.168.1.99"]
+    await unload(hass, entry)
+
+
 async def test_a_failed_quarantine_is_retried_on_the_next_event_quietly(
     hass: HomeAssistant, mqtt_mock: Any
 ) -> None:
