@@ -335,11 +335,13 @@ class LanGuardCoordinator:
             self._refuse(topic, BadPayload.AGENT_MISMATCH, f"agent_id is {payload['agent_id']!r}")
             return None
         if self.verifier is not None:
+            # The signature covers the bytes as sent: verify the decoded payload, not the
+            # validated one (validation coerces, e.g. a level of 2.0 becomes 2).
             try:
                 if topic in _RETAINED:
-                    self.verifier.verify_retained(topic, payload)
+                    self.verifier.verify_retained(topic, decoded)
                 else:
-                    self.verifier.verify_live(payload, dt_util.utcnow().timestamp())
+                    self.verifier.verify_live(decoded, dt_util.utcnow().timestamp())
             except SignatureError as err:
                 self._refuse(topic, err.reason, str(err))
                 return None

@@ -162,6 +162,20 @@ async def test_with_a_key_only_signed_fresh_unique_payloads_pass(hass: HomeAssis
     await unload(hass, entry)
 
 
+async def test_a_signature_is_checked_on_the_payload_as_sent(hass: HomeAssistant) -> None:
+    """A contract-valid level of 2.0 is signed as 2.0; validation makes it 2 afterwards."""
+    entry = await setup_entry(hass, make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY}))
+    coordinator: LanGuardCoordinator = entry.runtime_data
+    event = {**make_event(), "level": 2.0}
+    publish(hass, "event", agent_signing.sign(event, KEY, now_ts()))
+    await hass.async_block_till_done()
+    assert BadPayload.SIGNATURE_BAD not in coordinator.bad_payloads
+    accepted = coordinator.history.get(event["id"])
+    assert accepted is not None
+    assert type(accepted.payload["level"]) is int
+    await unload(hass, entry)
+
+
 async def test_availability_follows_status_and_the_mqtt_connection(hass: HomeAssistant) -> None:
     entry = await setup_entry(hass, online=False)
     coordinator: LanGuardCoordinator = entry.runtime_data
