@@ -17,7 +17,7 @@ import logging
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from .detectors.flood import FloodConfig
 from .detectors.session import SessionConfig
 from .detectors.syn_scan import SynScanConfig
 from .enforcer import DEFAULT_ALLOWED_SERVICES, EnforcerSettings
-from .formats import ip_bytes, mac_bytes
+from .formats import ip_bytes, ip_str, mac_bytes
 from .hosts import HostsConfig
 from .incidents import IncidentConfig
 from .pipeline import DEFAULT_DECOY_PORTS, PipelineConfig
@@ -143,7 +143,7 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
     "decoys": {
         "enabled": (True, _BOOL),
         "ports": (list(DEFAULT_DECOY_PORTS), vol.All(_list(_port), vol.Length(max=64))),
-        "bind": ("0.0.0.0", _ipv4),
+        "bind": (None, _ipv4),  # None: the node's IP (0.0.0.0 would include a router's WAN)
         "max_bytes": (4096, _int(1, 1 << 20)),
         "timeout_s": (5.0, _seconds()),
         "idle_s": (0.5, _seconds(0.05)),
@@ -315,7 +315,9 @@ def _check_consistency(raw: dict[str, Any]) -> None:
 class DecoyConfig:
     enabled: bool = True
     ports: tuple[int, ...] = DEFAULT_DECOY_PORTS
-    bind: str = "0.0.0.0"
+    # None: the capture interface's address (filled in by ``with_network``). Never 0.0.0.0
+    # by default: on a router that would put the decoys on the WAN too.
+    bind: str | None = None
     # Read at most 4096 bytes per connection: enough for a sample, bounded for a flood.
     max_bytes: int = 4096
     # A connection is closed after 5 s, or 0.5 s after its last data (we speak no protocol).
@@ -356,6 +358,10 @@ class AgentConfig:
     ) -> AgentConfig:
         """Fill in what the live interface tells (values from the config still win)."""
         p = self.pipeline
+        interface_ip = node_ip or p.node_ip
+        decoys = self.decoys
+        if decoys.bind is None and interface_ip is not None:
+            decoys = replace(decoys, bind=ip_str(interface_ip))
         pipeline = PipelineConfig(
             **{
                 **{f: getattr(p, f) for f in p.__dataclass_fields__},
@@ -372,7 +378,7 @@ class AgentConfig:
             self.events_jsonl,
             self.stdout,
             self.capture,
-            self.decoys,
+            decoys,
             self.probe_hosts,
             pipeline,
         )
@@ -422,7 +428,7 @@ def load(
         decoys=DecoyConfig(
             enabled=decoys["enabled"],
             ports=tuple(decoys["ports"]),
-            bind=decoys["bind"] or "0.0.0.0",
+            bind=decoys["bind"],
             max_bytes=decoys["max_bytes"],
             timeout_s=decoys["timeout_s"],
             idle_s=decoys["idle_s"],

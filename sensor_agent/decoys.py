@@ -56,6 +56,11 @@ class Decoys:
         self._connections: dict[socket.socket, _Connection] = {}
 
     def open(self) -> None:
+        if self.config.bind is None:  # no node IP (and no decoys.bind): nowhere safe to listen
+            reason = "no node IPv4 address to listen on (set decoys.bind)"
+            self.errors.extend((port, reason) for port in self.config.ports)
+            log.error("decoys: %s", reason)
+            return
         for port in self.config.ports:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:

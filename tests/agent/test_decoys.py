@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from sensor_agent.config import AgentConfig, CaptureConfig, DecoyConfig
+from sensor_agent.config import AgentConfig, CaptureConfig, DecoyConfig, load
 from sensor_agent.formats import ip_bytes
 from sensor_agent.live import LiveAgent
 from tests.agent.craft import ATTACKER_MAC, T0, RecordingSink, arp_request, base_config
@@ -144,3 +144,40 @@ def test_decoys_disabled_open_nothing() -> None:
         assert agent.decoys.ports == []
         assert "decoys" not in sink.last("info")["capabilities"]
     assert T0 > 0
+
+
+def test_by_default_decoys_listen_on_the_node_ip_only() -> None:
+    """No ``decoys.bind``: the capture interface's address, never 0.0.0.0 (on a router that
+    would put the decoys on the WAN). Here the "interface" has 127.0.0.2: 127.0.0.1 is
+    another address of the host, where nothing must answer."""
+    with socket.socket() as probe:  # a free port (the config asks for a real one)
+        probe.bind(("127.0.0.2", 0))
+        free = int(probe.getsockname()[1])
+    loaded = load(None, environ={}, overrides={("decoys", "ports"): str(free)})
+    assert loaded.decoys.bind is None
+    config = loaded.with_network(ip_bytes("127.0.0.2"), None, None)
+    assert config.decoys.bind == "127.0.0.2"
+    agent = LiveAgent(config, [RecordingSink()], None)
+    with Running(agent):
+        assert agent.decoys.ports == [free]
+        port = free
+        with socket.create_connection(("127.0.0.2", port), timeout=2):
+            pass
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_without_a_node_ip_no_decoy_listens_and_info_says_why() -> None:
+    sink = RecordingSink()
+    config = replace(agent_config((0, 0)), decoys=DecoyConfig(ports=(8081, 8082), bind=None))
+    agent = LiveAgent(config, [sink], None)
+    with Running(agent):
+        assert agent.decoys.ports == []
+    info = sink.last("info")
+    validate("info", info)
+    reason = "no node IPv4 address to listen on (set decoys.bind)"
+    assert info["decoy_errors"] == [
+        {"port": 8081, "error": reason},
+        {"port": 8082, "error": reason},
+    ]
+    assert "decoys" not in info["capabilities"]
