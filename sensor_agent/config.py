@@ -161,10 +161,12 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "detectors.session": {
         "sample_bytes": (_SESSION.sample_bytes, _int(0, 256)),
+        "max_sources": (_SESSION.max_sources, _int(1)),
     },
     "detectors.flood": {
         "source_fps": (_FLOOD.source_fps, _int(10)),
         "total_fps": (_FLOOD.total_fps, _int(10)),
+        "max_sources": (_FLOOD.max_sources, _int(1)),
     },
     "detectors.arp_spoof": {
         "hold_s": (_SPOOF.hold_s, _seconds()),

@@ -26,7 +26,8 @@ class FloodConfig:
     total_fps: int = 5000
     # A flood state is forgotten after 30 s without a flooding second.
     quiet_s: float = 30.0
-    max_sources: int = 1024
+    # 4096 sources, as the other detectors: far more than a home LAN has (evictions counted).
+    max_sources: int = 4096
 
 
 class _Source:

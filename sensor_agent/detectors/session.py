@@ -21,7 +21,8 @@ class SessionConfig:
     sample_bytes: int = 64
     # State is kept for 10 minutes per source so the byte count covers the whole session.
     window_s: float = 600.0
-    max_sources: int = 1024
+    # 4096 sources, as the other detectors: far more than a home LAN has (evictions counted).
+    max_sources: int = 4096
 
 
 class _Source:

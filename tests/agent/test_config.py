@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sensor_agent.config import ConfigError, env_names, load, load_raw, mqtt_settings
+from sensor_agent.pipeline import Pipeline
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "lan-guard.toml"
 
@@ -20,6 +21,20 @@ def test_defaults_without_any_source() -> None:
     assert config.stdout is True and config.events_jsonl is None
     assert config.capture.buffer_mb == 8
     assert mqtt_settings(config) is None
+
+
+def test_every_detector_bounds_its_sources_at_4096_by_default_and_configurably() -> None:
+    pipeline = load(None, environ={}).pipeline
+    detectors = (pipeline.arp_scan, pipeline.syn_scan, pipeline.session, pipeline.flood)
+    assert [d.max_sources for d in detectors] == [4096] * 4
+    env = {
+        "LAN_GUARD_DETECTORS_SESSION_MAX_SOURCES": "100",
+        "LAN_GUARD_DETECTORS_FLOOD_MAX_SOURCES": "200",
+    }
+    running = Pipeline(load(None, environ=env).pipeline)
+    assert (running.session.sources.max_sources, running.flood.sources.max_sources) == (100, 200)
+    with pytest.raises(ConfigError, match=r"detectors\.flood\.max_sources: value must be at"):
+        load_raw(None, environ={"LAN_GUARD_DETECTORS_FLOOD_MAX_SOURCES": "0"})
 
 
 def test_file_then_environment_then_flags(tmp_path: Path) -> None:
