@@ -32,6 +32,7 @@ from .enforcer import DEFAULT_ALLOWED_SERVICES, EnforcerSettings
 from .formats import ip_bytes, ip_str, mac_bytes
 from .hosts import HostsConfig
 from .incidents import IncidentConfig
+from .outbox import DEFAULT_MAX_ROWS
 from .pipeline import DEFAULT_DECOY_PORTS, PipelineConfig
 
 ENV_PREFIX = "LAN_GUARD_"
@@ -196,7 +197,7 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
             _optional(vol.All(str, vol.Length(min=16, msg="use at least 16 characters"))),
         ),
         "outbox_path": (None, _TEXT),
-        "outbox_max": (100_000, _int(1)),
+        "outbox_max": (DEFAULT_MAX_ROWS, _int(1)),
     },
     # Shapes here; the values (backend, family, allowlist entries, allowed_services) are
     # checked by sensor_agent.enforcer.EnforcerSettings, in _check_consistency().

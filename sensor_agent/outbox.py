@@ -25,7 +25,9 @@ from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_MAX_ROWS = 10_000
+# 100,000 events (tens of MB at most): days of a busy LAN's events while the broker is
+# away. The one default: config.py and MqttSettings use it too.
+DEFAULT_MAX_ROWS = 100_000
 _DROP_LOG_INTERVAL_S = 10.0
 
 

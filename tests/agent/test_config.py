@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from sensor_agent.config import ConfigError, env_names, load, load_raw, mqtt_settings
+from sensor_agent.outbox import DEFAULT_MAX_ROWS
 from sensor_agent.pipeline import Pipeline
+from sensor_agent.sinks.mqtt import MqttSettings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "lan-guard.toml"
 
@@ -158,3 +160,10 @@ def test_the_example_config_in_deploy_is_valid() -> None:
 def test_the_nftables_enforcer_with_a_shared_key_is_accepted() -> None:
     env = {"LAN_GUARD_ENFORCER_BACKEND": "nftables", "LAN_GUARD_MQTT_SHARED_KEY": "k" * 16}
     assert load_raw(None, environ=env)["enforcer"]["backend"] == "nftables"
+
+
+def test_one_outbox_default_for_the_config_and_the_mqtt_settings() -> None:
+    assert load_raw(None, environ={})["mqtt"]["outbox_max"] == DEFAULT_MAX_ROWS == 100_000
+    assert MqttSettings(host="127.0.0.1").outbox_max == DEFAULT_MAX_ROWS
+    configured = mqtt_settings(load(None, environ={"LAN_GUARD_MQTT_HOST": "127.0.0.1"}))
+    assert configured.outbox_max == DEFAULT_MAX_ROWS
