@@ -10,9 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
-import re
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -34,7 +32,7 @@ from .capture import (
 from .commands import CommandHandler, build_command_handler
 from .config import AgentConfig, ConfigError, load, mqtt_settings
 from .enforcer import EnforcerSettings
-from .formats import ip_bytes, ip_str, mac_str
+from .formats import default_agent_id, ip_bytes, ip_str, mac_str
 from .live import LiveAgent
 from .pipeline import Pipeline, PipelineConfig, info_payload
 from .replay import CaptureError, replay
@@ -142,14 +140,8 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _default_agent_id() -> str:
-    """The host name, reduced to the characters an agent id may hold."""
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0])[:64]
-    return name or "lan_guard_agent"
-
-
 def _load(args: argparse.Namespace) -> AgentConfig:
-    return load(args.config, overrides=_overrides(args), default_agent_id=_default_agent_id())
+    return load(args.config, overrides=_overrides(args), default_agent_id=default_agent_id())
 
 
 def _sinks(config: AgentConfig) -> list[Sink]:

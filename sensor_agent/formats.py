@@ -6,6 +6,7 @@ strings only when an event, state or hosts payload is built.
 
 from __future__ import annotations
 
+import re
 import socket
 from datetime import UTC, datetime
 
@@ -46,3 +47,9 @@ def iso_utc(ts: float) -> str:
 def printable(data: bytes, limit: int) -> str:
     """At most ``limit`` bytes of ``data`` as text; non-printable bytes shown as ``'.'``."""
     return data[:limit].translate(_PRINTABLE).decode("ascii")
+
+
+def default_agent_id() -> str:
+    """The host name, reduced to the characters an agent id may hold."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0])[:64]
+    return name or "lan_guard_agent"

@@ -22,7 +22,6 @@ import logging
 import os
 import random
 import re
-import socket
 import ssl
 import threading
 import time
@@ -36,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from sensor_agent.formats import default_agent_id
 from sensor_agent.outbox import DEFAULT_MAX_ROWS, Outbox
 from sensor_agent.signing import sign
 from sensor_agent.sinks import RetainedTopic
@@ -50,12 +50,6 @@ _AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_COMMAND_BYTES = 65_536
 _INFLIGHT_MAX = 20  # events handed to paho and not yet acknowledged, per connection
 _RETAINED_TOPICS: tuple[RetainedTopic, ...] = ("info", "state", "hosts", "quarantine")
-
-
-def default_agent_id() -> str:
-    """The host name, reduced to the characters an agent id may hold."""
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0])[:64]
-    return name or "lan_guard_agent"
 
 
 def default_outbox_path() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from sensor_agent import __version__
+from sensor_agent.cli import _load, _parser
+from sensor_agent.formats import default_agent_id
+from sensor_agent.sinks.mqtt import MqttSettings
 from sensor_agent.synth import CULPRIT, NODE, ROUTER
 from tests.contract import validate
 
@@ -184,6 +188,13 @@ def test_check_config_masks_the_secrets_that_are_set(tmp_path: Path) -> None:
     assert unset.returncode == 0, unset.stderr
     mqtt = json.loads(unset.stdout)["mqtt"]
     assert (mqtt["password"], mqtt["shared_key"]) == (None, None)  # unset: not masked
+
+
+def test_the_default_agent_id_is_the_same_for_the_cli_and_the_mqtt_sink() -> None:
+    expected = default_agent_id()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", expected)  # the host name, made a valid id
+    assert MqttSettings(host="127.0.0.1").agent_id == expected
+    assert _load(_parser().parse_args(["check-config"])).agent_id == expected
 
 
 def test_run_needs_an_interface() -> None:
