@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from unittest.mock import AsyncMock
+from unittest.mock import AsyncMock, Mock
 
 import pytest
 from homeassistant.components.mqtt import MQTT_CONNECTION_STATE
@@ -14,7 +15,10 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import async_capture_events
+from pytest_homeassistant_custom_component.common import (
+    MockMqttReasonCode,
+    async_capture_events,
+)
 
 from custom_components.lan_guard.const import (
     CONF_SIGNING_KEY,
@@ -377,9 +381,33 @@ async def test_host_left_is_information_not_an_incident(hass: HomeAssistant) -> 
     await unload(hass, entry)
 
 
-async def test_subscription_is_reported_when_acknowledged(hass: HomeAssistant) -> None:
+async def test_subscription_is_reported_when_acknowledged(
+    hass: HomeAssistant, mqtt_client_mock: Any
+) -> None:
+    # The broker holds its SUBACKs back until the test delivers them.
+    withheld: list[int] = []
+    sent = asyncio.Event()
+
+    def subscribe_without_ack(topic: Any, qos: int = 0) -> tuple[int, int]:
+        withheld.append(len(withheld) + 10_000)
+        sent.set()
+        return (0, withheld[-1])
+
+    mqtt_client_mock.subscribe.side_effect = subscribe_without_ack
     entry = await setup_entry(hass)
-    await entry.runtime_data.subscribed.wait()
+    subscribed = entry.runtime_data.subscribed
+    async with asyncio.timeout(5):  # the MQTT client batches subscriptions after a cooldown
+        await sent.wait()
+    await hass.async_block_till_done()
+    assert not subscribed.is_set()
+    # HA subscribes one batch at a time, each after the previous SUBACK: ack as they come.
+    acked = 0
+    async with asyncio.timeout(5):  # fails instead of hanging
+        while not subscribed.is_set():
+            for mid in withheld[acked:]:
+                mqtt_client_mock.on_subscribe(Mock(), 0, mid, [MockMqttReasonCode()], None)
+            acked = len(withheld)
+            await asyncio.sleep(0.01)
     await unload(hass, entry)
 
 
