@@ -232,6 +232,9 @@ async def test_router_entity_blocks_and_unblocks(hass: HomeAssistant, mqtt_mock:
     await hass.async_block_till_done()
     assert hass.states.get("input_boolean.laptop_allowed").state == "off"  # blocked
     assert manager.record.culprits[CULPRIT_MAC].in_force
+    # The agent's own (empty) quarantine says nothing about the router's block.
+    publish(hass, "quarantine", {**example("quarantine"), "hosts": []})
+    await hass.async_block_till_done()
     assert agent.commands == []  # the agent is not asked
     await manager.async_stop()
     assert hass.states.get("input_boolean.laptop_allowed").state == "on"
