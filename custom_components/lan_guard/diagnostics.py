@@ -32,6 +32,7 @@ TO_REDACT = {
     "old_mac",
     "new_mac",
     "gateway",
+    "gateway_mac",
     "sig",
 }
 

@@ -27,6 +27,8 @@ async def test_diagnostics_are_useful_and_leak_no_identity(hass: HomeAssistant) 
     now = 1_800_000_000.0
     publish(hass, "status", "online", retain=True)
     publish(hass, "hosts", sign(example("hosts"), key, now), retain=True)
+    info = {**example("info"), "gateway_mac": "a0:63:91:0e:12:34"}
+    publish(hass, "info", sign(info, key, now), retain=True)
     event = make_event(level=3, kind="session")
     publish(hass, "event", sign(event, key, now))  # stale: refused
     publish(hass, "event", b"{broken")
@@ -37,12 +39,20 @@ async def test_diagnostics_are_useful_and_leak_no_identity(hass: HomeAssistant) 
 
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)
     text = json.dumps(diagnostics)
-    for secret in ("top secret", "192.168.1.2", "b8:27:eb:4c:21:9a", "192.168.1.23", "kids-laptop"):
+    for secret in (
+        "top secret",
+        "192.168.1.2",
+        "b8:27:eb:4c:21:9a",
+        "a0:63:91:0e:12:34",
+        "192.168.1.23",
+        "kids-laptop",
+    ):
         assert secret not in text, secret
     assert event["evidence"]["sample"] not in text
     assert diagnostics["entry"]["options"][CONF_SIGNING_KEY] == REDACTED
     assert diagnostics["agent"]["status"] == "online"
     assert diagnostics["agent"]["hosts"]["hosts"][0]["mac"] == REDACTED
+    assert diagnostics["agent"]["info"]["gateway_mac"] == REDACTED
     assert diagnostics["refused_payloads"]["counts"] == {"stale": 1, "not_json": 1}
     assert diagnostics["refused_payloads"]["last"]["not_json"]["topic"] == "event"
     assert diagnostics["signing"] == {"enabled": True, "remembered_ids": 0}
