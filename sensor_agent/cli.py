@@ -391,7 +391,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except CaptureOpenError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
-    # the gateway's MAC as the kernel resolved it (else the first ARP reply the pipeline sees)
+    # the gateway's MAC as the kernel resolved it (and the first ARP reply the pipeline hears)
     kernel_gateway_mac = (
         kernel_arp_lookup(ip_str(node.gateway_ip))
         if node.gateway_ip and not node.gateway_mac
@@ -412,9 +412,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             prober = ArpProber(interface, node.node_mac, node.node_ip)
         except OSError as exc:
             log.warning("no ARP probing of silent culprits: %s", exc)
-    agent = LiveAgent(config, sinks, capture, prober=prober, capabilities=capabilities)
-    if kernel_gateway_mac is not None:
-        agent.pipeline.seed_gateway_mac(kernel_gateway_mac, time.time())
+    agent = LiveAgent(
+        config,
+        sinks,
+        capture,
+        prober=prober,
+        capabilities=capabilities,
+        kernel_gateway_mac=kernel_gateway_mac,
+    )
     if mqtt is not None and handler is not None:
         _wire_mqtt(mqtt, handler, agent.pipeline)
     stop = threading.Event()

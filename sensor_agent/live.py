@@ -37,8 +37,13 @@ class LiveAgent:
         prober: ArpProber | None = None,
         capabilities: Sequence[str] = ("detect", "hosts"),
         clock: Callable[[], float] = time.time,
+        kernel_gateway_mac: bytes | None = None,
     ) -> None:
         self.config = config
+        # The gateway's MAC in the node's ARP table at start: published until the pipeline
+        # hears the gateway itself. Not given to the ARP-spoofing detector: a stale (or
+        # poisoned) entry there would make the real gateway look like the spoofer.
+        self.kernel_gateway_mac = kernel_gateway_mac
         self.sinks = list(sinks)
         self.capture = capture
         self.prober = prober
@@ -66,8 +71,9 @@ class LiveAgent:
 
     def _publish_info(self) -> None:
         interface = self.capture.interface if self.capture else "none"
-        gateway_mac = self.pipeline.gateway_mac()
-        self._info_gateway_mac = gateway_mac
+        heard = self.pipeline.gateway_mac()
+        self._info_gateway_mac = heard
+        gateway_mac = heard or self.kernel_gateway_mac
         info = info_payload(
             self.config.pipeline,
             version=__version__,
@@ -100,7 +106,7 @@ class LiveAgent:
                 self.decoys.tick(now)
                 pipeline.tick(now)
                 if self._info_gateway_mac is None and pipeline.gateway_mac() is not None:
-                    self._publish_info()  # learnt from the gateway's first ARP reply
+                    self._publish_info()  # heard from the gateway's first ARP reply
 
     def close(self) -> None:
         self.pipeline.finish(self.clock())

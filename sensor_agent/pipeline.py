@@ -439,15 +439,10 @@ class Pipeline:
 
     def gateway_mac(self) -> bytes | None:
         """The gateway's MAC: configured, else the binding the ARP-spoofing detector holds for
-        the gateway's IP (seeded from the kernel's ARP table, or the first reply heard)."""
+        the gateway's IP (the first reply heard)."""
         if self.config.gateway_mac is not None or self.config.gateway_ip is None:
             return self.config.gateway_mac
         return self.arp_spoof.mac_of(self.config.gateway_ip)
-
-    def seed_gateway_mac(self, mac: bytes, now: float) -> None:
-        """The gateway's MAC as the kernel resolved it (not pinned, unlike a configured one)."""
-        if self.config.gateway_ip is not None:
-            self.arp_spoof.seed(self.config.gateway_ip, mac, now)
 
     def publish_state(self, now: float) -> None:
         self._last_state = now

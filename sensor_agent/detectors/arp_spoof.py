@@ -67,12 +67,6 @@ class ArpSpoofDetector:
             self.bindings.put(gateway_ip, _Binding(0.0, gateway_mac))
             self._pinned.add(gateway_ip)
 
-    def seed(self, ip: bytes, mac: bytes, now: float) -> None:
-        """Bind ``ip`` to ``mac`` (e.g. from the kernel's ARP table) unless already bound;
-        unlike a configured gateway MAC, not pinned: the owner may change after ``hold_s``."""
-        if self.bindings.get(ip) is None:
-            self.bindings.put(ip, _Binding(now, mac))
-
     def mac_of(self, ip: bytes) -> bytes | None:
         """The MAC ``ip`` is bound to, if any (a lookup: no expiry is touched)."""
         binding = self.bindings.get(ip)

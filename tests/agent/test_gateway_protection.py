@@ -6,6 +6,7 @@ MAC is refused (a forged sender IP must not cut off an innocent host)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -17,6 +18,7 @@ from sensor_agent.cli import _command_handler, _wire_mqtt
 from sensor_agent.config import AgentConfig, load
 from sensor_agent.enforcer import NoEnforcer
 from sensor_agent.formats import ip_bytes, mac_bytes
+from sensor_agent.live import LiveAgent
 from sensor_agent.pipeline import Pipeline, info_payload
 from tests.agent.craft import (
     ATTACKER_IP,
@@ -27,6 +29,7 @@ from tests.agent.craft import (
     HOST_MAC,
     NODE_IP,
     NODE_MAC,
+    RecordingSink,
     arp_reply,
 )
 from tests.contract import validate
@@ -112,13 +115,29 @@ def test_the_gateway_mac_learnt_from_its_first_arp_reply_is_protected_and_publis
     assert info["gateway_mac"] == GW_MAC
 
 
-def test_a_kernel_resolved_gateway_mac_seeds_the_pipeline_unpinned() -> None:
-    config = run_style_config()
-    pipeline = Pipeline(config.pipeline, [])
-    pipeline.seed_gateway_mac(mac_bytes(GW_MAC), 100.0)
-    assert pipeline.gateway_mac() == mac_bytes(GW_MAC)
-    pipeline.seed_gateway_mac(mac_bytes(HOST_MAC), 101.0)  # a seed never overrides a binding
-    assert pipeline.gateway_mac() == mac_bytes(GW_MAC)
+def test_a_stale_kernel_gateway_mac_is_published_until_the_gateway_is_heard() -> None:
+    """The node's ARP table may be stale (or poisoned): its entry is protected and published
+    until the gateway's own reply is heard, and never makes the real gateway a spoofer."""
+    config = run_style_config({("decoys", "enabled"): False})
+    sink = RecordingSink()
+    agent = LiveAgent(config, [sink], None, kernel_gateway_mac=mac_bytes(HOST_MAC))
+    stop = threading.Event()
+    agent.start()
+    assert sink.last("info")["gateway_mac"] == HOST_MAC
+    runner = threading.Thread(target=agent.run, args=(stop, 0.05))
+    runner.start()
+    try:
+        agent.pipeline.feed(time.time(), arp_reply(GW_MAC, GW_IP))  # as the capture would
+        deadline = time.monotonic() + 5
+        while sink.last("info")["gateway_mac"] != GW_MAC and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        runner.join(5)
+        agent.close()
+    validate("info", sink.last("info"))
+    assert sink.last("info")["gateway_mac"] == GW_MAC
+    assert [e["kind"] for e in sink.events] == []  # the real gateway is no spoofer
 
 
 def test_info_without_a_known_gateway_mac_says_null_and_older_payloads_still_validate() -> None:
