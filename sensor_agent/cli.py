@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -176,21 +176,18 @@ def _close(sinks: Sequence[Sink]) -> None:
             log.exception("closing %s failed", type(sink).__name__)
 
 
-def _command_handler(
-    config: AgentConfig, *, may_enforce: bool, gateway_mac: bytes | None = None
-) -> tuple[CommandHandler, list[str]]:
+def _command_handler(config: AgentConfig, *, may_enforce: bool) -> tuple[CommandHandler, list[str]]:
     """The MQTT command handler and the capabilities for ``info``. Built even without an
     enforcer (backend ``none``, or a replay, which never touches the firewall): commands are
     then refused with the reason, and the retained ``quarantine`` says ``enforcer: none``.
 
     The gateway is the resolved one (``config.pipeline``: configured, else the default
-    route's), with its MAC (configured, else ``gateway_mac`` as the kernel resolved it)."""
+    route's); a MAC not configured is looked up per command (see :func:`_wire_mqtt`)."""
     node = config.pipeline
-    gateway_mac = node.gateway_mac or gateway_mac
     settings = dataclasses.replace(
         EnforcerSettings.from_config(config.raw),
         gateway_ip=ip_str(node.gateway_ip) if node.gateway_ip else None,
-        gateway_mac=mac_str(gateway_mac) if gateway_mac else None,
+        gateway_mac=mac_str(node.gateway_mac) if node.gateway_mac else None,
     )
     if not may_enforce:
         settings = dataclasses.replace(settings, kind="none")
@@ -210,20 +207,26 @@ def _command_handler(
     return handler, capabilities
 
 
-def _wire_mqtt(mqtt: Any, handler: CommandHandler, pipeline: Pipeline) -> None:
+def _wire_mqtt(
+    mqtt: Any,
+    handler: CommandHandler,
+    pipeline: Pipeline,
+    gateway_mac: Callable[[], bytes | None] | None = None,
+) -> None:
     """Quarantine state on its retained topic (now and after each change); the sink's
-    counters in the state payload; the handler's lookups of what the pipeline learns (the
-    gateway's MAC, which MAC holds an IP)."""
+    counters in the state payload; the handler's lookups of what the agent learns: the
+    gateway's MAC (``gateway_mac``, default the pipeline's) and which MAC holds an IP."""
+    find_gateway_mac = gateway_mac or pipeline.gateway_mac
 
-    def gateway_mac() -> str | None:
-        mac = pipeline.gateway_mac()
+    def gateway_mac_str() -> str | None:
+        mac = find_gateway_mac()
         return mac_str(mac) if mac else None
 
     def host_mac(ip: str) -> str | None:
         mac = pipeline.hosts.mac_of(ip_bytes(ip))
         return mac_str(mac) if mac else None
 
-    handler.gateway_mac = gateway_mac
+    handler.gateway_mac = gateway_mac_str
     handler.host_mac = host_mac
     handler.on_change = lambda state: mqtt.retained("quarantine", state)
     mqtt.retained("quarantine", handler.state_payload())
@@ -400,9 +403,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     sinks = _sinks(config)
     handler, capabilities = None, ["detect", "hosts"]
     if config.raw["mqtt"]["host"]:
-        handler, capabilities = _command_handler(
-            config, may_enforce=True, gateway_mac=kernel_gateway_mac
-        )
+        handler, capabilities = _command_handler(config, may_enforce=True)
     mqtt = _mqtt_sink(config, handler)
     if mqtt is not None:
         sinks.append(mqtt)
@@ -421,7 +422,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         kernel_gateway_mac=kernel_gateway_mac,
     )
     if mqtt is not None and handler is not None:
-        _wire_mqtt(mqtt, handler, agent.pipeline)
+        _wire_mqtt(mqtt, handler, agent.pipeline, agent.gateway_mac)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

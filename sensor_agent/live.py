@@ -69,11 +69,14 @@ class LiveAgent:
             self.selector.register(self.capture.sock, selectors.EVENT_READ, _CAPTURE)
         self._publish_info()
 
+    def gateway_mac(self) -> bytes | None:
+        """The gateway's MAC: configured or heard by the pipeline, else the kernel's entry."""
+        return self.pipeline.gateway_mac() or self.kernel_gateway_mac
+
     def _publish_info(self) -> None:
         interface = self.capture.interface if self.capture else "none"
-        heard = self.pipeline.gateway_mac()
-        self._info_gateway_mac = heard
-        gateway_mac = heard or self.kernel_gateway_mac
+        self._info_gateway_mac = self.pipeline.gateway_mac()
+        gateway_mac = self.gateway_mac()
         info = info_payload(
             self.config.pipeline,
             version=__version__,

@@ -35,6 +35,7 @@ from tests.agent.craft import (
 from tests.contract import validate
 
 KEY = "gateway-test-shared-key"
+NO_ENFORCER = "this agent has no enforcer (enforcer: none)"
 
 
 class FakeSink:
@@ -73,16 +74,17 @@ def test_the_default_route_gateway_reaches_the_handler_and_the_nft_ruleset(
 
     monkeypatch.setattr(commands_module, "build_enforcer", record)
     config = run_style_config({("enforcer", "backend"): "nftables", ("mqtt", "shared_key"): KEY})
-    handler, _ = _command_handler(config, may_enforce=True, gateway_mac=mac_bytes(GW_MAC))
+    handler, _ = _command_handler(config, may_enforce=True)
     assert built["kind"] == "nftables" and built["gateway"] == GW_IP
     assert handler.protected.gateway_ips == {GW_IP}
-    assert handler.protected.gateway_macs == {GW_MAC}
+    assert handler.protected.gateway_macs == frozenset()  # none configured: looked up
 
 
-def test_without_a_key_the_gateway_by_ip_and_by_kernel_mac_is_refused() -> None:
-    handler, _ = _command_handler(
-        run_style_config(), may_enforce=False, gateway_mac=mac_bytes(GW_MAC)
-    )
+def test_the_gateway_by_ip_and_by_the_kernels_mac_is_refused() -> None:
+    config = run_style_config({("decoys", "enabled"): False})
+    handler, _ = _command_handler(config, may_enforce=False)
+    agent = LiveAgent(config, [], None, kernel_gateway_mac=mac_bytes(GW_MAC))
+    _wire_mqtt(FakeSink(), handler, agent.pipeline, agent.gateway_mac)
     by_ip = handler(quarantine(ATTACKER_MAC, GW_IP))
     by_mac = handler(quarantine(GW_MAC, None))
     assert (by_ip["ok"], by_ip["error"]) == (False, f"refused: {GW_IP} is the gateway")
@@ -121,9 +123,12 @@ def test_a_stale_kernel_gateway_mac_is_published_until_the_gateway_is_heard() ->
     config = run_style_config({("decoys", "enabled"): False})
     sink = RecordingSink()
     agent = LiveAgent(config, [sink], None, kernel_gateway_mac=mac_bytes(HOST_MAC))
+    handler, _ = _command_handler(config, may_enforce=False)
+    _wire_mqtt(FakeSink(), handler, agent.pipeline, agent.gateway_mac)
     stop = threading.Event()
     agent.start()
     assert sink.last("info")["gateway_mac"] == HOST_MAC
+    assert handler(quarantine(HOST_MAC, None))["error"] == f"refused: {HOST_MAC} is the gateway"
     runner = threading.Thread(target=agent.run, args=(stop, 0.05))
     runner.start()
     try:
@@ -138,6 +143,9 @@ def test_a_stale_kernel_gateway_mac_is_published_until_the_gateway_is_heard() ->
     validate("info", sink.last("info"))
     assert sink.last("info")["gateway_mac"] == GW_MAC
     assert [e["kind"] for e in sink.events] == []  # the real gateway is no spoofer
+    assert handler(quarantine(GW_MAC, None))["error"] == f"refused: {GW_MAC} is the gateway"
+    # the stale entry is no longer the gateway: it may be quarantined (here: no enforcer)
+    assert handler(quarantine(HOST_MAC, None))["error"] == NO_ENFORCER
 
 
 def test_info_without_a_known_gateway_mac_says_null_and_older_payloads_still_validate() -> None:
