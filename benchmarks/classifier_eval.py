@@ -1,37 +1,44 @@
-"""Learning curve and merge check of the LAN Guard verdict classifier on generated homes.
+"""The verdict classifier on held-out homes: learning curve, pushes, questions, merge check.
 
 Run: ``.venv/bin/python benchmarks/classifier_eval.py`` (or with ``.venv-agent``: the learning
-package is pure Python + numpy). Homes come from ``classifier_corpus.generate_home`` (14 days
-each; see that module for what happens in a home). Hyper-parameters (prior variance,
-cut-offs) were chosen by ``--tune`` and the features, the domain prior and the merge rule by
-hand, all on the development seeds 101-108 (``--dev``); the default run prints the held-out
-seeds 1-8, which choose nothing.
+package is pure Python + numpy). Two corpora, never used to choose anything they report:
 
-How labels arrive (the simulated owner, seeded per home, labels right away):
-  * an ``unsure`` verdict asks the owner (actionable notification): answered 80 % of the time;
-  * an ``alarm`` verdict notifies with the Normal/Alarm buttons: pressed 50 % of the time;
-  * a ``normal`` verdict is only logged: the owner labels a random 1 % while browsing the log;
-  * the owner gets 2 % of labels wrong.
+* ``homes`` (the default, ``classifier_homes.py``): homes whose devices' frames go through the
+  agent's own pipeline, tool shapes recorded from real tools in the lab; held-out seeds 1-8,
+  development seeds 101-108;
+* ``generated`` (``classifier_corpus.py``): the project's first corpus, events written directly;
+  held-out seeds 1-8, development seeds 101-108.
 
-Learning curve: for N labels, the owner stops labelling after the N-th label, the model is frozen,
-and every later event of the stream is scored. Recall is the share of alarm events whose
-verdict is ``alarm`` (``unsure`` does not count as caught; "asked" counts alarm or unsure),
-false alarms the share of normal events with verdict ``alarm``, unsure the share of all events.
-Event recall is dominated by long Mirai scans (an update a minute), so the table also gives what
-an owner feels: the share of malware incidents (the agent's incident ids) and of attacks (all one
-culprit did, which may span incidents) with at least one alarm verdict, and how long after an
-attack's first scored event its first alarm came. The
-baseline on the very same events is the fixed rule "alarm iff level >= 2". Counts are pooled
-over the homes.
+Hyper-parameters (the alarm cut-off, the question band, the prior variance) were chosen by
+``--tune`` and the features and the domain prior by hand, on the development homes only.
 
-Merge check: each home's model learns from its whole stream; for each held-out home, every
-other home's model alone and the merge of all of them score the held-out stream (no labels
+The owner (``Owner`` of each home: some answer most notifications within minutes, some late
+and rarely, some never) answers only what reached them: a push (an incident first judged
+alarm, or escalating) or a question, by the home's shares, after a delay drawn around its
+median, labelling the event the notification shows at that moment (the incident's latest:
+updates replace it silently), wrong 2 % of the time. Pushes follow ``PushPolicy`` (one per
+incident when it is first judged alarm or asked about, one more per escalated level, silent
+updates), questions ``QuestionPolicy`` (uncertainty sampling, 3 a day at most).
+
+Learning curve: for N labels, the owner's answers stop being learned after the N-th (the model
+is frozen; questions and pushes go on), and every later event is scored. Recall: alarm events
+judged alarm; incidents: malicious incidents (the agent's incident ids) with an alarm verdict on
+any scored event; 1st alarm: seconds from such an incident's first scored event to its first
+alarm (median/worst); false alarms: normal events judged alarm; questions: events judged
+unsure (asked), per home-day; pushes per home-day (all, and on benign incidents only) and per
+malicious incident. The baseline on the very same events is the level rule "alarm iff level >=
+2", pushed under the same per-incident policy (today's integration pushes every notified event:
+that count is printed too). Counts are pooled over the homes that reached N labels.
+
+Merge check: each home's own model learns from its whole stream; for each held-out home, every
+other home's model alone and the import of all of them score the held-out stream (no labels
 there, so its sources have no label history).
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import importlib.util
 import math
 import os
@@ -42,8 +49,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 
@@ -65,86 +73,138 @@ def _learning_without_homeassistant() -> None:
 
 _learning_without_homeassistant()
 
-from benchmarks.classifier_corpus import (  # noqa: E402
-    HOME_TZ,
-    Home,
-    LabelledEvent,
-    generate_home,
-)
+from benchmarks import classifier_corpus, classifier_homes  # noqa: E402
 from custom_components.lan_guard.learning.classifier import Classifier  # noqa: E402
 from custom_components.lan_guard.learning.features import History, extract  # noqa: E402
 from custom_components.lan_guard.learning.model import (  # noqa: E402
     DEFAULT_ALARM_FROM,
-    DEFAULT_MIN_LABELS,
-    DEFAULT_NORMAL_BELOW,
     DEFAULT_PRIOR_VARIANCE,
-    Assessment,
     Label,
     OnlineLogisticModel,
-    prior_assessment,
+)
+from custom_components.lan_guard.learning.policy import (  # noqa: E402
+    DEFAULT_ASK_FROM,
+    DEFAULT_QUESTIONS_PER_DAY,
+    PushPolicy,
+    QuestionPolicy,
 )
 
 CHECKPOINTS: Final = (0, 5, 10, 20, 50)
 REPORT_SEEDS: Final = tuple(range(1, 9))
 DEV_SEEDS: Final = tuple(range(101, 109))
+CORPORA: Final = ("homes", "generated")
+
+
+# -- the homes, whichever corpus ------------------------------------------------------------------
+class Labelled(Protocol):
+    """An event of a corpus with its ground truth (both corpora's ``LabelledEvent``)."""
+
+    @property
+    def event(self) -> dict[str, Any]: ...
+    @property
+    def truth(self) -> str: ...
+    @property
+    def scenario(self) -> str: ...
+    @property
+    def time(self) -> float: ...
+    @property
+    def episode(self) -> str: ...
 
 
 @dataclass
-class Owner:
-    """The simulated owner's labelling policy (see the module docstring)."""
+class EvalHome:
+    """What the evaluation needs of a home."""
 
-    rng: random.Random
-    answers_asked: float = 0.8
-    presses_alarm: float = 0.5
-    browses_log: float = 0.01
-    mistakes: float = 0.02
+    name: str
+    seed: int
+    events: Sequence[Labelled]
+    tz: tzinfo
+    owner: classifier_homes.Owner
+    hosts: list[tuple[float, list[dict[str, Any]]]]
+    attacked: bool
 
-    def label(self, assessment: Assessment, truth: Label) -> Label | None:
-        chance = {"unsure": self.answers_asked, "alarm": self.presses_alarm}.get(
-            assessment.verdict, self.browses_log
+    @property
+    def days(self) -> float:
+        return (self.events[-1].time - self.events[0].time) / 86400.0 if self.events else 0.0
+
+
+def load_home(corpus: str, seed: int, days: float) -> EvalHome:
+    """One home of ``corpus`` (the new one cached on disk: it runs the agent's pipeline)."""
+    if corpus == "homes":
+        home = classifier_homes.cached_home(seed, days)
+        return EvalHome(
+            f"homes-{seed}",
+            seed,
+            home.events,
+            home.tz,
+            home.owner,
+            home.hosts,
+            bool(home.attacks),
         )
-        if self.rng.random() >= chance:
-            return None
-        if self.rng.random() < self.mistakes:
-            return "normal" if truth == "alarm" else "alarm"
-        return truth
+    old = classifier_corpus.generate_home(seed, days)
+    # The first corpus has no owner of its own: one like the new corpus's, drawn by seed.
+    owner = classifier_homes._owner(random.Random(seed * 7_654_321 + 99))
+    attacked = any(item.truth == "alarm" for item in old.events)
+    return EvalHome(
+        f"generated-{seed}", seed, old.events, classifier_corpus.HOME_TZ, owner, [], attacked
+    )
 
 
+def load_homes(corpus: str, seeds: Sequence[int], days: float, workers: int = 1) -> list[EvalHome]:
+    """Homes of ``corpus``, made in ``workers`` processes when not cached yet."""
+    if workers > 1 and len(seeds) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(load_home, [corpus] * len(seeds), seeds, [days] * len(seeds)))
+    return [load_home(corpus, seed, days) for seed in seeds]
+
+
+# -- counting -------------------------------------------------------------------------------------
 @dataclass
 class Tally:
-    """Verdict counts by ground truth (and by scenario, for the breakdown)."""
+    """Verdicts, pushes and questions of the scored events, by ground truth."""
 
     verdicts: Counter[tuple[str, str]] = field(default_factory=Counter)
     scenarios: Counter[tuple[str, str]] = field(default_factory=Counter)
-    # Malware incident (the agent's id) and attack (the corpus's episode: all a culprit did,
-    # e.g. a slow scan over hours) -> (its first scored event's time, its first alarm's time).
+    # malicious incident -> (its first scored event's time, its first alarm's time)
     incidents: dict[str, tuple[float, float | None]] = field(default_factory=dict)
     attacks: dict[str, tuple[float, float | None]] = field(default_factory=dict)
-    log_loss: float = 0.0
+    pushes: Counter[str] = field(default_factory=Counter)  # "benign"/"malicious" -> pushes
+    per_event_pushes: int = 0  # today's integration: every notified event pushes
+    questions: int = 0
     scored: int = 0
+    days: float = 0.0
+    quiet_days: float = 0.0  # scored days of homes with no attack at all
+    quiet_pushes: int = 0
 
-    def add(self, item: LabelledEvent, verdict: str, probability: float = 0.5) -> None:
-        truth, scenario = item.truth, item.scenario
+    def add(self, item: Labelled, incident: str, verdict: str, malicious: bool) -> None:
+        truth = item.truth
         self.verdicts[truth, verdict] += 1
-        self.scenarios[scenario, verdict] += 1
+        self.scenarios[item.scenario, verdict] += 1
+        self.questions += verdict == "unsure"
+        self.scored += 1
         if truth == "alarm":
-            incident = f"{item.event['agent_id']}/{item.event['incident_id']}"
             for key, seen in ((incident, self.incidents), (item.episode, self.attacks)):
                 first, alarmed = seen.get(key, (item.time, None))
                 if alarmed is None and verdict == "alarm":
                     alarmed = item.time
                 seen[key] = (first, alarmed)
-        p = min(max(probability, 1e-6), 1 - 1e-6)
-        self.log_loss -= math.log(p if truth == "alarm" else 1 - p)
-        self.scored += 1
+        del malicious
+
+    def push(self, malicious: bool) -> None:
+        self.pushes["malicious" if malicious else "benign"] += 1
 
     def merge(self, other: Tally) -> None:
         self.verdicts.update(other.verdicts)
         self.scenarios.update(other.scenarios)
         self.incidents.update(other.incidents)
         self.attacks.update(other.attacks)
-        self.log_loss += other.log_loss
+        self.pushes.update(other.pushes)
+        self.per_event_pushes += other.per_event_pushes
+        self.questions += other.questions
         self.scored += other.scored
+        self.days += other.days
+        self.quiet_days += other.quiet_days
+        self.quiet_pushes += other.quiet_pushes
 
     def count(self, truth: str, verdicts: Iterable[str] = ("normal", "alarm", "unsure")) -> int:
         return sum(self.verdicts[truth, v] for v in verdicts)
@@ -164,261 +224,345 @@ class Tally:
         return len(alarmed) / max(len(self.attacks), 1)
 
     def alarm_delays(self) -> list[float]:
-        """Seconds from each alarmed attack's first scored event to its first alarm."""
-        return sorted(a - first for first, a in self.attacks.values() if a is not None)
-
-    @property
-    def asked_recall(self) -> float:
-        return self.count("alarm", ["alarm", "unsure"]) / max(self.count("alarm"), 1)
+        """Seconds from each alarmed malicious incident's first scored event to its first
+        alarm."""
+        return sorted(a - first for first, a in self.incidents.values() if a is not None)
 
     @property
     def false_alarms(self) -> float:
         return self.count("normal", ["alarm"]) / max(self.count("normal"), 1)
 
     @property
-    def unsure(self) -> float:
-        unsure = self.count("alarm", ["unsure"]) + self.count("normal", ["unsure"])
-        return unsure / max(self.scored, 1)
+    def question_rate(self) -> float:
+        return self.questions / max(self.scored, 1)
 
     @property
-    def mean_log_loss(self) -> float:
-        return self.log_loss / max(self.scored, 1)
+    def pushes_per_day(self) -> float:
+        return sum(self.pushes.values()) / max(self.days, 1e-9)
+
+    @property
+    def benign_pushes_per_day(self) -> float:
+        return self.pushes["benign"] / max(self.days, 1e-9)
+
+    @property
+    def pushes_per_incident(self) -> float:
+        return self.pushes["malicious"] / max(len(self.incidents), 1)
+
+    @property
+    def quiet_pushes_per_day(self) -> float | None:
+        return self.quiet_pushes / self.quiet_days if self.quiet_days else None
 
 
-def baseline_verdict(event: dict[str, Any]) -> str:
+def rule_verdict(event: dict[str, Any]) -> str:
     """The fixed rule the classifier must beat: alarm iff level >= 2."""
     return "alarm" if int(event["level"]) >= 2 else "normal"
 
 
-def new_model(params: dict[str, float]) -> OnlineLogisticModel:
-    return OnlineLogisticModel(
-        prior_variance=params["prior_variance"],
-        normal_below=params["normal_below"],
-        alarm_from=params["alarm_from"],
-        min_labels=int(params["min_labels"]),
+# -- one home, one checkpoint ---------------------------------------------------------------------
+DEFAULT_PARAMS: Final[dict[str, float]] = {
+    "prior_variance": DEFAULT_PRIOR_VARIANCE,
+    "alarm_from": DEFAULT_ALARM_FROM,
+    "ask_from": DEFAULT_ASK_FROM,
+    "questions_per_day": DEFAULT_QUESTIONS_PER_DAY,
+}
+
+
+def new_classifier(params: dict[str, float], tz: tzinfo) -> Classifier:
+    model = OnlineLogisticModel(
+        prior_variance=params["prior_variance"], alarm_from=params["alarm_from"]
     )
+    questions = QuestionPolicy(
+        per_day=int(params["questions_per_day"]), ask_from=params["ask_from"]
+    )
+    return Classifier(model, tz=tz, questions=questions)
 
 
 @dataclass
 class Run:
-    """One home's stream with the owner labelling until ``stop_after`` labels (or the end)."""
+    """One home's stream with the owner labelling until ``stop_after`` labels (or never)."""
 
     model: Tally = field(default_factory=Tally)
-    baseline: Tally = field(default_factory=Tally)
+    rule: Tally = field(default_factory=Tally)
     labels: int = 0
-    days: float = 0.0  # how long the scored part of the stream lasts
+    expired: int = 0  # answers that found their event forgotten (should be none)
+    reached: bool = False
     classifier: Classifier | None = None
 
 
-def run_home(home: Home, params: dict[str, float], stop_after: int | None) -> Run:
-    classifier = Classifier(new_model(params), tz=HOME_TZ)
-    owner = Owner(random.Random(home.seed * 7919 + 1))
+def _delay(rng: random.Random, median: float) -> float:
+    """An answer's delay: log-normal around the owner's median (a day's spread)."""
+    return median * math.exp(rng.gauss(0.0, 1.0))
+
+
+def run_home(home: EvalHome, params: dict[str, float], stop_after: int | None) -> Run:
+    """Play the home's stream (see the module docstring); score the events after the
+    ``stop_after``-th label (all of them for 0; none for None: learn from the whole stream)."""
+    classifier = new_classifier(params, home.tz)
+    owner = home.owner
+    rng = random.Random(home.seed * 7919 + 1)
     run = Run(classifier=classifier)
+    model_push, rule_push = PushPolicy(), PushPolicy()
+    malicious_incidents = {
+        f"{item.event['incident_id']}" for item in home.events if item.truth == "alarm"
+    }
+    latest: dict[str, Labelled] = {}  # incident -> its latest event (what its notification shows)
+    answers: list[tuple[float, int, str]] = []  # (when, order, incident)
+    hosts = list(home.hosts)
     frozen = stop_after == 0
+    scored_from: float | None = home.events[0].time if frozen and home.events else None
+    order = 0
     for item in home.events:
-        assessment = classifier.assess(item.event)
-        if frozen:
-            run.days = (home.events[-1].time - item.time) / 86400.0 if not run.days else run.days
-            run.model.add(item, assessment.verdict, assessment.probability)
-            run.baseline.add(item, baseline_verdict(item.event))
+        now = item.time
+        while answers and answers[0][0] <= now:
+            _, _, incident = heapq.heappop(answers)
+            if frozen:
+                continue
+            shown = latest[incident]
+            truth: Label = "alarm" if shown.truth == "alarm" else "normal"
+            if rng.random() < owner.mistakes:
+                truth = "normal" if truth == "alarm" else "alarm"
+            try:
+                learned = classifier.learn(str(shown.event["id"]), truth)
+            except KeyError:
+                run.expired += 1  # the answer came after its event was forgotten
+                continue
+            if learned is not None:
+                run.labels += 1
+            if stop_after is not None and run.labels >= stop_after:
+                frozen, scored_from = True, now
+        while hosts and hosts[0][0] <= now:
+            classifier.history.observe_hosts(hosts.pop(0)[1])
+        event = item.event
+        incident = str(event["incident_id"])
+        latest[incident] = item
+        assessment = classifier.assess(event)
+        malicious = incident in malicious_incidents
+        push = model_push.decide(incident, assessment.verdict, int(event["level"]), now)
+        if push.action != "none":  # the notification shows it: its answer must be learnable
+            classifier.keep(str(event["id"]))
+        if push.action == "push":
+            chance = owner.answers_questions if push.reason == "question" else owner.answers_pushes
+            if rng.random() < chance:
+                order += 1
+                heapq.heappush(answers, (now + _delay(rng, owner.median_delay_s), order, incident))
+        rule = rule_verdict(event)
+        rule_decision = rule_push.decide(incident, rule, int(event["level"]), now)
+        if not frozen:
             continue
-        label = owner.label(assessment, item.truth)
-        if label is not None:
-            classifier.learn(item.event["id"], label)
-            frozen = stop_after is not None and classifier.model.labels >= stop_after
-    run.labels = classifier.model.labels
+        run.model.add(item, incident, assessment.verdict, malicious)
+        run.rule.add(item, incident, rule, malicious)
+        if push.action == "push":
+            run.model.push(malicious)
+            run.model.quiet_pushes += not home.attacked
+        if rule_decision.action == "push":
+            run.rule.push(malicious)
+            run.rule.quiet_pushes += not home.attacked
+        run.rule.per_event_pushes += rule == "alarm"
+        run.model.per_event_pushes += assessment.verdict != "normal"
+    run.reached = frozen
+    if scored_from is not None and home.events:
+        days = (home.events[-1].time - scored_from) / 86400.0
+        for tally in (run.model, run.rule):
+            tally.days = days
+            tally.quiet_days = 0.0 if home.attacked else days
     return run
 
 
-def learning_curve(homes: Sequence[Home], params: dict[str, float]) -> dict[str, tuple[Run, int]]:
-    """Pooled runs per checkpoint, with how many homes reached that many labels. The extra
-    row "prior" is the model's prior mean deciding with no label at all (no level gate)."""
-    curve: dict[str, tuple[Run, int]] = {}
-    rows = [(str(n), n, params) for n in CHECKPOINTS]
-    rows.insert(1, ("prior", 0, {**params, "min_labels": 0}))
-    for name, n, row_params in rows:
+def learning_curve(
+    homes: Sequence[EvalHome], params: dict[str, float], checkpoints: Sequence[int] = CHECKPOINTS
+) -> dict[int, tuple[Run, int]]:
+    """Pooled runs per checkpoint, with how many homes reached that many labels."""
+    curve: dict[int, tuple[Run, int]] = {}
+    for n in checkpoints:
         pooled, reached = Run(), 0
         for home in homes:
-            run = run_home(home, row_params, n)
-            reached += run.labels >= n
+            run = run_home(home, params, n)
+            if not run.reached:
+                continue
+            reached += 1
             pooled.model.merge(run.model)
-            pooled.baseline.merge(run.baseline)
-            pooled.days += run.days
-        curve[name] = (pooled, reached)
+            pooled.rule.merge(run.rule)
+            pooled.expired += run.expired
+        curve[n] = (pooled, reached)
     return curve
 
 
-def home_features(home: Home) -> tuple[np.ndarray[Any, Any], list[int]]:
+# -- merge check ---------------------------------------------------------------------------------
+def home_features(home: EvalHome) -> np.ndarray[Any, Any]:
     """Features of a home's stream as the integration would see them without any label."""
     history = History()
-    rows, levels = [], []
+    rows = []
+    hosts = list(home.hosts)
     for item in home.events:
-        rows.append(extract(item.event, history, HOME_TZ))
-        levels.append(int(item.event["level"]))
-        history.observe(item.event)
-    return np.asarray(rows), levels
+        while hosts and hosts[0][0] <= item.time:
+            history.observe_hosts(hosts.pop(0)[1])
+        rows.append(extract(item.event, history, home.tz))
+        history.observe(item.event, home.tz)
+    return np.asarray(rows)
 
 
 def score_frozen(
-    model: OnlineLogisticModel, home: Home, features: np.ndarray[Any, Any], levels: list[int]
+    model: OnlineLogisticModel, home: EvalHome, features: np.ndarray[Any, Any]
 ) -> Tally:
     tally = Tally()
-    if model.uses_prior:
-        assessments = [prior_assessment(level) for level in levels]
-    else:
-        probabilities = model.probabilities(features)
-        assessments = [
-            Assessment(model.verdict_of(float(p)), float(p), "model") for p in probabilities
-        ]
-    for item, assessment in zip(home.events, assessments, strict=True):
-        tally.add(item, assessment.verdict, assessment.probability)
+    probabilities = model.probabilities(features)
+    for item, p in zip(home.events, probabilities, strict=True):
+        tally.add(item, str(item.event["incident_id"]), model.verdict_of(float(p)), False)
     return tally
 
 
 def merge_check(
-    homes: Sequence[Home], params: dict[str, float]
-) -> list[tuple[int, list[Tally], Tally]]:
+    homes: Sequence[EvalHome], params: dict[str, float]
+) -> list[tuple[str, list[Tally], Tally]]:
     """Per held-out home: the other homes' single models' tallies and the merged model's."""
-    models = {}
+    models: dict[str, OnlineLogisticModel] = {}
     for home in homes:
         classifier = run_home(home, params, None).classifier
         assert classifier is not None
-        models[home.seed] = classifier.model
+        if classifier.own.labels:
+            models[home.name] = classifier.own
     results = []
     for held_out in homes:
-        features, levels = home_features(held_out)
-        others = [models[home.seed] for home in homes if home.seed != held_out.seed]
-        singles = [score_frozen(model, held_out, features, levels) for model in others]
-        merged = others[0]
-        for model in others[1:]:
-            merged = merged.merge(model)
-        results.append((held_out.seed, singles, score_frozen(merged, held_out, features, levels)))
+        others = [model for name, model in models.items() if name != held_out.name]
+        if not others:
+            continue
+        features = home_features(held_out)
+        singles = [score_frozen(model, held_out, features) for model in others]
+        merged = new_classifier(params, held_out.tz)
+        for model in others:
+            merged.merge(model.to_dict())
+        results.append((held_out.name, singles, score_frozen(merged.model, held_out, features)))
     return results
 
 
+# -- printing ------------------------------------------------------------------------------------
 def _pct(value: float) -> str:
     return f"{100 * value:5.1f}%"
 
 
 def _delays(tally: Tally) -> str:
-    """Median and worst time to an incident's first alarm verdict, in seconds."""
     delays = tally.alarm_delays()
     if not delays:
         return f"{'-':>11}"
     return f"{float(np.median(delays)):>5.0f}/{delays[-1]:<5.0f}"
 
 
-def print_curve(curve: dict[str, tuple[Run, int]], homes: int) -> None:
+def _quiet(tally: Tally) -> str:
+    value = tally.quiet_pushes_per_day
+    return f"{'-':>5}" if value is None else f"{value:5.2f}"
+
+
+def print_curve(curve: dict[int, tuple[Run, int]], homes: int) -> None:
     print(
-        f"{'labels':>6} {'homes':>5} {'alarms':>6} {'normals':>7} | {'recall':>6} "
-        f"{'asked':>6} {'incid.':>6} {'attack':>6} {'1st alarm s':>11} {'f.alarm':>7} "
-        f"{'FA/day':>6} {'unsure':>6} | {'base recall':>11} {'incid.':>6} {'attack':>6} "
-        f"{'1st alarm s':>11} {'f.alarm':>7} {'FA/day':>6}"
+        f"{'labels':>6} {'homes':>5} {'alarms':>6} {'normals':>7} {'days':>5} | "
+        f"{'recall':>6} {'incid.':>6} {'1st alarm s':>11} {'f.alarm':>7} {'asked':>6} "
+        f"{'q/day':>5} {'push/d':>6} {'benign':>6} {'quiet':>5} {'p/inc':>5} | "
+        f"{'rule recall':>11} {'incid.':>6} {'1st alarm s':>11} {'f.alarm':>7} {'push/d':>6} "
+        f"{'benign':>6} {'p/inc':>5} {'today':>6}"
     )
-    for name, (run, reached) in curve.items():
-        m, b = run.model, run.baseline
-        days = max(run.days, 1e-9)
+    for n, (run, reached) in curve.items():
+        m, r = run.model, run.rule
+        days = max(m.days, 1e-9)
         print(
-            f"{name:>6} {reached:>2}/{homes:<2} {m.count('alarm'):>6} {m.count('normal'):>7} | "
-            f"{_pct(m.recall):>6} {_pct(m.asked_recall):>6} {_pct(m.incident_recall):>6} "
-            f"{_pct(m.attack_recall):>6} {_delays(m)} {_pct(m.false_alarms):>7} "
-            f"{m.count('normal', ['alarm']) / days:>6.2f} {_pct(m.unsure):>6} | "
-            f"{_pct(b.recall):>11} {_pct(b.incident_recall):>6} {_pct(b.attack_recall):>6} "
-            f"{_delays(b)} {_pct(b.false_alarms):>7} "
-            f"{b.count('normal', ['alarm']) / days:>6.2f}"
+            f"{n:>6} {reached:>2}/{homes:<2} {m.count('alarm'):>6} {m.count('normal'):>7} "
+            f"{m.days:>5.0f} | {_pct(m.recall):>6} {_pct(m.incident_recall):>6} {_delays(m)} "
+            f"{_pct(m.false_alarms):>7} {_pct(m.question_rate):>6} {m.questions / days:>5.2f} "
+            f"{m.pushes_per_day:>6.2f} {m.benign_pushes_per_day:>6.2f} {_quiet(m)} "
+            f"{m.pushes_per_incident:>5.2f} | {_pct(r.recall):>11} {_pct(r.incident_recall):>6} "
+            f"{_delays(r)} {_pct(r.false_alarms):>7} {r.pushes_per_day:>6.2f} "
+            f"{r.benign_pushes_per_day:>6.2f} {r.pushes_per_incident:>5.2f} "
+            f"{r.per_event_pushes / days:>6.1f}"
         )
     print(
-        "  0: the level rule decides (level 3 alarm, 2 unsure, 1 and 0 normal);"
-        " prior: the model's prior mean, no label\n"
-        "  recall: alarm events with verdict alarm; asked: alarm or unsure; incid.: malware"
-        " incidents (agent incident ids) with an alarm verdict on any scored event;\n"
-        "  attack: the same per attack (all one culprit did, e.g. a slow scan's incidents over"
-        " hours); 1st alarm s: median/worst seconds from an alarmed\n"
-        "  attack's first scored event to its first alarm verdict; f.alarm: normal events with"
-        " verdict alarm; FA/day: those per home-day;\n"
-        "  unsure: share of all scored events; base: alarm iff level >= 2"
+        "  recall: alarm events judged alarm; incid.: malicious incidents with an alarm; 1st alarm"
+        " s: median/worst seconds from a malicious incident's\n  first scored event to its first"
+        " alarm; f.alarm: normal events judged alarm; asked: events asked about (unsure); q/day:"
+        " questions per home-day;\n  push/d: pushes per home-day (benign: on benign incidents;"
+        " quiet: in homes with no attack); p/inc: pushes per malicious incident;\n  rule: alarm"
+        " iff level >= 2 under the same push policy; today: pushes per home-day when every"
+        " notified event pushes (the integration before the policy)"
     )
 
 
 def print_breakdown(run: Run, title: str) -> None:
     print(title)
     scenarios = sorted({scenario for scenario, _ in run.model.scenarios})
-    print(f"  {'scenario':<17} {'events':>6}  {'alarm':>6} {'unsure':>6} {'normal':>6}")
+    print(f"  {'scenario':<18} {'events':>7}  {'alarm':>6} {'unsure':>6} {'normal':>6}")
     for scenario in scenarios:
         counts = [run.model.scenarios[scenario, v] for v in ("alarm", "unsure", "normal")]
         total = sum(counts)
         shares = " ".join(f"{_pct(c / total):>6}" for c in counts)
-        print(f"  {scenario:<17} {total:>6}  {shares}")
+        print(f"  {scenario:<18} {total:>7}  {shares}")
 
 
-def print_merge(results: list[tuple[int, list[Tally], Tally]]) -> None:
+def print_merge(results: list[tuple[str, list[Tally], Tally]]) -> None:
     print(
-        f"{'held-out':>8} | {'single-home mean: recall':>24} {'f.alarm':>7} {'unsure':>6} "
-        f"{'logloss':>7} | {'merged: recall':>14} {'f.alarm':>7} {'unsure':>6} {'logloss':>7}"
+        f"{'held-out':>13} | {'single-home mean: recall':>24} {'f.alarm':>7} "
+        f"| {'all imported: recall':>20} {'f.alarm':>7}"
     )
     rows = []
-    for seed, singles, merged in results:
+    for name, singles, merged in results:
         single = [
-            float(np.mean([getattr(t, name) for t in singles]))
-            for name in ("recall", "false_alarms", "unsure", "mean_log_loss")
+            float(np.mean([t.recall for t in singles])),
+            float(np.mean([t.false_alarms for t in singles])),
         ]
-        joint = [merged.recall, merged.false_alarms, merged.unsure, merged.mean_log_loss]
+        joint = [merged.recall, merged.false_alarms]
         rows.append((single, joint))
         print(
-            f"{'home-' + str(seed):>8} | {_pct(single[0]):>24} {_pct(single[1]):>7} "
-            f"{_pct(single[2]):>6} {single[3]:>7.3f} | {_pct(joint[0]):>14} "
-            f"{_pct(joint[1]):>7} {_pct(joint[2]):>6} {joint[3]:>7.3f}"
+            f"{name:>13} | {_pct(single[0]):>24} {_pct(single[1]):>7} | {_pct(joint[0]):>20} "
+            f"{_pct(joint[1]):>7}"
         )
-    single_mean = np.mean([r[0] for r in rows], axis=0)
-    joint_mean = np.mean([r[1] for r in rows], axis=0)
-    print(
-        f"{'mean':>8} | {_pct(single_mean[0]):>24} {_pct(single_mean[1]):>7} "
-        f"{_pct(single_mean[2]):>6} {single_mean[3]:>7.3f} | {_pct(joint_mean[0]):>14} "
-        f"{_pct(joint_mean[1]):>7} {_pct(joint_mean[2]):>6} {joint_mean[3]:>7.3f}"
-    )
+    if rows:
+        single_mean = np.mean([r[0] for r in rows], axis=0)
+        joint_mean = np.mean([r[1] for r in rows], axis=0)
+        print(
+            f"{'mean':>13} | {_pct(single_mean[0]):>24} {_pct(single_mean[1]):>7} | "
+            f"{_pct(joint_mean[0]):>20} {_pct(joint_mean[1]):>7}"
+        )
 
 
-# The operating point: the most recall after TUNE_LABELS labels on the development homes
-# while false alarms and unsure stay inside these budgets (below the issue's 2 % and 10 %,
-# leaving a margin for homes unlike the development ones).
+# -- tuning --------------------------------------------------------------------------------------
+# The operating point: the most alarm recall after TUNE_LABELS labels on the development homes
+# while false alarms stay under TUNE_MAX_FALSE_ALARMS, benign pushes under TUNE_MAX_BENIGN_PUSHES
+# a home-day, and recall with no label at least the level rule's.
 TUNE_LABELS: Final = 20
 TUNE_MAX_FALSE_ALARMS: Final = 0.015
-TUNE_MAX_UNSURE: Final = 0.08
+TUNE_MAX_BENIGN_PUSHES: Final = 1.0
 TUNE_GRID: Final[dict[str, tuple[float, ...]]] = {
-    "prior_variance": (0.1, 0.2, 0.5),
-    "normal_below": (0.05, 0.1, 0.2, 0.3),
-    "alarm_from": (0.15, 0.2, 0.3, 0.4, 0.5, 0.7),
+    "prior_variance": (0.05, 0.1, 0.2),
+    "alarm_from": (0.2, 0.3, 0.4, 0.5),
+    "ask_from": (0.05, 0.1, 0.2),
 }
 
 
-def _tune_one(job: tuple[tuple[int, ...], float, dict[str, float]]) -> tuple[dict[str, float], Run]:
-    seeds, days, params = job
-    pooled = Run()
-    for seed in seeds:
-        run = run_home(generate_home(seed, days), params, TUNE_LABELS)
-        pooled.model.merge(run.model)
-    return params, pooled
+def _tune_one(
+    job: tuple[str, tuple[int, ...], float, dict[str, float]],
+) -> tuple[dict[str, float], dict[int, tuple[Run, int]]]:
+    corpus, seeds, days, params = job
+    homes = [load_home(corpus, seed, days) for seed in seeds]
+    return params, learning_curve(homes, params, (0, TUNE_LABELS))
 
 
 def tune(
+    corpus: str,
     seeds: Sequence[int],
     days: float,
     base: dict[str, float],
     grid: dict[str, tuple[float, ...]] = TUNE_GRID,
     *,
     workers: int | None = None,
-    budgets: tuple[float, float] = (TUNE_MAX_FALSE_ALARMS, TUNE_MAX_UNSURE),
 ) -> dict[str, float]:
-    """Grid search of the operating point on ``seeds`` (the development homes only); prints
-    every setting's figures, best first, and returns the chosen one."""
+    """Grid search of the operating point on ``seeds`` (development homes only); prints every
+    setting's figures, best first, and returns the chosen one."""
     settings = [
-        {**base, "prior_variance": v, "normal_below": lo, "alarm_from": hi}
+        {**base, "prior_variance": v, "alarm_from": hi, "ask_from": lo}
         for v in grid["prior_variance"]
-        for lo in grid["normal_below"]
         for hi in grid["alarm_from"]
+        for lo in grid["ask_from"]
         if lo < hi
     ]
-    jobs = [(tuple(seeds), days, p) for p in settings]
+    load_homes(corpus, seeds, days, workers or os.cpu_count() or 1)  # fill the cache
+    jobs = [(corpus, tuple(seeds), days, p) for p in settings]
     workers = workers or os.cpu_count() or 1
     if workers == 1:
         results = [_tune_one(job) for job in jobs]
@@ -426,75 +570,92 @@ def tune(
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_tune_one, jobs))
     print(
-        f"{'variance':>8} {'normal<':>7} {'alarm>=':>7} | {'recall':>6} {'attack':>6} "
-        f"{'f.alarm':>7} {'unsure':>6} | within budget"
+        f"{'variance':>8} {'alarm>=':>7} {'ask>=':>6} | {'recall@0':>8} {'rule@0':>6} "
+        f"{'recall':>6} {'incid.':>6} {'f.alarm':>7} {'benign/d':>8} {'q/day':>5} | ok"
     )
 
-    def key(item: tuple[dict[str, float], Run]) -> tuple[float, float, float, float]:
-        m = item[1].model
-        return (m.recall, m.attack_recall, -m.unsure, -m.false_alarms)
+    def key(item: tuple[dict[str, float], dict[int, tuple[Run, int]]]) -> tuple[float, ...]:
+        m = item[1][TUNE_LABELS][0].model
+        return (m.recall, m.incident_recall, -m.false_alarms)
 
     best: dict[str, float] | None = None
-    for params, run in sorted(results, key=key, reverse=True):
-        m = run.model
-        fits = m.false_alarms <= budgets[0] and m.unsure <= budgets[1]
+    for params, curve in sorted(results, key=key, reverse=True):
+        start, tuned = curve[0][0], curve[TUNE_LABELS][0].model
+        fits = (
+            tuned.false_alarms <= TUNE_MAX_FALSE_ALARMS
+            and tuned.benign_pushes_per_day <= TUNE_MAX_BENIGN_PUSHES
+            and start.model.recall >= start.rule.recall
+        )
         if fits and best is None:
             best = params
         print(
-            f"{params['prior_variance']:>8g} {params['normal_below']:>7g} "
-            f"{params['alarm_from']:>7g} | {_pct(m.recall):>6} {_pct(m.attack_recall):>6} "
-            f"{_pct(m.false_alarms):>7} {_pct(m.unsure):>6} | {'yes' if fits else 'no'}"
-            f"{'  <- chosen' if params is best else ''}"
+            f"{params['prior_variance']:>8g} {params['alarm_from']:>7g} {params['ask_from']:>6g} | "
+            f"{_pct(start.model.recall):>8} {_pct(start.rule.recall):>6} {_pct(tuned.recall):>6} "
+            f"{_pct(tuned.incident_recall):>6} {_pct(tuned.false_alarms):>7} "
+            f"{tuned.benign_pushes_per_day:>8.2f} {tuned.questions / max(tuned.days, 1e-9):>5.2f} "
+            "| "
+            f"{'yes' if fits else 'no'}{'  <- chosen' if params is best else ''}"
         )
     if best is None:
         raise SystemExit("no setting stays within the budgets")
     return best
 
 
-DEFAULT_PARAMS: Final[dict[str, float]] = {
-    "prior_variance": DEFAULT_PRIOR_VARIANCE,
-    "normal_below": DEFAULT_NORMAL_BELOW,
-    "alarm_from": DEFAULT_ALARM_FROM,
-    "min_labels": DEFAULT_MIN_LABELS,
-}
+# -- main ----------------------------------------------------------------------------------------
+def report(
+    corpus: str, seeds: Sequence[int], days: float, params: dict[str, float], workers: int
+) -> None:
+    homes = load_homes(corpus, seeds, days, workers)
+    alarms = sum(item.truth == "alarm" for home in homes for item in home.events)
+    total = sum(len(home.events) for home in homes)
+    attacked = sum(home.attacked for home in homes)
+    print(
+        f"corpus {corpus}: seeds {list(seeds)}, {days:g} days each, {total} events, {alarms} "
+        f"alarm events ({100 * alarms / max(total, 1):.1f}%), {attacked} homes attacked"
+    )
+    print(f"model: {params}")
+    print()
+    print("Learning curve (answers learned until N labels; scored on the rest of each stream)")
+    curve = learning_curve(homes, params)
+    print_curve(curve, len(homes))
+    print()
+    print_breakdown(curve[20][0], "Verdicts by scenario after 20 labels (rest of the streams)")
+    print()
+    print("Merge check (each held-out home scored by the other homes' models, no labels there)")
+    print_merge(merge_check(homes, params))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else "")
+    parser.add_argument("--corpus", choices=[*CORPORA, "both"], default="both")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(REPORT_SEEDS))
     parser.add_argument("--dev", action="store_true", help="the development seeds 101-108")
-    parser.add_argument("--days", type=float, default=14.0)
+    parser.add_argument("--days", type=float, default=28.0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     for name, value in DEFAULT_PARAMS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=value)
     parser.add_argument(
         "--tune",
         action="store_true",
         help=f"choose the operating point on the development seeds {DEV_SEEDS[0]}-{DEV_SEEDS[-1]}"
-        f" (most recall after {TUNE_LABELS} labels with false alarms <= "
-        f"{TUNE_MAX_FALSE_ALARMS:.1%} and unsure <= {TUNE_MAX_UNSURE:.0%})",
+        f" of the homes corpus (most recall after {TUNE_LABELS} labels with false alarms <= "
+        f"{TUNE_MAX_FALSE_ALARMS:.1%}, benign pushes <= {TUNE_MAX_BENIGN_PUSHES:g}/day and recall"
+        " with no label >= the level rule's)",
     )
     args = parser.parse_args(argv)
     seeds = list(DEV_SEEDS) if args.dev or args.tune else args.seeds
-    if args.tune:
-        params = {name: float(getattr(args, name)) for name in DEFAULT_PARAMS}
-        print(f"tuning on seeds {seeds}, {args.days:g} days each, after {TUNE_LABELS} labels")
-        print(f"chosen: {tune(seeds, args.days, params)}")
-        return
     params = {name: float(getattr(args, name)) for name in DEFAULT_PARAMS}
-    homes = [generate_home(seed, args.days) for seed in seeds]
-    alarms = sum(item.truth == "alarm" for home in homes for item in home.events)
-    total = sum(len(home.events) for home in homes)
-    print(f"homes: seeds {seeds}, {args.days:g} days each, {total} events, {alarms} alarm events")
-    print(f"model: {params}")
-    print()
-    print("Learning curve (owner stops after N labels; scored on the rest of each stream)")
-    curve = learning_curve(homes, params)
-    print_curve(curve, len(homes))
-    print()
-    print_breakdown(curve["20"][0], "Verdicts by scenario after 20 labels (rest of the streams)")
-    print()
-    print("Merge check (each held-out home scored by the other homes' models, no labels there)")
-    print_merge(merge_check(homes, params))
+    if args.tune:
+        print(f"tuning on homes seeds {seeds}, {args.days:g} days each, after {TUNE_LABELS} labels")
+        print(f"chosen: {tune('homes', seeds, args.days, params, workers=args.workers)}")
+        return
+    corpora = CORPORA if args.corpus == "both" else (args.corpus,)
+    started = datetime.now(UTC)
+    for n, corpus in enumerate(corpora):
+        if n:
+            print("\n" + "=" * 100 + "\n")
+        report(corpus, seeds, args.days, params, args.workers)
+    print(f"\n(ran in {(datetime.now(UTC) - started).total_seconds():.0f} s)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,13 @@ from homeassistant.helpers.typing import ConfigType
 
 from . import issues
 from .blueprint_install import async_install_blueprints
-from .const import CONF_AGENT_ID, DOMAIN, PLATFORMS
+from .const import (
+    CONF_AGENT_ID,
+    CONF_QUESTIONS_PER_DAY,
+    DEFAULT_QUESTIONS_PER_DAY,
+    DOMAIN,
+    PLATFORMS,
+)
 from .coordinator import LanGuardConfigEntry, LanGuardCoordinator
 from .evacuation import EvacuationManager, async_remove_store
 from .evacuation_services import async_setup_evacuation_services
@@ -47,7 +53,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> 
         model="Sensor agent",
     )
     coordinator = LanGuardCoordinator(hass, entry)
-    learner = Learner(hass, entry.entry_id)  # verdicts from the first event on (issue 5)
+    # Verdicts from the first event on; the agent's hosts say how long each device has been on.
+    learner = Learner(
+        hass,
+        entry.entry_id,
+        hosts=lambda: coordinator.hosts,
+        questions_per_day=int(entry.options.get(CONF_QUESTIONS_PER_DAY, DEFAULT_QUESTIONS_PER_DAY)),
+    )
     await learner.async_load()
     coordinator.classifier = learner
     await coordinator.async_start()

@@ -36,12 +36,15 @@ from .const import (
     CONF_NOTIFY_LEVEL,
     CONF_NOTIFY_TARGETS,
     CONF_OFFLINE_MINUTES,
+    CONF_QUESTIONS_PER_DAY,
     CONF_SIGNING_KEY,
     CONF_TOPIC_PREFIX,
     DEFAULT_NOTIFY_LEVEL,
     DEFAULT_OFFLINE_MINUTES,
+    DEFAULT_QUESTIONS_PER_DAY,
     DEFAULT_TOPIC_PREFIX,
     DOMAIN,
+    MAX_QUESTIONS_PER_DAY,
     TOPIC_INFO,
 )
 from .coordinator import LanGuardConfigEntry
@@ -52,6 +55,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     CONF_NOTIFY_LEVEL: DEFAULT_NOTIFY_LEVEL,
     CONF_ALLOWLIST: [],
     CONF_OFFLINE_MINUTES: DEFAULT_OFFLINE_MINUTES,
+    CONF_QUESTIONS_PER_DAY: DEFAULT_QUESTIONS_PER_DAY,
 }
 
 
@@ -257,6 +261,7 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                     CONF_NOTIFY_LEVEL: int(user_input[CONF_NOTIFY_LEVEL]),
                     CONF_ALLOWLIST: allowlist,
                     CONF_OFFLINE_MINUTES: int(user_input[CONF_OFFLINE_MINUTES]),
+                    CONF_QUESTIONS_PER_DAY: int(user_input[CONF_QUESTIONS_PER_DAY]),
                 }
                 if key := (user_input.get(CONF_SIGNING_KEY) or "").strip():
                     options[CONF_SIGNING_KEY] = key
@@ -309,6 +314,11 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                         step=1,
                         mode=NumberSelectorMode.BOX,
                         unit_of_measurement="min",
+                    )
+                ),
+                vol.Required(CONF_QUESTIONS_PER_DAY): NumberSelector(
+                    NumberSelectorConfig(
+                        min=0, max=MAX_QUESTIONS_PER_DAY, step=1, mode=NumberSelectorMode.BOX
                     )
                 ),
                 vol.Optional(CONF_EVACUATION): evacuation_options.section_schema(self.hass),

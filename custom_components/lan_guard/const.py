@@ -29,12 +29,16 @@ CONF_NOTIFY_LEVEL: Final = "notify_level"
 CONF_SIGNING_KEY: Final = "signing_key"
 CONF_ALLOWLIST: Final = "allowlist"
 CONF_OFFLINE_MINUTES: Final = "offline_minutes"
+CONF_QUESTIONS_PER_DAY: Final = "questions_per_day"
 
 # Level 1 (ARP scan) is also what HA's own nmap tracker and NetAlertX do every few minutes,
 # so by default only a scan of the monitoring node (level 2) or worse notifies.
 DEFAULT_NOTIFY_LEVEL: Final = 2
 # An agent restarting (updates, reboots) is offline for a minute or two; ten is a real outage.
 DEFAULT_OFFLINE_MINUTES: Final = 10
+# Questions the classifier may ask a day (active learning): an owner answers a few, not more.
+DEFAULT_QUESTIONS_PER_DAY: Final = 3
+MAX_QUESTIONS_PER_DAY: Final = 20
 
 # How long the config flow waits for the agent's retained info before saying it did not answer.
 AGENT_ANSWER_TIMEOUT: Final = 10.0

@@ -487,7 +487,13 @@ class LanGuardCoordinator:
             return
         label, event_id = parsed
         if (event := self.history.get(event_id)) is None:
-            return  # another agent's event, or one no longer remembered
+            # An answer outlives the event history: the classifier kept what it learns from.
+            # It knows none of another agent's events (that agent's entry learns those).
+            if self.classifier is not None and await self.classifier.async_learn_id(
+                event_id, label
+            ):
+                _LOGGER.info("Event %s labelled %s from a notification", event_id, label.value)
+            return
         _LOGGER.info("Event %s labelled %s from a notification", event_id, label.value)
         await self.async_label(event, label)
 

@@ -79,14 +79,16 @@ async def async_get_config_entry_diagnostics(
 
 
 def _classifier(classifier: object) -> dict[str, Any] | None:
-    """Label counts, accuracy, cut-offs and why a stored model was reset (no weights)."""
+    """Label counts, accuracy, the cut-off, the question budget and why a stored model was
+    reset (no weights)."""
     if not isinstance(classifier, Learner):
         return None
-    model = classifier.classifier.model
+    questions = classifier.classifier.questions
     return {
         **classifier.stats(),
-        "normal_below": model.normal_below,
-        "alarm_from": model.alarm_from,
-        "min_labels": model.min_labels,
+        "alarm_from": classifier.classifier.model.alarm_from,
+        "questions_per_day": questions.per_day,
+        "ask_from": questions.ask_from,
+        "open_questions": len(questions.open),
         "reset_reason": classifier.reset_reason,
     }

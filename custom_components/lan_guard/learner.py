@@ -1,16 +1,25 @@
 """The verdict classifier inside Home Assistant: one per agent, kept in HA storage.
 
 It is the coordinator's ``EventClassifier`` (models.py): ``assess`` gives each event its
-verdict before anything else sees it, ``async_learn`` learns the owner's labels (the
-``label_event`` action and the notification buttons). The learning itself is the pure
+verdict before anything else sees it (asking the owner about the few events whose answer
+teaches most, within the daily question budget), ``async_learn`` learns the owner's labels (the
+``label_event`` action and the notification buttons) and ``async_learn_id`` the answer to a
+notification whose event the event history no longer holds. The learning itself is the pure
 ``learning`` package; this module adds storage (``.storage/lan_guard.<entry_id>.classifier``,
-written shortly after changes and on unload) in the home's time zone. A stored state of another
-feature version, or a broken one, starts afresh and the reason is logged.
+written shortly after changes and on unload), the home's time zone and the agent's hosts
+inventory (how long each device has been on the LAN). A stored state of another feature
+version, or a broken one, starts afresh and the reason is logged.
+
+For the notification code, ``notified`` gives the push decision of an event
+(``learning.policy.PushPolicy``: one push per incident, one per escalated level, silent
+updates) and keeps the shown event answerable; ``expired_questions`` lists the questions to
+withdraw quietly.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from homeassistant.core import HomeAssistant
@@ -20,19 +29,30 @@ from homeassistant.util import dt as dt_util
 from .const import DOMAIN, SAVE_DELAY, Label
 from .learning.classifier import Classifier
 from .learning.features import FEATURE_VERSION
-from .learning.model import ModelError, prior_assessment
+from .learning.model import ModelError, rule_assessment
+from .learning.policy import DEFAULT_QUESTIONS_PER_DAY, Push, PushPolicy, QuestionPolicy
 from .models import LanGuardEvent
 
 _LOGGER = logging.getLogger(__name__)
 
 LEARNER_STORAGE_VERSION = 1
 
+HostsSource = Callable[[], Mapping[str, Any] | None]
+
 
 class Learner:
     """Verdicts for one agent's events, learned from the owner's labels, persisted."""
 
-    def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
-        """Nothing is read until ``async_load``; until then the level prior decides."""
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry_id: str,
+        *,
+        hosts: HostsSource | None = None,
+        questions_per_day: int = DEFAULT_QUESTIONS_PER_DAY,
+    ) -> None:
+        """Nothing is read until ``async_load``; until then a fresh model decides.
+        ``hosts`` returns the agent's latest retained hosts payload (or None)."""
         self._store: Store[dict[str, Any]] = Store(
             hass,
             LEARNER_STORAGE_VERSION,
@@ -40,48 +60,116 @@ class Learner:
             private=True,
             atomic_writes=True,
         )
-        self.classifier = Classifier(tz=dt_util.get_default_time_zone())
+        self._hosts = hosts or (lambda: None)
+        self._hosts_seen: Mapping[str, Any] | None = None
+        self._questions_per_day = questions_per_day
+        self.classifier = Classifier(
+            tz=dt_util.get_default_time_zone(), questions=self._question_policy()
+        )
+        self.pushes = PushPolicy()
         self.reset_reason: str | None = None
 
+    def _question_policy(self) -> QuestionPolicy:
+        return QuestionPolicy(per_day=self._questions_per_day)
+
     async def async_load(self) -> None:
-        """Restore the stored model, source history and recent features."""
+        """Restore the stored model, source history, kept features and push state."""
         stored = await self._store.async_load()
         if stored is None:
             return
         self.classifier, self.reset_reason = Classifier.from_dict(
-            stored, tz=dt_util.get_default_time_zone()
+            stored, tz=dt_util.get_default_time_zone(), questions=self._question_policy()
         )
+        try:
+            self.pushes = PushPolicy.from_dict(stored["pushes"])
+        except (KeyError, TypeError, ValueError):
+            self.pushes = PushPolicy()
         if self.reset_reason is not None:
             _LOGGER.warning("LAN Guard classifier: %s", self.reset_reason)
             self._schedule_save()
 
     # -- EventClassifier (models.py) ---------------------------------------------------------
     def assess(self, event: LanGuardEvent) -> dict[str, Any]:
-        """The verdict of a new event: verdict, probability, what decided it. Should the
-        classifier fail on an event, the level prior decides and the error is logged: the
-        event itself goes on (it is never lost to the classifier)."""
+        """The verdict of a new event: verdict, probability, what decided it and on how many
+        labels. Should the classifier fail on an event, the level rule decides and the error
+        is logged: the event itself goes on (it is never lost to the classifier)."""
         try:
+            self._observe_hosts()
             assessment = self.classifier.assess(event.payload)
         except (ArithmeticError, KeyError, TypeError, ValueError):
             _LOGGER.exception("LAN Guard classifier failed on event %s; level rule used", event.id)
-            assessment = prior_assessment(event.level)
+            assessment = rule_assessment(event.level)
         self._schedule_save()
         return {**assessment.as_dict(), "feature_version": FEATURE_VERSION}
 
+    def _observe_hosts(self) -> None:
+        """Learn from the agent's latest hosts payload when it changed (when devices joined)."""
+        payload = self._hosts()
+        if payload is None or payload is self._hosts_seen:
+            return
+        self._hosts_seen = payload
+        hosts = payload.get("hosts")
+        if isinstance(hosts, list):
+            self.classifier.history.observe_hosts(h for h in hosts if isinstance(h, Mapping))
+
     async def async_learn(self, event: LanGuardEvent, label: Label) -> None:
-        """Learn the owner's label of an event (it was assessed when it arrived)."""
+        """Learn the owner's label of an event (it was assessed when it arrived); the same
+        answer again changes nothing, a different one replaces it."""
         right = self.classifier.learn(event.id, label.value, event.payload)
+        self._log_learned(event.id, label, right)
+        self._schedule_save()
+
+    async def async_learn_id(self, event_id: str, label: Label) -> bool:
+        """Learn the answer to a notification whose event the event history no longer holds,
+        from the features kept for it. False when this classifier does not know the event (it
+        came too late even for those, or it is another agent's)."""
+        try:
+            right = self.classifier.learn(event_id, label.value)
+        except KeyError:
+            return False
+        self._log_learned(event_id, label, right)
+        self._schedule_save()
+        return True
+
+    def can_learn(self, event_id: str) -> bool:
+        """Whether a label of ``event_id`` can be learned without the event itself."""
+        return self.classifier.can_learn(event_id)
+
+    @staticmethod
+    def _log_learned(event_id: str, label: Label, right: bool | None) -> None:
+        if right is None:
+            _LOGGER.debug("Event %s was already labelled %s", event_id, label.value)
+            return
         _LOGGER.debug(
             "Learned %s for event %s (the model had it %s)",
             label.value,
-            event.id,
+            event_id,
             "right" if right else "wrong",
         )
+
+    # -- what the notification code uses ---------------------------------------------------
+    def notified(self, event: LanGuardEvent) -> Push:
+        """The push decision for an event (push with sound, update silently, or nothing);
+        an event its notification shows stays answerable."""
+        verdict = event.verdict.value if event.verdict is not None else "normal"
+        push = self.pushes.decide(
+            event.incident_id, verdict, event.level, event.received_at.timestamp()
+        )
+        if push.action != "none":
+            self.classifier.keep(event.id)
         self._schedule_save()
+        return push
+
+    def expired_questions(self) -> list[str]:
+        """Event ids of questions nobody answered in time (to withdraw quietly)."""
+        gone = self.classifier.questions.expire(dt_util.utcnow().timestamp())
+        if gone:
+            self._schedule_save()
+        return gone
 
     # -- what the sensor and the actions use ---------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Label counts and prequential accuracy."""
+        """Label counts, prequential accuracy, imports, what decides."""
         return self.classifier.stats()
 
     def reset(self) -> None:
@@ -90,21 +178,28 @@ class Learner:
         self._schedule_save()
 
     def export(self) -> dict[str, Any]:
-        """Weights and counts only (raises ModelError with too few labels)."""
-        return self.classifier.model.export()
+        """This home's own model: id, weights and counts (raises ModelError with too few
+        labels)."""
+        return self.classifier.export()
 
-    def merge(self, exported: dict[str, Any]) -> None:
-        """Merge another home's exported model (raises ModelError when it does not fit)."""
-        self.classifier.merge(exported)
-        self._schedule_save()
+    def merge(self, exported: dict[str, Any]) -> bool:
+        """Import another home's exported model; False when that very model was imported
+        already (nothing changes). Raises ModelError when it does not fit."""
+        changed = self.classifier.merge(exported)
+        if changed:
+            self._schedule_save()
+        return changed
 
     # -- storage -------------------------------------------------------------------------
+    def _data(self) -> dict[str, Any]:
+        return {**self.classifier.to_dict(), "pushes": self.pushes.to_dict()}
+
     def _schedule_save(self) -> None:
-        self._store.async_delay_save(self.classifier.to_dict, SAVE_DELAY)
+        self._store.async_delay_save(self._data, SAVE_DELAY)
 
     async def async_flush(self) -> None:
         """Write now (on unload)."""
-        await self._store.async_save(self.classifier.to_dict())
+        await self._store.async_save(self._data())
 
     async def async_remove(self) -> None:
         """Delete the stored state (the entry was removed)."""

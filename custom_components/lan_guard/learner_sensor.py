@@ -1,5 +1,6 @@
 """The classifier's sensor: prequential accuracy (each label scored before it was learned),
-with the label counts and what decides verdicts right now (the level prior or the model)."""
+with the label counts, the imported models and what decides verdicts right now (the prior
+before any label, the model after)."""
 
 from __future__ import annotations
 
@@ -39,12 +40,14 @@ class ModelAccuracySensor(LanGuardEntity, SensorEntity):
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
-        """Label counts, what decides, the feature version."""
+        """Label counts, imports, what decides, the feature version."""
         stats = self.learner.stats()
         return {
             "labels": stats["labels"],
             "labels_normal": stats["labels_normal"],
             "labels_alarm": stats["labels_alarm"],
-            "decided_by": stats["source"],
+            "imported_models": stats["imported_models"],
+            "imported_labels": stats["imported_labels"],
+            "decided_by": stats["decided_by"],
             "feature_version": stats["feature_version"],
         }

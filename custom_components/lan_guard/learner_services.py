@@ -1,11 +1,14 @@
 """Actions of the verdict classifier: reset it, export its weights and counts, merge one in.
 
-An export holds the model's feature version, weights, precision and label counts, never an
-event or a source, so homes can pool what they learned without sharing their data.
+An export holds the model's id, feature version, weights, precision and label counts, never an
+event or a source, so homes can pool what they learned without sharing their data. It is this
+home's own model only (never what it imported), and importing a model it already holds (same
+id, same content) changes nothing: evidence is never counted twice.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import voluptuous as vol
@@ -23,6 +26,8 @@ from .const import ATTR_CONFIG_ENTRY_ID, DOMAIN
 from .coordinator import LanGuardConfigEntry
 from .learner import Learner
 from .learning.model import ModelError
+
+_LOGGER = logging.getLogger(__name__)
 
 SERVICE_RESET_MODEL = "reset_model"
 SERVICE_EXPORT_MODEL = "export_model"
@@ -84,7 +89,8 @@ async def _async_export_model(call: ServiceCall) -> ServiceResponse:
 async def _async_import_model(call: ServiceCall) -> None:
     for entry, learner in _learners(call):
         try:
-            learner.merge(call.data[ATTR_MODEL])
+            if not learner.merge(call.data[ATTR_MODEL]):
+                _LOGGER.info("%s: that model was imported already; nothing changed", entry.title)
         except ModelError as err:
             raise ServiceValidationError(
                 translation_domain=DOMAIN,

@@ -25,7 +25,8 @@ class LanGuardEvent:
 
     payload: dict[str, Any]
     received_at: datetime
-    # The classifier's verdict, JSON-ready: {"verdict": Verdict, "probability": float, ...}.
+    # The classifier's verdict, JSON-ready: {"verdict": Verdict, "probability": float,
+    # "decided_by": "rule"|"prior"|"model", "labels": int, ...}.
     assessment: dict[str, Any] | None = None
     label: Label | None = None
     labelled_at: datetime | None = None
@@ -86,6 +87,9 @@ class LanGuardEvent:
             "detected_at": self.payload["detected_at"],
             "verdict": assessment.get("verdict"),
             "probability": assessment.get("probability"),
+            # What decided (rule, prior or model) and on how many labels.
+            "decided_by": assessment.get("decided_by"),
+            "labels": assessment.get("labels"),
         }
 
     def as_record(self) -> dict[str, Any]:
@@ -142,3 +146,7 @@ class EventClassifier(Protocol):
 
     async def async_learn(self, event: LanGuardEvent, label: Label) -> None:
         """Learn from the owner's label of ``event``."""
+
+    async def async_learn_id(self, event_id: str, label: Label) -> bool:
+        """Learn the answer to a notification whose event is no longer in the history; False
+        when it came too late to be learned."""

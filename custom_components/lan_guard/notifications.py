@@ -35,12 +35,13 @@ _KIND = f"component.{DOMAIN}.entity.event.activity.state_attributes.event_type.s
 
 def wanted(event: LanGuardEvent, notify_level: int, allowlist: Allowlist) -> bool:
     """Notification policy for a threat not from a trusted host. While the level rule decides
-    (no classifier, or its level prior before enough labels) the owner's notify level does.
-    Once the learned model decides, its verdict does: an alarm notifies and an unsure verdict
-    asks (both with the buttons), whatever the level; a normal one is only logged."""
+    (no classifier, or one that could not judge the event) the owner's notify level does.
+    Otherwise the classifier's verdict does (its prior before any label, its model after):
+    an alarm notifies and an unsure verdict asks (both with the buttons), whatever the level;
+    a normal one is only logged."""
     if not event.is_threat or allowlist.contains(event.source):
         return False
-    if event.verdict is None or (event.assessment or {}).get("source") == "prior":
+    if event.verdict is None or (event.assessment or {}).get("decided_by") in (None, "rule"):
         return event.level >= notify_level
     return event.verdict is not Verdict.NORMAL
 

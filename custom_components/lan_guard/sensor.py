@@ -70,6 +70,8 @@ def _culprit_attributes(coordinator: LanGuardCoordinator) -> dict[str, Any]:
         "detected_at": data["detected_at"],
         "verdict": data["verdict"],
         "probability": data["probability"],
+        "decided_by": data["decided_by"],
+        "labels": data["labels"],
         "label": event.label.value if event.label else None,
     }
 

@@ -47,9 +47,17 @@ def _loaded_entries(hass: HomeAssistant) -> list[LanGuardConfigEntry]:
 
 async def _async_label_event(call: ServiceCall) -> None:
     event_id: str = call.data[ATTR_EVENT_ID]
-    for entry in _loaded_entries(call.hass):
+    entries = _loaded_entries(call.hass)
+    for entry in entries:
         if (event := entry.runtime_data.history.get(event_id)) is not None:
             await entry.runtime_data.async_label(event, call.data[ATTR_VERDICT])
+            return
+    for entry in entries:  # older than the history: the classifier may still learn it
+        classifier = entry.runtime_data.classifier
+        if classifier is not None and await classifier.async_learn_id(
+            event_id, call.data[ATTR_VERDICT]
+        ):
+            entry.runtime_data.async_update_listeners()
             return
     raise ServiceValidationError(
         translation_domain=DOMAIN,

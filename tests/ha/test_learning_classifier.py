@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from custom_components.lan_guard.learning.classifier import Classifier
+from custom_components.lan_guard.learning.classifier import MAX_IMPORTS, Classifier
 from custom_components.lan_guard.learning.features import FEATURE_VERSION
 from custom_components.lan_guard.learning.model import ModelError, OnlineLogisticModel
+from custom_components.lan_guard.learning.policy import QuestionPolicy
 from tests.ha.test_learning_features import LAPTOP, T0, make_event, sweep
 
 NMAP_PORTS = [21, 22, 23, 25, 53, 80, 110, 139, 443, 445, 3389, 8080]
@@ -27,39 +28,37 @@ def ransomware(hours: float, mac: str = "00:1e:c9:aa:bb:cc") -> dict[str, Any]:
     return make_event(at=T0 + timedelta(hours=hours), mac=mac, evidence=evidence)
 
 
-def test_prior_then_the_owner_teaches_a_known_scan() -> None:
-    classifier = Classifier()
-    first = owner_scan(0)
-    assessment = classifier.assess(first)
-    assert (assessment.verdict, assessment.source) == ("unsure", "prior")
-    assert classifier.learn(first["id"], "normal") is False  # prior 0.5 leans to alarm
-    for n in range(1, 6):
+def taught(count: int, classifier: Classifier | None = None) -> Classifier:
+    """The owner calls ``count`` of the laptop's daily scans normal."""
+    classifier = classifier or Classifier()
+    for n in range(count):
         event = owner_scan(24 * n)
         classifier.assess(event)
         classifier.learn(event["id"], "normal")
+    return classifier
+
+
+def test_the_prior_then_the_owner_teaches_a_known_scan() -> None:
+    classifier = Classifier()
+    first = owner_scan(0)
+    assessment = classifier.assess(first)
+    assert (assessment.verdict, assessment.decided_by, assessment.labels) == ("alarm", "prior", 0)
+    assert classifier.learn(first["id"], "normal") is False  # the prior said alarm
+    taught(5, classifier)
     later = classifier.assess(owner_scan(24 * 7))
-    assert (later.verdict, later.source) == ("normal", "model")
-    # The same laptop scanning the ransomware ports is another behaviour: not waved through.
-    assert classifier.assess(ransomware(24 * 7, mac=LAPTOP)).verdict != "normal"
+    assert (later.verdict, later.decided_by, later.labels) == ("normal", "model", 6)
+    # The same laptop scanning the ransomware ports is another shape: not waved through.
+    assert classifier.assess(ransomware(24 * 7, mac=LAPTOP)).verdict == "alarm"
     assert classifier.assess(ransomware(24 * 7)).verdict == "alarm"
     stats = classifier.stats()
     assert stats["labels"] == 6
     assert stats["labels_normal"] == 6
     assert stats["labels_alarm"] == 0
-    assert stats["source"] == "model"
+    assert stats["decided_by"] == "model"
+    assert stats["imported_models"] == stats["imported_labels"] == 0
     assert stats["feature_version"] == FEATURE_VERSION
+    assert stats["model_id"] == classifier.own.model_id
     assert 0.0 <= stats["accuracy"] <= 1.0
-
-
-def test_prequential_first_label_is_scored_by_the_prior() -> None:
-    classifier = Classifier()
-    event = sweep(T0)
-    classifier.assess(event)
-    assert classifier.learn(event["id"], "normal") is True  # level 1: prior 0.1
-    session = make_event("session", level=3, evidence={"port": 445, "bytes": 900})
-    classifier.assess(session)
-    assert classifier.learn(session["id"], "normal") is False  # level 3: prior 0.9
-    assert classifier.stats()["accuracy"] == pytest.approx(0.5)
 
 
 def test_a_repeated_event_is_counted_once() -> None:
@@ -69,6 +68,74 @@ def test_a_repeated_event_is_counted_once() -> None:
     entry = classifier.history.get(event["source"]["mac"])
     assert entry is not None
     assert entry.seen == 1
+
+
+def test_one_label_per_event_the_same_answer_again_changes_nothing() -> None:
+    classifier = taught(3)
+    event = owner_scan(100)
+    classifier.assess(event)
+    assert classifier.learn(event["id"], "normal") is not None
+    before = classifier.to_dict()
+    for _ in range(5):  # the owner presses the same button five times
+        assert classifier.learn(event["id"], "normal") is None
+    assert classifier.to_dict() == before
+    assert classifier.stats()["labels"] == 4
+    assert classifier.model.decided_by == "model"
+
+
+def test_a_new_answer_replaces_the_old_one() -> None:
+    classifier = taught(4)
+    event = ransomware(100, mac=LAPTOP)
+    classifier.assess(event)
+    classifier.learn(event["id"], "normal")  # a slip of the thumb
+    classifier.learn(event["id"], "alarm")  # corrected
+    stats = classifier.stats()
+    assert (stats["labels"], stats["labels_normal"], stats["labels_alarm"]) == (5, 4, 1)
+    # The model is exactly the one that only ever heard the corrected answer.
+    straight = taught(4)
+    again = ransomware(100, mac=LAPTOP)
+    again["id"] = event["id"]
+    straight.assess(again)
+    straight.learn(event["id"], "alarm")
+    probe = ransomware(200, mac=LAPTOP)
+    assert classifier.assess(dict(probe)).probability == pytest.approx(
+        straight.assess(dict(probe)).probability
+    )
+    entry = classifier.history.get(LAPTOP)
+    assert entry is not None
+    assert [label for _, label in entry.labelled].count("normal") == 4  # the slip is gone
+
+
+def test_answers_to_notifications_outlive_the_recent_events() -> None:
+    classifier = Classifier(max_recent=5, questions=QuestionPolicy(per_day=0))
+    alarm = ransomware(0)
+    assert classifier.assess(alarm).verdict == "alarm"  # notified: kept
+    quiet = sweep(T0 + timedelta(minutes=1))
+    classifier.assess(quiet)
+    shown = sweep(T0 + timedelta(minutes=2), mac="02:00:00:00:00:05")
+    classifier.assess(shown)
+    assert classifier.keep(shown["id"])  # its notification shows it: kept
+    for n in range(20):  # many events later
+        classifier.assess(sweep(T0 + timedelta(minutes=3 + n)))
+    assert classifier.can_learn(alarm["id"])
+    assert classifier.learn(alarm["id"], "alarm") is not None
+    assert classifier.learn(shown["id"], "normal") is not None
+    assert not classifier.can_learn(quiet["id"])
+    with pytest.raises(KeyError):  # only what nobody was told of is forgotten
+        classifier.learn(quiet["id"], "normal")
+    assert not classifier.keep("f" * 32)
+
+
+def test_kept_events_are_bounded_in_count_and_age() -> None:
+    classifier = Classifier(max_recent=1, max_kept=3, keep_for_s=86400.0)
+    alarms = [ransomware(n, mac=f"00:1e:c9:aa:bb:{n:02x}") for n in range(5)]
+    for event in alarms:
+        classifier.assess(event)
+    assert [classifier.can_learn(e["id"]) for e in alarms] == [False, False, True, True, True]
+    late = ransomware(28, mac="00:1e:c9:aa:bb:ff")  # a day after the last one
+    classifier.assess(late)
+    assert [classifier.can_learn(e["id"]) for e in alarms] == [False] * 5
+    assert classifier.can_learn(late["id"])
 
 
 def test_learning_an_unknown_event() -> None:
@@ -82,52 +149,59 @@ def test_learning_an_unknown_event() -> None:
         classifier.learn(event["id"], "dunno")
 
 
-def test_a_changed_label_moves_the_source_counts() -> None:
-    classifier = Classifier()
-    event = owner_scan(0)
-    classifier.assess(event)
-    classifier.learn(event["id"], "alarm")
-    classifier.learn(event["id"], "normal")
-    entry = classifier.history.get(LAPTOP)
-    assert entry is not None
-    assert (entry.normal, entry.alarm) == (1, 0)
-    assert [label for _, _, label in entry.labelled] == ["normal"]
-    assert classifier.model.labels == 2  # the model learned both (it cannot unlearn)
-
-
-def test_recent_features_are_bounded() -> None:
-    classifier = Classifier(max_pending=3)
-    events = [sweep(T0 + timedelta(seconds=120 * n)) for n in range(5)]
+def test_labelled_records_are_bounded_and_older_ones_stay_learned() -> None:
+    classifier = Classifier(max_labelled=3)
+    events = [owner_scan(24 * n) for n in range(6)]
     for event in events:
         classifier.assess(event)
-    with pytest.raises(KeyError):
-        classifier.learn(events[0]["id"], "normal")
-    classifier.learn(events[-1]["id"], "normal")
-
-
-def test_round_trip_keeps_model_history_and_recent_features() -> None:
-    japan = timezone(timedelta(hours=9))
-    classifier = Classifier(tz=japan)
-    for n in range(8):
-        event = owner_scan(24 * n)
-        classifier.assess(event)
         classifier.learn(event["id"], "normal")
+    assert classifier.stats()["labels"] == 6  # folded into the model for good
+    with pytest.raises(KeyError):  # too old to be answered again
+        classifier.learn(events[0]["id"], "alarm")
+    classifier.learn(events[-1]["id"], "alarm")  # recent enough to be replaced
+    assert classifier.stats()["labels"] == 6
+    assert classifier.stats()["labels_alarm"] == 1
+
+
+def test_the_model_asks_about_the_events_it_is_least_sure_of_within_the_budget() -> None:
+    questions = QuestionPolicy(per_day=2, ask_from=0.05)
+    classifier = Classifier(questions=questions)
+    verdicts = []
+    for n in range(6):  # new devices' first sweeps, each its own source: p about 0.1
+        event = sweep(T0 + timedelta(minutes=n), mac=f"02:00:00:00:01:{n:02x}")
+        verdicts.append(classifier.assess(event).verdict)
+    assert verdicts == ["unsure", "unsure", "normal", "normal", "normal", "normal"]
+    assert len(classifier.questions.open) == 2
+    asked = next(iter(classifier.questions.open))
+    classifier.learn(asked, "normal")
+    assert asked not in classifier.questions.open  # answered
+    sure = Classifier(questions=QuestionPolicy(per_day=2, ask_from=0.2))
+    assert sure.assess(sweep(T0)).verdict == "normal"  # below the band: not asked
+
+
+def test_round_trip_keeps_models_history_kept_events_and_questions() -> None:
+    japan = timezone(timedelta(hours=9))
+    classifier = taught(8, Classifier(tz=japan))
+    teacher = taught(12)
+    classifier.merge(teacher.export())
     pending = ransomware(200)
     classifier.assess(pending)
+    classifier.questions.open["a" * 32] = 1.0
     stored = json.loads(json.dumps(classifier.to_dict()))
     restored, reason = Classifier.from_dict(stored, tz=japan)
     assert reason is None
     assert restored.stats() == classifier.stats()
+    assert restored.questions.open == classifier.questions.open
     probe = owner_scan(24 * 9)
     assert restored.assess(dict(probe)) == classifier.assess(dict(probe))
     restored.learn(pending["id"], "alarm")  # the label of an event seen before the restart
     assert restored.stats()["labels_alarm"] == 1
+    assert restored.merge(teacher.export()) is False  # the import survived the restart
 
 
 def test_another_feature_version_starts_afresh_with_a_reason() -> None:
     classifier = Classifier()
-    event = owner_scan(0)
-    classifier.assess(event)
+    classifier.assess(owner_scan(0))
     stored = {**classifier.to_dict(), "feature_version": FEATURE_VERSION - 1}
     restored, reason = Classifier.from_dict(stored)
     assert reason is not None
@@ -140,53 +214,81 @@ def test_another_feature_version_starts_afresh_with_a_reason() -> None:
 
 
 def test_broken_parts_are_reset_and_named() -> None:
-    classifier = Classifier()
-    event = owner_scan(0)
-    classifier.assess(event)
-    classifier.learn(event["id"], "normal")
+    classifier = taught(1)
+    classifier.merge(taught(10).export())
     stored = classifier.to_dict()
 
-    bad_model, reason = Classifier.from_dict({**stored, "model": {"format": 1}})
+    bad_model, reason = Classifier.from_dict({**stored, "own": {"format": 1}})
     assert reason is not None
     assert "model reset" in reason
-    assert bad_model.model.labels == 0
+    assert bad_model.own.labels == 0
     assert len(bad_model.history) == 1  # the history survived
 
     bad_history, reason = Classifier.from_dict({**stored, "history": {"version": 0}})
     assert reason is not None
     assert "history reset" in reason
-    assert bad_history.model.labels == 1
+    assert bad_history.own.labels == 1
 
-    broken_pending = {**stored, "pending": {"x": {"features": [1.0]}}}
-    no_pending, reason = Classifier.from_dict(broken_pending)
+    bad_imports, reason = Classifier.from_dict({**stored, "imports": [{"format": 1}]})
+    assert reason is not None
+    assert "imported models dropped" in reason
+    assert bad_imports.stats()["imported_models"] == 0
+
+    _, reason = Classifier.from_dict({**stored, "questions": {}})
+    assert reason is not None
+    assert "question budget reset" in reason
+
+    broken = {**stored, "examples": {"x": {"features": [[999, 1.0]]}}, "recent": ["x"]}
+    no_examples, reason = Classifier.from_dict(broken)
     assert reason is not None
     assert "recent event features dropped" in reason
     with pytest.raises(KeyError):
-        no_pending.learn("x", "normal")
+        no_examples.learn("x", "normal")
 
 
-def test_reset_keeps_history_and_settings() -> None:
-    classifier = Classifier(OnlineLogisticModel(alarm_from=0.9))
-    for n in range(6):
-        event = owner_scan(24 * n)
-        classifier.assess(event)
-        classifier.learn(event["id"], "normal")
+def test_reset_forgets_labels_and_imports_keeps_history_and_settings() -> None:
+    classifier = taught(6, Classifier(OnlineLogisticModel(alarm_from=0.9)))
+    classifier.merge(taught(12).export())
+    old_id = classifier.own.model_id
     classifier.reset_model()
-    assert classifier.stats()["labels"] == 0
-    assert classifier.stats()["source"] == "prior"
+    stats = classifier.stats()
+    assert (stats["labels"], stats["imported_models"], stats["decided_by"]) == (0, 0, "prior")
+    assert stats["model_id"] != old_id
     assert classifier.model.alarm_from == 0.9
     assert len(classifier.history) == 1
+    entry = classifier.history.get(LAPTOP)
+    assert entry is not None
+    assert not entry.labelled  # the owner's labels went with the model
 
 
-def test_merge_an_exported_model() -> None:
-    teacher = Classifier()
-    for n in range(12):
-        event = owner_scan(24 * n)
-        teacher.assess(event)
-        teacher.learn(event["id"], "normal")
-    exported = json.loads(json.dumps(teacher.model.export()))
-    learner = Classifier()
-    learner.merge(exported)
-    assert learner.stats()["labels"] == 12
+def test_importing_a_model_once_counts_once() -> None:
+    teacher = taught(12)
+    exported = json.loads(json.dumps(teacher.export()))
+    learner = taught(2)
+    assert learner.merge(exported) is True
+    stats = learner.stats()
+    assert (stats["labels"], stats["imported_models"], stats["imported_labels"]) == (2, 1, 12)
+    probe = owner_scan(300)
+    once = learner.assess(dict(probe)).probability
+    assert learner.merge(exported) is False  # the same export again: nothing changes
+    assert learner.stats()["imported_labels"] == 12
+    assert learner.assess(dict(probe)).probability == pytest.approx(once)
+    taught(3, teacher)  # the teacher learns more and exports again: it replaces, not adds
+    assert learner.merge(teacher.export()) is True
+    assert learner.stats()["imported_labels"] == 15
+    assert learner.stats()["imported_models"] == 1
+    # What leaves this home is its own model only (2 labels), never what it imported.
+    with pytest.raises(ModelError, match="at least"):
+        learner.export()
+    with pytest.raises(ModelError, match="own model"):
+        teacher.merge(teacher.export())
     with pytest.raises(ModelError):
-        learner.merge({"format": 1, "feature_version": FEATURE_VERSION + 1})
+        learner.merge({"format": 2, "feature_version": FEATURE_VERSION + 1})
+
+
+def test_imports_are_bounded() -> None:
+    learner = Classifier()
+    for _ in range(MAX_IMPORTS):
+        learner.merge(taught(10).export())
+    with pytest.raises(ModelError, match="at most"):
+        learner.merge(taught(10).export())

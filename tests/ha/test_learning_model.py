@@ -26,7 +26,7 @@ from custom_components.lan_guard.learning.model import (
     ModelError,
     OnlineLogisticModel,
     level_prior_mean,
-    prior_assessment,
+    rule_assessment,
 )
 
 
@@ -40,27 +40,27 @@ def vector(level: int, **values: float) -> np.ndarray[Any, Any]:
     return x
 
 
-SWEEP = vector(1, kind_arp_scan=1, log_targets=1, repeat_in_rhythm=1, repeat_regularity=1)
-OWNER_SCAN = vector(2, kind_syn_scan=1, log_ports=1, other_port_share=0.97, vendor_computer=1)
-PJL_QUERY = vector(3, kind_session=1, ransomware_port_share=1, vendor_computer=1)
+SWEEP = vector(1, kind_sweep=1, log_targets=1, routine=1, repeat_regularity=1)
+OWNER_SCAN = vector(2, kind_port_scan=1, log_ports=1, other_port_share=0.97, device_computer=1)
+PJL_QUERY = vector(3, kind_session=1, ransomware_port_share=1, device_computer=1)
 
 
-def trained(labels: list[tuple[np.ndarray[Any, Any], str, int]], **kwargs: Any) -> Any:
+def trained(labels: list[tuple[np.ndarray[Any, Any], str]], **kwargs: Any) -> Any:
     model = OnlineLogisticModel(**kwargs)
-    for x, label, level in labels:
-        model.learn(x, label, level)  # type: ignore[arg-type]
+    for x, label in labels:
+        model.learn(x, label)  # type: ignore[arg-type]
     return model
 
 
 @pytest.mark.parametrize(
     ("level", "verdict"), [(0, "normal"), (1, "normal"), (2, "unsure"), (3, "alarm"), (7, "alarm")]
 )
-def test_level_prior(level: int, verdict: str) -> None:
-    assessment = prior_assessment(level)
+def test_the_level_rule(level: int, verdict: str) -> None:
+    assessment = rule_assessment(level)
     assert assessment.verdict == verdict
-    assert assessment.source == "prior"
+    assert assessment.decided_by == "rule"
+    assert assessment.labels == 0
     assert assessment.probability == LEVEL_PRIOR[min(level, 3)]
-    assert OnlineLogisticModel().assess(vector(min(level, 3)), level) == assessment
 
 
 def test_prior_mean_is_the_level_rule_plus_domain_facts() -> None:
@@ -74,105 +74,102 @@ def test_prior_mean_is_the_level_rule_plus_domain_facts() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "x", "level", "verdict"),
+    ("name", "x", "verdict"),
     [
-        ("routine sweep in its rhythm", SWEEP, 1, "normal"),
+        ("a scheduled job's sweep", SWEEP, "normal"),
         (
             "a new device's first sweep",
-            vector(1, kind_arp_scan=1, log_targets=1, source_new=1),
-            1,
-            "alarm",
-        ),
-        (
-            "a known source's sweep out of rhythm",
-            vector(1, kind_arp_scan=1, unvouched=1),
-            1,
-            "alarm",  # p 0.33: asked with the alarm buttons
-        ),
-        ("a slow sweep", vector(1, kind_arp_scan=1, slow_probe=1, unvouched=1), 1, "alarm"),
-        ("a port scan nobody vouched for", vector(2, kind_syn_scan=1, unvouched=1), 2, "alarm"),
-        (
-            "the same scan, vouched for",
-            vector(2, kind_syn_scan=1, behaviour_vouched=1, behaviour_normal_labels=0.3),
-            2,
+            vector(1, kind_sweep=1, log_targets=1, source_new=1),
             "normal",
         ),
-        ("telnet scan", vector(2, kind_syn_scan=1, telnet_port_share=1), 2, "alarm"),
         (
-            "escalation in the incident",
-            vector(2, kind_syn_scan=1, incident_escalation=1),
-            2,
+            "a camera quiet for weeks sweeping the LAN",
+            vector(1, kind_sweep=1, quiet_class_scan=1, quiet_host_wakes=1, source_new=1),
             "alarm",
         ),
+        (
+            "a streaming box sweeping ten times its bursts at an hour it never kept",
+            vector(1, kind_sweep=1, grown=0.8, new_hour=1, unvouched=1),
+            "alarm",
+        ),
+        ("a slow sweep", vector(1, kind_sweep=1, slow_probe=1, unvouched=1), "alarm"),
+        ("a port scan nobody vouched for", vector(2, kind_port_scan=1, unvouched=1), "alarm"),
+        (
+            "the same scan, vouched for",
+            vector(2, kind_port_scan=1, shape_vouched=1, shape_normal_labels=0.3),
+            "normal",
+        ),
+        ("telnet scan", vector(2, kind_port_scan=1, bot_port_share=1), "alarm"),
+        ("escalation in the incident", vector(2, kind_port_scan=1, incident_escalation=1), "alarm"),
+        ("a spoof of the gateway", vector(3, kind_spoof=1, gateway=1), "alarm"),
     ],
 )
 def test_the_domain_prior_before_any_label(
-    name: str, x: np.ndarray[Any, Any], level: int, verdict: str
+    name: str, x: np.ndarray[Any, Any], verdict: str
 ) -> None:
-    """What the prior mean says with the default cut-offs (the level gate switched off)."""
-    assert OnlineLogisticModel(min_labels=0).assess(x, level).verdict == verdict, name
+    """What the prior mean says with the default cut-off, before any label."""
+    assessment = OnlineLogisticModel().assess(x)
+    assert assessment.verdict == verdict, (name, assessment.probability)
+    assert (assessment.decided_by, assessment.labels) == ("prior", 0)
 
 
-def test_the_prior_decides_until_enough_labels() -> None:
-    model = OnlineLogisticModel(min_labels=3)
-    for _ in range(2):
-        model.learn(OWNER_SCAN, "normal", 2)
-        assert model.uses_prior
-        assert model.assess(OWNER_SCAN, 2).source == "prior"
-    model.learn(OWNER_SCAN, "normal", 2)
-    assessment = model.assess(OWNER_SCAN, 2)
-    assert assessment.source == "model"
+def test_the_prior_decides_until_the_first_label_then_the_model_on_n_labels() -> None:
+    model = OnlineLogisticModel()
+    assert model.assess(OWNER_SCAN).decided_by == "prior"
+    model.learn(OWNER_SCAN, "normal")
+    model.learn(SWEEP, "normal")
+    assessment = model.assess(OWNER_SCAN)
+    assert (assessment.decided_by, assessment.labels) == ("model", 2)
     assert assessment.as_dict() == {
         "verdict": assessment.verdict,
         "probability": round(assessment.probability, 4),
-        "source": "model",
+        "decided_by": "model",
+        "labels": 2,
     }
 
 
 def test_labels_flip_verdicts() -> None:
     model = OnlineLogisticModel()
-    assert model.blank().assess(PJL_QUERY, 3).verdict == "alarm"
+    assert model.blank().assess(PJL_QUERY).verdict == "alarm"
     for _ in range(50):  # the prior is firm about data on a ransomware port: without the
         # behaviour features (a vouched behaviour turns at once) it takes a few dozen labels
-        model.learn(PJL_QUERY, "normal", 3)  # the family PC's printer software, says the owner
-        model.learn(OWNER_SCAN, "normal", 2)
-    assert model.assess(PJL_QUERY, 3).verdict == "normal"
-    assert model.assess(OWNER_SCAN, 2).verdict == "normal"
-    telnet = vector(2, kind_syn_scan=1, telnet_port_share=1, vendor_camera=1)
-    assert model.assess(telnet, 2).verdict == "alarm"  # what was not taught keeps the prior
+        model.learn(PJL_QUERY, "normal")  # the family PC's printer software, says the owner
+        model.learn(OWNER_SCAN, "normal")
+    assert model.assess(PJL_QUERY).verdict == "normal"
+    assert model.assess(OWNER_SCAN).verdict == "normal"
+    telnet = vector(2, kind_port_scan=1, bot_port_share=1, device_camera=1)
+    assert model.assess(telnet).verdict == "alarm"  # what was not taught keeps the prior
 
-    slow = vector(1, kind_arp_scan=1, log_targets=0.4, vendor_unknown=1)
-    assert model.assess(slow, 1).verdict == "normal"
+    slow = vector(1, kind_sweep=1, log_targets=0.4, device_unknown=1)
+    assert model.assess(slow).verdict == "normal"
     for _ in range(30):  # the owner tells a slow scan from the tracker's sweeps (the prior
         # variance is small, so one kind of event needs a few dozen labels to turn around)
-        model.learn(slow, "alarm", 1)
-        model.learn(SWEEP, "normal", 1)
-    assert model.assess(slow, 1).verdict == "alarm"
-    assert model.assess(SWEEP, 1).verdict == "normal"
+        model.learn(slow, "alarm")
+        model.learn(SWEEP, "normal")
+    assert model.assess(slow).verdict == "alarm"
+    assert model.assess(SWEEP).verdict == "normal"
 
 
 def test_prequential_accuracy_scores_before_learning() -> None:
-    model = OnlineLogisticModel(min_labels=2)
+    model = OnlineLogisticModel()
     assert model.accuracy is None
-    assert model.learn(SWEEP, "normal", 1) is True  # prior 0.1: right
-    assert model.learn(PJL_QUERY, "normal", 3) is False  # prior 0.9: wrong
+    assert model.learn(SWEEP, "normal") is True  # the prior: normal, right
+    assert model.learn(PJL_QUERY, "normal") is False  # the prior: alarm, wrong
     assert model.labels == 2
     assert model.label_counts == {"normal": 2, "alarm": 0}
     assert model.accuracy == pytest.approx(0.5)
-    model.learn(PJL_QUERY, "normal", 3)
+    model.learn(PJL_QUERY, "normal")
     assert model.correct in {1, 2}
     assert model.accuracy == pytest.approx(model.correct / 3)
 
 
-def test_cut_offs() -> None:
-    model = OnlineLogisticModel(normal_below=0.25, alarm_from=0.8)
-    assert model.verdict_of(0.2499) == "normal"
-    assert model.verdict_of(0.25) == "unsure"
-    assert model.verdict_of(0.7999) == "unsure"
+def test_cut_off() -> None:
+    model = OnlineLogisticModel(alarm_from=0.8)
+    assert model.verdict_of(0.7999) == "normal"
     assert model.verdict_of(0.8) == "alarm"
-    for bad in ({"normal_below": 0.8, "alarm_from": 0.2}, {"normal_below": 0.0}):
-        with pytest.raises(ModelError, match="cut-offs"):
-            OnlineLogisticModel(**bad)  # type: ignore[arg-type]
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ModelError, match="alarm_from"):
+            OnlineLogisticModel(alarm_from=bad)
     with pytest.raises(ModelError, match="prior_variance"):
         OnlineLogisticModel(prior_variance=0)
 
@@ -180,11 +177,11 @@ def test_cut_offs() -> None:
 def test_bad_labels_and_features_are_refused() -> None:
     model = OnlineLogisticModel()
     with pytest.raises(ModelError, match="label"):
-        model.learn(SWEEP, "maybe", 1)  # type: ignore[arg-type]
+        model.learn(SWEEP, "maybe")  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="finite"):
-        model.learn(np.full(N_FEATURES, np.nan), "normal", 1)
+        model.learn(np.full(N_FEATURES, np.nan), "normal")
     with pytest.raises(ModelError, match="finite"):
-        model.learn(np.ones(3), "normal", 1)
+        model.learn(np.ones(3), "normal")
     assert model.labels == 0
 
 
@@ -199,10 +196,10 @@ def test_calibration_on_data_from_a_known_logistic_model() -> None:
         p = 1 / (1 + np.exp(-(x @ true_weights)))
         return x, (rng.uniform(size=n) < p).astype(float)
 
-    model = OnlineLogisticModel(prior_variance=1.0, min_labels=0)
+    model = OnlineLogisticModel(prior_variance=1.0)
     x_train, y_train = sample(1500)
     for x, y in zip(x_train, y_train, strict=True):
-        model.learn(x, "alarm" if y else "normal", 2)
+        model.learn(x, "alarm" if y else "normal")
     x_test, y_test = sample(4000)
     p = model.probabilities(x_test)
     assert np.all((p >= 0) & (p <= 1))
@@ -218,10 +215,10 @@ def test_calibration_on_data_from_a_known_logistic_model() -> None:
 
 
 def test_uncertainty_moderates_the_probability() -> None:
-    model = OnlineLogisticModel(min_labels=0)
+    model = OnlineLogisticModel()
     for _ in range(50):
-        model.learn(SWEEP, "normal", 1)
-    novel = vector(1, kind_arp_scan=1, vendor_camera=1, time_sin=1, since_last=1)
+        model.learn(SWEEP, "normal")
+    novel = vector(1, kind_sweep=1, device_camera=1, time_sin=1, since_last=1)
     certain = model.probability(SWEEP)
     assert certain < 0.05
     assert model.probability(novel) > certain  # unseen directions stay closer to the middle
@@ -238,17 +235,19 @@ def test_uncertainty_moderates_the_probability() -> None:
 def test_probabilities_stay_in_the_unit_interval(
     features: np.ndarray[Any, Any], labels: list[str]
 ) -> None:
-    model = OnlineLogisticModel(min_labels=0)
+    model = OnlineLogisticModel()
     for label in labels:
-        model.learn(features, label, 2)  # type: ignore[arg-type]
+        model.learn(features, label)  # type: ignore[arg-type]
     probability = model.probability(features)
     assert 0.0 <= probability <= 1.0
     assert np.all(np.isfinite(model.mean))
     assert np.all(np.linalg.eigvalsh(model.precision) > 0)
+    # The covariance kept by rank-one updates is the inverse of the precision.
+    np.testing.assert_allclose(model._covariance @ model.precision, np.eye(N_FEATURES), atol=1e-6)
 
 
 def test_round_trip_through_json() -> None:
-    model = trained([(OWNER_SCAN, "normal", 2)] * 6 + [(PJL_QUERY, "alarm", 3)] * 2)
+    model = trained([(OWNER_SCAN, "normal")] * 6 + [(PJL_QUERY, "alarm")] * 2)
     stored = json.loads(json.dumps(model.to_dict()))
     restored = OnlineLogisticModel.from_dict(stored)
     for x in (SWEEP, OWNER_SCAN, PJL_QUERY):
@@ -273,6 +272,8 @@ def test_round_trip_through_json() -> None:
         ({"correct": 99}, "impossible"),
         ({"prior_variance": "wide"}, "malformed"),
         ({"labels": None}, "malformed"),
+        ({"model_id": None}, "model_id"),
+        ({"model_id": "x" * 65}, "model_id"),
     ],
 )
 def test_unusable_stored_models_are_refused_with_a_reason(
@@ -290,29 +291,31 @@ def test_export_holds_weights_and_counts_only() -> None:
     with pytest.raises(ModelError, match=f"at least {MIN_EXPORT_LABELS} labels"):
         model.export()
     for _ in range(MIN_EXPORT_LABELS):
-        model.learn(OWNER_SCAN, "normal", 2)
+        model.learn(OWNER_SCAN, "normal")
     exported = model.export()
     assert set(exported) == {
         "format",
         "feature_version",
         "features",
+        "model_id",
         "prior_variance",
-        "normal_below",
         "alarm_from",
-        "min_labels",
         "weights",
         "precision",
         "labels",
         "correct",
     }
+    assert exported["model_id"] == model.model_id
+    assert len(model.model_id) == 32
+    assert model.blank().model_id != model.model_id  # a reset model is another model
     text = json.dumps(exported)
     for event_field in ("mac", "ip", "vendor", "hostname", "incident", "sample", "detected_at"):
         assert f'"{event_field}"' not in text
 
 
 def test_merge_adds_evidence_and_counts() -> None:
-    home_a = trained([(OWNER_SCAN, "normal", 2)] * 20)
-    home_b = trained([(PJL_QUERY, "normal", 3)] * 50)
+    home_a = trained([(OWNER_SCAN, "normal")] * 20)
+    home_b = trained([(PJL_QUERY, "normal")] * 50)
     merged = home_a.merge(home_b)
     assert merged.label_counts == {"normal": 70, "alarm": 0}
     assert merged.correct == home_a.correct + home_b.correct
@@ -321,8 +324,9 @@ def test_merge_adds_evidence_and_counts() -> None:
         merged.precision - prior, (home_a.precision - prior) + (home_b.precision - prior)
     )
     # What each home taught holds in the merge (far from the prior's firm "alarm" on PJL).
-    assert merged.assess(OWNER_SCAN, 2).verdict == home_a.assess(OWNER_SCAN, 2).verdict == "normal"
-    assert home_b.assess(PJL_QUERY, 3).verdict == "normal"
+    assert merged.assess(OWNER_SCAN).verdict == home_a.assess(OWNER_SCAN).verdict == "normal"
+    assert home_b.assess(PJL_QUERY).verdict == "normal"
+    assert merged.model_id == home_a.model_id
     fresh = OnlineLogisticModel().probability(PJL_QUERY)
     assert merged.probability(PJL_QUERY) < fresh - 0.5
     assert merged.probability(PJL_QUERY) < 0.5  # more likely normal, as home B taught
@@ -334,8 +338,8 @@ def test_merge_adds_evidence_and_counts() -> None:
 
 
 def test_merge_of_agreeing_homes_is_surer() -> None:
-    home_a = trained([(OWNER_SCAN, "normal", 2)] * 4 + [(SWEEP, "alarm", 1)] * 2)
-    home_b = trained([(OWNER_SCAN, "normal", 2)] * 4 + [(SWEEP, "alarm", 1)] * 2)
+    home_a = trained([(OWNER_SCAN, "normal")] * 4 + [(SWEEP, "alarm")] * 2)
+    home_b = trained([(OWNER_SCAN, "normal")] * 4 + [(SWEEP, "alarm")] * 2)
     merged = home_a.merge(home_b)
     np.testing.assert_allclose(merged.mean, home_a.mean, atol=1e-9)
     for x in (OWNER_SCAN, SWEEP):  # the same weights, less doubt: further from the middle
@@ -344,8 +348,8 @@ def test_merge_of_agreeing_homes_is_surer() -> None:
 
 
 def test_merge_weights_homes_by_their_labels() -> None:
-    small = trained([(OWNER_SCAN, "normal", 2)] * 5)
-    large = trained([(PJL_QUERY, "normal", 3)] * 15)
+    small = trained([(OWNER_SCAN, "normal")] * 5)
+    large = trained([(PJL_QUERY, "normal")] * 15)
     np.testing.assert_allclose(
         small.merge(large).mean, 0.25 * small.mean + 0.75 * large.mean, atol=1e-12
     )
@@ -360,11 +364,15 @@ def test_merge_refuses_another_prior() -> None:
         OnlineLogisticModel().merge(other)
 
 
-def test_blank_keeps_settings_only() -> None:
-    model = trained([(OWNER_SCAN, "normal", 2)] * 3, alarm_from=0.9, min_labels=2)
+def test_blank_keeps_settings_only_and_copy_keeps_all() -> None:
+    model = trained([(OWNER_SCAN, "normal")] * 3, alarm_from=0.9, prior_variance=0.2)
     blank = model.blank()
     assert blank.labels == 0
-    assert (blank.alarm_from, blank.min_labels) == (0.9, 2)
+    assert (blank.alarm_from, blank.prior_variance) == (0.9, 0.2)
     np.testing.assert_array_equal(blank.mean, model.prior_mean)
-    assert isinstance(blank.assess(OWNER_SCAN, 2), Assessment)
+    assert isinstance(blank.assess(OWNER_SCAN), Assessment)
     assert copy.deepcopy(model).probability(SWEEP) == model.probability(SWEEP)
+    twin = model.copy()
+    assert twin.to_dict() == model.to_dict()
+    twin.learn(SWEEP, "alarm")
+    assert model.labels == 3  # independent

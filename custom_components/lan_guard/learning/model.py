@@ -5,27 +5,32 @@ keep the whole Gaussian (mean and precision matrix) instead of a point, and upda
 label with one exact MAP step along the direction the new label informs plus a Laplace
 (second-order) update of the precision. That gives what a home with 20 labels needs:
 
-* The prior mean is the level rule itself (level 1 normal, 2 in between, 3 alarm), so the
-  penalty pulls towards the level rule, not towards "know nothing", and unlabelled directions
-  of feature space keep behaving like the rule.
+* The prior mean is the level rule plus documented security knowledge (:data:`DOMAIN_PRIOR`),
+  so before any label the model already decides at least as well as the level rule, and the
+  penalty pulls towards that knowledge, not towards "know nothing".
 * The predictive probability is moderated by the weight uncertainty (MacKay's probit
-  approximation), so an event unlike anything labelled gets a probability near the middle,
-  which is the "unsure" band: the model asks about what it does not know.
+  approximation), so an event unlike anything labelled gets a probability nearer the middle;
+  the question policy (``policy.py``) asks the owner about those.
 * Merging (federated averaging): the weights average by label count, each home's evidence
   (precision beyond the shared prior's) adds, so agreeing homes make a surer model; counts
-  add exactly. See ``merge`` for why this rule. (Naive Bayes counts would merge exactly,
-  but its probabilities are badly calibrated with correlated features such as ours.)
+  add exactly. See ``merge`` for why this rule.
 
-Verdicts: ``p < normal_below`` normal, ``p >= alarm_from`` alarm, else unsure. Before
-``min_labels`` labels the level prior decides alone (``source="prior"``).
+Verdicts: ``p >= alarm_from`` alarm, else normal; the question policy may turn a normal verdict
+close to the cut-off into a question (``unsure``). What decided is said with every verdict:
+``prior`` while the model has learned no label (its own or imported), ``model`` after;
+``rule`` is the level rule, used only when the classifier cannot judge an event.
 
-The stored form (``to_dict``) and the export (``export``) hold the feature version, weights,
-precision and counts, never an event. A model of another feature version resets, with a reason.
+Every model has a ``model_id`` (random, new on reset): an export carries it, so importing the
+same home's model twice replaces the first import instead of counting its evidence twice.
+The stored form (``to_dict``) and the export (``export``) hold the feature version, the id,
+weights, precision and counts, never an event. A model of another feature version resets, with
+a reason.
 """
 
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -37,17 +42,12 @@ from .features import FEATURE_NAMES, FEATURE_VERSION, INDEX, N_FEATURES
 
 Verdict = Literal["normal", "alarm", "unsure"]
 Label = Literal["normal", "alarm"]
+DecidedBy = Literal["rule", "prior", "model"]
 LABELS: Final[tuple[Label, ...]] = ("normal", "alarm")
 
-MODEL_FORMAT: Final = 1
-# Chosen on the development homes of benchmarks/classifier_eval.py (seeds 101-108) by its
-# ``--tune``: the most alarm recall after 20 labels with false alarms <= 1.5 % and unsure <= 8 %
-# (the issue allows 2 % and 10 %). Missing malware costs far more than a false alarm, so an
-# event is an alarm from a probability of 0.3; a lower band put the mass of unlabelled routine
-# sweeps (probability 0.1-0.2) into "unsure" or "alarm", past the budgets.
-DEFAULT_NORMAL_BELOW: Final = 0.2
+MODEL_FORMAT: Final = 2
+# Chosen on the development homes of benchmarks/classifier_eval.py by its ``--tune`` (see there).
 DEFAULT_ALARM_FROM: Final = 0.3
-DEFAULT_MIN_LABELS: Final = 5
 DEFAULT_PRIOR_VARIANCE: Final = 0.1
 # With fewer labels the precision matrix nearly gives single events away (one label adds
 # g * x x^T to it, a scaled copy of that event's features), so export refuses.
@@ -65,26 +65,28 @@ class ModelError(ValueError):
 
 @dataclass(frozen=True)
 class Assessment:
-    """A verdict, its probability of alarm, and what decided it ("prior" or "model")."""
+    """A verdict, its probability of alarm, what decided it and on how many labels."""
 
     verdict: Verdict
     probability: float
-    source: Literal["prior", "model"]
+    decided_by: DecidedBy
+    labels: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe form that travels with the event."""
         return {
             "verdict": self.verdict,
             "probability": round(self.probability, 4),
-            "source": self.source,
+            "decided_by": self.decided_by,
+            "labels": self.labels,
         }
 
 
-def prior_assessment(level: int) -> Assessment:
-    """The level rule: 3 alarm, 2 unsure, 1 and 0 normal."""
+def rule_assessment(level: int) -> Assessment:
+    """The level rule: 3 alarm, 2 unsure, 1 and 0 normal (when the classifier cannot judge)."""
     level = min(max(int(level), 0), 3)
     verdict: Verdict = "alarm" if level >= 3 else "unsure" if level == 2 else "normal"
-    return Assessment(verdict, LEVEL_PRIOR[level], "prior")
+    return Assessment(verdict, LEVEL_PRIOR[level], "rule")
 
 
 def _logit(p: float) -> float:
@@ -107,28 +109,42 @@ def level_prior_mean() -> FloatArray:
 # magnitudes set by hand and checked on the benchmark's development homes only (never fitted);
 # labels move them like any other weight.
 DOMAIN_PRIOR: Final[Mapping[str, float]] = {
-    # Mirai and its descendants brute-force telnet; no home device probes telnet on others.
-    "telnet_port_share": 4.0,
-    # Probing exactly the ports ransomware probes first (design.md).
-    "ransomware_port_share": 2.0,
+    # Mirai and its descendants brute-force telnet and a few exploit ports; no home device
+    # probes them on others.
+    "bot_port_share": 4.0,
+    # Probing exactly the ports ransomware probes first.
+    "ransomware_port_share": 1.5,
     # Answering for the router's address is a man-in-the-middle.
     "gateway": 3.0,
-    # Precursors come in order: a source that escalated within the hour, or within the
-    # incident the agent is still reporting (sweep, then a port scan, then a session).
-    "source_recent_level": 1.5,
-    "incident_escalation": 1.0,
     # Scanning slower than any home discovery tool is scanning meant to go unnoticed.
     "slow_probe": 3.0,
-    # A source's first event is worth asking about (the spam filter's unknown sender), and so is
-    # a known source doing what nobody vouched for, out of any rhythm of its own.
-    "source_new": 2.0,
-    "unvouched": 1.5,
+    # Cameras, thermostats, plugs and bulbs never scan; one that does is compromised.
+    "quiet_class_scan": 3.5,
+    # What changed about a source: a device the LAN has known for days that suddenly raises
+    # its first event, its first event of a kind, activity at an hour it never kept, a sweep
+    # larger than any it did before.
+    "quiet_host_wakes": 1.5,
+    "first_of_kind": 1.0,
+    "new_hour": 1.0,
+    "grown": 2.0,
+    # Precursors come in order: a source that escalated within the hour, or within the
+    # incident the agent is still reporting (sweep, then a port scan, then a session).
+    "source_recent_level": 1.0,
+    "incident_escalation": 1.0,
+    "incident_steps": 1.0,
+    # A known source doing what nobody vouched for, out of any rhythm of its own, is worth a
+    # look; a steady rhythm of the very same shape is a scheduled job (a tracker, a monitor).
+    "unvouched": 0.5,
+    "routine": -1.5,
     # The owner's judgement carries over (the spam filter's known sender): fully for the same
-    # behaviour of the same source, partly for anything else it does; an alarm taints it all.
-    "behaviour_vouched": -3.0,
-    "behaviour_normal_labels": -1.0,
-    "source_normal_labels": -1.0,
-    "source_alarm_labels": 3.0,
+    # shape of the same source, a little for its other shapes.
+    "shape_vouched": -3.0,
+    "shape_normal_labels": -1.0,
+    "shape_alarm_labels": 3.0,
+    "other_normal_labels": -0.5,
+    "other_alarm_labels": 0.5,
+    # Data a decoy received that speaks RTSP is a camera client (an NVR, a viewer app).
+    "sample_rtsp": -1.0,
 }
 
 
@@ -150,6 +166,11 @@ def _sigmoid(z: FloatArray | float) -> Any:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
 
 
+def new_model_id() -> str:
+    """A random model id (32 hex)."""
+    return uuid.uuid4().hex
+
+
 class OnlineLogisticModel:
     """Gaussian posterior over logistic-regression weights, updated one label at a time."""
 
@@ -157,18 +178,16 @@ class OnlineLogisticModel:
         self,
         *,
         prior_variance: float = DEFAULT_PRIOR_VARIANCE,
-        normal_below: float = DEFAULT_NORMAL_BELOW,
         alarm_from: float = DEFAULT_ALARM_FROM,
-        min_labels: int = DEFAULT_MIN_LABELS,
+        model_id: str | None = None,
     ) -> None:
-        if not 0.0 < normal_below < alarm_from < 1.0:
-            raise ModelError("cut-offs must satisfy 0 < normal_below < alarm_from < 1")
+        if not 0.0 < alarm_from < 1.0:
+            raise ModelError("alarm_from must lie strictly between 0 and 1")
         if prior_variance <= 0.0:
             raise ModelError("prior_variance must be positive")
         self.prior_variance = float(prior_variance)
-        self.normal_below = float(normal_below)
         self.alarm_from = float(alarm_from)
-        self.min_labels = int(min_labels)
+        self.model_id = model_id or new_model_id()
         self.prior_mean = prior_mean()
         self.prior_precision = np.eye(N_FEATURES) / self.prior_variance
         self.mean = self.prior_mean.copy()
@@ -189,9 +208,9 @@ class OnlineLogisticModel:
         return self.correct / self.labels if self.labels else None
 
     @property
-    def uses_prior(self) -> bool:
-        """True while too few labels make the level prior decide."""
-        return self.labels < self.min_labels
+    def decided_by(self) -> DecidedBy:
+        """``prior`` until the model has learned a label, ``model`` after."""
+        return "model" if self.labels else "prior"
 
     def probabilities(self, features: FloatArray) -> FloatArray:
         """Calibrated P(alarm) of each row of a (n, N_FEATURES) array (or of one vector)."""
@@ -206,31 +225,25 @@ class OnlineLogisticModel:
         return float(self.probabilities(features)[0])
 
     def verdict_of(self, probability: float) -> Verdict:
-        """The verdict the two cut-offs give a probability."""
-        if probability >= self.alarm_from:
-            return "alarm"
-        if probability < self.normal_below:
-            return "normal"
-        return "unsure"
+        """Alarm from the cut-off, normal below it."""
+        return "alarm" if probability >= self.alarm_from else "normal"
 
-    def assess(self, features: FloatArray, level: int) -> Assessment:
-        """The verdict for an event: the level prior until enough labels, then the model."""
-        if self.uses_prior:
-            return prior_assessment(level)
+    def assess(self, features: FloatArray) -> Assessment:
+        """The verdict for an event's features."""
         probability = self.probability(features)
-        return Assessment(self.verdict_of(probability), probability, "model")
+        return Assessment(self.verdict_of(probability), probability, self.decided_by, self.labels)
 
     # -- learning -----------------------------------------------------------------------
-    def learn(self, features: FloatArray, label: Label, level: int) -> bool:
-        """Score the label with the current verdict's probability (prequential), then learn
-        it. Returns whether the probability was on the right side of 0.5."""
+    def learn(self, features: FloatArray, label: Label) -> bool:
+        """Score the label with the current probability (prequential), then learn it.
+        Returns whether the probability was on the right side of 0.5."""
         if label not in LABELS:
             raise ModelError(f"label must be 'normal' or 'alarm', not {label!r}")
         x = np.asarray(features, dtype=np.float64)
         if x.shape != (N_FEATURES,) or not np.all(np.isfinite(x)):
             raise ModelError(f"features must be {N_FEATURES} finite numbers")
         target = 1.0 if label == "alarm" else 0.0
-        right = (self.assess(x, level).probability >= 0.5) == (target == 1.0)
+        right = (self.probability(x) >= 0.5) == (target == 1.0)
         self.correct += int(right)
         self.label_counts[label] += 1
 
@@ -250,28 +263,30 @@ class OnlineLogisticModel:
         step = 0.5 * (low + high)
         self.mean = self.mean + step * direction
         p = float(_sigmoid(score + step * spread))
-        self.precision = self.precision + p * (1.0 - p) * np.outer(x, x)
-        self._covariance = _inverse(self.precision)
+        curvature = p * (1.0 - p)
+        self.precision = self.precision + curvature * np.outer(x, x)
+        # Sherman-Morrison: the covariance of precision + g x x^T without a new inverse.
+        self._covariance = self._covariance - np.outer(direction, direction) * (
+            curvature / (1.0 + curvature * spread)
+        )
         return right
 
     # -- merging ------------------------------------------------------------------------
     def merge(self, other: OnlineLogisticModel) -> OnlineLogisticModel:
-        """A model holding both models' evidence; counts add.
+        """A model holding both models' evidence; counts add (the id is this model's).
 
         The weights are the label-count-weighted average of the two (federated averaging:
         a model with no label changes nothing, two equal models give the same weights). The
         evidence of each (its precision beyond the shared prior's, ``P - P0``) adds, so the
         merged model is surer where the homes learned, which the moderated probability uses.
-        Logistic-regression weights average only approximately (naive Bayes counts would add
-        exactly, but with probabilities far worse calibrated on correlated features like
-        ours). Chosen on the development homes of benchmarks/classifier_eval.py over the
-        exact product of the Laplace posteriors, which overshoots when many homes' one-pass
-        online posteriors are combined, and over precision-weighted means."""
+        Logistic-regression weights average only approximately; chosen on the development
+        homes over the exact product of the Laplace posteriors, which overshoots when many
+        homes' one-pass online posteriors are combined, and over precision-weighted means."""
         if not np.allclose(self.prior_precision, other.prior_precision) or not np.allclose(
             self.prior_mean, other.prior_mean
         ):
             raise ModelError("models with different priors cannot be merged")
-        merged = self.blank()
+        merged = self.blank(model_id=self.model_id)
         total = self.labels + other.labels
         share = 0.5 if total == 0 else self.labels / total
         merged.mean = share * self.mean + (1.0 - share) * other.mean
@@ -282,26 +297,30 @@ class OnlineLogisticModel:
         merged.correct = self.correct + other.correct
         return merged
 
-    def blank(self) -> OnlineLogisticModel:
-        """A model with the same settings and nothing learned."""
+    def blank(self, *, model_id: str | None = None) -> OnlineLogisticModel:
+        """A model with the same settings and nothing learned (a new id unless given)."""
         return OnlineLogisticModel(
-            prior_variance=self.prior_variance,
-            normal_below=self.normal_below,
-            alarm_from=self.alarm_from,
-            min_labels=self.min_labels,
+            prior_variance=self.prior_variance, alarm_from=self.alarm_from, model_id=model_id
         )
+
+    def copy(self) -> OnlineLogisticModel:
+        """An independent copy (same id)."""
+        twin = self.blank(model_id=self.model_id)
+        twin.mean, twin.precision = self.mean.copy(), self.precision.copy()
+        twin._covariance = self._covariance.copy()
+        twin.label_counts, twin.correct = dict(self.label_counts), self.correct
+        return twin
 
     # -- persistence --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe state: feature version, settings, weights, precision, counts."""
+        """JSON-safe state: feature version, id, settings, weights, precision, counts."""
         return {
             "format": MODEL_FORMAT,
             "feature_version": FEATURE_VERSION,
             "features": list(FEATURE_NAMES),
+            "model_id": self.model_id,
             "prior_variance": self.prior_variance,
-            "normal_below": self.normal_below,
             "alarm_from": self.alarm_from,
-            "min_labels": self.min_labels,
             "weights": [float(v) for v in self.mean],
             "precision": [[float(v) for v in row] for row in self.precision],
             "labels": dict(self.label_counts),
@@ -309,7 +328,7 @@ class OnlineLogisticModel:
         }
 
     def export(self) -> dict[str, Any]:
-        """What may leave the home: weights, precision and counts (no event, no source)."""
+        """What may leave the home: id, weights, precision and counts (no event, no source)."""
         if self.labels < MIN_EXPORT_LABELS:
             raise ModelError(
                 f"export needs at least {MIN_EXPORT_LABELS} labels ({self.labels} so far): "
@@ -332,12 +351,14 @@ class OnlineLogisticModel:
                 f"model of feature version {data.get('feature_version')!r}, "
                 f"this version uses {FEATURE_VERSION}"
             )
+        model_id = data.get("model_id")
+        if not isinstance(model_id, str) or not 1 <= len(model_id) <= 64:
+            raise ModelError("model_id must be a string of 1 to 64 characters")
         try:
             model = cls(
                 prior_variance=float(data["prior_variance"]),
-                normal_below=float(data["normal_below"]),
                 alarm_from=float(data["alarm_from"]),
-                min_labels=int(data["min_labels"]),
+                model_id=model_id,
             )
             mean = np.asarray(data["weights"], dtype=np.float64)
             precision = np.asarray(data["precision"], dtype=np.float64)
