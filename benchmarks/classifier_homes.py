@@ -145,6 +145,7 @@ class ToolShape:
     probes: tuple[Probe, ...]
     agent_events: tuple[Mapping[str, Any], ...]
     command: str
+    tool_host: int  # the tool's address in the lab's /24
 
     @property
     def duration(self) -> float:
@@ -172,9 +173,14 @@ def load_shapes(path: Path = SHAPES_PATH) -> dict[str, ToolShape]:
                 bytes.fromhex(item[4]) if len(item) > 4 else b"",
             )
             for item in profile["probes"]
-        )
+        )  # in time order (the capture may swap two frames of parallel senders by 0.1 ms)
         shapes[name] = ToolShape(
-            name, profile["role"], probes, tuple(profile["agent_events"]), profile["command"]
+            name,
+            profile["role"],
+            tuple(sorted(probes, key=lambda probe: probe.t)),
+            tuple(profile["agent_events"]),
+            profile["command"],
+            int(profile["tool_host"]),
         )
     return shapes
 
@@ -701,7 +707,7 @@ def _household(b: _Builder) -> dict[str, list[Device]]:
             b.burst(newcomer, joins + 60 + k * rng.uniform(300, 3600), peers, scenario="new_device")
     if phones and rng.random() < 0.3:  # DHCP gives a departed phone's address to a newcomer
         phone = phones[0]
-        day = rng.randrange(1, int(b.days))
+        day = rng.randrange(1, max(int(b.days), 2))
         gone = b.local(day, rng.uniform(9, 18))
         phone.away.append((gone, gone + 86400))
         newcomer = b.device("guest", joins=gone + rng.uniform(30, 200), index=phone.index)
@@ -729,7 +735,8 @@ def _attacks(b: _Builder, roles: dict[str, list[Device]]) -> None:
         return  # a home with no attack at all
     for _ in range(rng.randint(1, 4)):
         what = rng.random()
-        day = rng.randrange(3, max(int(b.days) - 1, 4))
+        first = min(3, max(int(b.days) - 1, 0))  # after a few days (at once in a short home)
+        day = rng.randrange(first, max(int(b.days) - 1, first + 1))
         night = b.local(day, rng.uniform(0, 5) if rng.random() < 0.6 else rng.uniform(5, 24))
         quiet = [d for role in QUIET_ROLES for d in roles.get(role, [])]
         cyclic = [*roles.get("hue", []), *roles.get("roku", []), *roles.get("chromecast", [])]
@@ -912,3 +919,36 @@ def cached_home(seed: int, days: float = 28.0) -> Home:
 def iso(t: float) -> str:
     """Contract timestamp: ISO 8601 UTC with Z."""
     return iso_utc(t)
+
+
+def replay_profile(shape: ToolShape) -> list[dict[str, Any]]:
+    """The events the agent's pipeline publishes for one recorded tool run, replayed on the
+    lab's addresses (198.18.40.0/24, node .2, gateway .1, the tool where it was): what the check
+    of the shapes compares with the events the agent published in the lab."""
+    net = bytes([198, 18, 40, 0])
+    node = (bytes.fromhex("0200c6122802"), net[:3] + b"\x02")
+    tool = Device("tool", bytes([2, 0, 198, 18, 40, shape.tool_host]), shape.tool_host, None)
+    source = (tool.mac, net[:3] + bytes([tool.index]))
+    collector = _Collector()
+    pipeline = Pipeline(
+        PipelineConfig(
+            agent_id="lab", node_ip=node[1], node_mac=node[0], gateway_ip=net[:3] + b"\x01"
+        ),
+        [collector],
+    )
+    start = 1_800_000_000.0
+    times: list[float] = []
+    frames: list[bytes] = []
+    for probe in shape.probes:
+        times.append(start + probe.t)
+        if probe.op == "a":
+            frames.append(arp_request(source[0], source[1], net[:3] + bytes([probe.arg])))
+        elif probe.op == "d":
+            frames.append(
+                tcp_frame(source, node, probe.arg, 0x18, payload=probe.data, nbytes=probe.nbytes)
+            )
+        else:
+            frames.append(tcp_frame(source, node, probe.arg, 0x02 if probe.op == "s" else 0x10))
+    pipeline.feed_many(times, frames)
+    pipeline.finish(times[-1] + 1.0 if times else start)
+    return [event for event in collector.events if event["source"]["mac"] == mac_str(tool.mac)]

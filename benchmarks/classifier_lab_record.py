@@ -282,6 +282,7 @@ def record(lab: Lab, node: Host, tool: Host, profile: Profile, workdir: Path) ->
         "role": profile.role,
         "what": profile.what,
         "command": profile.command,
+        "tool_host": int(tool.ip.rsplit(".", 1)[1]),
         "duration_s": round(took, 2),
         "probes": probes,
         "agent_events": mine,

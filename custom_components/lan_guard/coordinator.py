@@ -493,6 +493,7 @@ class LanGuardCoordinator:
                 event_id, label
             ):
                 _LOGGER.info("Event %s labelled %s from a notification", event_id, label.value)
+                self.async_update_listeners()
             return
         _LOGGER.info("Event %s labelled %s from a notification", event_id, label.value)
         await self.async_label(event, label)

@@ -132,7 +132,7 @@ def test_kept_events_are_bounded_in_count_and_age() -> None:
     for event in alarms:
         classifier.assess(event)
     assert [classifier.can_learn(e["id"]) for e in alarms] == [False, False, True, True, True]
-    late = ransomware(28, mac="00:1e:c9:aa:bb:ff")  # a day after the last one
+    late = ransomware(29, mac="00:1e:c9:aa:bb:ff")  # more than a day after the last one
     classifier.assess(late)
     assert [classifier.can_learn(e["id"]) for e in alarms] == [False] * 5
     assert classifier.can_learn(late["id"])

@@ -22,11 +22,8 @@ from custom_components.lan_guard.const import (
 )
 from custom_components.lan_guard.learner import Learner
 from custom_components.lan_guard.learning.features import FEATURE_VERSION
-from custom_components.lan_guard.learning.model import (
-    DEFAULT_ALARM_FROM,
-    DEFAULT_NORMAL_BELOW,
-    MIN_EXPORT_LABELS,
-)
+from custom_components.lan_guard.learning.model import DEFAULT_ALARM_FROM, MIN_EXPORT_LABELS
+from custom_components.lan_guard.learning.policy import DEFAULT_ASK_FROM
 
 from .conftest import make_entry, make_event, publish, setup_entry, unload
 
@@ -79,41 +76,99 @@ async def test_the_verdict_travels_with_the_event(hass: HomeAssistant) -> None:
     bus = async_capture_events(hass, EVENT_LAN_GUARD)
     event = make_event("session", level=3)
     await deliver(hass, event)
-    assert bus[0].data["verdict"] == "alarm"
-    assert bus[0].data["probability"] == pytest.approx(0.9)
-    attributes = hass.states.get(ACTIVITY).attributes
-    assert (attributes["verdict"], attributes["probability"]) == ("alarm", pytest.approx(0.9))
-    culprit = hass.states.get(CULPRIT).attributes
-    assert (culprit["verdict"], culprit["probability"]) == ("alarm", pytest.approx(0.9))
     stored = entry.runtime_data.history.get(event["id"])
     assert stored is not None
+    assert stored.assessment is not None
+    probability = stored.assessment["probability"]
+    assert probability > 0.9
     assert stored.assessment == {
         "verdict": "alarm",
-        "probability": 0.9,
-        "source": "prior",
+        "probability": probability,
+        "decided_by": "prior",
+        "labels": 0,
         "feature_version": FEATURE_VERSION,
     }
+    # Every place the verdict is shown says what decided it and on how many labels.
+    said = {"verdict": "alarm", "probability": probability, "decided_by": "prior", "labels": 0}
+    assert {key: bus[0].data[key] for key in said} == said
+    attributes = hass.states.get(ACTIVITY).attributes
+    assert {key: attributes[key] for key in said} == said
+    culprit = hass.states.get(CULPRIT).attributes
+    assert {key: culprit[key] for key in said} == said
+
+    await teach_owner_scans(hass, 2)
+    later = make_event("session", level=3)
+    await deliver(hass, later)
+    assert (bus[-1].data["decided_by"], bus[-1].data["labels"]) == ("model", 2)
+    assert hass.states.get(ACTIVITY).attributes["decided_by"] == "model"
     await unload(hass, entry)
 
 
-async def test_an_unsure_prior_verdict_asks_with_the_buttons(
+async def test_a_question_asks_with_the_buttons_within_the_daily_budget(
     hass: HomeAssistant, phone: list[ServiceCall]
 ) -> None:
     entry = await setup_entry(
-        hass, make_entry(**{CONF_NOTIFY_TARGETS: ["notify.mobile_app_pixel"]})
+        hass,
+        make_entry(**{CONF_NOTIFY_TARGETS: ["notify.mobile_app_pixel"], "questions_per_day": 1}),
     )
-    await deliver(hass, make_event("arp_scan", level=1))  # the level rule: below the notify level
-    assert phone == []
-    event = owner_scan()
-    await deliver(hass, event)
+    # Devices the classifier knows nothing of, sweeping a few dozen addresses: it is unsure.
+    sweeps = [
+        make_event(
+            "arp_scan",
+            level=1,
+            mac=f"02:00:00:00:00:{n:02x}",
+            evidence={"target_count": 40, "packets": 40, "rate": 150.0, "window_s": 0.3},
+        )
+        for n in range(3)
+    ]
+    for event in sweeps:
+        await deliver(hass, event)
+    verdicts = [entry.runtime_data.history.get(e["id"]).assessment["verdict"] for e in sweeps]  # type: ignore[union-attr]
+    assert verdicts == ["unsure", "normal", "normal"]  # one question a day, as configured
     assert len(phone) == 1
     lines = phone[0].data["message"].splitlines()
-    assert "Verdict: Unsure (50%)" in lines
+    assert any(line.startswith("Verdict: Unsure") for line in lines)
     assert lines[-1].startswith("LAN Guard is not sure about this one.")
     assert [a["action"] for a in phone[0].data["data"]["actions"]] == [
-        f"LAN_GUARD_NORMAL_{event['id']}",
-        f"LAN_GUARD_ALARM_{event['id']}",
+        f"LAN_GUARD_NORMAL_{sweeps[0]['id']}",
+        f"LAN_GUARD_ALARM_{sweeps[0]['id']}",
     ]
+    learner = entry.runtime_data.classifier
+    assert isinstance(learner, Learner)
+    assert list(learner.classifier.questions.open) == [sweeps[0]["id"]]
+    hass.bus.async_fire(
+        "mobile_app_notification_action", {"action": f"LAN_GUARD_NORMAL_{sweeps[0]['id']}"}
+    )
+    await hass.async_block_till_done()
+    assert hass.states.get(ACCURACY).attributes["labels_normal"] == 1
+    assert learner.expired_questions() == []  # answered: nothing to withdraw
+    await unload(hass, entry)
+
+
+async def test_an_answer_outlives_the_event_history(
+    hass: HomeAssistant, phone: list[ServiceCall], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("custom_components.lan_guard.history.MAX_EVENTS", 5)
+    entry = await setup_entry(
+        hass, make_entry(**{CONF_NOTIFY_TARGETS: ["notify.mobile_app_pixel"]})
+    )
+    alarm = make_event("session", level=3, mac="00:1e:c9:aa:bb:cc")
+    await deliver(hass, alarm)
+    assert len(phone) == 1
+    for n in range(10):  # many events later the history no longer holds it
+        await deliver(hass, make_event("arp_scan", level=1, mac=f"02:00:00:00:01:{n:02x}"))
+    assert entry.runtime_data.history.get(alarm["id"]) is None
+    hass.bus.async_fire(
+        "mobile_app_notification_action", {"action": f"LAN_GUARD_ALARM_{alarm['id']}"}
+    )
+    await hass.async_block_till_done()
+    assert hass.states.get(ACCURACY).attributes["labels_alarm"] == 1  # learned all the same
+    # The action works the same way; an event nobody kept is refused with the reason.
+    await label(hass, alarm, "alarm")  # the same answer: counted once
+    assert hass.states.get(ACCURACY).attributes["labels"] == 1
+    with pytest.raises(ServiceValidationError) as unknown:
+        await label(hass, {"id": "f" * 32}, "normal")
+    assert unknown.value.translation_key == "unknown_event"
     await unload(hass, entry)
 
 
@@ -136,6 +191,10 @@ async def test_labels_teach_and_the_model_takes_over(
     await deliver(hass, later)
     assert hass.states.get(ACTIVITY).attributes["verdict"] == "normal"
     assert len(phone) == asked_so_far  # normal: logged only
+    # Labelling the same event again counts once.
+    await label(hass, later, "normal")
+    await label(hass, later, "normal")
+    assert hass.states.get(ACCURACY).attributes["labels"] == 7
 
     ransomware = make_event("syn_scan", level=2, mac="00:1e:c9:aa:bb:cc")
     ransomware["evidence"] = {"ports": [554, 445, 9100, 80, 515, 139], "packets": 12}
@@ -182,7 +241,8 @@ async def test_the_model_survives_a_restart(
     await unload(hass, entry)
     stored = hass_storage[storage_key(entry.entry_id)]["data"]
     assert stored["feature_version"] == FEATURE_VERSION
-    assert stored["model"]["labels"] == {"normal": 3, "alarm": 0}
+    assert stored["own"]["labels"] == {"normal": 3, "alarm": 0}
+    assert "incidents" in stored["pushes"]
 
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
@@ -242,7 +302,13 @@ async def test_reset_export_and_import(hass: HomeAssistant) -> None:
     assert hass.states.get(ACCURACY).attributes["decided_by"] == "prior"
 
     await hass.services.async_call(DOMAIN, "import_model", {"model": model}, blocking=True)
-    assert hass.states.get(ACCURACY).attributes["labels"] == MIN_EXPORT_LABELS
+    attributes = hass.states.get(ACCURACY).attributes
+    assert (attributes["labels"], attributes["imported_models"]) == (0, 1)
+    assert attributes["imported_labels"] == MIN_EXPORT_LABELS
+    assert attributes["decided_by"] == "model"
+    # Importing the same model again changes nothing.
+    await hass.services.async_call(DOMAIN, "import_model", {"model": model}, blocking=True)
+    assert hass.states.get(ACCURACY).attributes["imported_labels"] == MIN_EXPORT_LABELS
 
     with pytest.raises(ServiceValidationError) as bad:
         await hass.services.async_call(
@@ -286,7 +352,7 @@ async def test_a_classifier_failure_loses_no_event(
     stored = entry.runtime_data.history.get(event["id"])
     assert stored is not None
     assert stored.assessment is not None
-    assert (stored.assessment["verdict"], stored.assessment["source"]) == ("alarm", "prior")
+    assert (stored.assessment["verdict"], stored.assessment["decided_by"]) == ("alarm", "rule")
     await unload(hass, entry)
 
 
@@ -299,10 +365,8 @@ async def test_diagnostics_show_the_classifier(hass: HomeAssistant) -> None:
     classifier = diagnostics["classifier"]
     assert classifier["labels"] == 2
     assert classifier["feature_version"] == FEATURE_VERSION
-    assert (classifier["normal_below"], classifier["alarm_from"]) == (
-        DEFAULT_NORMAL_BELOW,
-        DEFAULT_ALARM_FROM,
-    )
+    assert classifier["alarm_from"] == DEFAULT_ALARM_FROM
+    assert (classifier["questions_per_day"], classifier["ask_from"]) == (3, DEFAULT_ASK_FROM)
     assert classifier["reset_reason"] is None
     learner, entry.runtime_data.classifier = entry.runtime_data.classifier, None
     assert (await async_get_config_entry_diagnostics(hass, entry))["classifier"] is None
