@@ -630,7 +630,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--corpus", choices=[*CORPORA, "both"], default="both")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(REPORT_SEEDS))
     parser.add_argument("--dev", action="store_true", help="the development seeds 101-108")
-    parser.add_argument("--days", type=float, default=28.0)
+    parser.add_argument("--days", type=float, default=56.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     for name, value in DEFAULT_PARAMS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=value)

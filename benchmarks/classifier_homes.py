@@ -839,7 +839,7 @@ def _truth(b: _Builder, events: list[dict[str, Any]]) -> list[LabelledEvent]:
     return labelled
 
 
-def generate_home(seed: int, days: float = 28.0) -> Home:
+def generate_home(seed: int, days: float = 56.0) -> Home:
     """One home over ``days`` days: its frames through the agent's pipeline, labelled."""
     b = _Builder(seed, days)
     roles = _household(b)
@@ -895,7 +895,7 @@ def _owner(rng: random.Random) -> Owner:
     return Owner(rng.uniform(0.6, 0.95), rng.uniform(0.5, 0.9), rng.uniform(2, 60) * 60)
 
 
-def cached_home(seed: int, days: float = 28.0) -> Home:
+def cached_home(seed: int, days: float = 56.0) -> Home:
     """``generate_home``, cached on disk (``$XDG_CACHE_HOME/lan-guard``) by seed, days, this
     generator's version and the shapes file's digest."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lan-guard"

@@ -55,7 +55,6 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     CONF_NOTIFY_LEVEL: DEFAULT_NOTIFY_LEVEL,
     CONF_ALLOWLIST: [],
     CONF_OFFLINE_MINUTES: DEFAULT_OFFLINE_MINUTES,
-    CONF_QUESTIONS_PER_DAY: DEFAULT_QUESTIONS_PER_DAY,
 }
 
 
@@ -261,8 +260,9 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                     CONF_NOTIFY_LEVEL: int(user_input[CONF_NOTIFY_LEVEL]),
                     CONF_ALLOWLIST: allowlist,
                     CONF_OFFLINE_MINUTES: int(user_input[CONF_OFFLINE_MINUTES]),
-                    CONF_QUESTIONS_PER_DAY: int(user_input[CONF_QUESTIONS_PER_DAY]),
                 }
+                if CONF_QUESTIONS_PER_DAY in user_input:  # absent: the default (3 a day)
+                    options[CONF_QUESTIONS_PER_DAY] = int(user_input[CONF_QUESTIONS_PER_DAY])
                 if key := (user_input.get(CONF_SIGNING_KEY) or "").strip():
                     options[CONF_SIGNING_KEY] = key
                 try:  # the evacuation section (issue 4)
@@ -316,7 +316,9 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                         unit_of_measurement="min",
                     )
                 ),
-                vol.Required(CONF_QUESTIONS_PER_DAY): NumberSelector(
+                vol.Optional(
+                    CONF_QUESTIONS_PER_DAY, default=DEFAULT_QUESTIONS_PER_DAY
+                ): NumberSelector(
                     NumberSelectorConfig(
                         min=0, max=MAX_QUESTIONS_PER_DAY, step=1, mode=NumberSelectorMode.BOX
                     )

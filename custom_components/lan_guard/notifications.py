@@ -41,7 +41,7 @@ def wanted(event: LanGuardEvent, notify_level: int, allowlist: Allowlist) -> boo
     a normal one is only logged."""
     if not event.is_threat or allowlist.contains(event.source):
         return False
-    if event.verdict is None or (event.assessment or {}).get("decided_by") in (None, "rule"):
+    if event.verdict is None or (event.assessment or {}).get("decided_by") == "rule":
         return event.level >= notify_level
     return event.verdict is not Verdict.NORMAL
 

@@ -36,7 +36,12 @@ async def test_each_event_fires_with_its_data(hass: HomeAssistant, kind: str) ->
     assert attributes["culprit"] == event["source"]
     assert attributes["evidence"] == event["evidence"]
     assert attributes["detected_at"] == event["detected_at"]
-    assert attributes["verdict"] == "normal"  # levels 0-1: the classifier's level prior
+    # The classifier's prior judged it (no label yet), and says so.
+    stored = entry.runtime_data.history.get(event["id"])
+    assert stored is not None
+    assert stored.assessment is not None
+    assert attributes["verdict"] == stored.assessment["verdict"]
+    assert (attributes["decided_by"], attributes["labels"]) == ("prior", 0)
     await unload(hass, entry)
 
 

@@ -117,9 +117,9 @@ async def test_notifications_in_japanese(hass: HomeAssistant, phone: list[Servic
 @pytest.mark.parametrize(
     ("options", "event"),
     [
-        ({}, make_event(level=1, kind="arp_scan")),  # below the notify level (2)
+        # judged normal by the classifier's prior, and no question asked
+        ({"questions_per_day": 0}, make_event(level=1, kind="arp_scan")),
         ({CONF_ALLOWLIST: ["b8:27:eb:4c:21:9a"]}, make_event(level=3)),  # trusted host
-        ({CONF_NOTIFY_LEVEL: 3}, make_event(level=2)),
         ({}, make_event("host_left", level=0)),  # information only
     ],
 )
@@ -131,6 +131,25 @@ async def test_no_notification_when_the_policy_says_so(
     await hass.async_block_till_done()
     assert phone == []
     assert _async_get_or_create_notifications(hass) == {}
+    await unload(hass, entry)
+
+
+async def test_the_notify_level_applies_when_the_level_rule_decides(
+    hass: HomeAssistant, phone: list[ServiceCall], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = await notify_setup(hass, **{CONF_NOTIFY_LEVEL: 3})
+    learner = entry.runtime_data.classifier
+
+    def cannot_judge(payload: dict[str, Any]) -> Any:
+        raise ValueError("no verdict for this one")
+
+    monkeypatch.setattr(learner.classifier, "assess", cannot_judge)
+    publish(hass, "event", make_event(level=2))
+    await hass.async_block_till_done()
+    assert phone == []  # the rule's "unsure" at level 2 is below the notify level (3)
+    publish(hass, "event", make_event(level=3, kind="session"))
+    await hass.async_block_till_done()
+    assert len(phone) == 1
     await unload(hass, entry)
 
 
@@ -219,6 +238,13 @@ def test_the_classifiers_normal_verdict_is_not_notified() -> None:
     assert wanted(event, 2, nobody)
     event.assessment = {"verdict": "normal", "probability": 0.1}
     assert not wanted(event, 2, nobody)
+    event.assessment = {"verdict": "normal", "probability": 0.1, "decided_by": "prior"}
+    assert not wanted(event, 2, nobody)  # the prior judges before any label
+    low = LanGuardEvent(make_event(level=1, kind="arp_scan"), received_at=None)  # type: ignore[arg-type]
+    low.assessment = {"verdict": "alarm", "probability": 0.9, "decided_by": "prior"}
+    assert wanted(low, 2, nobody)  # a bot's sweep: below the notify level, judged alarm
+    low.assessment = {"verdict": "unsure", "probability": 0.5, "decided_by": "rule"}
+    assert not wanted(low, 2, nobody)  # the level rule: the notify level decides
 
 
 def test_an_arp_scan_tells_how_many_addresses() -> None:

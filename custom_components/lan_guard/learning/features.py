@@ -18,7 +18,8 @@ The rest is what changed about its source, from what the integration saw of it b
 * whether the shape recurs with a rhythm of its own (Home Assistant's nmap tracker every 120 s,
   NetAlertX every 5 min): a rhythm of one shape never excuses another shape of the same device;
 * the incident's escalation path: a higher level within the open incident, how many kinds it
-  has shown, the highest level of the source within the hour.
+  has shown, the highest level of the source within the hour, and whether it has been scanning
+  for minutes on end rather than seconds.
 
 Event kinds map to feature buckets through :data:`KIND_BUCKETS`; a kind the table does not know
 falls in the ``other`` bucket, so a new kind from a newer agent is scored (as unknown) rather
@@ -29,7 +30,8 @@ Version 3 replaced the per-kind one-hot with the buckets, vouching by behaviour 
 shape, and the per-kind rhythm with a per-shape one; it added ``bot_port_share`` (telnet and the
 IoT exploit ports, was ``telnet_port_share``), the session sample's protocol, the device class
 from the host name, ``quiet_class_scan``, ``host_age``, ``quiet_host_wakes``, ``first_of_kind``,
-``new_hour``, ``grown``, ``shape_*``, ``routine`` and ``incident_steps``.
+``new_hour``, ``grown``, ``shape_*``, ``routine``, ``incident_steps`` and ``sustained``; novelty
+is judged against the source's habits before its current block of 6 h (see SourceHistory).
 
 Every value is scaled to roughly [0, 1] so that one prior variance fits all weights.
 
@@ -256,6 +258,7 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "incident_escalation",  # 1 when the event raises the level of its source's open incident
     "incident_steps",  # (kind buckets the open incident has shown, this one included - 1) / 3
     "source_recent_level",  # (highest level of this source within the last hour - 1) / 2, >= 0
+    "sustained",  # seconds the source spent scanning in the last 10 min / 60, at most 1
     "since_last",  # log1p(s since the source's previous event) / log(1 week); 1 when new
     "time_sin",  # time of day (local), cyclic
     "time_cos",
@@ -264,6 +267,10 @@ N_FEATURES: Final = len(FEATURE_NAMES)
 INDEX: Final[Mapping[str, int]] = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 _RECENT_S: Final = 3600.0
+# A scheduled sweep lasts seconds (the lab: 1.5-13 s every 2-20 min); a bot or a slow scan
+# keeps the agent's 10 s detection window full, event after event.
+_SUSTAINED_S: Final = 600.0
+_SUSTAINED_BUSY_S: Final = 60.0
 _DAY_S: Final = 86400.0
 _WEEK_S: Final = 7 * _DAY_S
 _MAX_LABELLED: Final = 32
@@ -438,6 +445,14 @@ def _event_size(event: Mapping[str, Any]) -> float:
     return 0.0
 
 
+def _window(event: Mapping[str, Any]) -> float:
+    """How long the detection behind the event lasted (evidence.window_s), 0 when unknown."""
+    window = (event.get("evidence") or {}).get("window_s")
+    if isinstance(window, int | float) and not isinstance(window, bool) and window > 0:
+        return min(float(window), _SUSTAINED_S)
+    return 0.0
+
+
 def _sample_protocol(evidence: Mapping[str, Any]) -> str | None:
     sample = evidence.get("sample")
     if not isinstance(sample, str):
@@ -505,7 +520,7 @@ class SourceHistory:
     its events, not only for the first, and a device's habits of weeks are not forgotten.
     """
 
-    times: deque[tuple[float, str, int]]  # (unix time, rhythm key, level), oldest first
+    times: deque[tuple[float, str, int, float]]  # (unix time, rhythm key, level, window s)
     first: float = 0.0
     last: float = 0.0
     seen: int = 0
@@ -581,7 +596,7 @@ class History:
         when = event_time(event)
         level = int(event.get("level", 0))
         hour = _local_hour(when, tz)
-        entry.times.append((when, shape.rhythm_key, level))
+        entry.times.append((when, shape.rhythm_key, level, _window(event)))
         entry.first = when if entry.seen == 0 else min(entry.first, when)
         entry.seen += 1
         if entry.seen == 1 or when - entry.block_start >= BLOCK_S:
@@ -664,7 +679,7 @@ class History:
         for mac, raw in data["sources"].items():
             entry = SourceHistory(
                 times=deque(
-                    ((float(t), str(k), int(lv)) for t, k, lv in raw["times"]),
+                    ((float(t), str(k), int(lv), float(w)) for t, k, lv, w in raw["times"]),
                     maxlen=history.max_times,
                 ),
                 first=float(raw["first"]),
@@ -818,7 +833,7 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
         x[INDEX["other_normal_labels"]] = _log_scaled(others.count("normal"), 10.0)
         x[INDEX["other_alarm_labels"]] = _log_scaled(others.count("alarm"), 10.0)
 
-        same = [t for t, key, _ in entry.times if key == shape.rhythm_key and t <= when]
+        same = [t for t, key, _, _ in entry.times if key == shape.rhythm_key and t <= when]
         regularity, period, rhythm = _rhythm(same, when)
         hours = entry.shape_hours.get(shape.rhythm_key, 0)
         routine = rhythm and hours.bit_count() >= _ROUTINE_HOURS
@@ -833,7 +848,10 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
         x[INDEX["incident_escalation"]] = float(ongoing and level > entry.incident_level)
         buckets = (entry.incident_buckets if ongoing else set()) | {shape.bucket}
         x[INDEX["incident_steps"]] = min(len(buckets) - 1, 3) / 3.0
-        recent = [lv for t, _, lv in entry.times if 0.0 <= when - t <= _RECENT_S]
+        recent = [lv for t, _, lv, _ in entry.times if 0.0 <= when - t <= _RECENT_S]
+        # Scanning for minutes on end (a bot, a slow scan), not a sweep of seconds on a schedule.
+        busy = sum(w for t, _, _, w in entry.times if 0.0 <= when - t <= _SUSTAINED_S)
+        x[INDEX["sustained"]] = min((busy + _window(event)) / _SUSTAINED_BUSY_S, 1.0)
         x[INDEX["source_recent_level"]] = min(max(max(recent, default=0) - 1, 0), 2) / 2.0
         x[INDEX["since_last"]] = _log_scaled(max(when - entry.last, 0.0), _WEEK_S)
 

@@ -132,6 +132,8 @@ DOMAIN_PRIOR: Final[Mapping[str, float]] = {
     "source_recent_level": 1.0,
     "incident_escalation": 1.0,
     "incident_steps": 1.0,
+    # Scanning for minutes on end: bots and slow scans do, scheduled sweeps take seconds.
+    "sustained": 2.0,
     # A known source doing what nobody vouched for, out of any rhythm of its own, is worth a
     # look; a steady rhythm of the very same shape is a scheduled job (a tracker, a monitor).
     "unvouched": 0.5,
