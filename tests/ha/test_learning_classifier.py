@@ -292,3 +292,53 @@ def test_imports_are_bounded() -> None:
         learner.merge(taught(10).export())
     with pytest.raises(ModelError, match="at most"):
         learner.merge(taught(10).export())
+
+
+ROKU_VENDOR = "Roku, Inc"
+
+
+def bursts(classifier: Classifier, mac: str, vendor: str, days: float, targets: int = 20) -> None:
+    """A device's discovery bursts every 40 minutes for ``days`` days (its routine)."""
+    for n in range(int(days * 36)):
+        at = T0 + timedelta(minutes=40 * n)
+        classifier.assess(sweep(at, mac, targets=targets, vendor=vendor))
+
+
+def test_a_hue_bridge_with_a_routine_that_turns_into_a_telnet_bot_is_an_alarm() -> None:
+    classifier = Classifier()
+    hue = "00:17:88:00:00:01"
+    bursts(classifier, hue, "Philips Lighting BV", 3, targets=12)
+    routine = classifier.assess(sweep(T0 + timedelta(days=3), hue, targets=12, vendor=None))
+    assert routine.verdict == "normal"
+    night = T0 + timedelta(days=3, hours=3)
+    verdicts = [
+        classifier.assess(
+            sweep(night + timedelta(minutes=n), hue, targets=160, vendor="Philips Lighting BV")
+        ).verdict
+        for n in range(10)
+    ]
+    assert verdicts == ["alarm"] * 10
+
+
+def test_a_roku_burst_labelled_normal_vouches_for_nothing_larger() -> None:
+    classifier = Classifier()
+    roku = "34:5e:08:00:00:01"
+    burst = sweep(T0, roku, targets=10, vendor=ROKU_VENDOR)
+    classifier.assess(burst)
+    classifier.learn(burst["id"], "normal")
+    bursts(classifier, roku, ROKU_VENDOR, 2, targets=10)
+    big = sweep(T0 + timedelta(days=2, minutes=31), roku, targets=253, vendor=ROKU_VENDOR)
+    assert classifier.assess(big).verdict == "alarm"
+
+
+def test_an_alarm_on_a_roku_sweep_does_not_taint_its_ordinary_bursts() -> None:
+    classifier = Classifier()
+    roku = "34:5e:08:00:00:02"
+    bursts(classifier, roku, ROKU_VENDOR, 2)
+    bad = sweep(T0 + timedelta(days=2, hours=1), roku, targets=253, vendor=ROKU_VENDOR)
+    classifier.assess(bad)
+    classifier.learn(bad["id"], "alarm")
+    ordinary = sweep(T0 + timedelta(days=2, hours=8), roku, targets=20, vendor=ROKU_VENDOR)
+    assessment = classifier.assess(ordinary)
+    assert assessment.verdict != "alarm"
+    assert assessment.probability < 0.3
