@@ -372,3 +372,26 @@ async def test_diagnostics_show_the_classifier(hass: HomeAssistant) -> None:
     assert (await async_get_config_entry_diagnostics(hass, entry))["classifier"] is None
     entry.runtime_data.classifier = learner
     await unload(hass, entry)
+
+
+async def test_the_push_decision_the_notification_code_will_apply(hass: HomeAssistant) -> None:
+    entry = await setup_entry(hass)
+    learner = entry.runtime_data.classifier
+    assert isinstance(learner, Learner)
+    incident = "a" * 32
+    steps = [("arp_scan", 1), ("syn_scan", 2), ("syn_scan", 2), ("session", 3)]
+    actions = []
+    for kind, level in steps:
+        event = make_event(kind, level=level, incident_id=incident, mac="00:1e:c9:aa:bb:cc")
+        await deliver(hass, event)
+        stored = entry.runtime_data.history.get(event["id"])
+        assert stored is not None
+        push = learner.notified(stored)
+        actions.append((push.action, push.reason, push.level))
+        if push.action != "none":
+            assert learner.can_learn(event["id"])  # its notification shows it: answerable
+    pushes = [action for action in actions if action[0] == "push"]
+    assert pushes[-1] == ("push", "escalation", 3)
+    assert len(pushes) <= 3  # the first alarm, and one per escalated level at most
+    assert ("update", "update", 2) in actions  # the repeated level 2 is a silent update
+    await unload(hass, entry)

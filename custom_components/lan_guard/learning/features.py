@@ -833,9 +833,10 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
         x[INDEX["other_normal_labels"]] = _log_scaled(others.count("normal"), 10.0)
         x[INDEX["other_alarm_labels"]] = _log_scaled(others.count("alarm"), 10.0)
 
-        same = [t for t, key, _, _ in entry.times if key == shape.rhythm_key and t <= when]
+        rhythm_key = shape.rhythm_key
+        same = [t for t, key, _, _ in entry.times if key == rhythm_key and t <= when]
         regularity, period, rhythm = _rhythm(same, when)
-        hours = entry.shape_hours.get(shape.rhythm_key, 0)
+        hours = entry.shape_hours.get(rhythm_key, 0)
         routine = rhythm and hours.bit_count() >= _ROUTINE_HOURS
         x[INDEX["routine"]] = float(routine)
         x[INDEX["repeat_regularity"]] = regularity
