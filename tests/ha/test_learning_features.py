@@ -384,6 +384,25 @@ def test_a_schedule_around_the_clock_is_a_routine_a_minute_cadence_is_not() -> N
     assert feature(other, "routine") == 0.0
 
 
+def test_scanning_for_minutes_on_end_is_sustained_a_schedule_of_seconds_is_not() -> None:
+    def windowed(at: datetime, mac: str, window: float) -> dict[str, Any]:
+        event = sweep(at, mac, targets=200)
+        event["evidence"]["window_s"] = window
+        return event
+
+    bot = observed([windowed(T0 + timedelta(minutes=n), CAMERA, 12.0) for n in range(9)])
+    scanning = extract(windowed(T0 + timedelta(minutes=9), CAMERA, 12.0), bot)
+    assert feature(scanning, "sustained") == 1.0  # ten windows of 12 s in ten minutes
+    tracker = observed([windowed(T0 + timedelta(minutes=2 * n), LAPTOP, 1.8) for n in range(5)])
+    scheduled = extract(windowed(T0 + timedelta(minutes=10), LAPTOP, 1.8), tracker)
+    assert feature(scheduled, "sustained") == 0.0  # seconds of sweeping every two minutes
+    slow = extract(windowed(T0, "02:00:00:00:00:44", 185.0), History())
+    assert feature(slow, "sustained") == 1.0  # nmap -T2: three minutes for one sweep
+    odd = windowed(T0, "02:00:00:00:00:45", 5.0)
+    odd["evidence"]["window_s"] = True
+    assert feature(extract(odd, History()), "sustained") == 0.0
+
+
 def test_irregular_source_has_no_rhythm() -> None:
     history = observed([sweep(T0 + timedelta(seconds=s)) for s in (0, 50, 700, 760, 3000)])
     x = extract(sweep(T0 + timedelta(seconds=3500)), history)

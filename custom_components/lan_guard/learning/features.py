@@ -258,7 +258,7 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "incident_escalation",  # 1 when the event raises the level of its source's open incident
     "incident_steps",  # (kind buckets the open incident has shown, this one included - 1) / 3
     "source_recent_level",  # (highest level of this source within the last hour - 1) / 2, >= 0
-    "sustained",  # seconds the source spent scanning in the last 10 min / 60, at most 1
+    "sustained",  # (seconds spent scanning in the last 10 min - 30) / 60, in [0, 1]
     "since_last",  # log1p(s since the source's previous event) / log(1 week); 1 when new
     "time_sin",  # time of day (local), cyclic
     "time_cos",
@@ -267,10 +267,12 @@ N_FEATURES: Final = len(FEATURE_NAMES)
 INDEX: Final[Mapping[str, int]] = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 _RECENT_S: Final = 3600.0
-# A scheduled sweep lasts seconds (the lab: 1.5-13 s every 2-20 min); a bot or a slow scan
-# keeps the agent's 10 s detection window full, event after event.
+# A scheduled sweep lasts seconds (the lab: 1.5-13 s every 2-20 min, so at most about 30 s of
+# sweeping in 10 minutes); a bot or a slow scan keeps the agent's 10 s detection window full,
+# event after event (100 s and more in 10 minutes).
 _SUSTAINED_S: Final = 600.0
-_SUSTAINED_BUSY_S: Final = 60.0
+_SUSTAINED_FROM_S: Final = 30.0
+_SUSTAINED_FULL_S: Final = 90.0
 _DAY_S: Final = 86400.0
 _WEEK_S: Final = 7 * _DAY_S
 _MAX_LABELLED: Final = 32
@@ -850,12 +852,17 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
         buckets = (entry.incident_buckets if ongoing else set()) | {shape.bucket}
         x[INDEX["incident_steps"]] = min(len(buckets) - 1, 3) / 3.0
         recent = [lv for t, _, lv, _ in entry.times if 0.0 <= when - t <= _RECENT_S]
-        # Scanning for minutes on end (a bot, a slow scan), not a sweep of seconds on a schedule.
-        busy = sum(w for t, _, _, w in entry.times if 0.0 <= when - t <= _SUSTAINED_S)
-        x[INDEX["sustained"]] = min((busy + _window(event)) / _SUSTAINED_BUSY_S, 1.0)
+
         x[INDEX["source_recent_level"]] = min(max(max(recent, default=0) - 1, 0), 2) / 2.0
         x[INDEX["since_last"]] = _log_scaled(max(when - entry.last, 0.0), _WEEK_S)
 
+    # Scanning for minutes on end (a bot, a slow scan), not a sweep of seconds on a schedule.
+    busy = _window(event)
+    if entry is not None:
+        busy += sum(w for t, _, _, w in entry.times if 0.0 <= when - t <= _SUSTAINED_S)
+    x[INDEX["sustained"]] = min(
+        max(busy - _SUSTAINED_FROM_S, 0.0) / (_SUSTAINED_FULL_S - _SUSTAINED_FROM_S), 1.0
+    )
     # A camera or plug that scans is compromised, unless scanning this way is its own
     # steady routine (some hubs resolve their peers every half hour): a different shape is not.
     x[INDEX["quiet_class_scan"]] = float(quiet_class_scan and not routine)
