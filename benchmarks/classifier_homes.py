@@ -303,12 +303,23 @@ class LabelledEvent:
 @dataclass(frozen=True)
 class Owner:
     """How the home's owner answers: shares of pushes and of questions answered, the median
-    delay of an answer (seconds), and the share of answers that are wrong."""
+    delay of an answer (seconds), and the share of answers that are wrong. Owners who answer
+    also open the inbox now and then, like a spam folder: weekly when they answer most
+    notifications, every three weeks when they answer few, never when they never answer."""
 
     answers_pushes: float
     answers_questions: float
     median_delay_s: float
     mistakes: float = 0.02
+
+    @property
+    def reviews_every_s(self) -> float | None:
+        """How often the owner reviews the inbox (None: never)."""
+        if self.answers_pushes <= 0.0:
+            return None
+        return (7.0 if self.answers_pushes >= 0.6 else 21.0) * 86400.0
+
+    review_size: int = 5  # events labelled in one review of the inbox
 
 
 @dataclass

@@ -93,6 +93,28 @@ def test_the_owner_answers_only_what_reached_them_and_learning_stops_at_n() -> N
     assert sum(everything.model.pushes.values()) >= 1  # notified, though nobody answers
 
 
+@dataclasses.dataclass(frozen=True)
+class Browser(Owner):
+    """An owner who reviews the inbox every hour (for a short home)."""
+
+    @property
+    def reviews_every_s(self) -> float | None:
+        return 3600.0
+
+
+def test_an_owner_reviews_the_inbox_like_a_spam_folder() -> None:
+    assert EAGER.reviews_every_s == 7 * 86400.0
+    assert dataclasses.replace(EAGER, answers_pushes=0.3).reviews_every_s == 21 * 86400.0
+    assert SILENT.reviews_every_s is None
+    browser = Browser(answers_pushes=0.0, answers_questions=0.0, median_delay_s=60.0, mistakes=0.0)
+    run = run_home(small_home(browser), DEFAULT_PARAMS, None)
+    assert run.labels == run.inbox_labels > 0  # answers nothing, labels from the inbox
+    assert run.expired == 0
+    classifier = run.classifier
+    assert classifier is not None
+    assert classifier.stats()["labels"] == run.labels
+
+
 def test_answers_arrive_late() -> None:
     prompt = run_home(small_home(), DEFAULT_PARAMS, None)
     late = run_home(
