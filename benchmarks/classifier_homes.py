@@ -33,7 +33,12 @@ Malicious (truth ``alarm``), none in some homes, up to four in others
   * ARP spoofing of the gateway (after a sweep, sometimes).
 
 The owner: answers a share of pushes and questions (some never answer), late (minutes to a
-day), and gets 2 % of answers wrong; ``classifier_eval.py`` plays them.
+day), reviews the inbox now and then, and gets 2 % of answers wrong; ``classifier_eval.py``
+plays them.
+
+Each home has its own time zone (schedules run on local time), subnet, node address and
+device mix; generation runs the agent's pipeline over every frame (a few million per
+simulated week), so ``cached_home`` keeps generated homes in ``$XDG_CACHE_HOME/lan-guard``.
 """
 
 from __future__ import annotations

@@ -335,10 +335,14 @@ def test_an_alarm_on_a_roku_sweep_does_not_taint_its_ordinary_bursts() -> None:
     classifier = Classifier()
     roku = "34:5e:08:00:00:02"
     bursts(classifier, roku, ROKU_VENDOR, 2)
-    bad = sweep(T0 + timedelta(days=2, hours=1), roku, targets=253, vendor=ROKU_VENDOR)
+    bad = sweep(T0 + timedelta(days=2, minutes=10), roku, targets=253, vendor=ROKU_VENDOR)
     classifier.assess(bad)
     classifier.learn(bad["id"], "alarm")
-    ordinary = sweep(T0 + timedelta(days=2, hours=8), roku, targets=20, vendor=ROKU_VENDOR)
+    # Its next burst, in its rhythm: still its routine.
+    ordinary = sweep(T0 + timedelta(days=2, minutes=40), roku, targets=20, vendor=ROKU_VENDOR)
     assessment = classifier.assess(ordinary)
-    assert assessment.verdict != "alarm"
-    assert assessment.probability < 0.3
+    assert assessment.verdict == "normal"
+    assert assessment.probability < 0.1
+    # The big sweep again is an alarm, by its label.
+    again = sweep(T0 + timedelta(days=2, minutes=70), roku, targets=250, vendor=ROKU_VENDOR)
+    assert classifier.assess(again).verdict == "alarm"

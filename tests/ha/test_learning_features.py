@@ -522,6 +522,7 @@ def test_slow_probing_is_flagged_for_scans_with_a_telling_rate() -> None:
     assert slow("arp_scan", 150.0, target_count=254) == 0.0  # nmap -sn, arp-scan
     assert slow("arp_scan", 20.0, target_count=254) == 0.0  # a router's paced host map
     assert slow("arp_scan", 1.5, target_count=12) == 0.0  # a burst after an ordinary ARP
+    assert slow("arp_scan", 0.3, target_count=12) == 1.0  # a dozen addresses in 40 s
     assert slow("arp_scan", 0, target_count=254) == 0.0  # no rate measured is not slow
     assert slow("arp_scan", None, target_count=254) == 0.0
     assert slow("session", 0.1) == 0.0

@@ -293,6 +293,7 @@ _PORT_SIZES: Final = ((8, "few"), (32, "some"))
 # nmap -T2 sweeps at about 3 and -T1 scans ports at 0.1: the timing of scans meant to stay
 # below detection thresholds.
 SLOW_RATE: Final = 5.0
+_SLOW_FEW_RATE: Final = 1.0
 _MIN_GAPS_FOR_RHYTHM: Final = 2  # three events of a shape before a rhythm counts
 _ROUTINE_REGULARITY: Final = 0.5
 # A rhythm is a routine once the shape was seen at this many different hours of the day: a
@@ -781,10 +782,12 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
     x[INDEX["gateway"]] = float(evidence.get("is_gateway") is True)
     rate = evidence.get("rate")
     scan = shape.bucket in SCAN_BUCKETS
-    # A sweep of a few addresses has no telling rate: the agent measures it from the source's
-    # first ARP in the window, often an ordinary one seconds before the burst.
-    measured = shape.bucket == "port_scan" or shape.size != "few"
-    if scan and measured and isinstance(rate, int | float) and 0 < rate < SLOW_RATE:
+    # A sweep of a few addresses tells its rate poorly: the agent measures it from the source's
+    # first ARP in the window, often an ordinary one seconds before the burst (1-2 a second for
+    # a streaming box's burst of a dozen); only far slower is slow.
+    few = shape.bucket == "sweep" and shape.size == "few"
+    slow = _SLOW_FEW_RATE if few else SLOW_RATE
+    if scan and isinstance(rate, int | float) and 0 < rate < slow:
         x[INDEX["slow_probe"]] = 1.0
     if (protocol := _sample_protocol(evidence)) is not None:
         x[INDEX[f"sample_{protocol}"]] = 1.0

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple
 
 DEFAULT_QUESTIONS_PER_DAY: Final = 3
-# Chosen on the development homes of benchmarks/classifier_eval.py (see there).
+# Chosen with the alarm cut-off on the development homes of benchmarks/classifier_eval.py
+# (``--tune``): the question band is [0.1, 0.2).
 DEFAULT_ASK_FROM: Final = 0.1
 QUESTION_TTL_S: Final = 86400.0  # a day: then the question expires quietly
 REPEAT_AFTER_S: Final = 7 * 86400.0  # the same source and shape is asked about once a week
