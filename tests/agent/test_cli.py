@@ -19,7 +19,7 @@ from sensor_agent.cli import _load, _parser
 from sensor_agent.formats import default_agent_id
 from sensor_agent.sinks.mqtt import MqttSettings
 from sensor_agent.synth import CULPRIT, NODE, ROUTER
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 AGENT = str(Path(sys.executable).parent / "lan-guard-agent")
 
@@ -65,7 +65,7 @@ def test_demo_prints_a_graded_timeline(tmp_path: Path) -> None:
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert {e["level"] for e in events} == {0, 1, 2, 3}
     for event in events:
-        validate("event", event)
+        validate_from_pipeline("event", event)
 
 
 def test_replay_prints_events_and_writes_the_same_to_jsonl(demo_pcap: Path, tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_replay_prints_events_and_writes_the_same_to_jsonl(demo_pcap: Path, tmp_
     assert [e["kind"] for e in printed][:3] == ["arp_scan", "syn_scan", "session"]
     assert {e["agent_id"] for e in printed} == {"cli-test"}
     for event in printed:
-        validate("event", event)
+        validate_from_pipeline("event", event)
     assert "frames/s" in done.stderr and "parse errors 0" in done.stderr
 
 

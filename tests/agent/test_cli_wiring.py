@@ -25,7 +25,7 @@ from sensor_agent.pipeline import Pipeline
 from sensor_agent.sinks.mqtt import MqttSettings, MqttSink
 from tests.agent.craft import base_config
 from tests.broker import Collector, Mosquitto
-from tests.contract import validate
+from tests.contract import validate, validate_from_pipeline
 
 pytestmark = pytest.mark.broker
 
@@ -113,7 +113,7 @@ def test_state_counters_carry_the_outbox_backlog_and_the_reconnects(tmp_path: Pa
             state = pipeline.state_payload(time.time())
         finally:
             sink.close()
-    validate("state", state)
+    validate_from_pipeline("state", state)
     assert state["counters"]["outbox_pending"] == 0
     assert state["counters"]["mqtt_reconnects"] == 1
     assert state["counters"]["outbox_dropped"] == 0

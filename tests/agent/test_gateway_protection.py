@@ -43,7 +43,7 @@ class FakeSink:
         self.retained_payloads: list[tuple[str, dict[str, Any]]] = []
 
     def counters(self) -> dict[str, int]:
-        return {"dropped": 0, "pending": 0, "reconnects": 0}
+        return {"dropped": 0, "pending": 0, "kept": 0, "reconnects": 0}
 
     def retained(self, topic: str, payload: dict[str, Any]) -> None:
         self.retained_payloads.append((topic, payload))

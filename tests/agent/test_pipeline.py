@@ -15,7 +15,7 @@ from tests.agent.craft import (
     make_pipeline,
     tcp,
 )
-from tests.contract import validate
+from tests.contract import validate, validate_from_pipeline
 
 
 def scan(pipeline_feed: object) -> None:
@@ -36,7 +36,7 @@ def test_counters_and_state_payload() -> None:
     assert counters["parse_errors"] == 3
     assert counters["events"] == len(sink.events) >= 1
     state = sink.last("state")
-    validate("state", state)
+    validate_from_pipeline("state", state)
     assert state["level"] == 1
     assert state["incidents"][0]["source"]["mac"] == ATTACKER_MAC
     assert state["incidents"][0]["kinds"] == ["arp_scan"]
@@ -51,7 +51,7 @@ def test_state_is_refreshed_on_ticks() -> None:
     states = [p for t, p in sink.payloads if t == "state"]
     assert len(states) == 2  # at start, then every 30 s when nothing changes
     for state in states:
-        validate("state", state)
+        validate_from_pipeline("state", state)
         assert state["level"] == 0 and state["incidents"] == []
 
 

@@ -13,7 +13,7 @@ from sensor_agent.pipeline import Pipeline
 from sensor_agent.replay import CaptureError, read_blocks, replay
 from sensor_agent.synth import BENIGN, CULPRIT, demo_frames, demo_node, write_pcap
 from tests.agent.craft import ATTACKER_IP, ATTACKER_MAC, T0, RecordingSink, arp_request, base_config
-from tests.contract import validate
+from tests.contract import validate, validate_from_pipeline
 
 FRAMES = [
     (T0 + i * 0.25, arp_request(ATTACKER_MAC, ATTACKER_IP, f"198.18.10.{i}")) for i in range(1, 20)
@@ -132,8 +132,8 @@ def test_demo_capture_gives_the_ransomware_timeline(tmp_path: Path) -> None:
     assert names[CULPRIT.mac] == CULPRIT.name
     assert all(names[h.mac] == h.name for h in BENIGN if h.role != "router (gateway)")
     for event in sink.events:
-        validate("event", event)
-    validate("state", sink.last("state"))
+        validate_from_pipeline("event", event)
+    validate_from_pipeline("state", sink.last("state"))
     assert ip_bytes(CULPRIT.ip) == bytes((192, 0, 2, 66))
 
 
