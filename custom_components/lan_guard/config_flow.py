@@ -14,6 +14,7 @@ from homeassistant.config_entries import (
 )
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -33,6 +34,7 @@ from .const import (
     CONF_AGENT_ID,
     CONF_ALLOWLIST,
     CONF_EVACUATION,
+    CONF_LEGACY_SIGNATURES,
     CONF_NOTIFY_LEVEL,
     CONF_NOTIFY_TARGETS,
     CONF_OFFLINE_MINUTES,
@@ -260,6 +262,8 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                 }
                 if key := (user_input.get(CONF_SIGNING_KEY) or "").strip():
                     options[CONF_SIGNING_KEY] = key
+                if user_input.get(CONF_LEGACY_SIGNATURES):
+                    options[CONF_LEGACY_SIGNATURES] = True
                 try:  # the evacuation section (issue 4)
                     options |= evacuation_options.parse(
                         {
@@ -301,6 +305,7 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                 vol.Optional(CONF_SIGNING_KEY): TextSelector(
                     TextSelectorConfig(type=TextSelectorType.PASSWORD)
                 ),
+                vol.Optional(CONF_LEGACY_SIGNATURES, default=False): BooleanSelector(),
                 vol.Optional(CONF_ALLOWLIST): TextSelector(TextSelectorConfig(multiple=True)),
                 vol.Required(CONF_OFFLINE_MINUTES): NumberSelector(
                     NumberSelectorConfig(

@@ -2,10 +2,13 @@
 
 Every message from the agent enters through ``_async_message_received`` and is refused
 (counted, logged once per reason) unless it is JSON, follows the contract, names this agent
-and, when a key is set, is signed, fresh and not replayed. Every accepted event then goes
-through ``async_process_event``, the one place where an event becomes visible: the verdict
-is attached there (classifier hook) before history, incidents, listeners (event entity,
-evacuation), the bus event and the notifications see it.
+and, when a key is set, is signed for this agent and topic, fresh and not replayed. An
+accepted event is then checked against the delivery state (``delivery.py``: duplicates and
+events of a replaced store are dropped, what is missing is asked for with a ``replay``
+command, what is gone is reported) and goes through ``async_process_event``, the one place
+where an event becomes visible: the verdict is attached there (classifier hook) before
+history, incidents, listeners (event entity, evacuation), the bus event and the
+notifications see it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import voluptuous as vol
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, Event, HassJob, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import CONNECTION_NETWORK_MAC
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
@@ -34,6 +38,7 @@ from .allowlist import Allowlist
 from .const import (
     CONF_AGENT_ID,
     CONF_ALLOWLIST,
+    CONF_LEGACY_SIGNATURES,
     CONF_NOTIFY_LEVEL,
     CONF_OFFLINE_MINUTES,
     CONF_SIGNING_KEY,
@@ -57,10 +62,11 @@ from .const import (
     BadPayload,
     Label,
 )
+from .delivery import DeliveryTracker, Verdict
 from .history import EventHistory
 from .models import EventClassifier, Incident, LanGuardEvent
 from .payloads import describe, parse_json, parse_timestamp, validate
-from .signing import PayloadVerifier, SignatureError, sign, signing_key
+from .signing import PayloadVerifier, SignatureError, signing_key
 
 if TYPE_CHECKING:
     from .evacuation import EvacuationManager
@@ -108,8 +114,13 @@ class LanGuardCoordinator:
         )
         self.allowlist = Allowlist.parse(options.get(CONF_ALLOWLIST, []))
         secret: str | None = options.get(CONF_SIGNING_KEY) or None
-        self._key = signing_key(secret) if secret else None
-        self.verifier = PayloadVerifier(self._key) if self._key else None
+        # Agents before 0.2: signature format 1, no seq (their events are not tracked).
+        self.legacy: bool = bool(options.get(CONF_LEGACY_SIGNATURES, False))
+        self.verifier = (
+            PayloadVerifier(signing_key(secret), self.agent_id, accept_legacy=self.legacy)
+            if secret
+            else None
+        )
         self.history = EventHistory(hass, entry.entry_id)
 
         # Extension points: a classifier gives verdicts (issue 5); evacuation and others
@@ -135,6 +146,8 @@ class LanGuardCoordinator:
         self.bad_payloads: Counter[BadPayload] = Counter()
         self.last_refused: dict[BadPayload, RefusedPayload] = {}
         self._offline_timer: CALLBACK_TYPE | None = None
+        self._delivery_timer: CALLBACK_TYPE | None = None
+        self._delivery_check_at: float | None = None
 
     # ----------------------------------------------------------------- life cycle
 
@@ -169,6 +182,7 @@ class LanGuardCoordinator:
             )
         )
         entry.async_on_unload(self._cancel_offline_timer)
+        entry.async_on_unload(self._cancel_delivery_timer)
         # No status yet counts as offline: an agent that never shows up is reported too.
         self._start_offline_timer()
 
@@ -209,6 +223,11 @@ class LanGuardCoordinator:
             update()
 
     # ----------------------------------------------------------------- derived state
+
+    @property
+    def delivery(self) -> DeliveryTracker:
+        """Which of the agent's events were processed (stored with the history)."""
+        return self.history.delivery
 
     @property
     def online(self) -> bool:
@@ -259,15 +278,17 @@ class LanGuardCoordinator:
 
     async def async_send_command(self, action: str, mac: str, ip: str | None) -> str:
         """Publish a (signed, when a key is set) command to the agent; returns its id."""
-        command: dict[str, Any] = {
-            "id": uuid.uuid4().hex,
-            "action": action,
-            "mac": mac,
-            "ip": ip,
-            "ts": dt_util.utcnow().timestamp(),
-        }
-        if self._key is not None:
-            command = sign(command, self._key, command["ts"])
+        command_id = uuid.uuid4().hex
+        await self._async_publish_command(
+            {"id": command_id, "action": action, "mac": mac, "ip": ip}
+        )
+        return command_id
+
+    async def _async_publish_command(self, command: dict[str, Any]) -> None:
+        """Stamp, sign (for this agent's command topic) and publish a command."""
+        command = {**command, "ts": dt_util.utcnow().timestamp()}
+        if self.verifier is not None:
+            command = self.verifier.sign_command(command, command["ts"], TOPIC_COMMAND)
         validate("command", command)
         await mqtt.async_publish(
             self.hass,
@@ -275,13 +296,14 @@ class LanGuardCoordinator:
             json_dumps(command),
             qos=1,
         )
-        return str(command["id"])
 
     # ----------------------------------------------------------------- MQTT intake
 
     @callback
     def _async_subscribed(self) -> None:
+        """(Re)subscribed: with a clean session, anything published meanwhile was missed."""
         self.subscribed.set()
+        self._async_check_delivery(resubscribed=True)
 
     @callback
     def _async_connection_changed(self, connected: bool) -> None:
@@ -304,8 +326,11 @@ class LanGuardCoordinator:
         if payload is None:
             return
         if topic == TOPIC_EVENT:
-            self.async_process_event(payload)
+            self._async_handle_event(payload)
         elif topic == TOPIC_COMMAND_RESULT:
+            request = self.delivery.request
+            if request is not None and payload["id"] == request.command_id:
+                self._async_handle_replay_answer(payload)
             for listener in list(self._result_listeners):
                 listener(payload)
         elif topic == TOPIC_INFO:
@@ -327,7 +352,7 @@ class LanGuardCoordinator:
             self._refuse(topic, BadPayload.NOT_JSON, str(err))
             return None
         try:
-            payload: dict[str, Any] = validate(_SCHEMA_OF[topic], decoded)
+            payload: dict[str, Any] = validate(_SCHEMA_OF[topic], decoded, legacy=self.legacy)
         except vol.Invalid as err:
             self._refuse(topic, BadPayload.SCHEMA, describe(err))
             return None
@@ -337,17 +362,19 @@ class LanGuardCoordinator:
         if self.verifier is not None:
             # The signature covers the bytes as sent: verify the decoded payload, not the
             # validated one (validation coerces, e.g. a level of 2.0 becomes 2).
+            # Events with a seq are de-duplicated by it (an event published again on request
+            # keeps its id), every other live payload by its id.
+            now = dt_util.utcnow().timestamp()
             try:
                 if topic in _RETAINED:
                     self.verifier.verify_retained(topic, decoded)
+                elif topic == TOPIC_EVENT and "seq" in payload:
+                    self.verifier.verify_fresh(topic, decoded, now)
                 else:
-                    self.verifier.verify_live(decoded, dt_util.utcnow().timestamp())
+                    self.verifier.verify_live(topic, decoded, now)
             except SignatureError as err:
                 self._refuse(topic, err.reason, str(err))
                 return None
-        if topic == TOPIC_EVENT and payload["id"] in self.history:
-            self._refuse(topic, BadPayload.REPLAYED, f"event {payload['id']} already seen")
-            return None
         payload.pop("sig", None)
         payload.pop("ts", None)
         return payload
@@ -383,6 +410,115 @@ class LanGuardCoordinator:
         else:
             self._start_offline_timer()
         self.async_update_listeners()
+
+    @callback
+    def _async_handle_event(self, payload: dict[str, Any]) -> None:
+        """Process a new event once; drop duplicates and events of a replaced store."""
+        known = payload["id"] in self.history
+        if "seq" in payload:
+            verdict = self.delivery.event(
+                payload["epoch"], payload["seq"], dt_util.utcnow().timestamp(), known_id=known
+            )
+            if verdict is not Verdict.NEW:
+                _LOGGER.debug(
+                    "Dropped event %s (seq %d of %s): %s",
+                    payload["id"],
+                    payload["seq"],
+                    payload["epoch"],
+                    verdict.value,
+                )
+                self._async_check_delivery()
+                return
+        elif known:  # an agent before 0.2: only the id tells
+            self._refuse(TOPIC_EVENT, BadPayload.REPLAYED, f"event {payload['id']} already seen")
+            return
+        self.async_process_event(payload)
+        self._async_report_gaps()
+        self._async_check_delivery()
+
+    @callback
+    def _async_handle_replay_answer(self, result: dict[str, Any]) -> None:
+        """The agent answered our replay request: what comes, and what is gone."""
+        now = dt_util.utcnow().timestamp()
+        if result["ok"] and "replay" in result:
+            self.delivery.replay_answer(result["replay"], now)
+        else:
+            _LOGGER.debug("Agent %s refused a replay: %s", self.agent_id, result["error"])
+            self.delivery.replay_refused(now)
+        self.history.schedule_save()
+        self._async_report_gaps()
+        self._async_check_delivery()
+
+    @callback
+    def _async_check_delivery(self, *, resubscribed: bool = False) -> None:
+        """Ask the agent for missing events when it is time, and come back when it may be."""
+        now = dt_util.utcnow().timestamp()
+        after_seq = self.delivery.want_replay(now, resubscribed=resubscribed)
+        if after_seq is not None and self.mqtt_connected:
+            command_id = uuid.uuid4().hex
+            self.delivery.asked(command_id, after_seq, now)
+            _LOGGER.debug("Asking agent %s for its events after seq %d", self.agent_id, after_seq)
+            self.entry.async_create_background_task(
+                self.hass,
+                self._async_send_replay(command_id, after_seq),
+                f"{DOMAIN} replay {self.agent_id}",
+            )
+        self._schedule_delivery_check(self.delivery.next_check())
+
+    async def _async_send_replay(self, command_id: str, after_seq: int) -> None:
+        command = {"id": command_id, "action": "replay", "after_seq": after_seq}
+        try:
+            await self._async_publish_command(command)
+        except HomeAssistantError as err:  # asked again when the request times out
+            _LOGGER.debug("Could not ask agent %s for a replay: %s", self.agent_id, err)
+
+    @callback
+    def _async_report_gaps(self) -> None:
+        """Tell the owner about events that are gone for good: logged, counted, notified."""
+        gaps = self.delivery.take_gaps()
+        if not gaps:
+            return
+        for gap in gaps:
+            _LOGGER.warning(
+                "Agent %s: %d event(s) lost (seq %d to %d of store %s): the agent no longer"
+                " had them when Home Assistant asked (%d lost in total)",
+                self.agent_id,
+                gap.count,
+                gap.first,
+                gap.last,
+                gap.epoch,
+                self.delivery.lost,
+            )
+        self.history.schedule_save()
+        self.entry.async_create_task(
+            self.hass,
+            notifications.async_notify_lost(self.hass, self.entry, gaps, self.delivery.lost),
+            f"{DOMAIN} lost events {self.agent_id}",
+        )
+
+    def _schedule_delivery_check(self, when: float | None) -> None:
+        if when == self._delivery_check_at:
+            return
+        self._cancel_delivery_timer()
+        if when is not None:
+            self._delivery_check_at = when
+            delay = max(when - dt_util.utcnow().timestamp(), 0.0) + 0.05
+            self._delivery_timer = async_call_later(
+                self.hass, delay, HassJob(self._async_delivery_due, cancel_on_shutdown=True)
+            )
+
+    @callback
+    def _async_delivery_due(self, _now: datetime) -> None:
+        self._delivery_timer = None
+        self._delivery_check_at = None
+        self._async_check_delivery()
+
+    @callback
+    def _cancel_delivery_timer(self) -> None:
+        if self._delivery_timer is not None:
+            self._delivery_timer()
+            self._delivery_timer = None
+        self._delivery_check_at = None
 
     @callback
     def _async_handle_info(self, info: dict[str, Any]) -> None:
@@ -422,6 +558,13 @@ class LanGuardCoordinator:
         if stale_acks:
             self.history.schedule_save()
         self.incidents_known = True
+        if "epoch" in state:  # what the agent created and keeps: anything we miss?
+            self.delivery.state(
+                state["epoch"], state["last_seq"], state["oldest_seq"], dt_util.utcnow().timestamp()
+            )
+            self.history.schedule_save()
+            self._async_report_gaps()
+            self._async_check_delivery()
         self.async_update_listeners()
 
     @callback

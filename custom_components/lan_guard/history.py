@@ -1,8 +1,11 @@
-"""Persistent memory of one agent: recent events, the owner's labels, acknowledgements.
+"""Persistent memory of one agent: recent events, the owner's labels, acknowledgements, and
+which of the agent's events were processed (``delivery.py``).
 
 Kept in HA storage (``.storage/lan_guard.<entry_id>``) so it survives restarts. It is the
 classifier's training data: labelled events are kept beyond the last ``MAX_EVENTS`` (up to
 ``MAX_LABELLED``), so a label is never lost just because many unlabelled events followed.
+The delivery state is written in the same file as the events, so after a power cut both are
+as of the same moment: what the file lacks is fetched from the agent again, once.
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN, MAX_EVENTS, MAX_LABELLED, SAVE_DELAY, STORAGE_VERSION, Label
+from .delivery import DeliveryTracker
 from .models import LanGuardEvent
 
 
-class StoredHistory(TypedDict):
-    """What is written to storage."""
+class StoredHistory(TypedDict, total=False):
+    """What is written to storage (``delivery`` is missing in files of earlier versions)."""
 
     events: list[dict[str, Any]]
     acknowledged: dict[str, int]
+    delivery: dict[str, Any]
 
 
 class EventHistory:
@@ -38,6 +43,7 @@ class EventHistory:
         self._events: OrderedDict[str, LanGuardEvent] = OrderedDict()
         # incident_id -> the level the owner acknowledged it at
         self.acknowledged: dict[str, int] = {}
+        self.delivery = DeliveryTracker()
 
     async def async_load(self) -> None:
         """Read what an earlier run stored."""
@@ -48,6 +54,7 @@ class EventHistory:
             event = LanGuardEvent.from_record(record)
             self._events[event.id] = event
         self.acknowledged = dict(stored["acknowledged"])
+        self.delivery = DeliveryTracker.from_dict(stored.get("delivery"))
 
     def __contains__(self, event_id: object) -> bool:
         """Whether the event is remembered."""
@@ -109,6 +116,7 @@ class EventHistory:
         return {
             "events": [e.as_record() for e in self._events.values()],
             "acknowledged": dict(self.acknowledged),
+            "delivery": self.delivery.as_dict(),
         }
 
     def _evict(self, matches: Any, cap: int) -> None:

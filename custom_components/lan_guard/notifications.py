@@ -25,6 +25,8 @@ from .models import LanGuardEvent, Verdict
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
 
+    from .delivery import Gap
+
 _LOGGER = logging.getLogger(__name__)
 
 NOTIFY_DOMAIN = "notify"
@@ -60,6 +62,29 @@ def parse_action(action: Any) -> tuple[Label, str] | None:
 def notification_id(incident_id: str) -> str:
     """One persistent notification per incident: later events of it replace the text."""
     return f"{DOMAIN}_{incident_id}"
+
+
+def lost_notification_id(entry_id: str) -> str:
+    """One notification per agent about lost events: a later loss updates it."""
+    return f"{DOMAIN}_lost_{entry_id}"
+
+
+async def async_notify_lost(
+    hass: HomeAssistant, entry: ConfigEntry, gaps: list[Gap], total: int
+) -> None:
+    """Tell the owner that events of the agent are gone for good (persistent notification)."""
+    texts = await async_get_translations(hass, hass.config.language, "common", [DOMAIN])
+    lines = [
+        texts[f"{_COMMON}lost_range"].format(count=gap.count, first=gap.first, last=gap.last)
+        for gap in gaps
+    ]
+    message = texts[f"{_COMMON}lost_message"].format(agent=entry.data[CONF_AGENT_ID], total=total)
+    persistent_notification.async_create(
+        hass,
+        "\n".join([message, "", *(f"- {line}" for line in lines)]),
+        texts[f"{_COMMON}lost_title"],
+        lost_notification_id(entry.entry_id),
+    )
 
 
 def async_dismiss(hass: HomeAssistant, incident_id: str) -> None:
