@@ -108,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
         " default: as fast as possible",
     )
     replay.add_argument(
+        "--stay",
+        action="store_true",
+        help="with a broker: after the capture, stay connected (online, answering commands"
+        " and replays) until SIGTERM or SIGINT",
+    )
+    replay.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -201,7 +207,7 @@ def _command_handler(
     config: AgentConfig,
     *,
     may_enforce: bool,
-    replay: Callable[[int], dict[str, Any]] | None = None,
+    replay: Callable[[int, int | None], dict[str, Any]] | None = None,
 ) -> tuple[CommandHandler, list[str]]:
     """The MQTT command handler and the capabilities for ``info``. Built even without an
     enforcer (backend ``none``, or a replay, which never touches the firewall): commands are
@@ -291,17 +297,34 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 started_at=time.time(),
             ),
         )
+    stop = _stop_on_signals() if args.stay else None
     try:
         if args.speed is not None and args.speed <= 0:
             raise ConfigError(f"--speed: {args.speed:g} is not a positive factor")
         stats = replay(args.capture, pipeline, show_progress=args.progress, speed=args.speed)
+        print(stats.summary(), file=sys.stderr, flush=True)
+        if stop is not None and mqtt is not None:
+            log.info("capture replayed; staying connected until SIGTERM or SIGINT")
+            stop.wait()
     except CaptureError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
     finally:
         _close(sinks)
-    print(stats.summary(), file=sys.stderr)
     return EXIT_OK
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (a clean stop: the sinks are closed)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -451,14 +474,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if mqtt is not None and handler is not None:
         _wire_mqtt(mqtt, handler, agent.pipeline, agent.gateway_mac)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = _stop_on_signals()
     agent.start()
     log.info(
         "watching %s (node %s), decoys %s",

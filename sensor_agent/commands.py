@@ -102,7 +102,14 @@ _HOST_COMMAND = vol.Schema(
     },
     extra=vol.PREVENT_EXTRA,
 )
-_REPLAY_COMMAND = vol.Schema({**_COMMON, vol.Required("after_seq"): _seq}, extra=vol.PREVENT_EXTRA)
+_REPLAY_COMMAND = vol.Schema(
+    {
+        **_COMMON,
+        vol.Required("after_seq"): _seq,
+        vol.Optional("through_seq"): vol.All(_seq, vol.Range(min=1)),
+    },
+    extra=vol.PREVENT_EXTRA,
+)
 
 
 def _command_shape(payload: Any) -> Any:
@@ -198,9 +205,10 @@ class CommandHandler:
     max_skew_s: float = signing.MAX_SKEW_S
     # Commands signed in format 1 (no agent id, no topic): only when explicitly configured.
     accept_legacy: bool = False
-    # Re-publishes kept events after a seq; returns the result's ``replay`` object or raises
-    # ``RedeliveryRefused`` (``sensor_agent.redelivery``). None: this agent keeps no events.
-    replay: Callable[[int], dict[str, Any]] | None = None
+    # Re-publishes kept events after a seq (up to another, optionally); returns the result's
+    # ``replay`` object or raises ``RedeliveryRefused`` (``sensor_agent.redelivery``). None:
+    # this agent keeps no events.
+    replay: Callable[[int, int | None], dict[str, Any]] | None = None
     _verifier: signing.Verifier | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -239,7 +247,9 @@ class CommandHandler:
             return _result(command_id, False, f"invalid command: {problems}")
         action: str = command["action"]
         if action == "replay":
-            return self._replay(payload, command_id, command["after_seq"])
+            return self._replay(
+                payload, command_id, command["after_seq"], command.get("through_seq")
+            )
         mac: str = command["mac"]
         ip: str | None = command.get("ip")
 
@@ -265,7 +275,11 @@ class CommandHandler:
         return _result(command_id, True, None, action, mac)
 
     def _replay(
-        self, payload: Mapping[str, Any], command_id: str, after_seq: int
+        self,
+        payload: Mapping[str, Any],
+        command_id: str,
+        after_seq: int,
+        through_seq: int | None,
     ) -> dict[str, Any]:
         """Re-publish the kept events after ``after_seq`` (signed afresh by the sink)."""
         refusal = self._authenticity_problem(payload)
@@ -273,7 +287,7 @@ class CommandHandler:
             refusal = "refused: this agent keeps no events to replay (it publishes no MQTT)"
         if refusal is None and self.replay is not None:
             try:
-                answer = self.replay(after_seq)
+                answer = self.replay(after_seq, through_seq)
             except RedeliveryRefused as err:
                 refusal = f"refused: {err}"
             else:
@@ -351,7 +365,7 @@ def build_command_handler(
     node_macs: Iterable[str],
     key: bytes | None,
     accept_legacy: bool = False,
-    replay: Callable[[int], dict[str, Any]] | None = None,
+    replay: Callable[[int, int | None], dict[str, Any]] | None = None,
     nft: Sequence[str] = ("nft",),
 ) -> CommandHandler:
     """The agent's handler with its enforcer started (a ``NoEnforcer`` if it cannot start).

@@ -49,6 +49,7 @@ DEFAULT_MAX_ROWS = 100_000
 DEFAULT_KEEP_ROWS = 10_000
 DEFAULT_KEEP_S = 7 * 86_400.0
 _DROP_LOG_INTERVAL_S = 10.0
+_NO_END = 2**63 - 1  # above any seq
 _AGE_PRUNE_INTERVAL_S = 60.0
 
 
@@ -289,17 +290,19 @@ class Outbox:
                     self._db.execute("ROLLBACK")
                 raise OutboxError(self._explain(err)) from err
 
-    def replay(self, after_seq: int, limit: int) -> ReplayBatch:
-        """Make up to ``limit`` stored events after ``after_seq`` pending again (the publisher
-        sends them again, in order); say which seqs after ``after_seq`` are gone."""
+    def replay(self, after_seq: int, limit: int, through_seq: int | None = None) -> ReplayBatch:
+        """Make up to ``limit`` stored events after ``after_seq`` (up to ``through_seq``)
+        pending again (the publisher sends them again, in order); say which seqs after
+        ``after_seq`` are gone."""
+        top = _NO_END if through_seq is None else through_seq
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 seqs = [
                     int(row[0])
                     for row in self._db.execute(
-                        "SELECT seq FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                        (after_seq, limit),
+                        "SELECT seq FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                        (after_seq, top, limit),
                     )
                 ]
                 if seqs:
@@ -316,7 +319,7 @@ class Outbox:
                 raise OutboxError(self._explain(err)) from err
             last = self._last_seq
         first = seqs[0] if seqs else None
-        gone_until = (first - 1) if first is not None else last
+        gone_until = (first - 1) if first is not None else min(last, top)
         return ReplayBatch(
             epoch=self.epoch,
             after_seq=after_seq,

@@ -3,9 +3,10 @@
 QoS 1 only reaches the broker: a subscriber that was away while the broker took an event
 (a broker restart, Home Assistant reconnecting with a clean session, an HA restart) never
 gets it. The agent keeps acknowledged events (``sensor_agent.outbox``), and a signed
-``replay`` command asks it to publish again those after ``after_seq``, in order, signed
-afresh (so they pass the receiver's freshness check). Events already gone from the store are
-reported as a gap with its range, never passed over in silence.
+``replay`` command asks it to publish again those after ``after_seq`` (up to ``through_seq``
+when the receiver has what follows), in order, signed afresh (so they pass the receiver's
+freshness check). Events already gone from the store are reported as a gap with its range,
+never passed over in silence.
 
 Bounded, because anyone who may publish commands can ask: at most ``batch`` events per
 command (the receiver asks again for the rest), and a token bucket of ``burst`` requests
@@ -38,12 +39,13 @@ class RedeliveryRefused(Exception):
 class EventStore(Protocol):
     """What replays need of the store (``sensor_agent.outbox.Outbox``)."""
 
-    def replay(self, after_seq: int, limit: int) -> ReplayBatch: ...
+    def replay(self, after_seq: int, limit: int, through_seq: int | None = None) -> ReplayBatch: ...
 
 
 @dataclass
 class Redelivery:
-    """``redelivery(after_seq) -> the command result's "replay" object``; thread-safe."""
+    """``redelivery(after_seq, through_seq) -> the command result's "replay" object``;
+    thread-safe."""
 
     store: EventStore
     batch: int = DEFAULT_BATCH
@@ -60,9 +62,9 @@ class Redelivery:
         self._tokens = float(self.burst)
         self._refilled_at = self.clock()
 
-    def __call__(self, after_seq: int) -> dict[str, Any]:
+    def __call__(self, after_seq: int, through_seq: int | None = None) -> dict[str, Any]:
         self._take_token()
-        done = self.store.replay(after_seq, self.batch)
+        done = self.store.replay(after_seq, self.batch, through_seq)
         return {
             "epoch": done.epoch,
             "after_seq": done.after_seq,

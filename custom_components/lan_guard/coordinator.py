@@ -128,6 +128,7 @@ class LanGuardCoordinator:
         self.classifier: EventClassifier | None = None
         self.evacuation: EvacuationManager | None = None  # set up by __init__ (issue 4)
         self._update_listeners: list[CALLBACK_TYPE] = []
+        self._refresh_scheduled = False
         self._event_listeners: list[EventListener] = []
         self._label_listeners: list[LabelListener] = []
         self._result_listeners: list[ResultListener] = []
@@ -222,6 +223,20 @@ class LanGuardCoordinator:
         for update in list(self._update_listeners):
             update()
 
+    @callback
+    def _async_update_listeners_soon(self) -> None:
+        """Refresh the entities once for all the agent's messages of one loop iteration: HA's
+        MQTT client hands over many at a time when the agent catches up after an outage, and
+        refreshing every entity for each event would make catching up slow."""
+        if not self._refresh_scheduled:
+            self._refresh_scheduled = True
+            self.hass.loop.call_soon(self._async_refresh_entities)
+
+    @callback
+    def _async_refresh_entities(self) -> None:
+        self._refresh_scheduled = False
+        self.async_update_listeners()
+
     # ----------------------------------------------------------------- derived state
 
     @property
@@ -303,7 +318,8 @@ class LanGuardCoordinator:
     def _async_subscribed(self) -> None:
         """(Re)subscribed: with a clean session, anything published meanwhile was missed."""
         self.subscribed.set()
-        self._async_check_delivery(resubscribed=True)
+        self.delivery.resubscribed(dt_util.utcnow().timestamp())
+        self._async_check_delivery()
 
     @callback
     def _async_connection_changed(self, connected: bool) -> None:
@@ -450,23 +466,27 @@ class LanGuardCoordinator:
         self._async_check_delivery()
 
     @callback
-    def _async_check_delivery(self, *, resubscribed: bool = False) -> None:
+    def _async_check_delivery(self) -> None:
         """Ask the agent for missing events when it is time, and come back when it may be."""
         now = dt_util.utcnow().timestamp()
-        after_seq = self.delivery.want_replay(now, resubscribed=resubscribed)
-        if after_seq is not None and self.mqtt_connected:
-            command_id = uuid.uuid4().hex
-            self.delivery.asked(command_id, after_seq, now)
-            _LOGGER.debug("Asking agent %s for its events after seq %d", self.agent_id, after_seq)
+        ask = self.delivery.want_replay(now)
+        if ask is not None and self.mqtt_connected:
+            after_seq, through_seq = ask
+            command: dict[str, Any] = {
+                "id": uuid.uuid4().hex,
+                "action": "replay",
+                "after_seq": after_seq,
+            }
+            if through_seq is not None:
+                command["through_seq"] = through_seq
+            self.delivery.asked(command["id"], after_seq, now)
+            _LOGGER.debug("Asking agent %s for its events: %s", self.agent_id, command)
             self.entry.async_create_background_task(
-                self.hass,
-                self._async_send_replay(command_id, after_seq),
-                f"{DOMAIN} replay {self.agent_id}",
+                self.hass, self._async_send_replay(command), f"{DOMAIN} replay {self.agent_id}"
             )
         self._schedule_delivery_check(self.delivery.next_check())
 
-    async def _async_send_replay(self, command_id: str, after_seq: int) -> None:
-        command = {"id": command_id, "action": "replay", "after_seq": after_seq}
+    async def _async_send_replay(self, command: dict[str, Any]) -> None:
         try:
             await self._async_publish_command(command)
         except HomeAssistantError as err:  # asked again when the request times out
@@ -565,7 +585,7 @@ class LanGuardCoordinator:
             self.history.schedule_save()
             self._async_report_gaps()
             self._async_check_delivery()
-        self.async_update_listeners()
+        self._async_update_listeners_soon()
 
     @callback
     def async_process_event(self, payload: dict[str, Any]) -> LanGuardEvent:
@@ -598,7 +618,7 @@ class LanGuardCoordinator:
                 notifications.async_notify(self.hass, self.entry, event),
                 f"{DOMAIN} notify {event.id}",
             )
-        self.async_update_listeners()
+        self._async_update_listeners_soon()
         return event
 
     def _update_incident(self, event: LanGuardEvent) -> None:

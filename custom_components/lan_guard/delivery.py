@@ -9,10 +9,12 @@ tracker follows those numbers for one agent and decides:
 
 - whether an event is new, a duplicate (a QoS 1 redelivery, a re-published event, a replay
   by someone on the broker), or from an earlier store of the agent;
-- when to ask the agent (``replay`` command, after ``done``) for what is missing: on every
-  (re)subscription, and when a seq is known to exist (a later event, the state, a replay
-  answer) but delivery has made no progress towards it for ``SETTLE_S`` seconds; one request
-  at a time, the next one once its events have arrived or it timed out;
+- when to ask the agent (``replay`` command, after ``done``, up to the first seq it has
+  beyond) for what is missing: ``SETTLE_S`` seconds after every (re)subscription (by then
+  the retained state and the first live events show where HA stands), and whenever a seq is
+  known to exist (a later event, the state, a replay answer) but delivery has made no
+  progress towards it for ``SETTLE_S`` seconds; one request at a time, the next one once its
+  events have arrived or it timed out;
 - which seqs are lost for good (gone from the agent's store before HA got them): they are
   reported (``take_gaps``), counted, and skipped; never passed over in silence.
 
@@ -94,6 +96,7 @@ class DeliveryTracker:
         self.requests = 0
         self.request: Request | None = None
         self.behind_since: float | None = None  # since then ``done`` is stuck below ``target``
+        self.ask_at: float | None = None  # after a (re)subscription: ask then, whatever we know
         self._behind_done = 0
         self._new_gaps: list[Gap] = []
 
@@ -161,24 +164,31 @@ class DeliveryTracker:
 
     # ------------------------------------------------------------------ what to ask
 
-    def want_replay(self, now: float, *, resubscribed: bool = False) -> int | None:
-        """The ``after_seq`` to ask the agent for now, or None. ``resubscribed``: HA just
-        (re)subscribed, so anything may have been missed while it was away: ask at once."""
+    def resubscribed(self, now: float) -> None:
+        """HA (re)subscribed: with a clean session, anything published meanwhile was missed.
+        Ask in ``SETTLE_S`` seconds, whatever the agent's state says by then."""
+        self.ask_at = now + SETTLE_S
+
+    def want_replay(self, now: float) -> tuple[int, int | None] | None:
+        """``(after_seq, through_seq)`` to ask the agent for now, or None: the first run of
+        missing seqs (``through_seq`` None: up to the agent's newest)."""
         if self.epoch is None:
             return None  # no contact yet: the retained state will tell where to start
+        ask = (self.done, self.ranges[0][0] - 1 if self.ranges else None)
+        if self.ask_at is not None and now >= self.ask_at:
+            self.ask_at = None
+            return ask  # whatever is under way: HA was away
         request = self.request
-        if request is not None and not resubscribed:
+        if request is not None:
             if request.through is not None and self.done >= request.through:
-                self.request = None  # its events are in: on to the rest, if any
-            elif now < request.deadline:
+                self.request = None  # its events are in: on to the rest at once, if any
+                return ask if self.target > self.done else None
+            if now < request.deadline:
                 return None
-            else:
-                self.request = None  # no answer, or its events never came: ask again
-        if resubscribed:
-            return self.done
+            self.request = None  # no answer, or its events never came: ask again
         if self.target <= self.done or self.behind_since is None:
             return None
-        return self.done if now - self.behind_since >= SETTLE_S else None
+        return ask if now - self.behind_since >= SETTLE_S else None
 
     def asked(self, command_id: str, after_seq: int, now: float) -> None:
         """A replay request was sent."""
@@ -187,10 +197,10 @@ class DeliveryTracker:
 
     def next_check(self) -> float | None:
         """When ``want_replay`` may have something new to say without anything arriving."""
-        times = []
+        times = [] if self.ask_at is None else [self.ask_at]
         if self.request is not None:
             times.append(self.request.deadline)
-        if self.behind_since is not None:
+        elif self.behind_since is not None:
             times.append(self.behind_since + SETTLE_S)
         return min(times, default=None)
 

@@ -120,6 +120,8 @@ class EventHistory:
         }
 
     def _evict(self, matches: Any, cap: int) -> None:
+        if len(self._events) <= cap:
+            return  # cannot be over the cap: spare the scan (it runs for every event)
         candidates = [event_id for event_id, e in self._events.items() if matches(e)]
         for event_id in candidates[: max(0, len(candidates) - cap)]:
             del self._events[event_id]

@@ -367,7 +367,13 @@ _COMMAND_FIELDS: dict[Any, Validator] = {
 _HOST_COMMAND = vol.Schema(
     {**_COMMAND_FIELDS, vol.Required("mac"): MAC, vol.Optional("ip"): _or_null(_ipv4)}
 )
-_REPLAY_COMMAND = vol.Schema({**_COMMAND_FIELDS, vol.Required("after_seq"): _integer(0, MAX_SEQ)})
+_REPLAY_COMMAND = vol.Schema(
+    {
+        **_COMMAND_FIELDS,
+        vol.Required("after_seq"): _integer(0, MAX_SEQ),
+        vol.Optional("through_seq"): SEQ,
+    }
+)
 
 
 def COMMAND(payload: Any) -> Any:

@@ -169,7 +169,6 @@ class PayloadVerifier:
             raise SignatureError(BadPayload.SIGNATURE_BAD, "the signature is not a string")
         try:
             expected = signature(payload, self._key, self._agent_id, topic)
-            legacy = signature(payload, self._key, None, None)
         except (TypeError, ValueError) as err:  # e.g. an infinite number: never signed JSON
             raise SignatureError(
                 BadPayload.SIGNATURE_BAD, f"cannot be canonicalised: {err}"
@@ -177,7 +176,7 @@ class PayloadVerifier:
         if hmac.compare_digest(expected, sig):
             self.agent_format = FORMAT
             return float(ts)
-        if hmac.compare_digest(legacy, sig):
+        if hmac.compare_digest(signature(payload, self._key, None, None), sig):
             if not self._accept_legacy:
                 raise SignatureError(
                     BadPayload.SIGNATURE_LEGACY,

@@ -256,3 +256,22 @@ def test_run_starts_on_loopback_and_stops_cleanly_on_sigterm(tmp_path: Path) -> 
             code = proc.wait(timeout=10)
     assert code == 0, log.read_text()
     assert "stopping" in log.read_text()
+
+
+def test_generate_scans_gives_one_event_per_port_with_updates_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "scans.pcap"
+    done = run("generate", "scans", str(path), "--count", "90")
+    assert done.returncode == 0, done.stderr
+    assert "170 frames" in done.stderr  # 40 sources: 2 frames each below the threshold
+    env = {**os.environ, "LAN_GUARD_INCIDENTS_UPDATE_INTERVAL_S": "0"}
+    replayed = run("replay", str(path), "--node-ip", "198.18.0.10", env=env)
+    assert replayed.returncode == 0, replayed.stderr
+    events = [json.loads(line) for line in replayed.stdout.splitlines()]
+    assert len(events) == 90
+    assert {event["kind"] for event in events} == {"syn_scan"}
+
+
+def test_replay_speed_must_be_positive(demo_pcap: Path) -> None:
+    done = run("replay", str(demo_pcap), "--speed", "0")
+    assert done.returncode == 2
+    assert "--speed: 0 is not a positive factor" in done.stderr

@@ -557,11 +557,11 @@ def replay_command(after_seq: Any = 41, command_id: str = "r1", **extra: Any) ->
 
 class FakeReplay:
     def __init__(self, refuse: str | None = None) -> None:
-        self.calls: list[int] = []
+        self.calls: list[tuple[int, int | None]] = []
         self.refuse = refuse
 
-    def __call__(self, after_seq: int) -> dict[str, Any]:
-        self.calls.append(after_seq)
+    def __call__(self, after_seq: int, through_seq: int | None = None) -> dict[str, Any]:
+        self.calls.append((after_seq, through_seq))
         if self.refuse is not None:
             raise RedeliveryRefused(self.refuse)
         return {
@@ -586,7 +586,8 @@ def test_a_signed_replay_goes_to_the_event_store_and_says_what_comes() -> None:
         "action": "replay",
         "replay": replay(41),
     }
-    assert replay.calls == [41, 41]
+    assert send(handler, hand_signed(replay_command(command_id="r2", through_seq=50)))["ok"]
+    assert replay.calls == [(41, None), (41, None), (41, 50)]
     assert (enforcer.calls, published) == ([], [])
 
 
@@ -599,6 +600,7 @@ def test_a_signed_replay_goes_to_the_event_store_and_says_what_comes() -> None:
         (hand_signed(replay_command(after_seq=True)), "invalid command"),
         (hand_signed(replay_command(mac=CULPRIT_MAC)), "invalid command"),
         (hand_signed({**replay_command(), "action": "quarantine"}), "invalid command"),
+        (hand_signed(replay_command(through_seq=0)), "invalid command"),
     ],
 )
 def test_a_replay_that_is_unsigned_misdirected_or_malformed_never_reaches_the_store(

@@ -161,3 +161,45 @@ def test_replay_shows_the_progress_bar_when_asked(
     stats = replay(path, Pipeline(base_config(), []), show_progress=True)
     assert stats.frames == len(FRAMES)
     assert "100%" in capsys.readouterr().err
+
+
+class FakeTime:
+    """A clock that ``sleep`` moves: pacing without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_paced_frames_come_out_when_due_at_the_chosen_speed() -> None:
+    from sensor_agent.replay import paced
+
+    stamps = [10.0, 10.5, 10.5, 12.0, 14.0]
+    time_ = FakeTime()
+    out = []
+    for _stamps, batch_frames in paced(
+        [(stamps[:3], [b"a", b"b", b"c"]), (stamps[3:], [b"d", b"e"])],
+        speed=2.0,
+        clock=time_.clock,
+        sleep=time_.sleep,
+    ):
+        out.append((time_.now, batch_frames))
+    # At twice the capture's pace: offsets 0, 0.25, 0.25, 1.0, 2.0 s; equal stamps together.
+    assert out == [(0.0, [b"a"]), (0.25, [b"b", b"c"]), (1.0, [b"d"]), (2.0, [b"e"])]
+    assert max(time_.slept) <= 0.1  # short sleeps: a stop is noticed soon
+
+
+def test_paced_replay_of_a_capture_takes_its_time(tmp_path: Path) -> None:
+    path = tmp_path / "slow.pcap"
+    write_pcap(path, [(T0 + i * 0.1, frame) for i, (_, frame) in enumerate(FRAMES[:6])])
+    sink = RecordingSink()
+    stats = replay(path, Pipeline(base_config(), [sink]), show_progress=False, speed=2.0)
+    assert stats.frames == 6
+    assert stats.seconds >= 0.5 * 0.25  # 0.5 s of capture at twice its pace, less the slack
