@@ -10,11 +10,11 @@ tracker follows those numbers for one agent and decides:
 - whether an event is new, a duplicate (a QoS 1 redelivery, a re-published event, a replay
   by someone on the broker), or from an earlier store of the agent;
 - when to ask the agent (``replay`` command, after ``done``, up to the first seq it has
-  beyond) for what is missing: ``SETTLE_S`` seconds after every (re)subscription (by then
-  the retained state and the first live events show where HA stands), and whenever a seq is
-  known to exist (a later event, the state, a replay answer) but delivery has made no
-  progress towards it for ``SETTLE_S`` seconds; one request at a time, the next one once its
-  events have arrived or it timed out;
+  beyond) for what is missing: ``SETTLE_S`` seconds after every (re)subscription unless
+  events have been arriving in order since (by then the retained state and the first live
+  events show where HA stands), and whenever a seq is known to exist (a later event, the
+  state, a replay answer) but delivery has made no progress towards it for ``SETTLE_S``
+  seconds; one request at a time, the next one once its events have arrived or it timed out;
 - which seqs are lost for good (gone from the agent's store before HA got them): they are
   reported (``take_gaps``), counted, and skipped; never passed over in silence.
 
@@ -96,7 +96,8 @@ class DeliveryTracker:
         self.requests = 0
         self.request: Request | None = None
         self.behind_since: float | None = None  # since then ``done`` is stuck below ``target``
-        self.ask_at: float | None = None  # after a (re)subscription: ask then, whatever we know
+        self.ask_at: float | None = None  # after a (re)subscription: ask then, unless ...
+        self._ask_done = 0  # ... ``done`` has moved on from this since
         self._behind_done = 0
         self._new_gaps: list[Gap] = []
 
@@ -166,8 +167,9 @@ class DeliveryTracker:
 
     def resubscribed(self, now: float) -> None:
         """HA (re)subscribed: with a clean session, anything published meanwhile was missed.
-        Ask in ``SETTLE_S`` seconds, whatever the agent's state says by then."""
-        self.ask_at = now + SETTLE_S
+        Ask in ``SETTLE_S`` seconds, whatever the agent's state says by then, unless events
+        arrive in order meanwhile (the agent is sending what follows anyway)."""
+        self.ask_at, self._ask_done = now + SETTLE_S, self.done
 
     def want_replay(self, now: float) -> tuple[int, int | None] | None:
         """``(after_seq, through_seq)`` to ask the agent for now, or None: the first run of
@@ -177,7 +179,8 @@ class DeliveryTracker:
         ask = (self.done, self.ranges[0][0] - 1 if self.ranges else None)
         if self.ask_at is not None and now >= self.ask_at:
             self.ask_at = None
-            return ask  # whatever is under way: HA was away
+            if self.done == self._ask_done:
+                return ask  # whatever is under way: HA was away
         request = self.request
         if request is not None:
             if request.through is not None and self.done >= request.through:

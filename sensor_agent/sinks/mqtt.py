@@ -55,6 +55,7 @@ CommandHandler = Callable[[bytes], dict[str, Any]]
 _AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_COMMAND_BYTES = 65_536
 _INFLIGHT_MAX = 20  # events handed to paho and not yet acknowledged, per connection
+_SYNC_INTERVAL_S = 1.0  # while the broker is away: stored events to disk at least this often
 _RETAINED_TOPICS: tuple[RetainedTopic, ...] = ("info", "state", "hosts", "quarantine")
 
 
@@ -315,8 +316,14 @@ class MqttSink:
                 delay = self.settings.reconnect_min_s
             if self._stop.is_set():
                 break
-            with self._cond:  # back off, with jitter so many agents do not stampede
-                self._cond.wait_for(self._stop.is_set, delay * random.uniform(0.5, 1.0))
+            # Back off, with jitter so many agents do not stampede. Meanwhile the stored
+            # events go to disk every second: a power cut during a broker outage must not
+            # lose what was stored (nor hand its seqs to other events after the restart).
+            wake = time.monotonic() + delay * random.uniform(0.5, 1.0)
+            while not self._stop.is_set() and (left := wake - time.monotonic()) > 0:
+                self._outbox.sync()
+                with self._cond:
+                    self._cond.wait_for(self._stop.is_set, min(left, _SYNC_INTERVAL_S))
             delay = min(delay * 2, self.settings.reconnect_max_s)
 
     def _fail(self, message: str) -> None:

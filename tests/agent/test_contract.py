@@ -218,6 +218,8 @@ def test_the_info_payload_follows_the_schema() -> None:
         b'{"id": "c2", "action": "release", "mac": "b8:27:eb:4c:21:9a", "ts": 1}',
         b'{"id": "c3", "action": "quarantine", "mac": "b8:27:eb:4c:21:9a", "ip": null, "ts": 1}',
         b'{"id": "' + b"x" * 100 + b'", "action": "release"}',
+        b'{"id": "r1", "action": "replay", "after_seq": 0, "ts": 1}',
+        b'{"id": "r2", "action": "replay", "after_seq": -1, "ts": 1}',
     ],
 )
 def test_the_command_handlers_results_follow_the_schema(raw: bytes) -> None:
@@ -227,3 +229,20 @@ def test_the_command_handlers_results_follow_the_schema(raw: bytes) -> None:
     result = CommandHandler(enforcer=NoEnforcer(), agent_id="contract")(raw)
     validate("command_result", result)
     assert result["ok"] is False
+
+
+def test_a_replay_answer_of_the_real_event_store_follows_the_schema(tmp_path: Path) -> None:
+    from sensor_agent.commands import CommandHandler
+    from sensor_agent.enforcer import NoEnforcer
+    from sensor_agent.redelivery import Redelivery
+
+    store = Outbox(tmp_path / "store.sqlite", keep_rows=2)
+    for n in range(5):
+        store.acknowledge(store.append({"n": n}))
+    handler = CommandHandler(NoEnforcer(), agent_id="contract", replay=Redelivery(store))
+    for after in (0, 3, 5):
+        raw = json.dumps({"id": f"r{after}", "action": "replay", "after_seq": after, "ts": 1})
+        result = handler(raw.encode())
+        validate("command_result", result)
+        assert result["ok"] is True
+    store.close()

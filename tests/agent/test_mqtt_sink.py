@@ -786,3 +786,19 @@ def test_a_replay_of_events_already_gone_reports_the_gap(
     [answer] = send_commands(broker.port, sink, [replay_command(2, "r1")])
     assert answer["replay"]["gap"] == {"first_seq": 3, "last_seq": 6}
     assert (answer["replay"]["first_seq"], answer["replay"]["count"]) == (7, 4)
+
+
+def test_events_stored_while_the_broker_is_away_go_to_disk_within_a_second(
+    make_sink: SinkFactory, tmp_path: Path
+) -> None:
+    """A power cut during an outage must not lose them (nor give their seqs away again)."""
+    from sensor_agent.outbox import Outbox
+    from tests.broker import free_port
+
+    outbox = Outbox(tmp_path / "store.sqlite")
+    sink = MqttSink(make_sink.settings(free_port()), outbox=outbox)  # nobody listens there
+    make_sink.sinks.append(sink)
+    for n in range(5):
+        sink.event(new_event(n))
+    assert wait_until(lambda: outbox.synced_seq == 5, timeout=5)
+    assert sink.counters()["pending"] == 5

@@ -223,6 +223,13 @@ def test_ha_asks_after_each_resubscription_once_it_sees_where_it_stands() -> Non
     fresh = DeliveryTracker()
     fresh.resubscribed(T)
     assert fresh.want_replay(T + SETTLE_S) is None  # never heard of the agent: nothing to ask
+    flowing = started(10)
+    flowing.resubscribed(T)
+    flowing.event(E1, 11, T + 0.5)  # the agent is sending what follows: no need to ask
+    assert flowing.want_replay(T + SETTLE_S) is None
+    quiet = started(10)
+    quiet.resubscribed(T)
+    assert quiet.want_replay(T + SETTLE_S) == (10, None)  # nothing says what we missed: ask
 
 
 def test_fragmentation_is_bounded_by_giving_up_the_oldest_hole() -> None:
