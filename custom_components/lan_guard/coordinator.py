@@ -26,7 +26,6 @@ import voluptuous as vol
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, Event, HassJob, HomeAssistant, callback
-from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import CONNECTION_NETWORK_MAC
 from homeassistant.helpers.event import async_call_later, async_track_time_interval
@@ -62,7 +61,8 @@ from .const import (
     BadPayload,
     Label,
 )
-from .delivery import DeliveryTracker, Verdict
+from .delivery import DeliveryTracker
+from .delivery_requests import DeliveryRequests
 from .history import EventHistory
 from .models import EventClassifier, Incident, LanGuardEvent
 from .payloads import describe, parse_json, parse_timestamp, validate
@@ -122,6 +122,10 @@ class LanGuardCoordinator:
             else None
         )
         self.history = EventHistory(hass, entry.entry_id)
+        # Asks the agent for events HA missed (QoS 1 only reaches the broker).
+        self.delivery_requests = DeliveryRequests(
+            hass, entry, self.history, self._async_publish_command, lambda: self.mqtt_connected
+        )
 
         # Extension points: a classifier gives verdicts (issue 5); evacuation and others
         # listen to events, labels and command results (issue 4).
@@ -147,8 +151,6 @@ class LanGuardCoordinator:
         self.bad_payloads: Counter[BadPayload] = Counter()
         self.last_refused: dict[BadPayload, RefusedPayload] = {}
         self._offline_timer: CALLBACK_TYPE | None = None
-        self._delivery_timer: CALLBACK_TYPE | None = None
-        self._delivery_check_at: float | None = None
 
     # ----------------------------------------------------------------- life cycle
 
@@ -183,7 +185,7 @@ class LanGuardCoordinator:
             )
         )
         entry.async_on_unload(self._cancel_offline_timer)
-        entry.async_on_unload(self._cancel_delivery_timer)
+        entry.async_on_unload(self.delivery_requests.cancel)
         # No status yet counts as offline: an agent that never shows up is reported too.
         self._start_offline_timer()
 
@@ -318,8 +320,7 @@ class LanGuardCoordinator:
     def _async_subscribed(self) -> None:
         """(Re)subscribed: with a clean session, anything published meanwhile was missed."""
         self.subscribed.set()
-        self.delivery.resubscribed(dt_util.utcnow().timestamp())
-        self._async_check_delivery()
+        self.delivery_requests.resubscribed()
 
     @callback
     def _async_connection_changed(self, connected: bool) -> None:
@@ -344,9 +345,7 @@ class LanGuardCoordinator:
         if topic == TOPIC_EVENT:
             self._async_handle_event(payload)
         elif topic == TOPIC_COMMAND_RESULT:
-            request = self.delivery.request
-            if request is not None and payload["id"] == request.command_id:
-                self._async_handle_replay_answer(payload)
+            self.delivery_requests.result(payload)
             for listener in list(self._result_listeners):
                 listener(payload)
         elif topic == TOPIC_INFO:
@@ -430,115 +429,14 @@ class LanGuardCoordinator:
     @callback
     def _async_handle_event(self, payload: dict[str, Any]) -> None:
         """Process a new event once; drop duplicates and events of a replaced store."""
-        known = payload["id"] in self.history
-        if "seq" in payload:
-            verdict = self.delivery.event(
-                payload["epoch"], payload["seq"], dt_util.utcnow().timestamp(), known_id=known
-            )
-            if verdict is not Verdict.NEW:
-                _LOGGER.debug(
-                    "Dropped event %s (seq %d of %s): %s",
-                    payload["id"],
-                    payload["seq"],
-                    payload["epoch"],
-                    verdict.value,
-                )
-                self._async_check_delivery()
+        if "seq" not in payload:  # an agent before 0.2: only its id tells a duplicate
+            if payload["id"] in self.history:
+                self._refuse(TOPIC_EVENT, BadPayload.REPLAYED, f"event {payload['id']} seen")
                 return
-        elif known:  # an agent before 0.2: only the id tells
-            self._refuse(TOPIC_EVENT, BadPayload.REPLAYED, f"event {payload['id']} already seen")
+        elif not self.delivery_requests.take(payload):
             return
         self.async_process_event(payload)
-        self._async_report_gaps()
-        self._async_check_delivery()
-
-    @callback
-    def _async_handle_replay_answer(self, result: dict[str, Any]) -> None:
-        """The agent answered our replay request: what comes, and what is gone."""
-        now = dt_util.utcnow().timestamp()
-        if result["ok"] and "replay" in result:
-            self.delivery.replay_answer(result["replay"], now)
-        else:
-            _LOGGER.debug("Agent %s refused a replay: %s", self.agent_id, result["error"])
-            self.delivery.replay_refused(now)
-        self.history.schedule_save()
-        self._async_report_gaps()
-        self._async_check_delivery()
-
-    @callback
-    def _async_check_delivery(self) -> None:
-        """Ask the agent for missing events when it is time, and come back when it may be."""
-        now = dt_util.utcnow().timestamp()
-        ask = self.delivery.want_replay(now)
-        if ask is not None and self.mqtt_connected:
-            after_seq, through_seq = ask
-            command: dict[str, Any] = {
-                "id": uuid.uuid4().hex,
-                "action": "replay",
-                "after_seq": after_seq,
-            }
-            if through_seq is not None:
-                command["through_seq"] = through_seq
-            self.delivery.asked(command["id"], after_seq, now)
-            _LOGGER.debug("Asking agent %s for its events: %s", self.agent_id, command)
-            self.entry.async_create_background_task(
-                self.hass, self._async_send_replay(command), f"{DOMAIN} replay {self.agent_id}"
-            )
-        self._schedule_delivery_check(self.delivery.next_check())
-
-    async def _async_send_replay(self, command: dict[str, Any]) -> None:
-        try:
-            await self._async_publish_command(command)
-        except HomeAssistantError as err:  # asked again when the request times out
-            _LOGGER.debug("Could not ask agent %s for a replay: %s", self.agent_id, err)
-
-    @callback
-    def _async_report_gaps(self) -> None:
-        """Tell the owner about events that are gone for good: logged, counted, notified."""
-        gaps = self.delivery.take_gaps()
-        if not gaps:
-            return
-        for gap in gaps:
-            _LOGGER.warning(
-                "Agent %s: %d event(s) lost (seq %d to %d of store %s): the agent no longer"
-                " had them when Home Assistant asked (%d lost in total)",
-                self.agent_id,
-                gap.count,
-                gap.first,
-                gap.last,
-                gap.epoch,
-                self.delivery.lost,
-            )
-        self.history.schedule_save()
-        self.entry.async_create_task(
-            self.hass,
-            notifications.async_notify_lost(self.hass, self.entry, gaps, self.delivery.lost),
-            f"{DOMAIN} lost events {self.agent_id}",
-        )
-
-    def _schedule_delivery_check(self, when: float | None) -> None:
-        if when == self._delivery_check_at:
-            return
-        self._cancel_delivery_timer()
-        if when is not None:
-            self._delivery_check_at = when
-            delay = max(when - dt_util.utcnow().timestamp(), 0.0) + 0.05
-            self._delivery_timer = async_call_later(
-                self.hass, delay, HassJob(self._async_delivery_due, cancel_on_shutdown=True)
-            )
-
-    @callback
-    def _async_delivery_due(self, _now: datetime) -> None:
-        self._delivery_timer = None
-        self._delivery_check_at = None
-        self._async_check_delivery()
-
-    @callback
-    def _cancel_delivery_timer(self) -> None:
-        if self._delivery_timer is not None:
-            self._delivery_timer()
-            self._delivery_timer = None
-        self._delivery_check_at = None
+        self.delivery_requests.processed()
 
     @callback
     def _async_handle_info(self, info: dict[str, Any]) -> None:
@@ -578,13 +476,8 @@ class LanGuardCoordinator:
         if stale_acks:
             self.history.schedule_save()
         self.incidents_known = True
-        if "epoch" in state:  # what the agent created and keeps: anything we miss?
-            self.delivery.state(
-                state["epoch"], state["last_seq"], state["oldest_seq"], dt_util.utcnow().timestamp()
-            )
-            self.history.schedule_save()
-            self._async_report_gaps()
-            self._async_check_delivery()
+        if "epoch" in state:  # what the agent created and keeps: anything we missed?
+            self.delivery_requests.state(state)
         self._async_update_listeners_soon()
 
     @callback
