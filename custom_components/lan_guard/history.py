@@ -10,6 +10,7 @@ as of the same moment: what the file lacks is fetched from the agent again, once
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import datetime
@@ -41,6 +42,10 @@ class EventHistory:
             hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}", private=True, atomic_writes=True
         )
         self._events: OrderedDict[str, LanGuardEvent] = OrderedDict()
+        self._labelled = 0
+        # When each remembered threat was received, sorted: entities count the last 24 hours
+        # on every refresh, and a scan of every event each time made catching up slow.
+        self._threat_times: list[datetime] = []
         # incident_id -> the level the owner acknowledged it at
         self.acknowledged: dict[str, int] = {}
         self.delivery = DeliveryTracker()
@@ -53,6 +58,8 @@ class EventHistory:
         for record in stored["events"]:
             event = LanGuardEvent.from_record(record)
             self._events[event.id] = event
+        self._labelled = sum(1 for e in self._events.values() if e.label is not None)
+        self._threat_times = sorted(e.received_at for e in self._events.values() if e.is_threat)
         self.acknowledged = dict(stored["acknowledged"])
         self.delivery = DeliveryTracker.from_dict(stored.get("delivery"))
 
@@ -75,15 +82,20 @@ class EventHistory:
     def add(self, event: LanGuardEvent) -> None:
         """Remember a new event, forgetting the oldest unlabelled one beyond the cap."""
         self._events[event.id] = event
-        self._evict(lambda e: e.label is None, MAX_EVENTS)
-        self._evict(lambda e: e.label is not None, MAX_LABELLED)
+        if event.label is not None:
+            self._labelled += 1
+        if event.is_threat:
+            bisect.insort(self._threat_times, event.received_at)
+        self._evict()
         self.schedule_save()
 
     def label(self, event: LanGuardEvent, label: Label) -> None:
         """Store the owner's label with the event."""
+        if event.label is None:
+            self._labelled += 1
         event.label = label
         event.labelled_at = dt_util.utcnow()
-        self._evict(lambda e: e.label is not None, MAX_LABELLED)
+        self._evict()
         self.schedule_save()
 
     def last_threat(self) -> LanGuardEvent | None:
@@ -92,7 +104,7 @@ class EventHistory:
 
     def count_threats_since(self, since: datetime) -> int:
         """Threat events received at or after ``since``."""
-        return sum(1 for e in self._events.values() if e.is_threat and e.received_at >= since)
+        return len(self._threat_times) - bisect.bisect_left(self._threat_times, since)
 
     def export(self, labelled_only: bool = False) -> list[dict[str, Any]]:
         """Stored records, oldest first (service response, diagnostics)."""
@@ -119,9 +131,28 @@ class EventHistory:
             "delivery": self.delivery.as_dict(),
         }
 
-    def _evict(self, matches: Any, cap: int) -> None:
-        if len(self._events) <= cap:
-            return  # cannot be over the cap: spare the scan (it runs for every event)
-        candidates = [event_id for event_id, e in self._events.items() if matches(e)]
-        for event_id in candidates[: max(0, len(candidates) - cap)]:
-            del self._events[event_id]
+    def _evict(self) -> None:
+        """Forget the oldest unlabelled events beyond ``MAX_EVENTS`` and the oldest labelled
+        ones beyond ``MAX_LABELLED``: a walk from the old end that stops as soon as both
+        are within bounds (one step for each new event, in the common case)."""
+        unlabelled_excess = len(self._events) - self._labelled - MAX_EVENTS
+        labelled_excess = self._labelled - MAX_LABELLED
+        if unlabelled_excess <= 0 and labelled_excess <= 0:
+            return
+        forget = []
+        for event_id, event in self._events.items():
+            if unlabelled_excess <= 0 and labelled_excess <= 0:
+                break
+            if event.label is None and unlabelled_excess > 0:
+                unlabelled_excess -= 1
+                forget.append(event_id)
+            elif event.label is not None and labelled_excess > 0:
+                labelled_excess -= 1
+                forget.append(event_id)
+        for event_id in forget:
+            event = self._events.pop(event_id)
+            if event.label is not None:
+                self._labelled -= 1
+            if event.is_threat:
+                times = self._threat_times
+                del times[bisect.bisect_left(times, event.received_at)]

@@ -316,7 +316,12 @@ async def run(
     seen = Seen(hass)
     entry = await lan_guard(hass)
     repetitions = Run(hass, Agent(capture, broker, tmp_path), seen, entry)
-    yield repetitions
+    try:
+        yield repetitions
+    finally:
+        if (process := repetitions.agent.process) is not None:  # a failed repetition
+            process.kill()
+            await process.wait()
     coordinator: LanGuardCoordinator = entry.runtime_data
     print(
         f"\n{'; '.join(repetitions.figures)}; {coordinator.delivery.requests} replay requests,"
