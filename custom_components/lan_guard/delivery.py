@@ -176,7 +176,12 @@ class DeliveryTracker:
         missing seqs (``through_seq`` None: up to the agent's newest)."""
         if self.epoch is None:
             return None  # no contact yet: the retained state will tell where to start
-        ask = (self.done, self.ranges[0][0] - 1 if self.ranges else None)
+        # The first run of missing seqs: up to what arrived beyond it, else up to the newest
+        # known to exist (what follows is on its way, or asked for later), else open.
+        if self.ranges:
+            ask: tuple[int, int | None] = (self.done, self.ranges[0][0] - 1)
+        else:
+            ask = (self.done, self.target if self.target > self.done else None)
         if self.ask_at is not None and now >= self.ask_at:
             self.ask_at = None
             if self.done == self._ask_done:

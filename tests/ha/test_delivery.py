@@ -100,31 +100,31 @@ def test_events_still_arriving_in_order_are_progress_not_a_loss() -> None:
     for step, seq in enumerate(range(1, 100)):
         tracker.event(E1, seq, T + 0.5 + step * 0.1)  # slower than the settle time in total
         assert tracker.want_replay(T + 0.5 + step * 0.1) is None
-    assert tracker.want_replay(T + 10.4 + SETTLE_S) == (99, None)  # 100 never came: ask
+    assert tracker.want_replay(T + 10.4 + SETTLE_S) == (99, 100)  # 100 never came: ask
 
 
 def test_a_state_ahead_is_asked_for_up_to_the_agents_newest() -> None:
     tracker = started(10)
     tracker.state(E1, 40, 1, T)
-    assert tracker.want_replay(T + SETTLE_S) == (10, None)
+    assert tracker.want_replay(T + SETTLE_S) == (10, 40)
 
 
 def test_an_answer_paces_the_next_request_by_its_events_or_a_timeout() -> None:
     tracker = started()
     tracker.state(E1, 2500, 1, T)
     now = T + SETTLE_S
-    assert tracker.want_replay(now) == (0, None)
+    assert tracker.want_replay(now) == (0, 2500)
     tracker.asked("r1", 0, now)
     tracker.replay_answer(answer(0, 1, 1000, 2500), now)
     assert tracker.request is not None and tracker.request.through == 1000
     assert tracker.want_replay(now + 1) is None  # its events are on their way
     for seq in range(1, 1001):
         tracker.event(E1, seq, now + 1)
-    assert tracker.want_replay(now + 1) == (1000, None)  # they are in: on to the rest
+    assert tracker.want_replay(now + 1) == (1000, 2500)  # they are in: on to the rest
     tracker.asked("r2", 1000, now + 1)
     tracker.replay_answer(answer(1000, 1001, 2000, 2500), now + 1)
     assert tracker.want_replay(now + 1 + BATCH_TIMEOUT_S - 0.1) is None
-    assert tracker.want_replay(now + 1 + BATCH_TIMEOUT_S) == (1000, None)  # never came
+    assert tracker.want_replay(now + 1 + BATCH_TIMEOUT_S) == (1000, 2500)  # never came
 
 
 def test_an_unanswered_or_refused_request_is_asked_again_later() -> None:
@@ -132,11 +132,11 @@ def test_an_unanswered_or_refused_request_is_asked_again_later() -> None:
     tracker.state(E1, 5, 1, T)
     tracker.asked("r1", 0, T + SETTLE_S)
     assert tracker.next_check() == T + SETTLE_S + RESULT_TIMEOUT_S
-    assert tracker.want_replay(T + SETTLE_S + RESULT_TIMEOUT_S) == (0, None)
+    assert tracker.want_replay(T + SETTLE_S + RESULT_TIMEOUT_S) == (0, 5)
     tracker.asked("r2", 0, T + 20)
     tracker.replay_refused(T + 20)
     assert tracker.want_replay(T + 20 + REFUSED_RETRY_S - 0.1) is None
-    assert tracker.want_replay(T + 20 + REFUSED_RETRY_S) == (0, None)
+    assert tracker.want_replay(T + 20 + REFUSED_RETRY_S) == (0, 5)
 
 
 def test_events_gone_from_the_agent_are_reported_once_counted_and_skipped() -> None:
