@@ -69,9 +69,11 @@ class DeliveryRequests:
     def take(self, event: dict[str, Any]) -> bool:
         """Whether to process an event that carries a seq (False: a duplicate, or from a
         store the agent replaced)."""
+        epoch = self.tracker.epoch
         verdict = self.tracker.event(
             event["epoch"], event["seq"], _now(), known_id=event["id"] in self.history
         )
+        self._log_new_store(epoch)
         if verdict is Verdict.NEW:
             return True
         _LOGGER.debug(
@@ -93,7 +95,9 @@ class DeliveryRequests:
     @callback
     def state(self, state: dict[str, Any]) -> None:
         """The agent's state: the newest seq it created, the oldest it still keeps."""
+        epoch = self.tracker.epoch
         self.tracker.state(state["epoch"], state["last_seq"], state["oldest_seq"], _now())
+        self._log_new_store(epoch)
         self._changed()
 
     @callback
@@ -170,6 +174,16 @@ class DeliveryRequests:
         self.check()
 
     # ------------------------------------------------------------------ telling
+
+    def _log_new_store(self, before: str | None) -> None:
+        if before is not None and self.tracker.epoch != before:
+            _LOGGER.warning(
+                "Agent %s started a new event store (epoch %s after %s): its events are taken"
+                " from seq 1; what the old store had not delivered cannot be fetched",
+                self._agent_id,
+                self.tracker.epoch,
+                before,
+            )
 
     def _changed(self) -> None:
         self.history.schedule_save()

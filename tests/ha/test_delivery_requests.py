@@ -128,7 +128,10 @@ async def test_missing_events_are_asked_for_and_lost_ones_reported_in_the_owners
 
 
 async def test_events_of_a_replaced_store_are_dropped_and_a_new_one_is_fetched_whole(
-    hass: HomeAssistant, mqtt_mock: Any, freezer: FrozenDateTimeFactory
+    hass: HomeAssistant,
+    mqtt_mock: Any,
+    freezer: FrozenDateTimeFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     entry = await setup_entry(hass)
     coordinator: LanGuardCoordinator = entry.runtime_data
@@ -141,6 +144,7 @@ async def test_events_of_a_replaced_store_are_dropped_and_a_new_one_is_fetched_w
     assert len(coordinator.history) == 2
     assert coordinator.delivery.epoch == other
     assert coordinator.delivery.stale == 1
+    assert f"started a new event store (epoch {other} after {EPOCH})" in caplog.text
     await later(hass, freezer, 2)
     command = json.loads(mqtt_mock.async_publish.call_args.args[1])
     assert (command["action"], command["after_seq"], command["through_seq"]) == ("replay", 0, 1)
