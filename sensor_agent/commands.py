@@ -370,11 +370,13 @@ def build_command_handler(
 ) -> CommandHandler:
     """The agent's handler with its enforcer started (a ``NoEnforcer`` if it cannot start).
 
-    Wiring (the caller owns the sink)::
+    Wiring (the caller owns the sink; the event store is shared, see ``cli._mqtt``)::
 
+        outbox = mqtt_settings.open_outbox()
         handler = build_command_handler(settings, agent_id=..., node_ips=[ip],
-                                        node_macs=[mac], key=shared_key)
-        sink = MqttSink(mqtt_settings, command_handler=handler)
+                                        node_macs=[mac], key=shared_key,
+                                        replay=Redelivery(outbox))
+        sink = MqttSink(mqtt_settings, command_handler=handler, outbox=outbox)
         handler.on_change = lambda state: sink.retained("quarantine", state)
         sink.retained("quarantine", handler.state_payload())
         ...

@@ -379,7 +379,7 @@ async def test_an_agent_killed_mid_stream_loses_nothing(run: Run) -> None:
     for _ in range(REPEAT):
         logged = run.agent.logged()
         stored = await run(kill_the_agent, events=None)
-        assert stored >= EVENTS + EVENTS // 4
+        assert stored >= EVENTS + EVENTS // 4 - 1  # a quarter logged before the kill
         # The killed process may have logged one event it had not stored yet (SIGKILL
         # between its JSON-lines log and its store): that one never existed for anyone else.
         assert 0 <= (run.agent.logged() - logged) - stored <= 1
