@@ -51,6 +51,8 @@ TOPIC_COMMAND_RESULT: Final = "command/result"
 
 STATUS_ONLINE: Final = "online"
 STATUS_OFFLINE: Final = "offline"
+# The agent's info lists this capability when its nftables enforcer runs.
+CAPABILITY_ENFORCER: Final = "enforcer"
 
 # Bus event fired for every accepted agent event (same data as the event entity).
 EVENT_LAN_GUARD: Final = "lan_guard_event"
@@ -77,8 +79,9 @@ ATTR_LABELLED_ONLY: Final = "labelled_only"
 
 ISSUE_MQTT_NOT_SETUP: Final = "mqtt_not_setup"
 ISSUE_AGENT_OFFLINE: Final = "agent_offline"
+ISSUE_NOTIFY_FAILED: Final = "notify_failed"
 
-# Evacuation mode (issue 4): options, their defaults, actions, storage.
+# Evacuation mode: options, their defaults, actions, storage.
 CONF_EVACUATION: Final = "evacuation"  # the options form's section
 CONF_EVACUATION_TRIGGER: Final = "evacuation_trigger"
 CONF_EVACUATION_LEVEL: Final = "evacuation_level"

@@ -5,7 +5,7 @@ Every message from the agent enters through ``_async_message_received`` and is r
 and, when a key is set, is signed, fresh and not replayed. Every accepted event then goes
 through ``async_process_event``, the one place where an event becomes visible: the verdict
 is attached there (classifier hook) before history, incidents, listeners (event entity,
-evacuation), the bus event and the notifications see it.
+evacuation, notifications) and the bus event see it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import voluptuous as vol
 from homeassistant.components import mqtt
@@ -62,9 +62,6 @@ from .models import EventClassifier, Incident, LanGuardEvent
 from .payloads import describe, parse_json, parse_timestamp, validate
 from .signing import PayloadVerifier, SignatureError, sign, signing_key
 
-if TYPE_CHECKING:
-    from .evacuation import EvacuationManager
-
 _LOGGER = logging.getLogger(__name__)
 
 EventListener: TypeAlias = Callable[[LanGuardEvent], None]
@@ -95,7 +92,12 @@ class RefusedPayload:
 class LanGuardCoordinator:
     """Everything HA knows about one agent; entities read it and subscribe to its updates."""
 
-    def __init__(self, hass: HomeAssistant, entry: LanGuardConfigEntry) -> None:
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: ConfigEntry,
+        classifier: EventClassifier | None = None,
+    ) -> None:
         """Read the entry; nothing is subscribed until ``async_start``."""
         self.hass = hass
         self.entry = entry
@@ -112,10 +114,10 @@ class LanGuardCoordinator:
         self.verifier = PayloadVerifier(self._key) if self._key else None
         self.history = EventHistory(hass, entry.entry_id)
 
-        # Extension points: a classifier gives verdicts (issue 5); evacuation and others
-        # listen to events, labels and command results (issue 4).
-        self.classifier: EventClassifier | None = None
-        self.evacuation: EvacuationManager | None = None  # set up by __init__ (issue 4)
+        # Extension points: a classifier gives verdicts; evacuation, notifications and the
+        # entities listen to events, labels and command results.
+        self.classifier = classifier
+        self._unsubscribe: list[CALLBACK_TYPE] = []
         self._update_listeners: list[CALLBACK_TYPE] = []
         self._event_listeners: list[EventListener] = []
         self._label_listeners: list[LabelListener] = []
@@ -141,40 +143,56 @@ class LanGuardCoordinator:
     async def async_start(self) -> None:
         """Load the history, then subscribe to the agent's topics and HA's own events."""
         await self.history.async_load()
-        entry, hass = self.entry, self.hass
+        hass = self.hass
         self.mqtt_connected = mqtt.is_connected(hass)
-        entry.async_on_unload(
-            mqtt.async_subscribe_connection_status(hass, self._async_connection_changed)
-        )
         wildcard = f"{self.base_topic}/#"
-        entry.async_on_unload(
-            mqtt.async_on_subscribe_done(hass, wildcard, 1, self._async_subscribed)
-        )
-        entry.async_on_unload(
+        # Kept here, not on the entry: an entry being deleted is listened to once more
+        # (to lift its quarantines) after its own unload.
+        self._unsubscribe += [
+            mqtt.async_subscribe_connection_status(hass, self._async_connection_changed),
+            mqtt.async_on_subscribe_done(hass, wildcard, 1, self._async_subscribed),
             await mqtt.async_subscribe(
                 hass, wildcard, self._async_message_received, qos=1, encoding=None
-            )
-        )
-        entry.async_on_unload(
+            ),
             hass.bus.async_listen(
                 EVENT_MOBILE_APP_NOTIFICATION_ACTION, self._async_notification_action
-            )
-        )
-        entry.async_on_unload(
+            ),
             async_track_time_interval(
                 hass,
                 self._async_refresh_window,
                 EVENTS_WINDOW_REFRESH,
                 cancel_on_shutdown=True,
-            )
-        )
-        entry.async_on_unload(self._cancel_offline_timer)
+            ),
+            self._cancel_offline_timer,
+        ]
         # No status yet counts as offline: an agent that never shows up is reported too.
         self._start_offline_timer()
 
     async def async_stop(self) -> None:
-        """Write the history (subscriptions and timers go with ``entry.async_on_unload``)."""
+        """Unsubscribe, stop the timers, write the history."""
+        while self._unsubscribe:
+            self._unsubscribe.pop()()
         await self.history.async_flush()
+
+    async def async_wait_online(self, wait_s: float) -> bool:
+        """Wait (at most ``wait_s`` seconds) until the agent is heard online."""
+        online = asyncio.Event()
+
+        @callback
+        def check() -> None:
+            if self.online:
+                online.set()
+
+        remove = self.async_add_listener(check)
+        try:
+            check()
+            async with asyncio.timeout(wait_s):
+                await online.wait()
+        except TimeoutError:
+            return False
+        finally:
+            remove()
+        return True
 
     # ----------------------------------------------------------------- listeners
 
@@ -449,12 +467,6 @@ class LanGuardCoordinator:
                 **event.event_data(),
             },
         )
-        if notifications.wanted(event, self.notify_level, self.allowlist):
-            self.entry.async_create_task(
-                self.hass,
-                notifications.async_notify(self.hass, self.entry, event),
-                f"{DOMAIN} notify {event.id}",
-            )
         self.async_update_listeners()
         return event
 
@@ -515,6 +527,3 @@ class LanGuardCoordinator:
     def _async_offline_too_long(self, _now: datetime) -> None:
         self._offline_timer = None
         issues.async_create_agent_offline(self.hass, self.entry, self.offline_minutes)
-
-
-LanGuardConfigEntry: TypeAlias = ConfigEntry[LanGuardCoordinator]

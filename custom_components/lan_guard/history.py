@@ -7,7 +7,7 @@ classifier's training data: labelled events are kept beyond the last ``MAX_EVENT
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, TypedDict
@@ -36,6 +36,8 @@ class EventHistory:
             hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}", private=True, atomic_writes=True
         )
         self._events: OrderedDict[str, LanGuardEvent] = OrderedDict()
+        # incident_id -> its remembered events' ids, oldest first (notifications, sensors)
+        self._incidents: defaultdict[str, list[str]] = defaultdict(list)
         # incident_id -> the level the owner acknowledged it at
         self.acknowledged: dict[str, int] = {}
 
@@ -47,6 +49,7 @@ class EventHistory:
         for record in stored["events"]:
             event = LanGuardEvent.from_record(record)
             self._events[event.id] = event
+            self._incidents[event.incident_id].append(event.id)
         self.acknowledged = dict(stored["acknowledged"])
 
     def __contains__(self, event_id: object) -> bool:
@@ -67,6 +70,8 @@ class EventHistory:
 
     def add(self, event: LanGuardEvent) -> None:
         """Remember a new event, forgetting the oldest unlabelled one beyond the cap."""
+        if event.id not in self._events:
+            self._incidents[event.incident_id].append(event.id)
         self._events[event.id] = event
         self._evict(lambda e: e.label is None, MAX_EVENTS)
         self._evict(lambda e: e.label is not None, MAX_LABELLED)
@@ -82,6 +87,10 @@ class EventHistory:
     def last_threat(self) -> LanGuardEvent | None:
         """The newest event that has a culprit (not a host leaving)."""
         return next((e for e in reversed(self._events.values()) if e.is_threat), None)
+
+    def incident(self, incident_id: str) -> list[LanGuardEvent]:
+        """The remembered events of one incident, oldest first."""
+        return [self._events[event_id] for event_id in self._incidents.get(incident_id, [])]
 
     def count_threats_since(self, since: datetime) -> int:
         """Threat events received at or after ``since``."""
@@ -114,4 +123,8 @@ class EventHistory:
     def _evict(self, matches: Any, cap: int) -> None:
         candidates = [event_id for event_id, e in self._events.items() if matches(e)]
         for event_id in candidates[: max(0, len(candidates) - cap)]:
-            del self._events[event_id]
+            event = self._events.pop(event_id)
+            siblings = self._incidents[event.incident_id]
+            siblings.remove(event_id)
+            if not siblings:
+                del self._incidents[event.incident_id]

@@ -19,12 +19,13 @@ from custom_components.lan_guard.const import (
     EVENT_MOBILE_APP_NOTIFICATION_ACTION,
     Label,
 )
-from custom_components.lan_guard.evacuation import Phase, Reason, storage_key
-from custom_components.lan_guard.evacuation_notify import (
-    Choice,
+from custom_components.lan_guard.evacuation.machine import Choice
+from custom_components.lan_guard.evacuation.record import Phase, Reason
+from custom_components.lan_guard.evacuation.runner import (
     action_id,
     notification_id,
     parse_action,
+    storage_key,
 )
 from custom_components.lan_guard.models import LanGuardEvent
 
@@ -112,7 +113,7 @@ async def test_level_2_event_isolates_quarantines_notifies_then_restores_when_cu
     assert f"{CULPRIT_MAC} ({CULPRIT_IP})" in phone[-1].data["message"]
     steps = [event.data["message"] for event in logbook]
     assert steps[-2] == f"Culprit {CULPRIT_MAC} ({CULPRIT_IP}) left the network"
-    assert steps[-1].startswith("Service restored.")
+    assert steps[-1].startswith("Service restored (the culprit left the network).")
     assert manager.record.phase is Phase.IDLE
     await unload(hass, entry)
 
@@ -131,6 +132,7 @@ async def test_below_the_level_allowlisted_or_manual_policy_do_not_start(
     publish_event(hass, make_event("session", level=3))
     await hass.async_block_till_done()
     assert manager.active
+    await manager.async_stop()
     await unload(hass, entry)
 
     hass.config_entries.async_update_entry(
@@ -166,7 +168,9 @@ async def test_verdict_policy_reads_the_classifier_and_falls_back_to_the_level(
         hass, mqtt_mock, **{CONF_EVACUATION_TRIGGER: "verdict"}
     )
     # None: no classifier at all (the integration's own one is taken out).
-    entry.runtime_data.classifier = _Classifier(verdict) if verdict is not None else None
+    entry.runtime_data.coordinator.classifier = (
+        _Classifier(verdict) if verdict is not None else None
+    )
     publish_event(hass, make_event("arp_scan" if level == 1 else "syn_scan", level=level))
     await hass.async_block_till_done()
     assert manager.active is starts
@@ -332,8 +336,11 @@ async def test_a_culprit_that_comes_back_is_quarantined_again(
     await hass.async_block_till_done()
     assert manager.record.phase is Phase.ACTIVE
     assert not manager.record.culprits[CULPRIT_MAC].left
+    assert _ours(phone)[-1].data["title"] == "LAN Guard: the culprit is back"
     assert (
-        _ours(phone)[-1].data["message"].startswith("pi-livingroom: the culprit is isolated again.")
+        _ours(phone)[-1]
+        .data["message"]
+        .startswith("pi-livingroom: a culprit that had left is back on the network.")
     )
     await unload(hass, entry)
 
@@ -371,7 +378,7 @@ async def test_a_failed_quarantine_is_retried_on_the_next_event_quietly(
     publish_event(hass, make_event(level=2))
     await hass.async_block_till_done()
     assert manager.record.culprits[CULPRIT_MAC].in_force
-    assert "isolated again" in _ours(phone)[-1].data["message"]
+    assert "the culprit is isolated now" in _ours(phone)[-1].data["message"]
     assert agent.actions() == [("quarantine", CULPRIT_MAC)] * 3
     await unload(hass, entry)
 

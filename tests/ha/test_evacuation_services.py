@@ -100,7 +100,7 @@ async def test_without_a_backend_nothing_is_quarantined(
         {"config_entry_id": entry.entry_id, "mac": CULPRIT_MAC},
         blocking=True,
     )
-    assert manager.backend is None
+    assert manager.policy.backend == "none"
     assert "no quarantine backend is configured" in phone[-1].data["message"]
     assert agent.commands == []
     await manager.async_stop()

@@ -37,7 +37,7 @@ async def test_setup_creates_one_device_with_its_entities(
 ) -> None:
     entry = await setup_entry(hass)
     assert entry.state is ConfigEntryState.LOADED
-    assert isinstance(entry.runtime_data, LanGuardCoordinator)
+    assert isinstance(entry.runtime_data.coordinator, LanGuardCoordinator)
     device = device_registry.async_get_device(identifiers={(DOMAIN, AGENT)})
     assert device is not None
     assert device.sw_version == example("info")["version"]
@@ -53,7 +53,7 @@ async def test_setup_creates_one_device_with_its_entities(
 
 async def test_unload_leaves_nothing_behind(hass: HomeAssistant, mqtt_mock: Any) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     listeners_before = hass.bus.async_listeners()
     assert any(c.args[0] == f"{BASE}/#" for c in mqtt_mock.async_subscribe.call_args_list)
     await unload(hass, entry)
@@ -80,7 +80,7 @@ async def test_reload_keeps_history_and_entities(hass: HomeAssistant, mqtt_mock:
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
-    assert len(entry.runtime_data.history) == 1
+    assert len(entry.runtime_data.coordinator.history) == 1
     assert len(hass.states.async_entity_ids()) >= len(ENTITIES)
     await unload(hass, entry)
 
