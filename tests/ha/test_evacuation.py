@@ -215,6 +215,76 @@ async def test_confirm_policy_waits_for_the_owner_and_keep_holds_isolation(
     await unload(hass, entry)
 
 
+async def test_alarm_after_the_culprit_left_has_a_defined_outcome_in_the_logbook(
+    hass: HomeAssistant, mqtt_mock: Any
+) -> None:
+    """The event notification asks "Normal or Alarm?"; the owner answers after the culprit
+    left. Evacuation stays waiting for the owner (no host_left would come again), says so in
+    the logbook and asks again where to restore."""
+    logbook = async_capture_events(hass, EVENT_LOGBOOK_ENTRY)
+    entry, manager, agent, phone = await setup_evacuation(
+        hass, mqtt_mock, **{CONF_EVACUATION_RESTORE: "confirm"}
+    )
+    event = make_event(level=2)
+    publish_event(hass, event)
+    await hass.async_block_till_done()
+    publish_event(hass, host_left())
+    await hass.async_block_till_done()
+    assert manager.record.phase is Phase.CULPRIT_LEFT
+    commands = len(agent.commands)
+
+    alarm = f"LAN_GUARD_ALARM_{event['id']}"  # the event notification's button
+    hass.bus.async_fire(EVENT_MOBILE_APP_NOTIFICATION_ACTION, {"action": alarm})
+    await hass.async_block_till_done()
+    assert manager.record.phase is Phase.CULPRIT_LEFT
+    assert hass.states.get(SWITCH).attributes["phase"] == "culprit_left"
+    assert len(agent.commands) == commands  # nobody to isolate
+    assert logbook[-1].data["message"] == (
+        f"You marked the activity of {CULPRIT_MAC} ({CULPRIT_IP}) as an alarm. It has already"
+        " left the network: there is nothing more to isolate."
+    )
+    assert logbook[-1].data["entity_id"] == SWITCH
+    asked = _ours(phone)[-1].data
+    assert asked["title"] == "LAN Guard: the culprit left"
+    assert [a["title"] for a in asked["data"]["actions"]] == ["Restore service"]
+    assert (
+        "turn **Evacuation mode** off on the [agent's device page](/config/devices/device/"
+        in (_notification(hass, entry.entry_id)["message"])
+    )
+    # ... and the owner's "Restore service" still ends it.
+    hass.bus.async_fire(
+        EVENT_MOBILE_APP_NOTIFICATION_ACTION,
+        {"action": action_id(Choice.RESTORE, entry.entry_id)},
+    )
+    await hass.async_block_till_done()
+    assert not manager.active
+    assert hass.states.get(TV).state == "on"
+    await unload(hass, entry)
+
+
+async def test_a_false_alarm_among_two_culprits_keeps_the_other_isolated(
+    hass: HomeAssistant, mqtt_mock: Any
+) -> None:
+    logbook = async_capture_events(hass, EVENT_LOGBOOK_ENTRY)
+    entry, manager, agent, _ = await setup_evacuation(hass, mqtt_mock)
+    other = "02:00:00:00:00:42"
+    first = make_event(level=2)
+    publish_event(hass, first)
+    publish_event(hass, make_event(level=3, mac=other, ip="192.168.1.42"))
+    await hass.async_block_till_done()
+    await hass.services.async_call(
+        DOMAIN, "label_event", {"event_id": first["id"], "verdict": "normal"}, blocking=True
+    )
+    await hass.async_block_till_done()
+    assert agent.actions()[-1] == ("release", CULPRIT_MAC)
+    assert list(manager.record.culprits) == [other]
+    assert manager.active and hass.states.get(TV).state == "off"
+    assert logbook[-1].data["message"] == (
+        f"{CULPRIT_MAC} ({CULPRIT_IP}) was a false alarm: its quarantine is lifted."
+    )
+    await unload(hass, entry)
+
+
 async def test_keep_isolated_button_stops_automatic_restore(
     hass: HomeAssistant, mqtt_mock: Any
 ) -> None:

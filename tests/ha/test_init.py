@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
@@ -17,6 +19,7 @@ from custom_components.lan_guard.coordinator import LanGuardCoordinator
 
 from .conftest import AGENT, BASE, example, make_entry, make_event, publish, setup_entry, unload
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 ENTITIES = [
     "binary_sensor.lan_guard_pi_livingroom_threat",
     "button.lan_guard_pi_livingroom_acknowledge",
@@ -48,6 +51,27 @@ async def test_setup_creates_one_device_with_its_entities(
     assert all(e.unique_id.startswith(f"{AGENT}-") for e in entities)
     for entity_id in ENTITIES:
         assert hass.states.get(entity_id) is not None, entity_id
+    await unload(hass, entry)
+
+
+async def test_the_readme_names_the_entities_as_they_are(
+    hass: HomeAssistant, mqtt_mock: Any, entity_registry: er.EntityRegistry
+) -> None:
+    """Its entity table: the real entity ids, and what stays usable while the agent is away."""
+    table = re.findall(
+        r"^\| `([a-z_]+\.lan_guard_<agent>_[a-z0-9_]+)` \|[^|]*\| (available|unavailable) \|$",
+        README.read_text(encoding="utf-8"),
+        re.MULTILINE,
+    )
+    readme = {entity.replace("<agent>", "pi_livingroom"): when for entity, when in table}
+    entry = await setup_entry(hass)
+    entities = er.async_entries_for_config_entry(entity_registry, entry.entry_id)
+    assert set(readme) == {e.entity_id for e in entities}
+    publish(hass, "status", "offline")
+    await hass.async_block_till_done()
+    for entity_id, when in readme.items():
+        unavailable = hass.states.get(entity_id).state == "unavailable"
+        assert unavailable is (when == "unavailable"), entity_id
     await unload(hass, entry)
 
 
