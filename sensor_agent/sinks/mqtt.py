@@ -459,6 +459,14 @@ class MqttSink:
         self._outbox.remove(seq)
         with self._cond:
             self._acknowledged += 1
+            # The retained state counted the events still waiting when it was built; once
+            # they are all delivered it says so, not "pending" until the next state.
+            state = self._retained.get("state") or {}
+            counters = state.get("counters")
+            if self._outbox.pending == 0 and counters and counters.get("outbox_pending"):
+                self._retained["state"] = {**state, "counters": {**counters, "outbox_pending": 0}}
+                self._dirty.add("state")
+                self._cond.notify_all()
 
     # -- paho callbacks (the connection's network thread) ------------------------------
 
