@@ -31,6 +31,7 @@ from .capture import (
 )
 from .commands import CommandHandler, build_command_handler
 from .config import AgentConfig, ConfigError, load, mqtt_settings
+from .contract import BASE_CAPABILITIES, CAPABILITY_ENFORCER, CAPABILITY_SIGNING
 from .enforcer import EnforcerSettings
 from .formats import default_agent_id, ip_bytes, ip_str, mac_str
 from .live import LiveAgent
@@ -199,11 +200,11 @@ def _command_handler(config: AgentConfig, *, may_enforce: bool) -> tuple[Command
         node_macs=[mac_str(node.node_mac)] if node.node_mac else [],
         key=key.encode() if key else None,
     )
-    capabilities = ["detect", "hosts"]
+    capabilities = list(BASE_CAPABILITIES)
     if handler.enforcer.kind != "none":  # not when nftables failed to start
-        capabilities.append("enforcer")
+        capabilities.append(CAPABILITY_ENFORCER)
     if key:
-        capabilities.append("signing")
+        capabilities.append(CAPABILITY_SIGNING)
     return handler, capabilities
 
 
@@ -239,7 +240,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = _load(args)
     _setup_logging(config.log_level)
     sinks = _sinks(config)
-    handler, capabilities = None, ["detect", "hosts"]
+    handler, capabilities = None, list(BASE_CAPABILITIES)
     if config.raw["mqtt"]["host"]:
         handler, capabilities = _command_handler(config, may_enforce=False)
     mqtt = _mqtt_sink(config, handler)
@@ -401,7 +402,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else None
     )
     sinks = _sinks(config)
-    handler, capabilities = None, ["detect", "hosts"]
+    handler, capabilities = None, list(BASE_CAPABILITIES)
     if config.raw["mqtt"]["host"]:
         handler, capabilities = _command_handler(config, may_enforce=True)
     mqtt = _mqtt_sink(config, handler)

@@ -23,6 +23,7 @@ from typing import Any
 
 import voluptuous as vol
 
+from .contract import DEFAULT_TOPIC_PREFIX
 from .detectors.arp_scan import ArpScanConfig
 from .detectors.arp_spoof import ArpSpoofConfig
 from .detectors.flood import FloodConfig
@@ -191,7 +192,7 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         "tls_cert": (None, _TEXT),
         "tls_key": (None, _TEXT),
         "tls_insecure": (False, _BOOL),
-        "topic_prefix": ("lan_guard", vol.All(str, vol.Match(r"^[^#+\x00]+$"))),
+        "topic_prefix": (DEFAULT_TOPIC_PREFIX, vol.All(str, vol.Match(r"^[^#+\x00]+$"))),
         "shared_key": (
             None,
             _optional(vol.All(str, vol.Length(min=16, msg="use at least 16 characters"))),

@@ -17,9 +17,8 @@ from typing import Any
 from netaddr import OUI
 from netaddr.core import NotRegisteredError
 
+from .contract import SCHEMA_VERSION
 from .formats import ip_str, iso_utc, mac_str
-
-SCHEMA_VERSION = 1
 
 Prober = Callable[[bytes, bytes], None]
 """(mac, ip) -> send one ARP request for ``ip`` (live mode only)."""

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from . import __version__
 from .capture import ArpProber, LiveCapture, kernel_arp_lookup
 from .config import AgentConfig
+from .contract import BASE_CAPABILITIES, CAPABILITY_DECOYS
 from .decoys import Decoys
 from .formats import ip_bytes
 from .pipeline import Pipeline, info_payload
@@ -35,7 +36,7 @@ class LiveAgent:
         capture: LiveCapture | None,
         *,
         prober: ArpProber | None = None,
-        capabilities: Sequence[str] = ("detect", "hosts"),
+        capabilities: Sequence[str] = BASE_CAPABILITIES,
         clock: Callable[[], float] = time.time,
         kernel_gateway_mac: bytes | None = None,
     ) -> None:
@@ -64,7 +65,7 @@ class LiveAgent:
             self.decoys.open()
             self.pipeline.set_live_decoys(self.decoys.ports)
             if self.decoys.ports:
-                self.capabilities.append("decoys")
+                self.capabilities.append(CAPABILITY_DECOYS)
         if self.capture is not None:
             self.selector.register(self.capture.sock, selectors.EVENT_READ, _CAPTURE)
         self._publish_info()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .contract import SCHEMA_VERSION
 from .detectors import Detection
 from .detectors.arp_scan import ArpScanConfig, ArpScanDetector
 from .detectors.arp_spoof import ArpSpoofConfig, ArpSpoofDetector
@@ -27,7 +28,7 @@ from .detectors.session import SessionConfig, SessionDetector
 from .detectors.syn_scan import SynScanConfig, SynScanDetector
 from .formats import ip_bytes, ip_str, iso_utc, mac_str
 from .hosts import HostInventory, HostsConfig, Prober
-from .incidents import SCHEMA_VERSION, IncidentConfig, IncidentTracker
+from .incidents import IncidentConfig, IncidentTracker
 from .parse import (
     ARP_REQUEST,
     ETH_ARP,

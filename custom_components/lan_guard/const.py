@@ -53,6 +53,9 @@ STATUS_ONLINE: Final = "online"
 STATUS_OFFLINE: Final = "offline"
 # The agent's info lists this capability when its nftables enforcer runs.
 CAPABILITY_ENFORCER: Final = "enforcer"
+# Commands to the agent's enforcer.
+ACTION_QUARANTINE: Final = "quarantine"
+ACTION_RELEASE: Final = "release"
 
 # Bus event fired for every accepted agent event (same data as the event entity).
 EVENT_LAN_GUARD: Final = "lan_guard_event"

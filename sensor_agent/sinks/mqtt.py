@@ -35,6 +35,16 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from sensor_agent.contract import (
+    DEFAULT_TOPIC_PREFIX,
+    RETAINED_TOPICS,
+    STATUS_OFFLINE,
+    STATUS_ONLINE,
+    TOPIC_COMMAND,
+    TOPIC_COMMAND_RESULT,
+    TOPIC_EVENT,
+    TOPIC_STATUS,
+)
 from sensor_agent.formats import default_agent_id
 from sensor_agent.outbox import DEFAULT_MAX_ROWS, Outbox
 from sensor_agent.signing import sign
@@ -49,7 +59,7 @@ CommandHandler = Callable[[bytes], dict[str, Any]]
 _AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_COMMAND_BYTES = 65_536
 _INFLIGHT_MAX = 20  # events handed to paho and not yet acknowledged, per connection
-_RETAINED_TOPICS: tuple[RetainedTopic, ...] = ("info", "state", "hosts", "quarantine")
+_RETAINED_TOPICS: tuple[str, ...] = RETAINED_TOPICS
 
 
 def default_outbox_path() -> str:
@@ -81,7 +91,7 @@ class MqttSettings:
     username: str | None = None
     password: str | None = None
     tls: TlsSettings | None = None
-    topic_prefix: str = "lan_guard"
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
     agent_id: str = field(default_factory=default_agent_id)
     client_id: str | None = None  # default: lan-guard-<agent_id>
     keepalive: int = 30
@@ -307,7 +317,7 @@ class MqttSink:
         client.enable_logger(_PAHO_LOGGER)
         client.connect_timeout = s.connect_timeout_s
         client.max_inflight_messages_set(_INFLIGHT_MAX + 10)  # + room for retained/results
-        client.will_set(s.topic("status"), "offline", qos=1, retain=True)
+        client.will_set(s.topic(TOPIC_STATUS), STATUS_OFFLINE, qos=1, retain=True)
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         if self._tls is not None:
@@ -366,13 +376,13 @@ class MqttSink:
         self.last_error = None
         # Status and retained payloads first: the broker handles one connection's packets in
         # order, so once the SUBACK is back they are stored for any later subscriber.
-        self._publish(conn, "status", b"online", retain=True)
+        self._publish(conn, TOPIC_STATUS, STATUS_ONLINE.encode(), retain=True)
         with self._cond:
             retained = [(t, self._retained[t]) for t in sorted(self._retained)]
             self._dirty.clear()
         for topic, payload in retained:
             self._publish(conn, topic, self._encode(payload), retain=True)
-        conn.client.subscribe(s.topic("command"), qos=1)
+        conn.client.subscribe(s.topic(TOPIC_COMMAND), qos=1)
         with self._cond:
             # "connected" means commands can arrive: wait for the subscription's SUBACK.
             self._cond.wait_for(lambda: conn.subscribed or conn.closed, s.connect_timeout_s)
@@ -380,7 +390,7 @@ class MqttSink:
                 self._connected.set()
                 self._cond.notify_all()
             elif not conn.closed:
-                _LOGGER.warning("no SUBACK for %s; commands may not arrive", s.topic("command"))
+                _LOGGER.warning("no SUBACK for %s; commands may not arrive", s.topic(TOPIC_COMMAND))
         deadline = float("inf")  # set when close() is called
         while True:
             with self._cond:
@@ -402,7 +412,7 @@ class MqttSink:
             if room > 0:
                 for entry in self._outbox.after(conn.sent_seq, room):
                     conn.sent_seq = entry.seq
-                    self._publish(conn, "event", self._encode(entry.payload), seq=entry.seq)
+                    self._publish(conn, TOPIC_EVENT, self._encode(entry.payload), seq=entry.seq)
                     self._published += 1
         self._say_goodbye(conn)
 
@@ -423,7 +433,9 @@ class MqttSink:
 
     def _say_goodbye(self, conn: _Connection) -> None:
         """A clean stop: ``offline`` replaces the retained ``online`` (no will is sent)."""
-        info = conn.client.publish(self.settings.topic("status"), b"offline", qos=1, retain=True)
+        info = conn.client.publish(
+            self.settings.topic(TOPIC_STATUS), STATUS_OFFLINE.encode(), qos=1, retain=True
+        )
         try:
             info.wait_for_publish(timeout=2.0)
         except (RuntimeError, ValueError) as err:
@@ -493,7 +505,7 @@ class MqttSink:
         with self._cond:
             if any(reason.is_failure for reason in reasons):
                 _LOGGER.error(
-                    "the broker refused the subscription to %s", self.settings.topic("command")
+                    "the broker refused the subscription to %s", self.settings.topic(TOPIC_COMMAND)
                 )
             conn.subscribed = True
             self._cond.notify_all()
@@ -536,7 +548,7 @@ class MqttSink:
         except (TypeError, ValueError) as err:
             _LOGGER.error("command handler returned a result that is not JSON: %s", err)
             body = self._encode(error_result(_command_id(raw), "internal error"))
-        self._publish(conn, "command/result", body)
+        self._publish(conn, TOPIC_COMMAND_RESULT, body)
 
     def _handle_command(self, raw: bytes) -> dict[str, Any]:
         """Run the handler; any failure becomes an error result (never an exception)."""

@@ -27,6 +27,8 @@ from homeassistant.exceptions import HomeAssistantError
 
 from ..allowlist import normalize_entry
 from ..const import (
+    ACTION_QUARANTINE,
+    ACTION_RELEASE,
     APPLIANCE_TIMEOUT,
     BACKEND_AGENT,
     BACKEND_ENTITY,
@@ -129,11 +131,11 @@ class AgentEnforcer:
 
     async def async_quarantine(self, mac: str, ip: str | None) -> Outcome:
         """Command ``quarantine`` and await the agent's answer."""
-        return await self._async_command("quarantine", mac, ip)
+        return await self._async_command(ACTION_QUARANTINE, mac, ip)
 
     async def async_release(self, mac: str, ip: str | None) -> Outcome:
         """Command ``release`` and await the agent's answer."""
-        return await self._async_command("release", mac, ip)
+        return await self._async_command(ACTION_RELEASE, mac, ip)
 
     def listed(self) -> frozenset[str] | None:
         """The MACs the agent's retained quarantine payload lists (None: not known)."""
