@@ -165,8 +165,12 @@ class IncidentNotifier:
     def async_event(self, event: LanGuardEvent) -> None:
         """An accepted event: notify if the policy wants it."""
         if wanted(event, self.notify_level, self.allowlist):
+            # After the event is fully accepted (entities, bus event), as evacuation.
             self.entry.async_create_task(
-                self.hass, self.async_notify(event), f"{DOMAIN} notify {event.id}"
+                self.hass,
+                self.async_notify(event),
+                f"{DOMAIN} notify {event.id}",
+                eager_start=False,
             )
 
     async def async_notify(self, event: LanGuardEvent) -> None:

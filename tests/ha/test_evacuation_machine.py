@@ -120,6 +120,7 @@ def _records() -> dict[str, Record]:
             culprits={left.mac: left},
             appliances=appliances,
         ),
+        "one_culprit": replace(active, culprits={isolated.mac: isolated}, appliances=appliances),
         "held": replace(active, culprits={isolated.mac: isolated}, hold=True),
     }
 

@@ -90,19 +90,27 @@ async def test_a_threat_notifies_the_phone_with_buttons(
     await unload(hass, entry)
 
 
-async def test_each_event_has_its_own_action_ids(
+async def test_the_buttons_judge_the_incidents_most_telling_event(
     hass: HomeAssistant, phone: list[ServiceCall]
 ) -> None:
     entry = await notify_setup(hass)
     incident = "c" * 32
-    publish(hass, "event", make_event(level=2, incident_id=incident))
-    publish(hass, "event", make_event(level=3, kind="session", incident_id=incident))
+    scan = make_event(level=2, incident_id=incident)
+    session = make_event(level=3, kind="session", incident_id=incident)
+    publish(hass, "event", scan)
     await hass.async_block_till_done()
-    actions = [a["action"] for call in phone for a in call.data["data"]["actions"]]
-    assert len(actions) == len(set(actions)) == 4
-    # One persistent notification per incident, showing the newest event.
-    notifications = _async_get_or_create_notifications(hass)
-    assert "level 3" in notifications[notification_id(incident)]["title"]
+    publish(hass, "event", session)
+    await hass.async_block_till_done()
+    actions = [[a["action"] for a in call.data["data"]["actions"]] for call in phone]
+    assert actions == [
+        [f"LAN_GUARD_NORMAL_{scan['id']}", f"LAN_GUARD_ALARM_{scan['id']}"],
+        [f"LAN_GUARD_NORMAL_{session['id']}", f"LAN_GUARD_ALARM_{session['id']}"],
+    ]
+    # Both arrive before the first notification is sent: it shows the incident as it is.
+    publish(hass, "event", make_event(level=2, incident_id="f" * 32))
+    publish(hass, "event", make_event(level=3, kind="session", incident_id="f" * 32))
+    await hass.async_block_till_done()
+    assert all("(level 3)" in call.data["title"] for call in phone[2:])
     await unload(hass, entry)
 
 

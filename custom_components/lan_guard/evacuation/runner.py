@@ -505,7 +505,11 @@ class EvacuationRunner:
         self._background(self.async_handle(event), what)
 
     def _background(self, job: Coroutine[Any, Any, None], what: str) -> None:
-        self.entry.async_create_task(self.hass, job, f"{DOMAIN} evacuation {what}")
+        # Not started eagerly: the event that asks for it is fully accepted first (entities,
+        # bus event), then evacuation acts on it.
+        self.entry.async_create_task(
+            self.hass, job, f"{DOMAIN} evacuation {what}", eager_start=False
+        )
 
     async def _async_resume(self) -> None:
         """After a restart or reload: isolation is re-asserted once the agent is heard (its
