@@ -58,7 +58,11 @@ async def async_setup_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> 
     evacuation = EvacuationRunner.from_entry(hass, entry, coordinator)
     entry.async_on_unload(coordinator.async_add_event_listener(notifier.async_event))
     await coordinator.async_start()
-    await evacuation.async_setup()
+    try:
+        await evacuation.async_setup()
+    except Exception:
+        await coordinator.async_stop()  # nothing of the agent stays subscribed
+        raise
     entry.runtime_data = LanGuardData(coordinator, learner, notifier, evacuation)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True

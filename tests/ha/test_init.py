@@ -97,6 +97,23 @@ async def test_unload_leaves_nothing_behind(hass: HomeAssistant, mqtt_mock: Any)
     assert len(coordinator.history) == 0
 
 
+async def test_a_failed_set_up_leaves_nothing_subscribed(
+    hass: HomeAssistant, mqtt_mock: Any
+) -> None:
+    entry = make_entry()
+    entry.add_to_hass(hass)
+    before = hass.bus.async_listeners().get("mobile_app_notification_action", 0)
+    with patch(
+        "custom_components.lan_guard.EvacuationRunner.async_setup",
+        side_effect=OSError("storage broken"),
+    ):
+        assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert hass.bus.async_listeners().get("mobile_app_notification_action", 0) == before
+    publish(hass, "event", make_event())  # reaches nobody
+    await hass.async_block_till_done()
+
+
 async def test_reload_keeps_history_and_entities(hass: HomeAssistant, mqtt_mock: Any) -> None:
     entry = await setup_entry(hass)
     publish(hass, "event", make_event(level=3))

@@ -327,8 +327,10 @@ def step(record: Record, event: Input, world: World, policy: Policy) -> Step:
                 return _say(record, "already_on", Say.ALREADY_ON)
             return _known_or_new(record, Reason.MANUAL, Culprit.of(host, None), world, policy)
         case Stop(reason):
+            if not record.active and reason is Reason.REMOVED:
+                return _quiet(record, "not_running")  # nothing to undo; nobody asked
             if not record.active:
-                return _say(record, "not_running", Say.NOT_RUNNING, reason=reason)
+                return _say(record, "not_running", Say.NOT_RUNNING)
             return _restore(record, reason, world, policy)
         case Keep():
             if not record.active:

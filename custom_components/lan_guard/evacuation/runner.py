@@ -292,7 +292,7 @@ class EvacuationRunner:
     async def async_handle(self, event: Input) -> None:
         """One input, and the results of its work, as one step at a time."""
         async with self._lock:
-            if self._closed and not isinstance(event, Stop):
+            if self._closed:  # the entry unloaded: the next set-up resumes from storage
                 _LOGGER.debug("Evacuation of %s closed: %s ignored", self._agent, event)
                 return
             pending: Input | None = event
