@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from homeassistant.config_entries import ConfigEntryDisabler
@@ -353,38 +354,55 @@ async def test_a_culprit_is_released_by_the_backend_that_isolated_it(
     await unload(hass, entry)
 
 
-async def test_a_step_that_breaks_half_way_raises_a_repair_issue(
-    hass: HomeAssistant, mqtt_mock: Any, issue_registry: ir.IssueRegistry
+async def test_a_broken_backend_costs_its_outcome_not_the_evacuation(
+    hass: HomeAssistant, mqtt_mock: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    entry, manager, _, _ = await setup_evacuation(hass, mqtt_mock)
+    entry, manager, agent, phone = await setup_evacuation(hass, mqtt_mock)
 
     async def broken(mac: str, ip: str | None) -> Any:
         raise RuntimeError("bug in a backend")
 
     enforcer = manager.backends["agent"]
-    working = enforcer.async_release
+    working = enforcer.async_quarantine
     enforcer.async_quarantine = broken  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError, match="bug in a backend"):
-        await manager.async_start(Host(CULPRIT_MAC, CULPRIT_IP))
-    await hass.async_block_till_done()
+    await manager.async_start(Host(CULPRIT_MAC, CULPRIT_IP))
+    assert "The agent backend failed on" in caplog.text
+    assert hass.states.get(TV).state == "off"  # the rest of the step went on
+    culprit = manager.record.culprits[CULPRIT_MAC]
+    assert culprit.unsure  # it may have gone out: released on restore
+    assert (
+        "the quarantine backend failed (RuntimeError: bug in a backend)"
+        in (phone[-1].data["message"])
+    )
+    enforcer.async_quarantine = working  # type: ignore[method-assign]
+    await manager.async_stop()
+    assert not manager.active
+    assert agent.actions() == [("release", CULPRIT_MAC)]
+    await unload(hass, entry)
+
+
+async def test_a_step_that_breaks_half_way_raises_a_repair_issue(
+    hass: HomeAssistant, mqtt_mock: Any, issue_registry: ir.IssueRegistry
+) -> None:
+    entry, manager, _, _ = await setup_evacuation(hass, mqtt_mock)
+    await manager.async_start(Host(CULPRIT_MAC, CULPRIT_IP))
+    with (
+        patch(
+            "custom_components.lan_guard.evacuation.runner.async_reproduce_state",
+            side_effect=RuntimeError("bug in a platform"),
+        ),
+        pytest.raises(RuntimeError, match="bug in a platform"),
+    ):
+        await manager.async_stop()
     assert manager.active  # the switch says isolation may be in force
     issue = issue_registry.async_get_issue(DOMAIN, f"evacuation_incomplete_{entry.entry_id}")
     assert issue is not None
-    assert "TV (input_boolean.tv)" in issue.translation_placeholders["items"]
+    assert issue.translation_placeholders["items"] == (
+        f"quarantine of {CULPRIT_MAC} ({CULPRIT_IP}), TV (input_boolean.tv), heater"
+        " (input_boolean.heater)"
+    )
     await manager.async_stop()
     assert not manager.active
     assert hass.states.get(TV).state == "on"
-    assert issue_registry.async_get_issue(DOMAIN, f"evacuation_incomplete_{entry.entry_id}") is None
-    # A release that breaks: the quarantine in force is named.
-    enforcer.async_quarantine = working  # type: ignore[method-assign]
-    await manager.async_start(Host(CULPRIT_MAC, CULPRIT_IP))
-    enforcer.async_release = broken  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError, match="bug in a backend"):
-        await manager.async_stop()
-    issue = issue_registry.async_get_issue(DOMAIN, f"evacuation_incomplete_{entry.entry_id}")
-    assert issue is not None
-    assert f"quarantine of {CULPRIT_MAC} ({CULPRIT_IP})" in issue.translation_placeholders["items"]
-    enforcer.async_release = working  # type: ignore[method-assign]
-    await manager.async_stop()
     assert issue_registry.async_get_issue(DOMAIN, f"evacuation_incomplete_{entry.entry_id}") is None
     await unload(hass, entry)

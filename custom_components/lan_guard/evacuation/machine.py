@@ -30,8 +30,9 @@ from ..allowlist import Allowlist
 from .protected import ProtectedHosts
 from .record import Culprit, Host, Outcome, Phase, Reason, Record, Snapshot
 
-# Failures after which the command may still reach the agent (its ts stays valid 300 s).
-UNSURE_REASONS = frozenset({"timeout", "publish_failed"})
+# Failures after which the quarantine may be in force all the same: a command that may
+# still reach the agent (its ts stays valid 300 s), a backend that broke half-way.
+UNSURE_REASONS = frozenset({"timeout", "publish_failed", "backend_failed"})
 BACKEND_NONE = "none"
 
 

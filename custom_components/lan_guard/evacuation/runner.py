@@ -362,10 +362,14 @@ class EvacuationRunner:
         backend = self.backends.get(target.backend)
         if backend is None:  # "none", or a backend of a newer version
             return Outcome(False, "no_backend")
-        if quarantine:
-            outcome = await backend.async_quarantine(target.mac, target.ip)
-        else:
-            outcome = await backend.async_release(target.mac, target.ip)
+        try:
+            if quarantine:
+                outcome = await backend.async_quarantine(target.mac, target.ip)
+            else:
+                outcome = await backend.async_release(target.mac, target.ip)
+        except Exception as err:  # a broken backend costs this host's outcome, not the step
+            _LOGGER.exception("The %s backend failed on %s", target.backend, target.mac)
+            return Outcome(False, "backend_failed", f"{type(err).__name__}: {err}")
         if not outcome.ok:
             _LOGGER.warning(
                 "Could not %s %s (%s): %s %s",
