@@ -78,7 +78,7 @@ from .quarantine import (
     interface_macs,
     parse_entity_map,
 )
-from .record import OFF_STATES, Host, Outcome, Phase, Reason, Record, Snapshot
+from .record import OFF_STATES, Host, Outcome, Reason, Record, Snapshot
 from .texts import Texts
 
 _LOGGER = logging.getLogger(__name__)
@@ -611,15 +611,3 @@ async def async_end_for_removed_entry(hass: HomeAssistant, entry: ConfigEntry) -
         await coordinator.async_stop()
     # Nothing would ever resume it: the repair issue names what is left, if anything.
     await store.async_save(Record())
-
-
-__all__ = [
-    "EvacuationRunner",
-    "Phase",
-    "Reason",
-    "action_id",
-    "async_end_for_removed_entry",
-    "notification_id",
-    "parse_action",
-    "storage_key",
-]
