@@ -9,10 +9,19 @@ Assistant: the panel gets data, never markup, and renders every string as text.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import voluptuous as vol
-from homeassistant.components import websocket_api
+from homeassistant.components.websocket_api import async_register_command
+from homeassistant.components.websocket_api.connection import ActiveConnection
+from homeassistant.components.websocket_api.const import ERR_NOT_FOUND
+from homeassistant.components.websocket_api.decorators import (
+    async_response,
+    require_admin,
+    websocket_command,
+)
+from homeassistant.components.websocket_api.messages import event_message
 from homeassistant.config_entries import SIGNAL_CONFIG_ENTRY_CHANGED, ConfigEntryChange
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import config_validation as cv
@@ -67,7 +76,7 @@ def async_setup_websocket_api(hass: HomeAssistant) -> None:
         ws_evacuation_keep,
         ws_subscribe,
     ):
-        websocket_api.async_register_command(hass, command)
+        async_register_command(hass, command)
 
 
 # ----------------------------------------------------------------- what the panel shows
@@ -137,16 +146,14 @@ def _sort_key(unlabelled_first: bool) -> Callable[[tuple[Any, LanGuardEvent]], t
     return key
 
 
-@websocket_api.websocket_command({vol.Required("type"): "lan_guard/inbox/agents"})
+@websocket_command({vol.Required("type"): "lan_guard/inbox/agents"})
 @callback
-def ws_agents(
-    hass: HomeAssistant, connection: websocket_api.ActiveConnection, msg: dict[str, Any]
-) -> None:
+def ws_agents(hass: HomeAssistant, connection: ActiveConnection, msg: dict[str, Any]) -> None:
     """The loaded agents with their classifier and evacuation."""
     connection.send_result(msg["id"], {"agents": [agent_view(e) for e in _entries(hass)]})
 
 
-@websocket_api.websocket_command(
+@websocket_command(
     {
         vol.Required("type"): "lan_guard/events/list",
         vol.Optional("config_entry_id"): cv.string,
@@ -164,9 +171,7 @@ def ws_agents(
     }
 )
 @callback
-def ws_events_list(
-    hass: HomeAssistant, connection: websocket_api.ActiveConnection, msg: dict[str, Any]
-) -> None:
+def ws_events_list(hass: HomeAssistant, connection: ActiveConnection, msg: dict[str, Any]) -> None:
     """One page of threat events, filtered, the unlabelled ones first (a spam view)."""
     entries = _entries(hass)
     if (wanted := msg.get("config_entry_id")) is not None:
@@ -179,10 +184,7 @@ def ws_events_list(
         for event in entry.runtime_data.history
         if event.is_threat
         and (verdict is None or event.verdict is verdict)
-        and (
-            status == STATUS_ALL
-            or (status == STATUS_UNLABELLED) == (event.label is None)
-        )
+        and (status == STATUS_ALL or (status == STATUS_UNLABELLED) == (event.label is None))
     ]
     found.sort(key=_sort_key(msg["unlabelled_first"]))
     page = found[msg["offset"] : msg["offset"] + msg["limit"]]
@@ -204,18 +206,16 @@ def ws_events_list(
 # ----------------------------------------------------------------- what the owner does
 
 
-@websocket_api.websocket_command(
+@websocket_command(
     {
         vol.Required("type"): "lan_guard/label",
         vol.Required("event_id"): _HEX32,
         vol.Required("verdict"): vol.Coerce(Label),
     }
 )
-@websocket_api.require_admin
-@websocket_api.async_response
-async def ws_label(
-    hass: HomeAssistant, connection: websocket_api.ActiveConnection, msg: dict[str, Any]
-) -> None:
+@require_admin
+@async_response
+async def ws_label(hass: HomeAssistant, connection: ActiveConnection, msg: dict[str, Any]) -> None:
     """The owner's judgement of an event: stored, learned, acted on (as the buttons do)."""
     for entry in _entries(hass):
         coordinator = entry.runtime_data
@@ -227,26 +227,26 @@ async def ws_label(
             msg["id"], {"event": event_row(entry, event), "agent": agent_view(entry)}
         )
         return
-    connection.send_error(msg["id"], websocket_api.ERR_NOT_FOUND, "Unknown event")
+    connection.send_error(msg["id"], ERR_NOT_FOUND, "Unknown event")
 
 
 def _evacuation_command(name: str) -> Callable[..., Any]:
     """A command on one agent's evacuation: restore service, or keep it isolated."""
 
-    @websocket_api.websocket_command(
+    @websocket_command(
         {
             vol.Required("type"): f"lan_guard/evacuation/{name}",
             vol.Required("config_entry_id"): cv.string,
         }
     )
-    @websocket_api.require_admin
-    @websocket_api.async_response
+    @require_admin
+    @async_response
     async def handler(
-        hass: HomeAssistant, connection: websocket_api.ActiveConnection, msg: dict[str, Any]
+        hass: HomeAssistant, connection: ActiveConnection, msg: dict[str, Any]
     ) -> None:
         entry = _entry(hass, msg["config_entry_id"])
         if entry is None or (evacuation := entry.runtime_data.evacuation) is None:
-            connection.send_error(msg["id"], websocket_api.ERR_NOT_FOUND, "Unknown agent")
+            connection.send_error(msg["id"], ERR_NOT_FOUND, "Unknown agent")
             return
         if name == "restore":
             await evacuation.async_stop(Reason.OWNER)
@@ -264,11 +264,9 @@ ws_evacuation_keep = _evacuation_command("keep")
 # ----------------------------------------------------------------- live updates
 
 
-@websocket_api.websocket_command({vol.Required("type"): "lan_guard/inbox/subscribe"})
+@websocket_command({vol.Required("type"): "lan_guard/inbox/subscribe"})
 @callback
-def ws_subscribe(
-    hass: HomeAssistant, connection: websocket_api.ActiveConnection, msg: dict[str, Any]
-) -> None:
+def ws_subscribe(hass: HomeAssistant, connection: ActiveConnection, msg: dict[str, Any]) -> None:
     """Say "changed" (at most every CHANGED_DELAY_S) when any agent, event, label or
     evacuation changes; the panel then asks again. Agents loaded later are followed too."""
     watcher = _Watcher(hass, lambda: connection.send_message(_changed(msg["id"])))
@@ -277,7 +275,7 @@ def ws_subscribe(
 
 
 def _changed(msg_id: int) -> dict[str, Any]:
-    return websocket_api.event_message(msg_id, {"changed": True})
+    return event_message(msg_id, {"changed": True})
 
 
 class _Watcher:
@@ -306,10 +304,9 @@ class _Watcher:
     def _detach(self) -> None:
         while self._attached:
             remove = self._attached.pop()
-            try:
+            # An agent unloaded meanwhile may have dropped its listeners already.
+            with suppress(ValueError):
                 remove()
-            except ValueError:  # the agent was unloaded and took its listeners along
-                pass
 
     @callback
     def _async_entry_changed(self, change: ConfigEntryChange, entry: Any) -> None:

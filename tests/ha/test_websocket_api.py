@@ -89,7 +89,9 @@ async def test_filters_and_pages(
     events = dict(zip(("arp", "syn", "smb"), publish_events(hass, ARP, SYN, SMB), strict=True))
     await hass.async_block_till_done()
     client = await hass_ws_client(hass)
-    await send(client, {"type": "lan_guard/label", "event_id": events["smb"]["id"], "verdict": "alarm"})
+    await send(
+        client, {"type": "lan_guard/label", "event_id": events["smb"]["id"], "verdict": "alarm"}
+    )
     result = (await send(client, {"type": "lan_guard/events/list", **query}))["result"]
     assert [row["event_id"] for row in result["events"]] == [events[n]["id"] for n in expected]
     await unload(hass, entry)
@@ -150,7 +152,9 @@ async def test_labelling_from_the_inbox_teaches_the_classifier(
     assert entry.runtime_data.classifier.stats()["labels_normal"] == 1
     assert entry.runtime_data.history.get(syn["id"]).label == "normal"
 
-    unknown = await send(client, {"type": "lan_guard/label", "event_id": "e" * 32, "verdict": "alarm"})
+    unknown = await send(
+        client, {"type": "lan_guard/label", "event_id": "e" * 32, "verdict": "alarm"}
+    )
     assert unknown["error"]["code"] == "not_found"
     await unload(hass, entry)
 
@@ -163,7 +167,9 @@ async def test_a_host_leaving_is_not_a_question(
     publish(hass, "event", left)
     await hass.async_block_till_done()
     client = await hass_ws_client(hass)
-    response = await send(client, {"type": "lan_guard/label", "event_id": left["id"], "verdict": "alarm"})
+    response = await send(
+        client, {"type": "lan_guard/label", "event_id": left["id"], "verdict": "alarm"}
+    )
     assert response["error"]["code"] == "not_found"
     assert entry.runtime_data.history.get(left["id"]).label is None
     await unload(hass, entry)
@@ -183,7 +189,9 @@ async def test_restore_and_keep_from_the_inbox(
     assert agent["evacuation"]["phase"] == "active"
     assert agent["evacuation"]["isolated"] == [TV]
 
-    kept = await send(client, {"type": "lan_guard/evacuation/keep", "config_entry_id": entry.entry_id})
+    kept = await send(
+        client, {"type": "lan_guard/evacuation/keep", "config_entry_id": entry.entry_id}
+    )
     assert kept["result"]["agent"]["evacuation"]["hold"] is True
     restored = await send(
         client, {"type": "lan_guard/evacuation/restore", "config_entry_id": entry.entry_id}

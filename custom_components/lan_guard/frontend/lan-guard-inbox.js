@@ -219,6 +219,15 @@ class LanGuardInbox extends HTMLElement {
   // ----------------------------------------------------------------- rendering
 
   _render() {
+    // Rebuild only when something shown changed: a button the owner is about to press
+    // stays in place while unrelated updates (an agent's counters) come in.
+    const admin = Boolean(this._hass.user?.is_admin);
+    const shown = JSON.stringify([
+      this._agents, this._events, this._total, this._unanswered, this._filters,
+      this._error, this._busy, admin,
+    ]);
+    if (shown === this._shown) return;
+    this._shown = shown;
     const root = this.shadowRoot;
     root.replaceChildren();
     root.append(el("style", {}, STYLE));
@@ -226,7 +235,6 @@ class LanGuardInbox extends HTMLElement {
     this._menu.hass = this._hass;
     this._menu.narrow = this._narrow;
     root.append(el("div", { class: "toolbar" }, this._menu, el("span", {}, this._t("panel_title"))));
-    const admin = Boolean(this._hass.user?.is_admin);
     root.append(
       el(
         "main",
@@ -449,12 +457,14 @@ class LanGuardInbox extends HTMLElement {
     const lines = [el("strong", {}, `${this._kind(event.kind)}, ${this._t("panel_level", { level: event.level })}`)];
     const line = (name, value) => lines.push(el("div", { class: "muted" }, `${name}: ${value}`));
     if (Array.isArray(ev.ports) && ev.ports.length) {
+      // A SYN scan's target_count is the number of ports probed; the list may be a sample.
+      const total = Math.max(ev.ports.length, event.kind === "syn_scan" ? (ev.target_count ?? 0) : 0);
       let ports = ev.ports.slice(0, PORTS_SHOWN).join(", ");
-      if (ev.ports.length > PORTS_SHOWN) ports += ` ${this._t("panel_and_more", { count: ev.ports.length - PORTS_SHOWN })}`;
+      if (total > PORTS_SHOWN) ports += ` ${this._t("panel_and_more", { count: total - PORTS_SHOWN })}`;
       line(this._t("field_ports"), ports);
     }
     if (ev.port !== undefined) line(this._t("panel_port"), ev.port);
-    if (ev.target_count !== undefined) line(this._t("field_targets"), ev.target_count);
+    if (event.kind === "arp_scan" && ev.target_count !== undefined) line(this._t("field_targets"), ev.target_count);
     if (typeof ev.rate === "number") line(this._t("panel_rate"), this._t("panel_rate_value", { rate: ev.rate.toFixed(1) }));
     if (typeof ev.sample === "string") {
       lines.push(el("div", { class: "muted" }, `${this._t("field_sample")}: `, el("code", {}, ev.sample)));
