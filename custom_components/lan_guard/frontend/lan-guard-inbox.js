@@ -117,6 +117,15 @@ class LanGuardInbox extends HTMLElement {
 
   async _start() {
     this._started = true;
+    try {
+      await this._load();
+    } catch (err) {
+      this._error = this._t("panel_error", { error: err?.message ?? String(err) });
+      this._render();
+    }
+  }
+
+  async _load() {
     const language = this._hass.language;
     const [common, entity] = await Promise.all(
       ["common", "entity"].map((category) =>
