@@ -128,6 +128,7 @@ class RealHass:
                 return
             except (OSError, urllib.error.URLError):
                 time.sleep(0.5)
+        self.stop()  # a process that never answered must not outlive the test
         raise RuntimeError(f"hass did not answer within {timeout} s:\n{self.output()}")
 
     def stop(self, timeout: float = 30.0) -> None:

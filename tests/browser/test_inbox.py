@@ -87,8 +87,8 @@ def home(tmp_path: Path, broker: Mosquitto) -> Iterator[RealHass]:
     """Home Assistant with an owner and its MQTT integration on the test's broker."""
     hass = RealHass(tmp_path, free_port())
     hass.write_config()
-    hass.start()
     try:
+        hass.start()
         hass.onboard_owner()
         mqtt = hass.flow(
             "config_entries/flow", "mqtt", {"broker": broker.host, "port": broker.port}
