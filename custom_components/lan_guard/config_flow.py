@@ -46,6 +46,7 @@ from .const import (
 )
 from .coordinator import LanGuardConfigEntry
 from .payloads import AGENT_ID, parse_json, validate
+from .untrusted import inert
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     CONF_NOTIFY_TARGETS: [],
@@ -161,10 +162,11 @@ class LanGuardConfigFlow(ConfigFlow, domain=DOMAIN):
         self._set_confirm_only()
         return self.async_show_form(
             step_id="discovery_confirm",
+            # Whoever can publish on the broker wrote these: inert in the Markdown dialog.
             description_placeholders={
                 "agent_id": info["agent_id"],
-                "version": info["version"],
-                "interface": info["interface"],
+                "version": inert(info["version"]),
+                "interface": inert(info["interface"]),
                 "node_ip": info["node"]["ip"] or "-",
             },
         )
