@@ -453,6 +453,7 @@ RAW_TEXT = st.sampled_from(
         b"\xff\xfe\x00",
         b"",
         b"null",
+        json.dumps(many_hosts(300)).encode(),  # decoded off the loop (valid on hosts only)
     ]
 )
 
