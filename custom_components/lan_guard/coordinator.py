@@ -4,10 +4,9 @@ Every message from the agent enters through ``_async_message_received`` and is r
 (counted, logged once per reason) unless it is JSON within the bounds of ``intake`` (size,
 nesting, strings, items, numbers, dates), follows the contract, names this agent and, when a
 key is set, is signed, fresh and not replayed; nothing it contains makes the callback raise.
-Every accepted event then goes
-through ``async_process_event``, the one place where an event becomes visible: the verdict
-is attached there (classifier hook) before history, incidents, listeners (event entity,
-evacuation), the bus event and the notifications see it.
+Every accepted event then goes through ``async_process_event``, the one place where an event
+becomes visible: the verdict is attached there (classifier hook) before history, incidents,
+listeners (event entity, evacuation), the bus event and the notifications see it.
 """
 
 from __future__ import annotations
@@ -344,7 +343,7 @@ class LanGuardCoordinator:
 
     @callback
     def _async_take(self, topic: str, decoded: Decoded | Refused) -> None:
-        """Hand an accepted payload to its handler."""
+        """Accept (or refuse) a decoded payload and hand it to its handler."""
         payload = self._accept(topic, decoded)
         if payload is None:
             return
@@ -401,9 +400,9 @@ class LanGuardCoordinator:
         # The detail may quote the sender (a key, a value): one bounded line in the log.
         detail = printable(detail)
         self.last_refused[reason] = RefusedPayload(topic, detail, dt_util.utcnow())
-        level = logging.WARNING if first else logging.DEBUG
+        level = (logging.ERROR if exc_info else logging.WARNING) if first else logging.DEBUG
         _LOGGER.log(
-            logging.ERROR if first and exc_info else level,
+            level,
             "Refused a payload on %s/%s (%s): %s%s",
             self.base_topic,
             topic,
