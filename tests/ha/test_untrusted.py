@@ -34,7 +34,7 @@ from custom_components.lan_guard import untrusted
 from custom_components.lan_guard.const import CONF_NOTIFY_TARGETS, DOMAIN
 from custom_components.lan_guard.evacuation_notify import issue_id
 from custom_components.lan_guard.evacuation_notify import notification_id as evac_id
-from custom_components.lan_guard.notifications import notification_id
+from custom_components.lan_guard.notifications import inbox_url, notification_id
 from custom_components.lan_guard.untrusted import inert, printable
 
 from .conftest import example, make_entry, make_event, publish, setup_entry, unload
@@ -43,6 +43,7 @@ from .evacuation_fixtures import HEATER, PHONE, SWITCH, TV, setup_evacuation
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
 TRANSLATIONS = Path(__file__).resolve().parents[2] / "custom_components/lan_guard/translations"
 LANGUAGES = ["en", "ja"]
+INBOX = inbox_url()
 
 INJECTIONS = [
     "[Restore service](https://example.invalid/x)",
@@ -87,10 +88,13 @@ class _Html(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.tags: list[str] = []
+        self.links: list[str] = []
         self.text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: Any) -> None:
         self.tags.append(tag)
+        if tag == "a":
+            self.links.append(dict(attrs).get("href") or "")
 
     def handle_startendtag(self, tag: str, attrs: Any) -> None:
         self.tags.append(tag)
@@ -130,7 +134,10 @@ def _without_own(text: str) -> str:
 def assert_inert_markdown(markdown: str, template_tags: set[str]) -> None:
     """Rendered as the frontend would: only our template's own tags, no link, nothing hidden."""
     rendered = html_of(_MARKDOWN.render(_without_own(markdown)))
-    assert set(rendered.tags) <= template_tags, (markdown, rendered.tags)
+    # The one link a template has: to the owner's own inbox.
+    links = [href.partition("?")[0] for href in rendered.links]
+    assert set(links) <= {INBOX} and len(links) <= 1, (markdown, links)
+    assert set(rendered.tags) - {"a"} <= template_tags, (markdown, rendered.tags)
     assert hidden("".join(rendered.text)) == [], markdown
 
 
