@@ -20,18 +20,22 @@ from .history import EventHistory
 from .learner import Learner
 from .learner_services import async_setup_learner_services
 from .notifications import IncidentNotifier
+from .panel import async_register_panel
 from .runtime import LanGuardConfigEntry, LanGuardData
 from .services import async_setup_services
+from .websocket_api import async_setup_websocket_api
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the actions once, whatever the number of agents."""
+    """Register the actions, the inbox and its commands once, whatever the number of agents."""
     async_setup_services(hass)
     async_setup_evacuation_services(hass)
     await async_install_blueprints(hass)
     async_setup_learner_services(hass)
+    async_setup_websocket_api(hass)
+    await async_register_panel(hass)
     return True
 
 

@@ -57,6 +57,9 @@ CAPABILITY_ENFORCER: Final = "enforcer"
 ACTION_QUARANTINE: Final = "quarantine"
 ACTION_RELEASE: Final = "release"
 
+# The owner's inbox (sidebar panel): /lan-guard, linked from the notifications.
+PANEL_URL_PATH: Final = "lan-guard"
+
 # Bus event fired for every accepted agent event (same data as the event entity).
 EVENT_LAN_GUARD: Final = "lan_guard_event"
 # Fired by the companion app when a notification button is pressed.
@@ -147,3 +150,12 @@ class BadPayload(StrEnum):
     SIGNATURE_BAD = "signature_bad"
     STALE = "stale"
     REPLAYED = "replayed"
+    # Bounds on what a payload may contain (``intake.py``).
+    TOO_LARGE = "too_large"
+    TOO_DEEP = "too_deep"
+    TOO_LONG = "too_long"
+    TOO_MANY = "too_many"
+    BAD_NUMBER = "bad_number"
+    FUTURE = "future"
+    # An accepted payload that a handler failed on: a bug, but never an unhandled exception.
+    HANDLER_ERROR = "handler_error"

@@ -10,8 +10,9 @@ it in place. Whether a phone alerts again or is updated silently is one decision
 Texts come from the translations (``common`` and the event entity's kind names) in HA's
 configured language. Button action ids name the verdict and the event
 (``LAN_GUARD_NORMAL_<event id>`` / ``LAN_GUARD_ALARM_<event id>``); the coordinator turns a
-press (``mobile_app_notification_action``) into a label. Agent-supplied strings pass through
-``_value`` on their way into a text.
+press (``mobile_app_notification_action``) into a label. The persistent notification has no
+buttons: it links to the owner's inbox, where the event can be answered. Everything the agent
+reports was chosen by someone on the LAN: it is shown inert (``untrusted``).
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ from .const import (
     CONF_NOTIFY_TARGETS,
     DOMAIN,
     ISSUE_NOTIFY_FAILED,
+    PANEL_URL_PATH,
     Kind,
     Label,
 )
 from .models import IncidentView, LanGuardEvent, Verdict
+from .untrusted import SAMPLE, inert
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
@@ -55,7 +58,6 @@ NOTIFY_DOMAIN = "notify"
 # and notify.send_message needs a notify entity (it fails without one).
 NOT_PHONES = frozenset({"persistent_notification", "send_message"})
 MAX_LISTED = 20  # ports or addresses shown; the rest is "and N more"
-MAX_SAMPLE = 80  # characters of a session's data sample
 _TRACKED_INCIDENTS = 512  # incidents whose pushes are remembered (oldest forgotten first)
 _ACTION = re.compile(rf"{ACTION_PREFIX}(NORMAL|ALARM)_([0-9a-f]{{32}})")
 _COMMON = f"component.{DOMAIN}.common."
@@ -89,6 +91,16 @@ def parse_action(action: Any) -> tuple[Label, str] | None:
 def notification_id(incident_id: str) -> str:
     """One persistent notification per incident: later events of it replace the text."""
     return f"{DOMAIN}_{incident_id}"
+
+
+def inbox_url(event_id: str | None = None) -> str:
+    """The owner's inbox (the sidebar panel), opened at one event when given."""
+    return f"/{PANEL_URL_PATH}" + (f"?event={event_id}" if event_id else "")
+
+
+def inbox_link(texts: Mapping[str, str], event_id: str | None = None) -> str:
+    """A markdown link to the inbox: persistent notifications have no buttons, it has."""
+    return texts[f"{_COMMON}notify_inbox_link"].format(url=inbox_url(event_id))
 
 
 def async_dismiss(hass: HomeAssistant, incident_id: str) -> None:
@@ -134,12 +146,7 @@ class Rendered:
     summary: str
     fields: list[tuple[str, str]]
     question: str | None  # asked when the verdict is unsure
-    answer: str  # where to answer without a phone (the persistent notification has no buttons)
-
-
-def _value(text: str) -> str:
-    """An agent-supplied string on its way into a text."""
-    return text
+    answer: str  # where to answer: the persistent notification has no buttons, the inbox has
 
 
 class IncidentNotifier:
@@ -209,6 +216,10 @@ class IncidentNotifier:
         data: dict[str, Any] = {
             "tag": notification_id(view.incident_id),
             "group": DOMAIN,
+            # Tapping the notification opens the inbox at this event (iOS: url, Android:
+            # clickAction).
+            "url": inbox_url(headline.id),
+            "clickAction": inbox_url(headline.id),
             "actions": [
                 {
                     "action": action_id(label, headline.id),
@@ -278,22 +289,20 @@ def render(
 
     event = view.headline
     unknown = text("unknown")
-    source = event.source
+    # Everything the agent reports was chosen by someone on the LAN: shown inert.
+    source = {key: inert(value) for key, value in event.source.items() if value is not None}
     kind = kind_name(event.kind.value)
-    culprit = _value(str(source.get("hostname") or source.get("ip") or source["mac"]))
+    culprit = source.get("hostname") or source.get("ip") or source["mac"]
     title = text("notify_title", kind=kind, level=view.level)
     summary = text("notify_summary", kind=kind, culprit=culprit, agent=agent, level=view.level)
     others = [kind_name(other) for other in view.kinds if other != event.kind.value]
     if others:
         summary = f"{summary} {text('notify_also', kinds=', '.join(others))}"
     fields = [
-        (text("field_mac"), _value(source["mac"])),
-        (text("field_ip"), _value(source["ip"]) if source.get("ip") else unknown),
-        (text("field_vendor"), _value(source["vendor"]) if source.get("vendor") else unknown),
-        (
-            text("field_hostname"),
-            _value(source["hostname"]) if source.get("hostname") else unknown,
-        ),
+        (text("field_mac"), source["mac"]),
+        (text("field_ip"), source.get("ip") or unknown),
+        (text("field_vendor"), source.get("vendor") or unknown),
+        (text("field_hostname"), source.get("hostname") or unknown),
         *_evidence(text, event.kind, event.payload["evidence"]),
     ]
     if (verdict := event.verdict) is not None:
@@ -303,7 +312,7 @@ def render(
         fields.append((text("field_verdict"), value))
     fields.append((text("field_event_id"), event.id))
     question = text("notify_question") if event.verdict is Verdict.UNSURE else None
-    return Rendered(title, summary, fields, question, text("notify_answer", event_id=event.id))
+    return Rendered(title, summary, fields, question, inbox_link(texts, event.id))
 
 
 def _evidence(
@@ -323,16 +332,15 @@ def _evidence(
         fields.append((text(key), str(count)))
     if targets := evidence.get("targets"):
         total = max(len(targets), count or 0)
-        fields.append((text("field_addresses"), _cut(text, [_value(t) for t in targets], total)))
+        fields.append((text("field_addresses"), _cut(text, [inert(t) for t in targets], total)))
     if (ip := evidence.get("ip")) is not None and kind is Kind.ARP_SPOOF:
-        fields.append((text("field_claimed_ip"), _value(ip)))
+        fields.append((text("field_claimed_ip"), inert(ip)))
         if old := evidence.get("old_mac"):
-            fields.append((text("field_old_mac"), _value(old)))
+            fields.append((text("field_old_mac"), inert(old)))
     if (rate := evidence.get("rate")) is not None and kind is Kind.FLOOD:
         fields.append((text("field_rate"), f"{rate:g}"))
     if (sample := evidence.get("sample")) is not None:
-        shown = sample if len(sample) <= MAX_SAMPLE else f"{sample[:MAX_SAMPLE]}…"
-        fields.append((text("field_sample"), _value(shown)))
+        fields.append((text("field_sample"), inert(sample, SAMPLE)))
     return fields
 
 

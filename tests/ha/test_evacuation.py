@@ -247,9 +247,9 @@ async def test_alarm_after_the_culprit_left_has_a_defined_outcome_in_the_logbook
     asked = _ours(phone)[-1].data
     assert asked["title"] == "LAN Guard: the culprit left"
     assert [a["title"] for a in asked["data"]["actions"]] == ["Restore service"]
-    assert (
-        "turn **Evacuation mode** off on the [agent's device page](/config/devices/device/"
-        in (_notification(hass, entry.entry_id)["message"])
+    # The persistent notification has no buttons: it links to the inbox, which has them.
+    assert _notification(hass, entry.entry_id)["message"].endswith(
+        "[Answer in the LAN Guard inbox](/lan-guard)"
     )
     # ... and the owner's "Restore service" still ends it.
     hass.bus.async_fire(

@@ -273,7 +273,7 @@ def test_a_syn_scan_counts_ports_and_says_how_many_are_not_listed() -> None:
 def test_a_long_sample_is_cut_with_an_ellipsis() -> None:
     event = make_event("session", level=3)
     event["evidence"]["sample"] = "A" * 200
-    assert ("Data sent", "A" * 80 + "…") in _render(event).fields
+    assert ("Data sent", "A" * 79 + "…") in _render(event).fields
 
 
 def test_flood_and_spoofing_show_their_own_evidence() -> None:
@@ -344,22 +344,20 @@ def _view(level: int) -> IncidentView:
     return view
 
 
-async def test_the_persistent_notification_says_how_to_answer(
+async def test_the_persistent_notification_says_where_to_answer(
     hass: HomeAssistant, phone: list[ServiceCall]
 ) -> None:
-    """It has no buttons: it says where to answer, in English and Japanese."""
+    """It has no buttons: it links to the inbox at the event the buttons are for."""
     entry = await notify_setup(hass)
-    event = make_event(level=2)
-    publish(hass, "event", event)
+    incident = "a" * 32
+    session = make_event("session", level=3, incident_id=incident)
+    publish(hass, "event", session)
+    publish(hass, "event", make_event(level=2, incident_id=incident))
     await hass.async_block_till_done()
-    message = _async_get_or_create_notifications(hass)[notification_id(event["incident_id"])][
-        "message"
-    ]
-    assert message.endswith(
-        f"No buttons here: answer on your phone's notification, or label event `{event['id']}`"
-        " with the action **LAN Guard: Label event** (Settings → Developer tools → Actions)."
-    )
-    assert "No buttons here" not in phone[0].data["message"]  # the phone has the buttons
+    message = _async_get_or_create_notifications(hass)[notification_id(incident)]["message"]
+    assert message.endswith(f"[Answer in the LAN Guard inbox](/lan-guard?event={session['id']})")
+    assert phone[-1].data["data"]["url"] == f"/lan-guard?event={session['id']}"
+    assert "LAN Guard inbox" not in phone[-1].data["message"]  # the phone has the buttons
     await unload(hass, entry)
 
 

@@ -24,7 +24,6 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import EVENT_LOGBOOK_ENTRY
 from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, State, callback
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.state import async_reproduce_state
@@ -47,8 +46,9 @@ from ..const import (
 )
 from ..coordinator import LanGuardCoordinator
 from ..models import LanGuardEvent
-from ..notifications import async_notify_targets
+from ..notifications import async_notify_targets, inbox_url
 from ..payloads import parse_timestamp
+from ..untrusted import inert, printable
 from . import machine
 from .machine import (
     Choice,
@@ -377,7 +377,7 @@ class EvacuationRunner:
                 target.mac,
                 target.ip,
                 outcome.reason,
-                outcome.detail or "",
+                printable(outcome.detail),
             )
         return outcome
 
@@ -458,13 +458,19 @@ class EvacuationRunner:
     async def _async_notify(
         self, texts: Texts, title: str, text: str, buttons: tuple[Choice, ...]
     ) -> None:
-        """The persistent notification (which says where to answer) and every phone."""
+        """The persistent notification and every phone. The persistent one has no buttons:
+        it links to the owner's inbox, which has them (and so does a tap on the phone's)."""
         entry_id = self.entry.entry_id
-        answer = [texts("evac_answer", device=self._device_link())] if buttons else []
+        inbox = texts("notify_inbox_link", url=inbox_url())
         persistent_notification.async_create(
-            self.hass, "\n\n".join([text, *answer]), title, notification_id(entry_id)
+            self.hass, f"{text}\n\n{inbox}", title, notification_id(entry_id)
         )
-        data: dict[str, Any] = {"tag": notification_id(entry_id), "group": DOMAIN}
+        data: dict[str, Any] = {
+            "tag": notification_id(entry_id),
+            "group": DOMAIN,
+            "url": inbox_url(),
+            "clickAction": inbox_url(),
+        }
         if buttons:
             data["actions"] = [
                 {"action": action_id(choice, entry_id), "title": texts(f"action_{choice.value}")}
@@ -490,13 +496,6 @@ class EvacuationRunner:
             translation_key=ISSUE_EVACUATION_INCOMPLETE,
             translation_placeholders={"agent": self._agent, "items": items},
         )
-
-    def _device_link(self) -> str:
-        """Where the owner finds the evacuation switch in the web UI."""
-        device = dr.async_get(self.hass).async_get_device(
-            identifiers={(DOMAIN, self.coordinator.agent_id)}
-        )
-        return f"/config/devices/device/{device.id}" if device else "/config/integrations"
 
     # ----------------------------------------------------------------- inputs from outside
 
@@ -582,8 +581,9 @@ class EvacuationRunner:
         )
 
     def _name(self, entity_id: str) -> str:
+        # A friendly name may come from the device itself (discovery): inert, as the agent's.
         state = self.hass.states.get(entity_id)
-        return f"{state.name} ({entity_id})" if state is not None else entity_id
+        return f"{inert(state.name)} ({entity_id})" if state is not None else entity_id
 
 
 async def async_end_for_removed_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:

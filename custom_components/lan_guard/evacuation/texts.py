@@ -3,8 +3,8 @@
 Texts come from the translations in Home Assistant's language: ``common.evac_<say>_title``
 and ``common.evac_<say>_message`` for a notification, ``common.log_<say>`` for a logbook
 line (``Say`` in machine.py), ``common.quarantine_<reason>`` for a quarantine outcome and the
-event entity's kind names. Agent-supplied strings (MAC, IP, vendor, host name) pass through
-``_value`` on their way into a text.
+event entity's kind names. What the agent or a device reports (MAC, IP, vendor, host name, an
+error message, an appliance's name) is shown inert (``untrusted``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.translation import async_get_translations
 
 from ..const import DOMAIN
+from ..untrusted import DETAIL, inert
 from .machine import Message, Say
 from .record import Culprit, Outcome
 
@@ -26,15 +27,10 @@ Names = Callable[[str], str]
 """An entity id -> how the owner knows it, e.g. ``TV (input_boolean.tv)``."""
 
 
-def _value(text: str) -> str:
-    """An agent-supplied string on its way into a text."""
-    return text
-
-
 def who(culprit: Culprit) -> str:
     """``MAC (IP)``: short, for lists."""
-    mac = _value(culprit.mac)
-    return f"{mac} ({_value(culprit.ip)})" if culprit.ip else mac
+    mac = inert(culprit.mac)
+    return f"{mac} ({inert(culprit.ip)})" if culprit.ip else mac
 
 
 class Texts:
@@ -69,17 +65,18 @@ class Texts:
         outcome = outcome or Outcome(False, "no_backend")
         if outcome.ok:
             return self("quarantine_ok", backend=backend or "")
-        return self(f"quarantine_{outcome.reason}", detail=outcome.detail or "")
+        # The detail may be the agent's own words (its refusal): inert like its reports.
+        return self(f"quarantine_{outcome.reason}", detail=inert(outcome.detail, DETAIL))
 
     def culprit(self, culprit: Culprit) -> str:
         """One culprit with its identity and its quarantine."""
         unknown = self("unknown")
         return self(
             "evac_culprit",
-            mac=_value(culprit.mac),
-            ip=_value(culprit.ip) if culprit.ip else unknown,
-            vendor=_value(culprit.vendor) if culprit.vendor else unknown,
-            hostname=_value(culprit.hostname) if culprit.hostname else unknown,
+            mac=inert(culprit.mac),
+            ip=inert(culprit.ip) or unknown,
+            vendor=inert(culprit.vendor) or unknown,
+            hostname=inert(culprit.hostname) or unknown,
             quarantine=self.quarantine(culprit.quarantine, culprit.backend),
         )
 
