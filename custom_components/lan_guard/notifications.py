@@ -321,10 +321,12 @@ def _evidence(
     """The evidence that tells what happened, each with the label it deserves."""
     fields: list[tuple[str, str]] = []
     count = evidence.get("target_count")
-    if ports := evidence.get("ports"):
+    port = evidence.get("port")
+    # A session names its one port twice (port, ports): said once.
+    if (ports := evidence.get("ports")) and ports != [port]:
         total = max(len(ports), count or 0) if kind is Kind.SYN_SCAN else len(ports)
         fields.append((text("field_ports"), _cut(text, [str(port) for port in ports], total)))
-    if (port := evidence.get("port")) is not None:
+    if port is not None:
         fields.append((text("field_port"), str(port)))
     if count is not None:
         # A SYN scan counts the ports it probed, an ARP scan the addresses it asked for.

@@ -276,6 +276,15 @@ def test_a_long_sample_is_cut_with_an_ellipsis() -> None:
     assert ("Data sent", "A" * 79 + "…") in _render(event).fields
 
 
+def test_a_session_names_its_port_once() -> None:
+    event = make_event("session", level=3)
+    event["evidence"]["ports"] = [445]
+    names = [name for name, _ in _render(event).fields]
+    assert "Port" in names and "Ports" not in names
+    event["evidence"]["ports"] = [139, 445]
+    assert ("Ports", "139, 445") in _render(event).fields
+
+
 def test_flood_and_spoofing_show_their_own_evidence() -> None:
     flood = dict(_render(make_event("flood", level=2)).fields)
     assert flood["Frames per second"] == "12500"
