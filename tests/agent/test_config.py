@@ -27,14 +27,21 @@ def test_defaults_without_any_source() -> None:
 
 def test_every_detector_bounds_its_sources_at_4096_by_default_and_configurably() -> None:
     pipeline = load(None, environ={}).pipeline
-    detectors = (pipeline.arp_scan, pipeline.syn_scan, pipeline.session, pipeline.flood)
-    assert [d.max_sources for d in detectors] == [4096] * 4
+    detectors = (
+        pipeline.arp_scan,
+        pipeline.syn_scan,
+        pipeline.session,
+        pipeline.flood,
+        pipeline.arp_spray,
+        pipeline.source_spray,
+    )
+    assert [d.max_sources for d in detectors] == [4096] * 6
     env = {
         "LAN_GUARD_DETECTORS_SESSION_MAX_SOURCES": "100",
         "LAN_GUARD_DETECTORS_FLOOD_MAX_SOURCES": "200",
     }
     running = Pipeline(load(None, environ=env).pipeline)
-    assert (running.session.sources.max_sources, running.flood.sources.max_sources) == (100, 200)
+    assert (running.session.sources.max_items, running.flood.sources.max_items) == (100, 200)
     with pytest.raises(ConfigError, match=r"detectors\.flood\.max_sources: value must be at"):
         load_raw(None, environ={"LAN_GUARD_DETECTORS_FLOOD_MAX_SOURCES": "0"})
 

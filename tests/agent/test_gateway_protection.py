@@ -170,7 +170,12 @@ def test_a_quarantine_whose_ip_belongs_to_another_mac_is_refused() -> None:
     handler, _ = _command_handler(config, may_enforce=False)
     pipeline = Pipeline(config.pipeline, [])
     _wire_mqtt(FakeSink(), handler, pipeline)
-    pipeline.feed(time.time(), arp_reply(HOST_MAC, HOST_IP))
+    now = time.time()
+    pipeline.feed(now, arp_reply(HOST_MAC, HOST_IP))
+    # heard once, the binding could be one forged frame: it protects nobody yet
+    assert "no enforcer" in handler(quarantine(ATTACKER_MAC, HOST_IP))["error"]
+    pipeline.feed(now + 1.5, arp_reply(HOST_MAC, HOST_IP))  # heard again, a second later
+    pipeline.tick(now + 2.5)
     forged = handler(quarantine(ATTACKER_MAC, HOST_IP))
     validate("command_result", forged)
     assert forged["ok"] is False
