@@ -5,17 +5,20 @@ inventory) lives in a :class:`BoundedTable`: a cap on entries, expiry after a ti
 and an eviction order chosen so that a flood of new addresses costs the sprayer its own
 entries, never the ones that matter:
 
-* A new key starts *on probation*. It becomes *established* when it is refreshed again
-  (heard twice), or when it comes back after a spray pushed it out (see below).
+* A new key starts *on probation*. It becomes *established* when it is refreshed while in
+  the table (heard twice).
 * A full table makes room for a new key by evicting the least recently *refreshed*
   probationary entry. Established entries give way only to other established entries, beyond
-  ``max_items - reserve`` of them. A spray of one-frame addresses, however long, therefore
-  churns the probationary part only.
+  ``max_items - max_items // 8`` of them. A spray of one-frame addresses, however long,
+  therefore churns the probationary part only.
 * Keys evicted from a full table are remembered, without their state, in a small Bloom filter
-  (two generations of ``16 * max_items`` keys each, at most 2**20). A key that comes back
-  while remembered is established at once: a slow scanner whose state a spray pushed out
-  between two probes still adds up. The filter costs memory only once a table was full, and
-  time only in the tables that ask for it (``remember``: those of slow evidence).
+  (:class:`RecentKeys`: the last ``16 * max_items`` at least, up to 131,072). A key that
+  comes back while remembered waits in a small part of its own (*returning*,
+  ``max_items // 16``), out of the spray's way, until it is heard once more and established:
+  a slow scanner whose state a spray pushed out between two probes still adds up. The
+  filter's rare false positives land there too, and get no further unless heard twice. It
+  costs memory only once a table was full, and time only in the tables that ask for it
+  (``remember``: those of slow evidence).
 * ``pin`` makes an entry permanent (the gateway's ARP binding): never evicted nor expired.
 * ``keep`` (optional) names probationary entries the owner needs (the binding of a host the
   inventory knows): they are promoted instead of evicted.
@@ -46,13 +49,16 @@ class RecentKeys:
     """Keys seen recently, without their values: a two-generation Bloom filter.
 
     A key added stays a member until ``capacity`` further keys have been added (and at most
-    twice that). One hash and 16 bits per key: below 6 % false positives (a new key taken for
-    a known one) while a generation fills, at 2 bytes per key. Python's hash of ``bytes`` is
-    salted per process, so an attacker cannot aim forged addresses at a remembered key's bit.
+    twice that). Three hashes and 16 bits per key: under 0.5 % false positives (a new key
+    taken for a known one) when a generation is full, at 2 bytes per key. Python's hash of
+    ``bytes`` is salted per process, so an attacker cannot aim forged addresses at the bits
+    of a remembered key.
     """
 
+    MAX_CAPACITY = 1 << 17  # three 21-bit slices of one 64-bit hash address the bits
+
     def __init__(self, capacity: int) -> None:
-        self.capacity = max(capacity, 64)
+        self.capacity = min(max(capacity, 64), self.MAX_CAPACITY)
         bits = 1 << (16 * self.capacity - 1).bit_length()
         self._mask = bits - 1
         self._size = bits >> 3
@@ -64,18 +70,30 @@ class RecentKeys:
         current = self._current
         if not current:
             return False
-        h = hash(key) & self._mask
-        if current[h >> 3] >> (h & 7) & 1:
-            return True
-        previous = self._previous
-        return bool(previous) and bool(previous[h >> 3] >> (h & 7) & 1)
+        h = hash(key)
+        mask = self._mask
+        a, b, c = h & mask, (h >> 21) & mask, (h >> 42) & mask
+        for bits in (current, self._previous):
+            if (
+                bits
+                and bits[a >> 3] >> (a & 7) & 1
+                and bits[b >> 3] >> (b & 7) & 1
+                and bits[c >> 3] >> (c & 7) & 1
+            ):
+                return True
+        return False
 
     def add(self, key: bytes) -> None:
         if self._added >= self.capacity or not self._current:
             self._previous, self._current = self._current, bytearray(self._size)
             self._added = 0
-        h = hash(key) & self._mask
-        self._current[h >> 3] |= 1 << (h & 7)
+        h = hash(key)
+        mask = self._mask
+        a, b, c = h & mask, (h >> 21) & mask, (h >> 42) & mask
+        bits = self._current
+        bits[a >> 3] |= 1 << (a & 7)
+        bits[b >> 3] |= 1 << (b & 7)
+        bits[c >> 3] |= 1 << (c & 7)
         self._added += 1
 
 
@@ -95,39 +113,44 @@ class BoundedTable(Generic[V]):
         self.ttl_s = ttl_s
         # An eighth of the table stays free for newcomers however many are established.
         self.max_established = max(self.max_items - max(self.max_items // 8, 1), 1)
+        self.max_returning = max(self.max_items // 16, 1)
         self.keep = keep
         self.on_evict = on_evict
         # Least recently refreshed first: both expiry and eviction look at the front only.
         # OrderedDicts, not dicts: taking from the front of a plain dict that keeps losing its
         # first entries scans over the holes they leave (slow under a spray).
         self.probation: OrderedDict[bytes, V] = OrderedDict()
+        self.returning: OrderedDict[bytes, V] = OrderedDict()
         self.established: OrderedDict[bytes, V] = OrderedDict()
         self.pinned: dict[bytes, V] = {}
-        self.recent = RecentKeys(min(16 * self.max_items, 1 << 20)) if remember else None
+        self.recent = RecentKeys(16 * self.max_items) if remember else None
         self.evictions = 0
 
+    def _parts(self) -> tuple[dict[bytes, V], ...]:
+        return (self.established, self.returning, self.probation, self.pinned)
+
     def __len__(self) -> int:
-        return len(self.probation) + len(self.established) + len(self.pinned)
+        return sum(len(part) for part in self._parts())
 
     def __contains__(self, key: object) -> bool:
-        return key in self.established or key in self.probation or key in self.pinned
+        return any(key in part for part in self._parts())
 
     def __iter__(self) -> Iterator[bytes]:
-        yield from self.established
-        yield from self.probation
-        yield from self.pinned
+        for part in self._parts():
+            yield from part
 
     def values(self) -> Iterator[V]:
-        yield from self.established.values()
-        yield from self.probation.values()
-        yield from self.pinned.values()
+        for part in self._parts():
+            yield from part.values()
 
     def get(self, key: bytes) -> V | None:
         """The state of ``key`` (a lookup: it is not refreshed)."""
         state = self.established.get(key)
         if state is None:
             state = self.probation.get(key)
-            if state is None:
+            if state is None and self.returning:
+                state = self.returning.get(key)
+            if state is None and self.pinned:
                 state = self.pinned.get(key)
         return state
 
@@ -136,12 +159,13 @@ class BoundedTable(Generic[V]):
         return key in self.established or key in self.pinned
 
     def touch(self, key: bytes) -> None:
-        """``key`` was refreshed: it becomes the most recent (and established, if it was on
-        probation)."""
+        """``key`` was refreshed: it becomes the most recent (and established, if it was new)."""
         if key in self.established:
             self.established.move_to_end(key)
-        elif key in self.probation:
-            self._establish(key, self.probation.pop(key))
+            return
+        state = self._take_new(key)
+        if state is not None:
+            self._establish(key, state)
 
     def put(self, key: bytes, state: V) -> None:
         """Set the state of ``key``: a refresh if it is known, else a newcomer."""
@@ -149,25 +173,22 @@ class BoundedTable(Generic[V]):
         if key in established:
             established[key] = state
             established.move_to_end(key)
-        elif key in self.probation:
-            del self.probation[key]
-            self._establish(key, state)
         elif key in self.pinned:
             self.pinned[key] = state
+        elif self._take_new(key) is not None:
+            self._establish(key, state)
         else:
             self._add(key, state)
 
     def pin(self, key: bytes, state: V) -> None:
         """Keep ``key`` for good: never evicted, never expired."""
-        self.probation.pop(key, None)
-        self.established.pop(key, None)
+        self.discard(key)
         self.pinned[key] = state
 
     def discard(self, key: bytes) -> None:
         """Forget ``key`` (not counted as an eviction)."""
-        self.probation.pop(key, None)
-        self.established.pop(key, None)
-        self.pinned.pop(key, None)
+        for part in self._parts():
+            part.pop(key, None)
 
     def current(self, key: bytes, now: float, window_s: float, new: Callable[[], V]) -> V:
         """The state of ``key`` as of ``now``: a ``new()`` one when it has none or its last
@@ -180,14 +201,14 @@ class BoundedTable(Generic[V]):
                 state = established[key] = new()
             established.move_to_end(key)
             return state
-        state = self.probation.pop(key, None)
+        state = self._take_new(key)
         if state is not None:  # heard again: established
             if now - state.last > window_s:
                 state = new()
             self._establish(key, state)
             return state
-        if key in self.pinned:
-            state = self.pinned[key]
+        state = self.pinned.get(key) if self.pinned else None
+        if state is not None:
             if now - state.last > window_s:
                 state = self.pinned[key] = new()
             return state
@@ -199,7 +220,7 @@ class BoundedTable(Generic[V]):
         """Drop every entry (but the pinned ones) idle for longer than the TTL; how many."""
         horizon = now - self.ttl_s
         dropped = 0
-        for items in (self.probation, self.established):
+        for items in (self.probation, self.returning, self.established):
             while items:
                 key = next(iter(items))
                 if items[key].last >= horizon:
@@ -208,17 +229,28 @@ class BoundedTable(Generic[V]):
                 dropped += 1
         return dropped
 
+    def _take_new(self, key: bytes) -> V | None:
+        """Remove ``key`` from probation or returning; its state, if it was there."""
+        state = self.probation.pop(key, None)
+        if state is None and self.returning:
+            state = self.returning.pop(key, None)
+        return state
+
     def _add(self, key: bytes, state: V) -> None:
-        """A newcomer: on probation, unless a spray pushed it out recently."""
+        """A newcomer: on probation, or returning when a spray pushed it out recently."""
         probation = self.probation
-        if len(probation) + len(self.established) >= self.max_items:
+        if len(probation) + len(self.returning) + len(self.established) >= self.max_items:
             if probation and self.keep is None:  # the common case of a spray, inline
                 old_key, old_state = probation.popitem(last=False)
                 self._evicted(old_key, old_state)
             else:
                 self._make_room()
-        if self.recent is not None and key in self.recent:
-            self._establish(key, state)
+        recent = self.recent
+        if recent is not None and key in recent:
+            returning = self.returning
+            if len(returning) >= self.max_returning:
+                self._evict(returning)
+            returning[key] = state
         else:
             probation[key] = state
 
@@ -230,7 +262,7 @@ class BoundedTable(Generic[V]):
 
     def _make_room(self) -> None:
         """Evict one entry for a newcomer: probation's least recently refreshed one first
-        (one the owner wants kept is promoted instead)."""
+        (one the owner wants kept is promoted instead), then a returning one."""
         probation = self.probation
         while probation:
             key, state = probation.popitem(last=False)
@@ -239,7 +271,9 @@ class BoundedTable(Generic[V]):
                 continue
             self._evicted(key, state)
             return
-        if len(self.established) >= self.max_items:
+        if self.returning:
+            self._evict(self.returning)
+        elif len(self.established) >= self.max_items:
             self._evict(self.established)
 
     def _evict(self, items: OrderedDict[bytes, V]) -> None:

@@ -6,7 +6,7 @@ MAC -> IP (ARP, DHCP, mDNS), vendor (netaddr's offline OUI database), hostname (
 marked not present; before that, in live mode, a silent culprit can be probed with at most
 ``probe_count`` ARP requests, so a quiet but present host is not declared gone.
 
-The inventory is a :class:`BoundedTable`: a host heard in two different seconds is
+The inventory is a :class:`BoundedTable`: a host that sent more than one frame is
 established, and a spray of forged source MACs (each heard once) pushes out only other
 newcomers. Only established hosts answer :meth:`HostInventory.established_mac_of`, the lookup
 that protects an IP's owner from a quarantine.
@@ -125,13 +125,15 @@ class HostInventory:
     def seen_many(self, counts: dict[bytes, int], now: float) -> None:
         """Every source MAC that sent frames in the second ending at ``now``."""
         hosts = self.hosts
-        for mac in counts:
+        for mac, frames in counts.items():
             host = hosts.get(mac)
             if host is None:
                 host = self._host(mac, now)
                 if host is None:
                     continue
-            elif host.last_seen <= now - 1.0:  # heard in an earlier second too: established
+                if frames > 1:  # more than one frame: established
+                    hosts.touch(mac)
+            elif frames > 1 or host.last_seen <= now - 1.0:  # a frame in an earlier second
                 hosts.touch(mac)
             host.last_seen = now
             if not host.present:
@@ -162,7 +164,7 @@ class HostInventory:
         return self.by_ip.get(ip)
 
     def established_mac_of(self, ip: bytes) -> bytes | None:
-        """The same, only for a host heard in two different seconds: what protects ``ip``'s
+        """The same, only for a host that sent more than one frame: what protects ``ip``'s
         owner must not rest on a binding one forged frame could have written."""
         mac = self.by_ip.get(ip)
         return mac if mac is not None and self.hosts.is_established(mac) else None
