@@ -46,7 +46,7 @@ class HostsConfig:
 
 
 class Host:
-    __slots__ = ("first_seen", "hostname", "ip", "last_seen", "mac", "present", "probes")
+    __slots__ = ("first_seen", "frames", "hostname", "ip", "last_seen", "mac", "present", "probes")
 
     def __init__(self, mac: bytes, now: float) -> None:
         self.mac = mac
@@ -56,6 +56,7 @@ class Host:
         self.last_seen = now
         self.present = True
         self.probes = 0
+        self.frames = 0  # counted once a second; two or more: established in the inventory
 
     @property
     def last(self) -> float:
@@ -131,9 +132,8 @@ class HostInventory:
                 host = self._host(mac, now)
                 if host is None:
                     continue
-                if frames > 1:  # more than one frame: established
-                    hosts.touch(mac)
-            elif frames > 1 or host.last_seen <= now - 1.0:  # a frame in an earlier second
+            host.frames += frames
+            if host.frames > 1:  # more than one frame: established, and refreshed
                 hosts.touch(mac)
             host.last_seen = now
             if not host.present:
