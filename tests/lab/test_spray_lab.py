@@ -4,9 +4,9 @@ Lab prefix ``lgsp``, subnet 198.19.66.0/24 (one learning bridge): ``gw`` .1 (the
 default route), ``node`` .2 (``lan-guard-agent run``), ``attacker`` .66, ``scanner`` .55,
 ``sprayer`` .77. The forged frames come from ``spray_tool.py`` (a fixed count, paced below
 the flood thresholds); the slow scan is real ``nmap``. Without the spray-resistant tables
-both tests fail: the spray raised nothing, and the scan was pushed out between its probes. Every forged address lies in
-198.18.0.0/15 outside the lab's /24, and the node blackholes that range, so nothing, not even
-a reply, leaves the lab.
+both tests fail: the spray raised nothing, and the scan was pushed out between its probes.
+Every forged address lies in 198.18.0.0/15 outside the lab's /24, and the node blackholes
+that range, so nothing, not even a reply, leaves the lab.
 """
 
 from __future__ import annotations
