@@ -204,6 +204,7 @@ def _command_handler(config: AgentConfig, *, may_enforce: bool) -> tuple[Command
         node_macs=[mac_str(node.node_mac)] if node.node_mac else [],
         key=key.encode() if key else None,
         subnet=node.subnet,
+        learns=True,  # the lookups come with _wire_mqtt, once the pipeline exists
     )
     capabilities = ["detect", "hosts"]
     if handler.enforcer.kind != "none":  # not when nftables failed to start
@@ -232,9 +233,11 @@ def _wire_mqtt(
         mac = pipeline.hosts.established_mac_of(ip_bytes(ip))
         return mac_str(mac) if mac else None
 
-    handler.gateway_mac = gateway_mac_str
-    handler.host_mac = host_mac
-    handler.on_change = lambda state: mqtt.retained("quarantine", state)
+    handler.wire(
+        gateway_mac=gateway_mac_str,
+        host_mac=host_mac,
+        on_change=lambda state: mqtt.retained("quarantine", state),
+    )
     mqtt.retained("quarantine", handler.state_payload())
     pipeline.extra_counters["outbox_dropped"] = lambda: mqtt.counters()["dropped"]
     pipeline.extra_counters["outbox_pending"] = lambda: mqtt.counters()["pending"]

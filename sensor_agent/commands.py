@@ -26,6 +26,7 @@ import ipaddress
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -198,11 +199,32 @@ class CommandHandler:
     host_mac: Callable[[str], str | None] | None = None
     clock: Callable[[], float] = time.time
     max_skew_s: float = signing.MAX_SKEW_S
+    # True: the lookups above come later, through wire() (the MQTT sink that delivers commands
+    # starts before the pipeline that learns them). A quarantine arriving earlier waits for
+    # them up to ``wire_timeout_s``, else is refused: never checked without them.
+    learns: bool = False
+    wire_timeout_s: float = 5.0
     _verifier: signing.Verifier | None = field(default=None, init=False, repr=False)
+    _wired: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.key is not None:
             self._verifier = signing.Verifier(self.key, max_skew_s=self.max_skew_s)
+        if not self.learns:
+            self._wired.set()
+
+    def wire(
+        self,
+        *,
+        gateway_mac: Callable[[], str | None],
+        host_mac: Callable[[str], str | None],
+        on_change: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """The lookups of what the agent learns, and where a new quarantine state goes."""
+        self.gateway_mac = gateway_mac
+        self.host_mac = host_mac
+        self.on_change = on_change
+        self._wired.set()
 
     def __call__(self, raw: bytes) -> dict[str, Any]:
         try:
@@ -236,7 +258,10 @@ class CommandHandler:
 
         refusal = self._authenticity_problem(payload)
         if refusal is None and action == "quarantine":
-            refusal = self.protected.reason(mac, ip) or self._learnt_refusal(mac, ip)
+            refusal = self.protected.reason(mac, ip)
+            if refusal is None and not self._wired.wait(self.wire_timeout_s):
+                refusal = "refused: the agent is starting (it cannot check the target yet)"
+            refusal = refusal or self._learnt_refusal(mac, ip)
         if refusal is not None:
             _LOGGER.warning("command %s (%s %s) refused: %s", command_id, action, mac, refusal)
             return _result(command_id, False, refusal, action, mac)
@@ -320,15 +345,18 @@ def build_command_handler(
     key: bytes | None,
     nft: Sequence[str] = ("nft",),
     subnet: ipaddress.IPv4Network | None = None,
+    learns: bool = False,
 ) -> CommandHandler:
     """The agent's handler with its enforcer started (a ``NoEnforcer`` if it cannot start).
 
     Wiring (the caller owns the sink)::
 
         handler = build_command_handler(settings, agent_id=..., node_ips=[ip],
-                                        node_macs=[mac], key=shared_key)
-        sink = MqttSink(mqtt_settings, command_handler=handler)
-        handler.on_change = lambda state: sink.retained("quarantine", state)
+                                        node_macs=[mac], key=shared_key, learns=True)
+        sink = MqttSink(mqtt_settings, command_handler=handler)  # commands may come now
+        pipeline = Pipeline(..., [sink, ...])
+        handler.wire(gateway_mac=..., host_mac=...,  # from the pipeline: now they are checked
+                     on_change=lambda state: sink.retained("quarantine", state))
         sink.retained("quarantine", handler.state_payload())
         ...
         handler.enforcer.close()  # at shutdown: lifts every quarantine
@@ -348,4 +376,4 @@ def build_command_handler(
         allowlist=settings.allowlist,
         subnet=subnet,
     )
-    return CommandHandler(enforcer, agent_id=agent_id, protected=protected, key=key)
+    return CommandHandler(enforcer, agent_id=agent_id, protected=protected, key=key, learns=learns)

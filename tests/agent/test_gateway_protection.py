@@ -186,3 +186,29 @@ def test_a_quarantine_whose_ip_belongs_to_another_mac_is_refused() -> None:
     # the IP's own MAC, and an IP the inventory does not know, reach the enforcer
     assert "no enforcer" in handler(quarantine(HOST_MAC, HOST_IP))["error"]
     assert "no enforcer" in handler(quarantine(ATTACKER_MAC, ATTACKER_IP))["error"]
+
+
+def test_a_quarantine_before_the_agent_knows_its_lan_waits_for_it() -> None:
+    """The MQTT sink delivers commands before the pipeline exists (a restarted agent hears
+    Home Assistant's quarantines at once): the gateway's MAC must not slip through then."""
+    config = run_style_config({("decoys", "enabled"): False})
+    handler, _ = _command_handler(config, may_enforce=False)
+    agent = LiveAgent(config, [], None, kernel_gateway_mac=mac_bytes(GW_MAC))
+    results: list[dict[str, Any]] = []
+    early = threading.Thread(target=lambda: results.append(handler(quarantine(GW_MAC, None))))
+    early.start()
+    time.sleep(0.2)
+    assert results == []  # waiting for the agent's view of the LAN
+    _wire_mqtt(FakeSink(), handler, agent.pipeline, agent.gateway_mac)
+    early.join(5)
+    assert results[0]["error"] == f"refused: {GW_MAC} is the gateway"
+
+
+def test_a_quarantine_is_refused_when_the_lan_view_never_comes() -> None:
+    config = run_style_config()
+    handler, _ = _command_handler(config, may_enforce=False)
+    handler.wire_timeout_s = 0.1
+    result = handler(quarantine(HOST_MAC, HOST_IP))
+    assert result["error"] == "refused: the agent is starting (it cannot check the target yet)"
+    validate("command_result", result)
+    assert handler(quarantine(GW_MAC, GW_IP))["error"] == f"refused: {GW_IP} is the gateway"
