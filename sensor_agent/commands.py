@@ -259,7 +259,8 @@ class CommandHandler:
         refusal = self._authenticity_problem(payload)
         if refusal is None and action == "quarantine":
             refusal = self.protected.reason(mac, ip)
-            if refusal is None and not self._wired.wait(self.wire_timeout_s):
+            waits = refusal is None and self.enforcer.kind != "none"  # (none refuses anyway)
+            if waits and not self._wired.wait(self.wire_timeout_s):
                 refusal = "refused: the agent is starting (it cannot check the target yet)"
             refusal = refusal or self._learnt_refusal(mac, ip)
         if refusal is not None:
