@@ -19,8 +19,16 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.translation import async_get_translations
 
 from .allowlist import Allowlist
-from .const import ACTION_PREFIX, CONF_AGENT_ID, CONF_NOTIFY_TARGETS, DOMAIN, Label
+from .const import (
+    ACTION_PREFIX,
+    CONF_AGENT_ID,
+    CONF_NOTIFY_TARGETS,
+    DOMAIN,
+    PANEL_URL_PATH,
+    Label,
+)
 from .models import LanGuardEvent, Verdict
+from .untrusted import SAMPLE, inert
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
@@ -62,6 +70,16 @@ def notification_id(incident_id: str) -> str:
     return f"{DOMAIN}_{incident_id}"
 
 
+def inbox_url(event_id: str | None = None) -> str:
+    """The owner's inbox (the sidebar panel), opened at one event when given."""
+    return f"/{PANEL_URL_PATH}" + (f"?event={event_id}" if event_id else "")
+
+
+def inbox_link(texts: dict[str, str], event_id: str | None = None) -> str:
+    """A markdown link to the inbox: persistent notifications have no buttons, it has."""
+    return texts[f"{_COMMON}notify_inbox_link"].format(url=inbox_url(event_id))
+
+
 def async_dismiss(hass: HomeAssistant, incident_id: str) -> None:
     """Remove the incident's persistent notification (acknowledged)."""
     persistent_notification.async_dismiss(hass, notification_id(incident_id))
@@ -77,7 +95,12 @@ async def async_notify(hass: HomeAssistant, entry: ConfigEntry, event: LanGuardE
     persistent_notification.async_create(
         hass,
         "\n\n".join(
-            [summary, "\n".join(f"- **{name}**: {value}" for name, value in fields), *question]
+            [
+                summary,
+                "\n".join(f"- **{name}**: {value}" for name, value in fields),
+                *question,
+                inbox_link(texts, event.id),
+            ]
         ),
         title,
         notification_id(event.incident_id),
@@ -86,6 +109,9 @@ async def async_notify(hass: HomeAssistant, entry: ConfigEntry, event: LanGuardE
     data = {
         "tag": notification_id(event.incident_id),
         "group": DOMAIN,
+        # Tapping the notification opens the inbox at this event (iOS: url, Android: clickAction).
+        "url": inbox_url(event.id),
+        "clickAction": inbox_url(event.id),
         "actions": [
             {
                 "action": action_id(Label.NORMAL, event.id),
@@ -129,7 +155,8 @@ def render(
         return texts[f"{_COMMON}{key}"].format(**placeholders)
 
     unknown = text("unknown")
-    source = event.source
+    # Everything the agent reports was chosen by someone on the LAN: shown inert.
+    source = {key: inert(source_value) for key, source_value in event.source.items()}
     kind = kinds.get(f"{_KIND}{event.kind.value}", event.kind.value)
     culprit = source.get("hostname") or source.get("ip") or source["mac"]
     title = text("notify_title", kind=kind, level=event.level)
@@ -146,7 +173,7 @@ def render(
     if (count := evidence.get("target_count")) is not None:
         fields.append((text("field_targets"), str(count)))
     if (sample := evidence.get("sample")) is not None:
-        fields.append((text("field_sample"), sample[:80]))
+        fields.append((text("field_sample"), inert(sample, SAMPLE)))
     if (verdict := event.verdict) is not None:
         value = text(f"verdict_{verdict.value}")
         if isinstance(probability := (event.assessment or {}).get("probability"), float | int):
