@@ -192,16 +192,18 @@ class Pipeline:
                 sec_end = self._sec_end
                 total = 0
             total += 1
-            if len(frame) < ETH_HEADER:  # not even Ethernet: no source address to count
-                self.parse_errors += 1
-                continue
             src = frame[6:12]
             try:  # free in CPython 3.11 until something raises
                 n = count_of(src, 0) + 1
                 counts[src] = n
-                if n == 1 and len(counts) > max_sources:  # a spray of random source MACs
-                    del counts[src]
-                    self.untracked_frames += 1
+                if n == 1:  # a source's first frame in this second: checked once, not per frame
+                    if len(frame) < ETH_HEADER:  # not even Ethernet: no source to count
+                        del counts[src]
+                        self.parse_errors += 1
+                        continue
+                    if len(counts) > max_sources:  # a spray of random source MACs
+                        del counts[src]
+                        self.untracked_frames += 1
                 elif n == source_fps:
                     self._flood(ts, src, n, "source")
                 if total == total_fps:
@@ -291,7 +293,8 @@ class Pipeline:
             return
         src = frame[6:12]
         own = src == arp.sender_mac  # else a claim on behalf of another MAC: never learnt
-        if arp.sender_ip != NO_IP:
+        # A claim of a binding already held (a host refreshing its own) is no sign of a spray.
+        if arp.sender_ip != NO_IP and self.arp_spoof.mac_of(arp.sender_ip) != arp.sender_mac:
             spray = self.arp_spray.on_address(
                 ts, src, arp.sender_ip + arp.sender_mac, forged=not own
             )
