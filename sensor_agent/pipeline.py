@@ -196,7 +196,10 @@ class Pipeline:
             try:  # free in CPython 3.11 until something raises
                 n = count_of(src, 0) + 1
                 counts[src] = n
-                if n == 1:  # a source's first frame in this second: checked once, not per frame
+                # A source's first frame in a second is checked for length (once, not per
+                # frame): a cut address never becomes a source. A short frame after a whole
+                # one of the same source counts for that source, and is a parse error below.
+                if n == 1:
                     if len(frame) < ETH_HEADER:  # not even Ethernet: no source to count
                         del counts[src]
                         self.parse_errors += 1
