@@ -35,4 +35,13 @@ CAPABILITY_ENFORCER: Final = "enforcer"
 BASE_CAPABILITIES: Final = (CAPABILITY_DETECT, CAPABILITY_HOSTS)  # every agent
 
 # Event kinds (the detectors' ``kind``, and host_left from the hosts inventory).
-KINDS: Final = ("arp_scan", "syn_scan", "session", "flood", "arp_spoof", "host_left")
+KINDS: Final = (
+    "arp_scan",
+    "syn_scan",
+    "session",
+    "flood",
+    "arp_spoof",
+    "host_left",
+    "arp_spray",
+    "source_spray",
+)

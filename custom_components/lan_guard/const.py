@@ -131,6 +131,8 @@ class Kind(StrEnum):
     FLOOD = "flood"
     ARP_SPOOF = "arp_spoof"
     HOST_LEFT = "host_left"
+    ARP_SPRAY = "arp_spray"
+    SOURCE_SPRAY = "source_spray"
 
 
 class Label(StrEnum):

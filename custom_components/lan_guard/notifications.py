@@ -335,6 +335,10 @@ def _evidence(
     if targets := evidence.get("targets"):
         total = max(len(targets), count or 0)
         fields.append((text("field_addresses"), _cut(text, [inert(t) for t in targets], total)))
+    if used := evidence.get("addresses"):
+        # A spray: one sender, many addresses claimed or forged.
+        total = max(len(used), evidence.get("address_count") or 0)
+        fields.append((text("field_addresses_used"), _cut(text, [inert(a) for a in used], total)))
     if (ip := evidence.get("ip")) is not None and kind is Kind.ARP_SPOOF:
         fields.append((text("field_claimed_ip"), inert(ip)))
         if old := evidence.get("old_mac"):

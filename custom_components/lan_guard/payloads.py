@@ -211,6 +211,9 @@ EVIDENCE = vol.Schema(
         vol.Optional("is_gateway"): _boolean,
         vol.Optional("scope"): _one_of("source", "total"),
         vol.Optional("silent_s"): _number(0),
+        vol.Optional("addresses"): _array(_ipv4, max_items=64),
+        vol.Optional("address_count"): NON_NEGATIVE,
+        vol.Optional("forged"): NON_NEGATIVE,
     },
     extra=vol.ALLOW_EXTRA,
 )

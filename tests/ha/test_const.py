@@ -13,7 +13,7 @@ from custom_components.lan_guard.coordinator import _RETAINED
 from sensor_agent import contract as agent
 from sensor_agent import signing as agent_signing
 from sensor_agent.config import SECTIONS
-from sensor_agent.detectors import arp_scan, arp_spoof, flood, session, syn_scan
+from sensor_agent.pipeline import Pipeline, PipelineConfig
 from sensor_agent.sinks import RetainedTopic
 from sensor_agent.sinks.mqtt import MqttSettings
 
@@ -54,12 +54,15 @@ def test_the_default_topic_prefix() -> None:
 def test_event_kinds() -> None:
     schema = _schema("common")["$defs"]["kind"]["enum"]
     assert [kind.value for kind in const.Kind] == list(agent.KINDS) == schema
+    pipeline = Pipeline(PipelineConfig())
     detectors = [
-        arp_scan.ArpScanDetector,
-        syn_scan.SynScanDetector,
-        session.SessionDetector,
-        flood.FloodDetector,
-        arp_spoof.ArpSpoofDetector,
+        pipeline.arp_scan,
+        pipeline.syn_scan,
+        pipeline.session,
+        pipeline.flood,
+        pipeline.arp_spoof,
+        pipeline.arp_spray,
+        pipeline.source_spray,
     ]
     assert {detector.kind for detector in detectors} | {"host_left"} == set(agent.KINDS)
 

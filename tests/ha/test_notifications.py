@@ -276,6 +276,11 @@ def test_a_long_sample_is_cut_with_an_ellipsis() -> None:
     assert ("Data sent", "A" * 79 + "…") in _render(event).fields
 
 
+def test_a_spray_lists_the_addresses_it_used() -> None:
+    fields = dict(_render(make_event("arp_spray", level=2)).fields)
+    assert fields["Addresses used"] == "10.4.17.203, 10.201.9.44, 10.77.130.5 and 61 more"
+
+
 def test_a_session_names_its_port_once() -> None:
     event = make_event("session", level=3)
     event["evidence"]["ports"] = [445]
