@@ -54,17 +54,28 @@ class Postgres:
 
     def _run(self, *args: str) -> None:
         done = subprocess.run(
-            args, capture_output=True, text=True, check=False, env={"LANG": "C", "PATH": "/usr/bin:/bin"},
-            cwd=self.dir, **self._run_as,
-        )  # fmt: skip
+            args,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={"LANG": "C", "PATH": "/usr/bin:/bin"},
+            cwd=self.dir,
+            **self._run_as,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{args[0]} failed: {done.stdout}\n{done.stderr}")
 
     def start(self) -> Postgres:
         self._run(
-            str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
-            "--encoding=UTF8", "--no-instructions",
-        )  # fmt: skip
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-instructions",
+        )
         options = [
             f"-p {self.port}",
             f"-k {self.dir}",
@@ -74,9 +85,18 @@ class Postgres:
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         self._run(
-            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w",
-            "-t", "30", "-o", " ".join(options), "start",
-        )  # fmt: skip
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            " ".join(options),
+            "start",
+        )
         return self
 
     def url(self, database: str = "postgres") -> str:

@@ -107,8 +107,15 @@ def test_newer_state_wins_and_an_old_copy_does_not_overwrite_it(sites: Store) ->
 
 
 def test_hosts_inventory_is_upserted(sites: Store) -> None:
-    host = {"mac": "02:00:00:00:00:09", "ip": "192.0.2.9", "vendor": None, "hostname": "tv",
-            "first_seen": p.iso(NOW), "last_seen": p.iso(NOW), "present": True}  # fmt: skip
+    host = {
+        "mac": "02:00:00:00:00:09",
+        "ip": "192.0.2.9",
+        "vendor": None,
+        "hostname": "tv",
+        "first_seen": p.iso(NOW),
+        "last_seen": p.iso(NOW),
+        "present": True,
+    }
     hosts = {"schema": 1, "agent_id": "pi-a", "hosts": [host], "updated_at": p.iso(NOW)}
     sites.ingest([rec("s1", "pi-a", "hosts", hosts)], NOW)
     later = {**hosts, "hosts": [{**host, "present": False}], "updated_at": p.iso(NOW + 5)}
@@ -132,15 +139,42 @@ def test_site_channel_consent_evacuation_verdict_and_labels(sites: Store) -> Non
         "may_evacuate": True,
         "updated_at": p.iso(NOW),
     }
-    verdict = {"schema": 1, "id": "v1", "agent_id": "pi-a", "event_id": event["id"], "verdict": "alarm",
-               "probability": 0.97, "decided_by": "model"}  # fmt: skip
-    label = {"schema": 1, "id": "l1", "agent_id": "pi-a", "event_id": event["id"], "label": "alarm",
-             "by": "owner", "labelled_at": p.iso(NOW)}  # fmt: skip
-    evac = {"schema": 1, "agent_id": "pi-a", "active": True, "started_by": "provider", "reason": "SOC",
-            "culprits": [{"mac": event["source"]["mac"], "ip": event["source"]["ip"]}],
-            "updated_at": p.iso(NOW + 1)}  # fmt: skip
-    records = [rec("s1", "pi-a", sub, body) for sub, body in
-               (("site/consent", consent), ("site/verdict", verdict), ("site/label", label), ("site/evacuation", evac))]  # fmt: skip
+    verdict = {
+        "schema": 1,
+        "id": "v1",
+        "agent_id": "pi-a",
+        "event_id": event["id"],
+        "verdict": "alarm",
+        "probability": 0.97,
+        "decided_by": "model",
+    }
+    label = {
+        "schema": 1,
+        "id": "l1",
+        "agent_id": "pi-a",
+        "event_id": event["id"],
+        "label": "alarm",
+        "by": "owner",
+        "labelled_at": p.iso(NOW),
+    }
+    evac = {
+        "schema": 1,
+        "agent_id": "pi-a",
+        "active": True,
+        "started_by": "provider",
+        "reason": "SOC",
+        "culprits": [{"mac": event["source"]["mac"], "ip": event["source"]["ip"]}],
+        "updated_at": p.iso(NOW + 1),
+    }
+    records = [
+        rec("s1", "pi-a", sub, body)
+        for sub, body in (
+            ("site/consent", consent),
+            ("site/verdict", verdict),
+            ("site/label", label),
+            ("site/evacuation", evac),
+        )
+    ]
     sites.ingest(records, NOW + 1)
     row = sites.incident_row(incident["id"])
     assert row is not None
@@ -166,8 +200,13 @@ def test_request_results_update_the_request_and_unknown_ones_are_refused(sites: 
     sites.request(
         incident["id"], "request_isolation", "bob", NOW + 1, request_id="r1", detail="isolate"
     )
-    result = {"id": "r1", "ok": False, "outcome": "refused", "error": "the customer has not allowed it",
-              "agent_id": "pi-a"}  # fmt: skip
+    result = {
+        "id": "r1",
+        "ok": False,
+        "outcome": "refused",
+        "error": "the customer has not allowed it",
+        "agent_id": "pi-a",
+    }
     sites.ingest([rec("s1", "pi-a", "site/request/result", result)], NOW + 2)
     row = sites.incident_row(incident["id"])
     assert row is not None and row["isolation"] == "refused" and row["responded_at"] == NOW + 1
