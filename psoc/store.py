@@ -58,6 +58,7 @@ class ReplayRequest:
     site_id: str
     agent_id: str
     after_seq: int
+    command_id: str
 
 
 class Store:
@@ -166,8 +167,12 @@ class Store:
         with self.engine.begin() as conn:
             self._ingest_events(conn, [r for r in records if isinstance(r, d.EventIn)], now, result)
             for record in records:
-                if not isinstance(record, d.EventIn):
-                    self._ingest_fact(conn, record, now)
+                if isinstance(record, d.EventIn):
+                    continue
+                # a fact that cannot apply is refused before it writes anything
+                refused = self._ingest_fact(conn, record, now)
+                if refused:
+                    result.rejected[(record.site_id, refused)] += 1
         return result
 
     def count(self, tallies: Tally[tuple[str, str]]) -> None:
@@ -346,17 +351,18 @@ class Store:
         )
         return bool(done.rowcount)
 
-    def _ingest_fact(self, conn: Connection, record: d.Decoded, now: float) -> None:
-        """One retained fact or site-channel message (low volume, one statement or a few)."""
+    def _ingest_fact(self, conn: Connection, record: d.Decoded, now: float) -> str | None:
+        """One retained fact or site-channel message (low volume, one statement or a few);
+        returns why it was refused, if it was."""
         if isinstance(record, d.BridgeIn):
             conn.execute(
                 update(Site)
                 .where(Site.site_id == record.site_id)
                 .values(bridge_online=record.online, bridge_at=now)
             )
-            return
+            return None
         if isinstance(record, d.EventIn):
-            return
+            return None
         self._touch_agents(conn, [(record.site_id, record.agent_id)], now)
         site_id, agent_id = record.site_id, record.agent_id
         if isinstance(record, d.StatusIn):
@@ -414,7 +420,8 @@ class Store:
                 detail=f"the customer acknowledged agent {agent_id}'s threat state",
             )
         elif isinstance(record, d.RequestResultIn):
-            self._request_result(conn, record, now)
+            return self._request_result(conn, record, now)
+        return None
 
     def _retained(self, conn: Connection, record: d.RetainedIn, now: float) -> None:
         site_id, agent_id = record.site_id, record.agent_id
@@ -608,14 +615,16 @@ class Store:
         "failed": "failed",
     }
 
-    def _request_result(self, conn: Connection, record: d.RequestResultIn, now: float) -> None:
+    def _request_result(
+        self, conn: Connection, record: d.RequestResultIn, now: float
+    ) -> str | None:
         sent = conn.execute(
             select(Action.id, Action.incident)
             .where(Action.request_id == record.request_id, Action.site_id == record.site_id)
             .where(Action.action.in_(("request_isolation", "request_restore")))
         ).first()
-        if sent is None:  # not ours (or not this site's): counted by the worker's caller
-            raise d.Rejected("unknown_request", record.request_id)
+        if sent is None:  # not ours, or not this site's
+            return "unknown_request"
         conn.execute(
             update(Action).where(Action.id == sent.id).values(result=record.outcome, result_at=now)
         )
@@ -638,6 +647,7 @@ class Store:
             result=record.outcome,
             request_id=record.request_id,
         )
+        return None
 
     # -- sequence gaps -------------------------------------------------------------------
 
@@ -720,7 +730,19 @@ class Store:
                         .values(replay_at=now, replays=Agent.replays + 1)
                     ).rowcount
                     if claimed:
-                        requests.append(ReplayRequest(a.site_id, a.agent_id, step.done))
+                        command_id = secrets.token_hex(16)
+                        requests.append(ReplayRequest(a.site_id, a.agent_id, step.done, command_id))
+                        self._log(
+                            conn,
+                            now,
+                            "system",
+                            "replay_requested",
+                            site_id=a.site_id,
+                            detail=f"agent {a.agent_id}: events after {step.done} (it has up to "
+                            f"{a.last_seq})",
+                            result="sent",
+                            request_id=command_id,
+                        )
         return requests, lost
 
     # -- audit log -----------------------------------------------------------------------
