@@ -575,9 +575,17 @@ class Store:
         )
         found = self._event_incident(conn, record.site_id, record.event_id)
         if found:
+            # the incident shows the verdict on its most severe event (a later host_left
+            # "normal" must not hide the alarm on the session before it)
             conn.execute(
                 update(Incident)
                 .where(Incident.id == found[1])
+                .where(
+                    Incident.level
+                    <= select(Event.level)
+                    .where(Event.site_id == record.site_id, Event.event_id == record.event_id)
+                    .scalar_subquery()
+                )
                 .values(verdict=record.verdict, probability=record.probability, updated_at=now)
             )
 

@@ -67,7 +67,7 @@ class Publisher:
 class ConsoleSettings:
     secret_key: str
     secure_cookies: bool = True  # False only for plain-HTTP loopback demos and tests
-    poll_interval_s: float = 0.2
+    poll_interval_s: float = 0.1
 
 
 def _time(value: float | None) -> str:

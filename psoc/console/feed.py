@@ -74,7 +74,7 @@ class Hub:
     """Polls the store and fans changes out to each connected browser's queue."""
 
     def __init__(
-        self, store: Store, interval_s: float = 0.2, clock: Callable[[], float] | None = None
+        self, store: Store, interval_s: float = 0.1, clock: Callable[[], float] | None = None
     ) -> None:
         self.store = store
         self.interval_s = interval_s

@@ -212,8 +212,15 @@ def test_request_results_update_the_request_and_unknown_ones_are_refused(sites: 
     assert row is not None and row["isolation"] == "refused" and row["responded_at"] == NOW + 1
     sent = [a for a in sites.audit(incident=incident["id"]) if a["action"] == "request_isolation"]
     assert sent[0]["result"] == "refused" and sent[0]["result_at"] == NOW + 2
-    with pytest.raises(d.Rejected, match="unknown_request"):  # another site cannot answer it
-        sites.ingest([rec("s2", "pi-a", "site/request/result", result)], NOW + 3)
+    # another site cannot answer it: refused and counted, the rest of the batch is stored
+    other = sites.ingest(
+        [
+            rec("s2", "pi-a", "site/request/result", result),
+            rec("s2", "pi-a", "event", p.event(at=NOW, level=1)),
+        ],
+        NOW + 3,
+    )
+    assert other.rejected == Counter({("s2", "unknown_request"): 1}) and other.events_new == 1
 
 
 def test_gaps_are_asked_for_once_then_counted_lost_when_gone(sites: Store) -> None:
@@ -224,6 +231,8 @@ def test_gaps_are_asked_for_once_then_counted_lost_when_gone(sites: Store) -> No
     assert sites.agents("s1")[0]["seq_done"] == 2
     requests, _ = sites.check_gaps(NOW + 5)
     assert [(r.site_id, r.agent_id, r.after_seq) for r in requests] == [("s1", "pi-a", 2)]
+    [asked] = [a for a in sites.audit(site_id="s1") if a["action"] == "replay_requested"]
+    assert asked["request_id"] == requests[0].command_id
     assert sites.check_gaps(NOW + 6)[0] == []  # not again before the retry time
     # the agent no longer keeps 3 and 4: counted, and seq_done moves over them
     sites.ingest(
