@@ -41,6 +41,29 @@ OUTCOMES = frozenset({"started", "stopped", "refused", "asked_owner", "failed"})
 STARTERS = frozenset({"owner", "policy", "provider"})
 
 
+# The site channel is ours: its payloads carry exactly these keys. Agent payloads may carry
+# keys this PSOC does not know yet (an agent newer than its PSOC is still heard).
+_SIGNED = {"ts", "sig"}
+SITE_KEYS: dict[str, frozenset[str]] = {
+    "site/consent": frozenset(
+        {"schema", "agent_id", "may_see", "may_evacuate", "updated_at", *_SIGNED}
+    ),
+    "site/evacuation": frozenset(
+        {"schema", "agent_id", "active", "started_by", "reason", "culprits", "updated_at", *_SIGNED}
+    ),
+    "site/verdict": frozenset(
+        {"schema", "id", "agent_id", "event_id", "verdict", "probability", "decided_by", *_SIGNED}
+    ),
+    "site/label": frozenset(
+        {"schema", "id", "agent_id", "event_id", "label", "by", "labelled_at", *_SIGNED}
+    ),
+    "site/ack": frozenset({"schema", "id", "agent_id", "acknowledged_at", *_SIGNED}),
+    "site/request/result": frozenset(
+        {"schema", "id", "agent_id", "ok", "outcome", "error", *_SIGNED}
+    ),
+}
+
+
 class Rejected(ValueError):
     """A message refused; ``reason`` is a short counter name, the message says more."""
 
@@ -335,6 +358,9 @@ def decode(where: Where, raw: bytes, key: bytes | None, now: float) -> Decoded:
     handler = _DECODERS.get(sub)
     if handler is None:
         raise Rejected("not_for_the_psoc", sub)
+    allowed = SITE_KEYS.get(sub)
+    if allowed is not None and not set(obj) <= allowed:
+        raise Rejected("unknown_key", ", ".join(sorted(set(obj) - allowed))[:120])
     return handler(site, agent, obj, key is not None, now)
 
 
@@ -369,8 +395,13 @@ def _retained(
 ) -> RetainedIn:
     at = _time(obj, stamp, now)
     if sub == "state":
-        if not isinstance(obj.get("incidents"), list) or not isinstance(obj.get("counters"), dict):
+        counters = obj.get("counters")
+        if not isinstance(obj.get("incidents"), list) or not isinstance(counters, dict):
             raise Rejected("bad_field", "state")
+        if len(counters) > 256 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counters.values()
+        ):
+            raise Rejected("bad_field", "counters")
         return RetainedIn(
             site,
             agent,
