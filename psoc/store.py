@@ -12,13 +12,29 @@ sorted key order, so two workers never deadlock on PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    column,
+    delete,
+    distinct,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -74,6 +90,24 @@ class Store:
         if self._dialect == "postgresql":
             return postgresql.insert(table)
         return sqlite.insert(table)
+
+    def _bulk(
+        self, table: Any, rows: list[dict[str, Any]], key: tuple[str, ...]
+    ) -> tuple[Any, Any]:
+        """An INSERT of many rows, and its parameters, in key order (no deadlocks between
+        workers). PostgreSQL gets the rows as one JSON parameter expanded by
+        ``json_to_recordset``: a VALUES list of thousands of bound parameters costs the driver
+        more than the database takes to insert them. SQLite gets an executemany."""
+        if self._dialect != "postgresql":
+            return sqlite.insert(table), rows
+        names = list(rows[0])
+        source = (
+            func.json_to_recordset(cast(bindparam("rows", type_=Text), postgresql.JSON))
+            .table_valued(*(column(name, table.c[name].type) for name in names))
+            .render_derived(with_types=True)
+        )
+        query = select(*(source.c[name] for name in names)).order_by(*(source.c[k] for k in key))
+        return postgresql.insert(table).from_select(names, query), {"rows": json.dumps(rows)}
 
     def _greatest(self, a: Any, b: Any) -> Any:
         return func.greatest(a, b) if self._dialect == "postgresql" else func.max(a, b)
@@ -200,6 +234,8 @@ class Store:
     def _ingest_events(
         self, conn: Connection, events: list[d.EventIn], now: float, result: IngestResult
     ) -> None:
+        """A batch of events in a handful of statements, whatever its size: the events
+        (returning which were new), then one upsert each for their incidents and agents."""
         if not events:
             return
         unique: dict[tuple[str, str], d.EventIn] = {}
@@ -227,110 +263,133 @@ class Store:
             }
             for _, e in sorted(unique.items())
         ]
-        self._touch_agents(conn, {(e.site_id, e.agent_id) for e in unique.values()}, now)
         table = Event.__table__
-        stmt = self._insert(table).on_conflict_do_nothing(index_elements=["site_id", "event_id"])
-        inserted = {
-            (row.site_id, row.event_id)
-            for row in conn.execute(stmt.returning(table.c.site_id, table.c.event_id), rows)
-        }
+        stmt, params = self._bulk(table, rows, ("site_id", "event_id"))
+        stmt = stmt.on_conflict_do_nothing(index_elements=["site_id", "event_id"])
+        found = conn.execute(stmt.returning(table.c.site_id, table.c.event_id), params)
+        inserted = {(row.site_id, row.event_id) for row in found}
         result.events_new += len(inserted)
         result.events_duplicate += len(events) - len(inserted)
         fresh = [unique[key] for key in sorted(inserted)]
         per_incident: dict[tuple[str, str], list[d.EventIn]] = {}
+        highest: dict[tuple[str, str], int | None] = {}
+        for event in unique.values():
+            highest.setdefault((event.site_id, event.agent_id), None)
         for event in fresh:
             per_incident.setdefault((event.site_id, event.incident_id), []).append(event)
-        incidents = Incident.__table__
-        for (site_id, incident_id), group in sorted(per_incident.items()):
+            if event.seq is not None:
+                key = (event.site_id, event.agent_id)
+                highest[key] = max(highest[key] or 0, event.seq)
+        self._upsert_agents(conn, highest, now)
+        if per_incident:
+            self._upsert_incidents(conn, per_incident, now)
+            result.incidents.update(per_incident)
+
+    def _upsert_incidents(
+        self, conn: Connection, groups: dict[tuple[str, str], list[d.EventIn]], now: float
+    ) -> None:
+        rows = []
+        for (site_id, incident_id), group in sorted(groups.items()):
             latest = max(group, key=lambda e: e.detected_at)
             mask = 0
             for event in group:
                 mask |= KIND_BITS[event.kind]
-            stmt = self._insert(incidents).values(
-                site_id=site_id,
-                incident_id=incident_id,
-                agent_id=latest.agent_id,
-                mac=latest.source.mac,
-                ip=latest.source.ip,
-                vendor=latest.source.vendor,
-                hostname=latest.source.hostname,
-                level=max(e.level for e in group),
-                kinds=mask,
-                events=len(group),
-                first_seen_at=min(e.first_seen_at for e in group),
-                detected_at=min(e.detected_at for e in group),
-                received_at=now,
-                last_seen_at=max(e.last_seen_at for e in group),
-                updated_at=now,
-                status="open",
+            rows.append(
+                {
+                    "site_id": site_id,
+                    "incident_id": incident_id,
+                    "agent_id": latest.agent_id,
+                    "mac": latest.source.mac,
+                    "ip": latest.source.ip,
+                    "vendor": latest.source.vendor,
+                    "hostname": latest.source.hostname,
+                    "level": max(e.level for e in group),
+                    "kinds": mask,
+                    "events": len(group),
+                    "first_seen_at": min(e.first_seen_at for e in group),
+                    "detected_at": min(e.detected_at for e in group),
+                    "received_at": now,
+                    "last_seen_at": max(e.last_seen_at for e in group),
+                    "updated_at": now,
+                    "status": "open",
+                }
             )
-            x = stmt.excluded
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["site_id", "incident_id"],
-                    set_={
-                        "level": self._greatest(incidents.c.level, x.level),
-                        "kinds": incidents.c.kinds.op("|")(x.kinds),
-                        "events": incidents.c.events + x.events,
-                        "ip": func.coalesce(x.ip, incidents.c.ip),
-                        "vendor": func.coalesce(x.vendor, incidents.c.vendor),
-                        "hostname": func.coalesce(x.hostname, incidents.c.hostname),
-                        "first_seen_at": self._least(incidents.c.first_seen_at, x.first_seen_at),
-                        "detected_at": self._least(incidents.c.detected_at, x.detected_at),
-                        "last_seen_at": self._greatest(incidents.c.last_seen_at, x.last_seen_at),
-                        "updated_at": x.updated_at,
-                        # new activity after an operator closed it: open again (audited below)
-                        "status": case(
-                            (incidents.c.status == "closed", "open"), else_=incidents.c.status
-                        ),
-                        "closed_at": case(
-                            (incidents.c.status == "closed", None), else_=incidents.c.closed_at
-                        ),
-                    },
-                )
-            )
-            result.incidents.add((site_id, incident_id))
-        # sequence numbers seen move last_seq forward (the state may lag behind them)
-        highest: dict[tuple[str, str], int] = {}
-        for event in fresh:
-            if event.seq is not None:
-                key = (event.site_id, event.agent_id)
-                highest[key] = max(highest.get(key, 0), event.seq)
-        for (site_id, agent_id), seq in sorted(highest.items()):
-            conn.execute(
-                update(Agent)
-                .where(Agent.site_id == site_id, Agent.agent_id == agent_id)
-                .values(last_seq=self._greatest(func.coalesce(Agent.last_seq, 0), seq))
-            )
+        incidents = Incident.__table__
+        stmt, params = self._bulk(incidents, rows, ("site_id", "incident_id"))
+        x = stmt.excluded
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["site_id", "incident_id"],
+                set_={
+                    "level": self._greatest(incidents.c.level, x.level),
+                    "kinds": incidents.c.kinds.op("|")(x.kinds),
+                    "events": incidents.c.events + x.events,
+                    "ip": func.coalesce(x.ip, incidents.c.ip),
+                    "vendor": func.coalesce(x.vendor, incidents.c.vendor),
+                    "hostname": func.coalesce(x.hostname, incidents.c.hostname),
+                    "first_seen_at": self._least(incidents.c.first_seen_at, x.first_seen_at),
+                    "detected_at": self._least(incidents.c.detected_at, x.detected_at),
+                    "last_seen_at": self._greatest(incidents.c.last_seen_at, x.last_seen_at),
+                    "updated_at": x.updated_at,
+                    # new activity after an operator closed it: open again
+                    "status": case(
+                        (incidents.c.status == "closed", "open"), else_=incidents.c.status
+                    ),
+                    "closed_at": case(
+                        (incidents.c.status == "closed", None), else_=incidents.c.closed_at
+                    ),
+                },
+            ),
+            params,
+        )
+
+    def _upsert_agents(
+        self, conn: Connection, agents: dict[tuple[str, str], int | None], now: float
+    ) -> None:
+        """Make sure the agents exist (a first event may come before any retained payload),
+        mark them seen, and move ``last_seq`` to the highest seq stored."""
+        if not agents:
+            return
+        table = Agent.__table__
+        rows = [
+            {
+                "site_id": site_id,
+                "agent_id": agent_id,
+                "last_seen_at": now,
+                "last_seq": seq,
+                "level": 0,
+                "seq_done": 0,
+                "seq_epoch_at": 0.0,
+                "replays": 0,
+                "events_lost": 0,
+            }
+            for (site_id, agent_id), seq in sorted(agents.items())
+        ]
+        stmt, params = self._bulk(table, rows, ("site_id", "agent_id"))
+        x = stmt.excluded
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["site_id", "agent_id"],
+                set_={
+                    "last_seen_at": self._greatest(
+                        func.coalesce(table.c.last_seen_at, 0), x.last_seen_at
+                    ),
+                    "last_seq": case(
+                        (x.last_seq.is_(None), table.c.last_seq),
+                        else_=self._greatest(func.coalesce(table.c.last_seq, 0), x.last_seq),
+                    ),
+                },
+            ),
+            params,
+        )
+        conn.execute(
+            update(Site)
+            .where(Site.site_id.in_(sorted({site for site, _ in agents})))
+            .values(last_seen_at=self._greatest(func.coalesce(Site.last_seen_at, 0), now))
+        )
 
     def _touch_agents(self, conn: Connection, keys: Iterable[tuple[str, str]], now: float) -> None:
-        """Make sure the agents exist (a first event may come before any retained payload)."""
-        table = Agent.__table__
-        for site_id, agent_id in sorted(keys):
-            stmt = self._insert(table).values(
-                site_id=site_id,
-                agent_id=agent_id,
-                last_seen_at=now,
-                level=0,
-                seq_done=0,
-                seq_epoch_at=0.0,
-                replays=0,
-                events_lost=0,
-            )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["site_id", "agent_id"],
-                    set_={
-                        "last_seen_at": self._greatest(func.coalesce(table.c.last_seen_at, 0), now)
-                    },
-                )
-            )
-        for site_id in sorted({site for site, _ in keys}):
-            conn.execute(
-                update(Site)
-                .where(Site.site_id == site_id)
-                .values(last_seen_at=self._greatest(func.coalesce(Site.last_seen_at, 0), now))
-            )
+        self._upsert_agents(conn, dict.fromkeys(keys), now)
 
     def _newer(
         self,
@@ -670,6 +729,22 @@ class Store:
         requests: list[ReplayRequest] = []
         lost: Tally[tuple[str, str]] = Tally()
         with self.engine.begin() as conn:
+            # Fast path, one statement for every agent: all seqs up to last_seq are stored.
+            kept = (
+                select(func.count(distinct(Event.seq)))
+                .where(Event.site_id == Agent.site_id, Event.agent_id == Agent.agent_id)
+                .where(Event.seq > Agent.seq_done, Event.seq <= Agent.last_seq)
+                .where(Event.stored_at >= Agent.seq_epoch_at)
+                .scalar_subquery()
+            )
+            conn.execute(
+                update(Agent)
+                .where(Agent.last_seq.is_not(None), Agent.last_seq > Agent.seq_done)
+                .where(or_(Agent.oldest_seq.is_(None), Agent.oldest_seq <= Agent.seq_done + 1))
+                .where(kept == Agent.last_seq - Agent.seq_done)
+                .values(seq_done=Agent.last_seq, gap_since=None)
+            )
+            # The rest have a hole, or events still on their way: one by one.
             agents = conn.execute(
                 select(
                     Agent.site_id,

@@ -22,6 +22,7 @@ from psoc import signatures
 from psoc.topics import Where
 
 MAX_PAYLOAD = 256 * 1024  # a full hosts inventory (512 hosts) fits with room to spare
+MAX_EVENT = 32 * 1024  # an event with every evidence field at its schema's limit is ~8 KiB
 MAX_DEPTH = 8
 MAX_HOSTS = 512
 MAX_CULPRITS = 64
@@ -243,9 +244,13 @@ def load_json(raw: bytes) -> dict[str, Any]:
         raise Rejected("not_json", str(err)[:120]) from err
     if not isinstance(value, dict):
         raise Rejected("not_an_object")
-    if _depth(value) > MAX_DEPTH:
-        raise Rejected("too_deep")
     return value
+
+
+def _shallow(value: Any, what: str) -> None:
+    """Refuse free-form JSON nested deeper than ``MAX_DEPTH`` (it is stored and rendered)."""
+    if _depth(value) > MAX_DEPTH:
+        raise Rejected("too_deep", what)
 
 
 def _depth(value: Any, level: int = 1) -> int:
@@ -263,6 +268,8 @@ def _str(
 ) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or len(value) > limit or (pattern and not pattern.match(value)):
+        raise Rejected("bad_field", key)
+    if "\x00" in value:  # no database stores it as text
         raise Rejected("bad_field", key)
     return value
 
@@ -345,6 +352,8 @@ def decode(where: Where, raw: bytes, key: bytes | None, now: float) -> Decoded:
         if raw not in (b"online", b"offline"):
             raise Rejected("bad_status")
         return StatusIn(site, agent, raw == b"online")
+    if sub == "event" and len(raw) > MAX_EVENT:
+        raise Rejected("too_large", f"event of {len(raw)} bytes")
     obj = load_json(raw)
     if key is not None:
         try:
@@ -371,8 +380,7 @@ def _event(site: str, agent: str, obj: dict[str, Any], signed: bool, now: float)
     evidence = obj.get("evidence")
     if not isinstance(evidence, dict):
         raise Rejected("bad_field", "evidence")
-    if len(json.dumps(evidence)) > 16_384:
-        raise Rejected("too_large", "evidence")
+    _shallow(evidence, "evidence")
     return EventIn(
         site_id=site,
         agent_id=agent,
@@ -394,6 +402,7 @@ def _retained(
     site: str, agent: str, obj: dict[str, Any], now: float, *, sub: str, stamp: str
 ) -> RetainedIn:
     at = _time(obj, stamp, now)
+    _shallow(obj, sub)
     if sub == "state":
         counters = obj.get("counters")
         if not isinstance(obj.get("incidents"), list) or not isinstance(counters, dict):
@@ -474,6 +483,7 @@ def _evacuation(
         if not isinstance(culprit, dict):
             raise Rejected("bad_field", "culprits")
         pairs.append((_str(culprit, "mac", 17, _MAC), _opt_str(culprit, "ip", 15, _IPV4)))
+    _shallow(obj, "evacuation")
     return EvacuationIn(
         site,
         agent,

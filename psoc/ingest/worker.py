@@ -110,7 +110,7 @@ class Worker:
         clock: Callable[[], float] = time.time,
         batch_max: int = 500,
         batch_wait_s: float = 0.02,
-        gap_interval_s: float = 1.0,
+        gap_interval_s: float = 2.0,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -127,7 +127,9 @@ class Worker:
         self._client.manual_ack_set(True)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._writer = threading.Thread(target=self._write_loop, name="psoc-writer", daemon=True)
+        self._gapper = threading.Thread(target=self._gap_loop, name="psoc-gaps", daemon=True)
         self.connected = threading.Event()
         self.stored = 0
         self.rejected: Counter[tuple[str, str]] = Counter()
@@ -144,11 +146,13 @@ class Worker:
         )
         self._client.loop_start()
         self._writer.start()
+        self._gapper.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._writer.join(10)
+        self._gapper.join(10)
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -186,6 +190,22 @@ class Worker:
         _LOGGER.info("connected to the PSOC broker %s:%d", self.broker.host, self.broker.port)
         self.connected.set()
 
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        refused = [reason for reason in reasons if reason.is_failure]
+        if refused:
+            _LOGGER.error(
+                "the PSOC broker refused %d subscription(s): %s", len(refused), refused[0]
+            )
+        else:
+            _LOGGER.info("subscribed to %d topic filters", len(reasons))
+
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         ids = getattr(msg.properties, "SubscriptionIdentifier", None) or []
         self._queue.put(
@@ -205,14 +225,15 @@ class Worker:
     # -- writer --------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
-        next_gaps = 0.0
         while not self._stop.is_set():
             batch = self._take()
             if batch:
                 self._handle(batch)
-            if self._clock() >= next_gaps:
-                next_gaps = self._clock() + self._gap_interval_s
-                self._gaps()
+
+    def _gap_loop(self) -> None:
+        """Sequence checks on their own thread (and connection): they never hold up intake."""
+        while not self._stop.wait(self._gap_interval_s):
+            self._gaps()
 
     def _take(self) -> list[_Message]:
         try:

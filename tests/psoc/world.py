@@ -231,7 +231,11 @@ def build(directory: Path, db_url: str, consents: dict[str, bool]) -> World:
                 broker.port, keys[site_id], agent_id=f"pi-{site_id}", may_evacuate=may_evacuate
             )
             world.sites[site_id] = Site(site_id, keys[site_id], broker, ha, f"pi-{site_id}")
-        wait_until(lambda: httpx.get(f"{world.console_url}/healthz").status_code == 200, 20)
+        wait_until(lambda: httpx.get(f"{world.console_url}/healthz").status_code == 200, 60)
+        # the worker's session exists before any agent speaks (a broker keeps messages only
+        # for subscriptions it has)
+        wait_until(lambda: " as e2e-worker " in psoc_broker.log(), 60)
+        time.sleep(1.0)
     except BaseException:
         world.close()
         raise
