@@ -97,7 +97,7 @@ def _templates() -> Environment:
     env.filters["duration"] = _duration
     env.filters["kinds"] = lambda mask: ", ".join(kinds_of(mask))
     env.filters["json"] = lambda value: json.dumps(
-        value, indent=1, sort_keys=True, ensure_ascii=False
+        value, sort_keys=True, ensure_ascii=False, separators=(", ", ": ")
     )
     return env
 
@@ -285,6 +285,7 @@ def create_app(
         user, row = incident_of(request)
         events = store.incident_events(row["id"])
         site = store.sites_overview(row["site_id"])[0]
+        judged = _judged(events)
         return render(
             request,
             "incident.html",
@@ -293,7 +294,8 @@ def create_app(
             site=site,
             actions=store.audit(incident=row["id"]),
             kinds=kinds_of(row["kinds"]),
-            proposal=_proposal(row),
+            judged=judged,
+            proposal=_proposal(judged) if judged else None,
             may_act=user.responder,
         )
 
@@ -508,16 +510,25 @@ def create_app(
     return app
 
 
-def _proposal(row: dict[str, Any]) -> dict[str, Any]:
-    """The system's proposal for the supervisor view: the site's classifier verdict when it
-    sent one, else the level rule (3 alarm, 2 unsure, 1 normal), and says which."""
-    if row["verdict"]:
+def _judged(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The event the supervisor view puts to the operator: the incident's most severe one
+    (the first to reach the highest level), not a later ``host_left``."""
+    if not events:
+        return None
+    top = max(e["level"] for e in events)
+    return next(e for e in events if e["level"] == top)
+
+
+def _proposal(event: dict[str, Any]) -> dict[str, Any]:
+    """The system's proposal on one event: the site classifier's verdict when it sent one,
+    else the level rule (3 alarm, 2 unsure, else normal), and which of the two it is."""
+    if event["verdict"]:
         return {
-            "verdict": row["verdict"],
-            "probability": row["probability"],
+            "verdict": event["verdict"],
+            "probability": event["probability"],
             "by": "the site's classifier",
         }
-    verdict = {3: "alarm", 2: "unsure"}.get(row["level"], "normal")
+    verdict = {3: "alarm", 2: "unsure"}.get(event["level"], "normal")
     return {
         "verdict": verdict,
         "probability": None,
