@@ -24,7 +24,7 @@ from types import FrameType
 
 import uvicorn
 
-from psoc import __version__, bridge, topics
+from psoc import __version__, bridge, demo, topics
 from psoc.console import auth
 from psoc.console.app import ConsoleSettings, create_app
 from psoc.db.engine import DEFAULT_URL, make_engine, upgrade
@@ -113,6 +113,14 @@ def _parser() -> argparse.ArgumentParser:
         "serve", parents=[mqtt, web], help="one worker and the console in one process"
     )
     serve.add_argument("--client-id", default=f"lan-guard-psoc-worker-{os.uname().nodename}"[:60])
+    demo_cmd = commands.add_parser(
+        "demo", help="the PSOC with SQLite, a local broker and three replayed sites"
+    )
+    demo_cmd.add_argument("--port", type=int, help="console port (default: a free one)")
+    demo_cmd.add_argument(
+        "--dir", help="keep the database and logs here (default: a temporary folder)"
+    )
+    demo_cmd.add_argument("--exit-after", type=float, help="stop after this many seconds (tests)")
     prune = commands.add_parser("prune", help="retention: delete old events and closed incidents")
     prune.add_argument("--events-days", type=float, default=90)
     prune.add_argument("--incidents-days", type=float, default=365)
@@ -211,18 +219,24 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _console(args: argparse.Namespace, store: Store, stop: threading.Event) -> None:
+def serve_console(
+    store: Store,
+    broker: BrokerSettings,
+    host: str,
+    port: int,
+    stop: threading.Event,
+    *,
+    secure_cookies: bool = True,
+) -> None:
+    """The console on ``host:port`` until ``stop`` is set."""
     secret = _env("SECRET") or secrets.token_urlsafe(32)  # none set: sessions end on restart
-    channel = SiteChannel(_broker(args))
-    app = create_app(
-        store, channel, ConsoleSettings(secret, secure_cookies=not args.insecure_cookies)
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)
-    )
+    channel = SiteChannel(broker)
+    app = create_app(store, channel, ConsoleSettings(secret, secure_cookies=secure_cookies))
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="psoc-console", daemon=True)
     thread.start()
-    log.info("console on http://%s:%d/", args.host, args.port)
+    log.info("console on http://%s:%d/", host, port)
     stop.wait()
     server.should_exit = True
     thread.join(10)
@@ -251,6 +265,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_service_user(args)
         if args.command == "user":
             return cmd_user_add(args)
+        if args.command == "demo":
+            logging.getLogger().setLevel(logging.WARNING)
+            return demo.run(
+                args,
+                lambda store, broker, port, stop: serve_console(
+                    store, broker, "127.0.0.1", port, stop, secure_cookies=False
+                ),
+            )
         if args.command == "prune":
             events, incidents = _store(args).prune(
                 time.time(), args.events_days, args.incidents_days
@@ -265,7 +287,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker = None
         if args.command == "serve":
             worker = Worker(store, _broker(args), client_id=args.client_id).start()
-        _console(args, store, stop)
+        serve_console(
+            store,
+            _broker(args),
+            args.host,
+            args.port,
+            stop,
+            secure_cookies=not args.insecure_cookies,
+        )
         if worker is not None:
             worker.stop()
         return EXIT_OK
