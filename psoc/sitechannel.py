@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from psoc import signatures, topics
-from psoc.ingest.worker import BrokerSettings, connect_properties
+from psoc.ingest.worker import BrokerSettings
 
 REQUEST_ACTIONS = ("start_evacuation", "stop_evacuation")
 
@@ -67,9 +67,7 @@ class SiteChannel:
         self._client = broker.client()
         self._connected = threading.Event()
         self._client.on_connect = lambda *args: self._connected.set()
-        self._client.connect_async(
-            broker.host, broker.port, keepalive=30, properties=connect_properties(persistent=False)
-        )
+        self._client.connect_async(broker.host, broker.port, keepalive=30)
         self._client.loop_start()
 
     def send(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter as Tally
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._dialect = engine.dialect.name
+        self._statements: dict[tuple[str, tuple[str, ...]], Any] = {}
 
     # -- dialect helpers -----------------------------------------------------------------
 
@@ -92,22 +93,33 @@ class Store:
         return sqlite.insert(table)
 
     def _bulk(
-        self, table: Any, rows: list[dict[str, Any]], key: tuple[str, ...]
+        self,
+        table: Any,
+        rows: list[dict[str, Any]],
+        key: tuple[str, ...],
+        finish: Callable[[Any], Any],
     ) -> tuple[Any, Any]:
-        """An INSERT of many rows, and its parameters, in key order (no deadlocks between
-        workers). PostgreSQL gets the rows as one JSON parameter expanded by
-        ``json_to_recordset``: a VALUES list of thousands of bound parameters costs the driver
-        more than the database takes to insert them. SQLite gets an executemany."""
-        if self._dialect != "postgresql":
-            return sqlite.insert(table), rows
-        names = list(rows[0])
-        source = (
-            func.json_to_recordset(cast(bindparam("rows", type_=Text), postgresql.JSON))
-            .table_valued(*(column(name, table.c[name].type) for name in names))
-            .render_derived(with_types=True)
-        )
-        query = select(*(source.c[name] for name in names)).order_by(*(source.c[k] for k in key))
-        return postgresql.insert(table).from_select(names, query), {"rows": json.dumps(rows)}
+        """An INSERT of many rows (``finish`` adds its ON CONFLICT clause), and its
+        parameters. PostgreSQL gets the rows as one JSON parameter expanded by
+        ``json_to_recordset`` in key order (no deadlocks between workers): a VALUES list of
+        thousands of bound parameters costs the driver more than the database takes to insert
+        them. SQLite gets an executemany. Built once per table and reused (SQLAlchemy would
+        otherwise compile these statements for every batch)."""
+        names = tuple(rows[0])
+        statement = self._statements.get((table.name, names))
+        if statement is None:
+            if self._dialect == "postgresql":
+                source = (
+                    func.json_to_recordset(cast(bindparam("rows", type_=Text), postgresql.JSON))
+                    .table_valued(*(column(name, table.c[name].type) for name in names))
+                    .render_derived(with_types=True)
+                )
+                query = select(*(source.c[n] for n in names)).order_by(*(source.c[k] for k in key))
+                statement = finish(postgresql.insert(table).from_select(names, query))
+            else:
+                statement = finish(sqlite.insert(table))
+            self._statements[(table.name, names)] = statement
+        return statement, {"rows": json.dumps(rows)} if self._dialect == "postgresql" else rows
 
     def _greatest(self, a: Any, b: Any) -> Any:
         return func.greatest(a, b) if self._dialect == "postgresql" else func.max(a, b)
@@ -264,9 +276,15 @@ class Store:
             for _, e in sorted(unique.items())
         ]
         table = Event.__table__
-        stmt, params = self._bulk(table, rows, ("site_id", "event_id"))
-        stmt = stmt.on_conflict_do_nothing(index_elements=["site_id", "event_id"])
-        found = conn.execute(stmt.returning(table.c.site_id, table.c.event_id), params)
+        stmt, params = self._bulk(
+            table,
+            rows,
+            ("site_id", "event_id"),
+            lambda insert: insert.on_conflict_do_nothing(
+                index_elements=["site_id", "event_id"]
+            ).returning(table.c.site_id, table.c.event_id),
+        )
+        found = conn.execute(stmt, params)
         inserted = {(row.site_id, row.event_id) for row in found}
         result.events_new += len(inserted)
         result.events_duplicate += len(events) - len(inserted)
@@ -315,10 +333,10 @@ class Store:
                 }
             )
         incidents = Incident.__table__
-        stmt, params = self._bulk(incidents, rows, ("site_id", "incident_id"))
-        x = stmt.excluded
-        conn.execute(
-            stmt.on_conflict_do_update(
+
+        def upsert(stmt: Any) -> Any:
+            x = stmt.excluded
+            return stmt.on_conflict_do_update(
                 index_elements=["site_id", "incident_id"],
                 set_={
                     "level": self._greatest(incidents.c.level, x.level),
@@ -339,9 +357,9 @@ class Store:
                         (incidents.c.status == "closed", None), else_=incidents.c.closed_at
                     ),
                 },
-            ),
-            params,
-        )
+            )
+
+        conn.execute(*self._bulk(incidents, rows, ("site_id", "incident_id"), upsert))
 
     def _upsert_agents(
         self, conn: Connection, agents: dict[tuple[str, str], int | None], now: float
@@ -365,10 +383,10 @@ class Store:
             }
             for (site_id, agent_id), seq in sorted(agents.items())
         ]
-        stmt, params = self._bulk(table, rows, ("site_id", "agent_id"))
-        x = stmt.excluded
-        conn.execute(
-            stmt.on_conflict_do_update(
+
+        def upsert(stmt: Any) -> Any:
+            x = stmt.excluded
+            return stmt.on_conflict_do_update(
                 index_elements=["site_id", "agent_id"],
                 set_={
                     "last_seen_at": self._greatest(
@@ -379,9 +397,9 @@ class Store:
                         else_=self._greatest(func.coalesce(table.c.last_seq, 0), x.last_seq),
                     ),
                 },
-            ),
-            params,
-        )
+            )
+
+        conn.execute(*self._bulk(table, rows, ("site_id", "agent_id"), upsert))
         conn.execute(
             update(Site)
             .where(Site.site_id.in_(sorted({site for site, _ in agents})))
@@ -460,9 +478,9 @@ class Store:
         elif isinstance(record, d.EvacuationIn):
             self._evacuation(conn, record, now)
         elif isinstance(record, d.VerdictIn):
-            self._verdict(conn, record, now)
+            return self._verdict(conn, record, now)
         elif isinstance(record, d.LabelIn):
-            self._label_from_site(conn, record, now)
+            return self._label_from_site(conn, record, now)
         elif isinstance(record, d.AckIn):
             conn.execute(
                 update(Incident)
@@ -626,12 +644,14 @@ class Store:
         ).first()
         return (row[0], row[1]) if row else None
 
-    def _verdict(self, conn: Connection, record: d.VerdictIn, now: float) -> None:
-        conn.execute(
+    def _verdict(self, conn: Connection, record: d.VerdictIn, now: float) -> str | None:
+        done = conn.execute(
             update(Event)
             .where(Event.site_id == record.site_id, Event.event_id == record.event_id)
             .values(verdict=record.verdict, probability=record.probability)
         )
+        if not done.rowcount:  # an event this PSOC does not have (yet): counted, not kept
+            return "unknown_event"
         found = self._event_incident(conn, record.site_id, record.event_id)
         if found:
             # the incident shows the verdict on its most severe event (a later host_left
@@ -647,15 +667,18 @@ class Store:
                 )
                 .values(verdict=record.verdict, probability=record.probability, updated_at=now)
             )
+        return None
 
-    def _label_from_site(self, conn: Connection, record: d.LabelIn, now: float) -> None:
+    def _label_from_site(self, conn: Connection, record: d.LabelIn, now: float) -> str | None:
         if record.by != "owner":  # the site echoing our own label back: nothing new
-            return
-        conn.execute(
+            return None
+        done = conn.execute(
             update(Event)
             .where(Event.site_id == record.site_id, Event.event_id == record.event_id)
             .values(customer_label=record.label)
         )
+        if not done.rowcount:
+            return "unknown_event"
         found = self._event_incident(conn, record.site_id, record.event_id)
         incident = found[1] if found else None
         if incident is not None:
@@ -673,6 +696,7 @@ class Store:
             incident=incident,
             detail=f"the customer labelled event {record.event_id} {record.label}",
         )
+        return None
 
     _ISOLATION = {
         "started": "active",

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from psoc import sitechannel
 from psoc.console import auth
@@ -42,6 +42,7 @@ _LOGGER = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SESSION_MAX_AGE_S = 12 * 3600
 MAX_FORM_FIELD = 2000
+MAX_BODY = 64 * 1024
 
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -54,13 +55,12 @@ SECURITY_HEADERS = {
 }
 
 
-class Publisher:
-    """What the console needs to reach sites: ``SiteChannel.send`` (a test can pass a fake)."""
+class Publisher(Protocol):
+    """What the console needs to reach sites (``psoc.sitechannel.SiteChannel``)."""
 
     def send(
         self, site_id: str, key: bytes, sub: str, payload: dict[str, Any], timeout: float = 5.0
-    ) -> None:
-        raise NotImplementedError
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,33 @@ def _templates() -> Environment:
     return env
 
 
+class _BodyLimit:
+    """Refuse request bodies above ``MAX_BODY`` (413), declared or streamed: forms are small."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > MAX_BODY:
+            await Response("request too large", status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY:
+                raise HTTPException(413, "request too large")
+            return message
+
+        await self.app(scope, limited, send)
+
+
 class _SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -124,9 +151,7 @@ class _SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def create_app(
-    store: Store, publisher: Publisher | sitechannel.SiteChannel, settings: ConsoleSettings
-) -> Starlette:
+def create_app(store: Store, publisher: Publisher, settings: ConsoleSettings) -> Starlette:
     """The console for ``store``; requests to sites go out through ``publisher``."""
     templates = _templates()
     hub = Hub(store, settings.poll_interval_s)
@@ -491,6 +516,7 @@ def create_app(
     ]
     middleware = [
         Middleware(_SecurityHeaders),
+        Middleware(_BodyLimit),
         Middleware(
             SessionMiddleware,
             secret_key=settings.secret_key,

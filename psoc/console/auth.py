@@ -1,8 +1,9 @@
 """Accounts, roles, CSRF tokens and login throttling for the console (pure but for argon2).
 
-Roles: ``viewer`` reads every site; ``responder`` also acts on incidents (acknowledge,
-assign, label, request isolation, close, mark the customer notified); ``admin`` also reads
-the whole audit log; ``customer`` reads only its own site, and acts on nothing.
+Roles: ``viewer`` reads every site, incident, figure and the audit log; ``responder`` also
+acts on incidents (acknowledge, assign, label, request isolation, close, mark the customer
+notified); ``admin`` may do what a responder does (accounts are managed on the command line);
+``customer`` reads only its own site, and acts on nothing.
 """
 
 from __future__ import annotations

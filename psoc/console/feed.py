@@ -24,6 +24,9 @@ from psoc.store import Store, kinds_of
 _LOGGER = logging.getLogger(__name__)
 
 
+SAMPLE = 100
+
+
 class Tail:
     """Which keys of a table to read next (pure; see the module doc)."""
 
@@ -132,8 +135,12 @@ class Hub:
             for r in await run_in_threadpool(self.store.incidents_by_pk, touched)
         ]
         for q, user in list(self._subscribers.items()):
+            visible = [e for e in events if user.may_see(e["site_id"])]
             message = {
-                "events": [_event(e) for e in events if user.may_see(e["site_id"])],
+                # a person reads a few lines a second: at most SAMPLE events per update, spread
+                # evenly over what arrived, and how many there were
+                "events": [_event(e) for e in visible[:: len(visible) // SAMPLE + 1]],
+                "events_total": len(visible),
                 "incidents": [i for i in incidents if user.may_see(i["site_id"])],
                 "actions": [
                     _action(a)
@@ -141,7 +148,7 @@ class Hub:
                     if user.operator or (a["site_id"] and user.may_see(a["site_id"]))
                 ],
             }
-            if not any(message.values()):
+            if not (message["events"] or message["incidents"] or message["actions"]):
                 continue
             try:
                 q.put_nowait(message)

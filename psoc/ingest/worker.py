@@ -7,10 +7,12 @@ that stored it committed, and each worker keeps a persistent session under a fix
 id, so a worker that dies gets its unacknowledged messages again when it comes back; the
 store's idempotent inserts make a message delivered twice harmless.
 
-Retained payloads (state, info, consent, ...) are not sent to shared subscriptions, so each
-worker also holds a plain subscription to the retained topics (subscription identifier 2)
-and takes from it only messages flagged retained: the snapshot at (re)connection. Live
-copies come through the shared subscription (identifier 1), once.
+Retained payloads (state, info, consent, ...) are not sent to shared subscriptions, so at
+each (re)connection a worker also subscribes plainly to the retained topics for a few
+seconds, which brings the current copies, and then drops that subscription; live copies
+come through the shared subscription, once. (A live message on a retained topic in those
+seconds comes twice; retained facts are newer-wins, so that is harmless.) MQTT 3.1.1: its
+per-message cost in paho is about half that of MQTT 5's properties.
 
 One thread owns the MQTT connection (paho's loop); one writer thread decodes, stores and
 acknowledges in batches; a bad message is refused and counted, never stops the loop; a
@@ -31,10 +33,8 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from psoc import signatures, topics
@@ -43,9 +43,7 @@ from psoc.store import IngestResult, ReplayRequest, Store
 
 _LOGGER = logging.getLogger(__name__)
 
-SHARED, SNAPSHOT = 1, 2  # subscription identifiers
-RECEIVE_MAXIMUM = 1000  # unacknowledged messages the broker may have in flight to us
-SESSION_EXPIRY_S = 3600  # the broker keeps our queue this long while we are away
+SNAPSHOT_S = 3.0  # how long the plain subscription to retained topics is held
 
 
 @dataclass(frozen=True)
@@ -60,11 +58,14 @@ class BrokerSettings:
     group: str = "lan-guard-psoc"
 
     def client(self, client_id: str = "") -> paho.Client:
-        """A paho client for this broker ("" as id: the broker picks one, for clean sessions)."""
+        """A paho client for this broker: with an id, a persistent session (the broker keeps
+        its subscriptions and queued messages while it is away; ``max_inflight_messages`` in
+        the broker's configuration bounds what is unacknowledged); without, a clean one."""
         client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            protocol=paho.MQTTv5,
+            clean_session=not client_id,
+            protocol=paho.MQTTv311,
         )
         client.suppress_exceptions = True
         if self.username is not None:
@@ -75,19 +76,6 @@ class BrokerSettings:
         return client
 
 
-def mqtt_properties(packet: int) -> Properties:
-    """paho's ``Properties`` (its constructor is untyped)."""
-    return Properties(packet)  # type: ignore[no-untyped-call]
-
-
-def connect_properties(*, persistent: bool) -> Properties:
-    props = mqtt_properties(PacketTypes.CONNECT)
-    props.ReceiveMaximum = RECEIVE_MAXIMUM
-    if persistent:
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-    return props
-
-
 @dataclass(frozen=True)
 class _Message:
     topic: str
@@ -95,7 +83,6 @@ class _Message:
     mid: int
     qos: int
     retain: bool
-    snapshot: bool
 
 
 class Worker:
@@ -109,7 +96,7 @@ class Worker:
         client_id: str = "lan-guard-psoc-worker",
         clock: Callable[[], float] = time.time,
         batch_max: int = 500,
-        batch_wait_s: float = 0.02,
+        batch_wait_s: float = 0.1,
         gap_interval_s: float = 2.0,
     ) -> None:
         self.store = store
@@ -141,8 +128,6 @@ class Worker:
             self.broker.host,
             self.broker.port,
             keepalive=30,
-            clean_start=False,
-            properties=connect_properties(persistent=True),
         )
         self._client.loop_start()
         self._writer.start()
@@ -178,15 +163,13 @@ class Worker:
         group = self.broker.group
         shared = [topics.agent_topic("+", "+", sub) for sub in topics.OUTBOUND]
         shared.append(topics.bridge_topic("+"))
+        client.subscribe([(f"$share/{group}/{t}", 1) for t in shared])
         snapshot = [topics.agent_topic("+", "+", sub) for sub in sorted(topics.RETAINED)]
         snapshot.append(topics.bridge_topic("+"))
-        for ident, filters in (
-            (SHARED, [f"$share/{group}/{t}" for t in shared]),
-            (SNAPSHOT, snapshot),
-        ):
-            props = mqtt_properties(PacketTypes.SUBSCRIBE)
-            props.SubscriptionIdentifier = ident
-            client.subscribe([(t, SubscribeOptions(qos=1)) for t in filters], properties=props)
+        client.subscribe([(t, 1) for t in snapshot])
+        timer = threading.Timer(SNAPSHOT_S, client.unsubscribe, args=(snapshot,))
+        timer.daemon = True
+        timer.start()
         _LOGGER.info("connected to the PSOC broker %s:%d", self.broker.host, self.broker.port)
         self.connected.set()
 
@@ -207,17 +190,7 @@ class Worker:
             _LOGGER.info("subscribed to %d topic filters", len(reasons))
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        ids = getattr(msg.properties, "SubscriptionIdentifier", None) or []
-        self._queue.put(
-            _Message(
-                msg.topic,
-                bytes(msg.payload),
-                msg.mid,
-                msg.qos,
-                bool(msg.retain),
-                SNAPSHOT in ids and SHARED not in ids,
-            )
-        )
+        self._queue.put(_Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain)))
 
     def publish(self, topic: str, body: bytes) -> None:
         self._client.publish(topic, body, qos=1)
@@ -264,8 +237,6 @@ class Worker:
         records: list[d.Decoded] = []
         refused: Counter[tuple[str, str]] = Counter()
         for message in batch:
-            if message.snapshot and not message.retain:
-                continue  # the live copy of this one comes through the shared subscription
             where = topics.parse(message.topic)
             if where is None or where.sub in topics.INBOUND:
                 continue  # not a site's message (our own requests have no business here)

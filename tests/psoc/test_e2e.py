@@ -118,6 +118,22 @@ def _browser(tmp: Path) -> Any:
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
+def open_live_row(browser: Any, site_id: str) -> bool:
+    """Click the queue's level-3 row of ``site_id`` once it is there; the live feed may
+    replace a row between finding and clicking it (stale): then try again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        for row in browser.find_elements(By.CSS_SELECTOR, "#queue tbody tr"):
+            if site_id in row.text and row.text.startswith("L3"):
+                row.find_element(By.TAG_NAME, "a").click()
+                return True
+    except StaleElementReferenceException:
+        pass
+    return False
+
+
 def test_an_operator_in_a_browser_sees_labels_isolates_and_logs_out(world: World) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -135,17 +151,7 @@ def test_an_operator_in_a_browser_sees_labels_isolates_and_logs_out(world: World
             wait.until(ec.presence_of_element_located((By.ID, "queue")))
             wait.until(lambda b: "on" in b.find_element(By.ID, "live").get_attribute("class"))
             world.replay("home-a")  # the incident appears while the page is open
-            row = wait.until(
-                lambda b: next(
-                    (
-                        r
-                        for r in b.find_elements(By.CSS_SELECTOR, "#queue tbody tr")
-                        if "home-a" in r.text and r.text.startswith("L3")
-                    ),
-                    None,
-                )
-            )
-            row.find_element(By.TAG_NAME, "a").click()
+            wait.until(lambda b: open_live_row(b, "home-a"))
             wait.until(ec.presence_of_element_located((By.ID, "supervisor")))
             assert "00:1b:21:42:00:42" in browser.find_element(By.ID, "culprit").text
             timeline = [
@@ -238,3 +244,12 @@ def test_a_form_without_its_csrf_token_is_refused(world: World) -> None:
     )
     assert incidents_of(world, "home-b")[0]["status"] == before
     assert client.post("/logout").status_code == 403
+    big = client.post(
+        f"/incidents/{incident['id']}/close",
+        content=b"a" * 100_000,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert big.status_code == 413
+    headers = client.get("/incidents").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"

@@ -192,6 +192,11 @@ def test_site_channel_consent_evacuation_verdict_and_labels(sites: Store) -> Non
     assert row is not None and (row["isolation"], row["restored_at"]) == ("restored", NOW + 10)
     actions = [a["action"] for a in sites.audit(site_id="s1")]
     assert actions.count("site_evacuation") == 2 and "customer_label" in actions
+    # a verdict on an event the PSOC does not have is refused and counted, not lost silently
+    unknown = {**verdict, "event_id": "f" * 32}
+    assert sites.ingest([rec("s1", "pi-a", "site/verdict", unknown)], NOW).rejected == Counter(
+        {("s1", "unknown_event"): 1}
+    )
 
 
 def test_request_results_update_the_request_and_unknown_ones_are_refused(sites: Store) -> None:
