@@ -33,6 +33,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -1099,39 +1100,59 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query.limit(limit))]
 
-    def tail(
-        self, table: str, after: int, holes: Sequence[int], limit: int = 2000
-    ) -> list[dict[str, Any]]:
-        """Rows of ``events`` or ``actions`` with a key above ``after`` or in ``holes``."""
+    def tail(self, table: str, after: int, holes: Sequence[int], limit: int = 5000) -> list[Any]:
+        """Keys above ``after`` or in ``holes``: for ``events`` only (id, site_id,
+        incident_id) rows, cheap at thousands a second; ``actions`` whole (they are few)."""
         model: Any = Event if table == "events" else Action
         cond = model.id > after
         if holes:
             cond = or_(cond, model.id.in_(list(holes)))
         if model is Event:
-            cols = [
-                Event.id,
-                Event.site_id,
-                Event.event_id,
-                Event.agent_id,
-                Event.incident_id,
-                Event.kind,
-                Event.level,
-                Event.mac,
-                Event.ip,
-                Event.detected_at,
-                Event.stored_at,
-            ]
-            query = select(*cols, Incident.id.label("incident")).join(
-                Incident,
-                and_(Incident.site_id == Event.site_id, Incident.incident_id == Event.incident_id),
-            )
+            query = select(Event.id, Event.site_id, Event.incident_id)
         else:
             query = select(Action.__table__)
         with self.engine.connect() as conn:
-            return [
-                dict(r._mapping)
-                for r in conn.execute(query.where(cond).order_by(model.id).limit(limit))
-            ]
+            return list(conn.execute(query.where(cond).order_by(model.id).limit(limit)))
+
+    def events_by_id(self, ids: Iterable[int]) -> list[dict[str, Any]]:
+        """What the live feed shows of a few events, with their incident's key."""
+        keys = sorted(set(ids))
+        if not keys:
+            return []
+        cols = [
+            Event.id,
+            Event.site_id,
+            Event.event_id,
+            Event.agent_id,
+            Event.kind,
+            Event.level,
+            Event.mac,
+            Event.ip,
+            Event.detected_at,
+            Event.stored_at,
+        ]
+        query = (
+            select(*cols, Incident.id.label("incident"))
+            .join(
+                Incident,
+                and_(Incident.site_id == Event.site_id, Incident.incident_id == Event.incident_id),
+            )
+            .where(Event.id.in_(keys))
+            .order_by(Event.id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def incidents_by_key(self, keys: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Incidents by (site id, incident id)."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return []
+        query = select(Incident.__table__).where(
+            tuple_(Incident.site_id, Incident.incident_id).in_(wanted)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def last_ids(self) -> tuple[int, int]:
         with self.engine.connect() as conn:

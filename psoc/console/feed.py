@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -117,30 +117,42 @@ class Hub:
     async def _tick(self) -> None:
         assert self._events is not None and self._actions is not None
         events = await run_in_threadpool(
-            self.store.tail, "events", self._events.after, list(self._events.holes), 5000
+            self.store.tail, "events", self._events.after, list(self._events.holes)
         )
         actions = await run_in_threadpool(
             self.store.tail, "actions", self._actions.after, list(self._actions.holes), 1000
         )
         now = self._clock()
-        self._events.seen((e["id"] for e in events), now)
-        self._actions.seen((a["id"] for a in actions), now)
+        self._events.seen((e.id for e in events), now)
+        self._actions.seen((a.id for a in actions), now)
         if (not events and not actions) or not self._subscribers:
             return
-        touched = {e["incident"] for e in events} | {
-            a["incident"] for a in actions if a["incident"]
-        }
+        actions = [a._mapping for a in actions]
+        touched = {(e.site_id, e.incident_id) for e in events}
         incidents = [
             incident_summary(r)
-            for r in await run_in_threadpool(self.store.incidents_by_pk, touched)
+            for r in await run_in_threadpool(self.store.incidents_by_key, touched)
         ]
+        by_pk = {a["incident"] for a in actions if a["incident"]} - {i["id"] for i in incidents}
+        incidents += [
+            incident_summary(r) for r in await run_in_threadpool(self.store.incidents_by_pk, by_pk)
+        ]
+        # a person reads a few lines a second: at most SAMPLE events per update and user,
+        # spread evenly over what arrived, and how many there were
+        samples: dict[asyncio.Queue[dict[str, Any]], list[int]] = {}
+        totals: dict[asyncio.Queue[dict[str, Any]], int] = {}
+        for q, user in self._subscribers.items():
+            visible = [e.id for e in events if user.may_see(e.site_id)]
+            totals[q] = len(visible)
+            samples[q] = visible[:: len(visible) // SAMPLE + 1]
+        wanted = {key for ids in samples.values() for key in ids}
+        details = {
+            e["id"]: _event(e) for e in await run_in_threadpool(self.store.events_by_id, wanted)
+        }
         for q, user in list(self._subscribers.items()):
-            visible = [e for e in events if user.may_see(e["site_id"])]
             message = {
-                # a person reads a few lines a second: at most SAMPLE events per update, spread
-                # evenly over what arrived, and how many there were
-                "events": [_event(e) for e in visible[:: len(visible) // SAMPLE + 1]],
-                "events_total": len(visible),
+                "events": [details[key] for key in samples.get(q, []) if key in details],
+                "events_total": totals.get(q, 0),
                 "incidents": [i for i in incidents if user.may_see(i["site_id"])],
                 "actions": [
                     _action(a)
@@ -156,7 +168,7 @@ class Hub:
                 self.unsubscribe(q)
 
 
-def _event(row: dict[str, Any]) -> dict[str, Any]:
+def _event(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: row[k]
         for k in (
@@ -175,7 +187,7 @@ def _event(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _action(row: dict[str, Any]) -> dict[str, Any]:
+def _action(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: row[k]
         for k in ("id", "at", "actor", "action", "site_id", "incident", "detail", "result")

@@ -44,6 +44,7 @@ from psoc.store import IngestResult, ReplayRequest, Store
 _LOGGER = logging.getLogger(__name__)
 
 SNAPSHOT_S = 3.0  # how long the plain subscription to retained topics is held
+BUSY = 50  # a batch this large means load: wait a little for a fuller one
 
 
 @dataclass(frozen=True)
@@ -209,13 +210,21 @@ class Worker:
             self._gaps()
 
     def _take(self) -> list[_Message]:
+        """The next batch: what is queued now; under load (a busy queue) wait up to
+        ``batch_wait_s`` for more, since one large transaction costs far less than many
+        small ones; a lone message goes at once."""
         try:
-            first = self._queue.get(timeout=0.2)
+            batch = [self._queue.get(timeout=0.2)]
         except queue.Empty:
             return []
-        batch = [first]
         deadline = time.monotonic() + self._batch_wait_s
         while len(batch) < self._batch_max:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                if len(batch) < BUSY or time.monotonic() >= deadline:
+                    break
             try:
                 batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
