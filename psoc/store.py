@@ -769,7 +769,15 @@ class Store:
                 .where(kept == Agent.last_seq - Agent.seq_done)
                 .values(seq_done=Agent.last_seq, gap_since=None)
             )
-            # The rest have a hole, or events still on their way: one by one.
+            # The rest have a hole, or events still on their way. Note when each was first
+            # seen behind (one statement), and look closer, one by one, only at those behind
+            # for longer than the grace time: events in flight arrive by themselves.
+            conn.execute(
+                update(Agent)
+                .where(Agent.last_seq.is_not(None), Agent.last_seq > Agent.seq_done)
+                .where(Agent.gap_since.is_(None))
+                .values(gap_since=now)
+            )
             agents = conn.execute(
                 select(
                     Agent.site_id,
@@ -782,6 +790,7 @@ class Store:
                     Agent.replay_at,
                 )
                 .where(Agent.last_seq.is_not(None), Agent.last_seq > Agent.seq_done)
+                .where(Agent.gap_since <= now - gaps.GRACE_S)
                 .order_by(Agent.site_id, Agent.agent_id)
                 .limit(limit)
             ).all()
@@ -805,8 +814,6 @@ class Store:
                     lost[(a.site_id, "events_lost")] += step.lost
                 if not still:
                     values["gap_since"] = None
-                elif a.gap_since is None or step.done != a.seq_done:
-                    values["gap_since"] = now  # a new hole: give in-flight events time
                 moved = conn.execute(
                     update(Agent)
                     .where(
@@ -829,8 +836,7 @@ class Store:
                         detail=f"agent {a.agent_id}: events {first}..{last} are no longer "
                         "kept by the agent and were never received",
                     )
-                gap_since = values.get("gap_since", a.gap_since)
-                if still and gaps.should_ask(now, gap_since, a.replay_at):
+                if still and gaps.should_ask(now, a.gap_since, a.replay_at):
                     claimed = conn.execute(
                         update(Agent)
                         .where(Agent.site_id == a.site_id, Agent.agent_id == a.agent_id)

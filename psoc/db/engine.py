@@ -34,7 +34,9 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # No pre-ping (a round trip per transaction): a connection the server dropped fails its
+    # statement, the pool is invalidated, and the caller retries (the workers do).
+    return create_engine(url, pool_size=5, max_overflow=5)
 
 
 def alembic_config() -> Config:
