@@ -50,6 +50,8 @@ KIND_BITS = {
     "flood": 8,
     "arp_spoof": 16,
     "host_left": 32,
+    "arp_spray": 64,
+    "source_spray": 128,
 }
 OPEN_STATUSES = ("open", "acknowledged")
 ROLES = ("viewer", "responder", "admin", "customer")
