@@ -27,10 +27,12 @@ from .capture import (
     LiveCapture,
     default_gateway,
     interface_addresses,
+    interface_subnet,
     kernel_arp_lookup,
 )
 from .commands import CommandHandler, build_command_handler
 from .config import AgentConfig, ConfigError, load, mqtt_settings
+from .contract import BASE_CAPABILITIES, CAPABILITY_ENFORCER, CAPABILITY_SIGNING
 from .enforcer import EnforcerSettings
 from .formats import default_agent_id, ip_bytes, ip_str, mac_str
 from .live import LiveAgent
@@ -57,6 +59,7 @@ _FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "node_mac": ("network", "node_mac"),
     "gateway_ip": ("network", "gateway_ip"),
     "gateway_mac": ("network", "gateway_mac"),
+    "subnet": ("network", "subnet"),
     "decoy_ports": ("decoys", "ports"),
     "bpf_filter": ("capture", "bpf_filter"),
     "mqtt_host": ("mqtt", "host"),
@@ -84,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     net.add_argument("--node-mac", help="the monitoring node's MAC (live: from the interface)")
     net.add_argument("--gateway-ip", help="the LAN's gateway (live: from the routing table)")
     net.add_argument("--gateway-mac", help="pin the gateway's MAC for ARP-spoofing detection")
+    net.add_argument(
+        "--subnet", help="the LAN, e.g. 192.168.1.0/24 (live: from the interface's netmask)"
+    )
     net.add_argument("--decoy-ports", help="comma-separated decoy TCP ports")
     mqtt = argparse.ArgumentParser(add_help=False)
     mqtt.add_argument("--mqtt-host", help="MQTT broker host (none: events on stdout only)")
@@ -233,12 +239,14 @@ def _command_handler(
         key=key.encode() if key else None,
         accept_legacy=config.raw["mqtt"]["accept_legacy_signatures"],
         replay=replay,
+        subnet=node.subnet,
+        learns=True,  # the lookups come with _wire_mqtt, once the pipeline exists
     )
-    capabilities = ["detect", "hosts"]
+    capabilities = list(BASE_CAPABILITIES)
     if handler.enforcer.kind != "none":  # not when nftables failed to start
-        capabilities.append("enforcer")
+        capabilities.append(CAPABILITY_ENFORCER)
     if key:
-        capabilities.append("signing")
+        capabilities.append(CAPABILITY_SIGNING)
     return handler, capabilities
 
 
@@ -258,12 +266,14 @@ def _wire_mqtt(
         return mac_str(mac) if mac else None
 
     def host_mac(ip: str) -> str | None:
-        mac = pipeline.hosts.mac_of(ip_bytes(ip))
+        mac = pipeline.hosts.established_mac_of(ip_bytes(ip))
         return mac_str(mac) if mac else None
 
-    handler.gateway_mac = gateway_mac_str
-    handler.host_mac = host_mac
-    handler.on_change = lambda state: mqtt.retained("quarantine", state)
+    handler.wire(
+        gateway_mac=gateway_mac_str,
+        host_mac=host_mac,
+        on_change=lambda state: mqtt.retained("quarantine", state),
+    )
     mqtt.retained("quarantine", handler.state_payload())
     pipeline.extra_counters["outbox_dropped"] = lambda: mqtt.counters()["dropped"]
     pipeline.extra_counters["outbox_pending"] = lambda: mqtt.counters()["pending"]
@@ -275,7 +285,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = _load(args)
     _setup_logging(config.log_level)
     sinks = _sinks(config)
-    mqtt, handler, capabilities = None, None, ["detect", "hosts"]
+    mqtt, handler, capabilities = None, None, list(BASE_CAPABILITIES)
     if config.raw["mqtt"]["host"]:
         mqtt, handler, capabilities = _mqtt(config, may_enforce=False)
         sinks.append(mqtt)
@@ -429,7 +439,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not interface:
         raise ConfigError("network.interface: required for run (--interface IFACE)")
     ip, mac = interface_addresses(interface)
-    config = config.with_network(ip, mac, default_gateway(interface))
+    config = config.with_network(ip, mac, default_gateway(interface), interface_subnet(interface))
     node = config.pipeline
     if node.node_ip is None:
         log.warning(
@@ -454,7 +464,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else None
     )
     sinks = _sinks(config)
-    mqtt, handler, capabilities = None, None, ["detect", "hosts"]
+    mqtt, handler, capabilities = None, None, list(BASE_CAPABILITIES)
     if config.raw["mqtt"]["host"]:
         mqtt, handler, capabilities = _mqtt(config, may_enforce=True)
         sinks.append(mqtt)

@@ -53,6 +53,14 @@ TOPIC_COMMAND_RESULT: Final = "command/result"
 
 STATUS_ONLINE: Final = "online"
 STATUS_OFFLINE: Final = "offline"
+# The agent's info lists this capability when its nftables enforcer runs.
+CAPABILITY_ENFORCER: Final = "enforcer"
+# Commands to the agent's enforcer.
+ACTION_QUARANTINE: Final = "quarantine"
+ACTION_RELEASE: Final = "release"
+
+# The owner's inbox (sidebar panel): /lan-guard, linked from the notifications.
+PANEL_URL_PATH: Final = "lan-guard"
 
 # Bus event fired for every accepted agent event (same data as the event entity).
 EVENT_LAN_GUARD: Final = "lan_guard_event"
@@ -79,8 +87,9 @@ ATTR_LABELLED_ONLY: Final = "labelled_only"
 
 ISSUE_MQTT_NOT_SETUP: Final = "mqtt_not_setup"
 ISSUE_AGENT_OFFLINE: Final = "agent_offline"
+ISSUE_NOTIFY_FAILED: Final = "notify_failed"
 
-# Evacuation mode (issue 4): options, their defaults, actions, storage.
+# Evacuation mode: options, their defaults, actions, storage.
 CONF_EVACUATION: Final = "evacuation"  # the options form's section
 CONF_EVACUATION_TRIGGER: Final = "evacuation_trigger"
 CONF_EVACUATION_LEVEL: Final = "evacuation_level"
@@ -124,6 +133,8 @@ class Kind(StrEnum):
     FLOOD = "flood"
     ARP_SPOOF = "arp_spoof"
     HOST_LEFT = "host_left"
+    ARP_SPRAY = "arp_spray"
+    SOURCE_SPRAY = "source_spray"
 
 
 class Label(StrEnum):
@@ -144,3 +155,12 @@ class BadPayload(StrEnum):
     SIGNATURE_LEGACY = "signature_legacy"  # format 1 while legacy signatures are off
     STALE = "stale"
     REPLAYED = "replayed"
+    # Bounds on what a payload may contain (``intake.py``).
+    TOO_LARGE = "too_large"
+    TOO_DEEP = "too_deep"
+    TOO_LONG = "too_long"
+    TOO_MANY = "too_many"
+    BAD_NUMBER = "bad_number"
+    FUTURE = "future"
+    # An accepted payload that a handler failed on: a bug, but never an unhandled exception.
+    HANDLER_ERROR = "handler_error"

@@ -11,18 +11,22 @@ as of the same moment: what the file lacks is fetched from the agent again, once
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict
+import logging
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, TypedDict
 
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN, MAX_EVENTS, MAX_LABELLED, SAVE_DELAY, STORAGE_VERSION, Label
 from .delivery import DeliveryTracker
 from .models import LanGuardEvent
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class StoredHistory(TypedDict, total=False):
@@ -46,6 +50,8 @@ class EventHistory:
         # When each remembered threat was received, sorted: entities count the last 24 hours
         # on every refresh, and a scan of every event each time made catching up slow.
         self._threat_times: list[datetime] = []
+        # incident_id -> its remembered events' ids, oldest first (notifications, sensors)
+        self._incidents: defaultdict[str, list[str]] = defaultdict(list)
         # incident_id -> the level the owner acknowledged it at
         self.acknowledged: dict[str, int] = {}
         self.delivery = DeliveryTracker()
@@ -58,6 +64,7 @@ class EventHistory:
         for record in stored["events"]:
             event = LanGuardEvent.from_record(record)
             self._events[event.id] = event
+            self._incidents[event.incident_id].append(event.id)
         self._labelled = sum(1 for e in self._events.values() if e.label is not None)
         self._threat_times = sorted(e.received_at for e in self._events.values() if e.is_threat)
         self.acknowledged = dict(stored["acknowledged"])
@@ -81,6 +88,9 @@ class EventHistory:
 
     def add(self, event: LanGuardEvent) -> None:
         """Remember a new event, forgetting the oldest unlabelled one beyond the cap."""
+        if event.id in self._events:  # the same id again replaces it (indexes too)
+            self._forget(event.id)
+        self._incidents[event.incident_id].append(event.id)
         self._events[event.id] = event
         if event.label is not None:
             self._labelled += 1
@@ -102,6 +112,10 @@ class EventHistory:
         """The newest event that has a culprit (not a host leaving)."""
         return next((e for e in reversed(self._events.values()) if e.is_threat), None)
 
+    def incident(self, incident_id: str) -> list[LanGuardEvent]:
+        """The remembered events of one incident, oldest first."""
+        return [self._events[event_id] for event_id in self._incidents.get(incident_id, [])]
+
     def count_threats_since(self, since: datetime) -> int:
         """Threat events received at or after ``since``."""
         return len(self._threat_times) - bisect.bisect_left(self._threat_times, since)
@@ -117,8 +131,14 @@ class EventHistory:
         self._store.async_delay_save(self._data, SAVE_DELAY)
 
     async def async_flush(self) -> None:
-        """Write now (on unload), cancelling any pending delayed write."""
-        await self._store.async_save(self._data())
+        """Write now (on unload), cancelling any pending delayed write.
+
+        A failure is logged, never raised: the entry must unload whatever the history holds.
+        """
+        try:
+            await self._store.async_save(self._data())
+        except (HomeAssistantError, OSError, TypeError, ValueError):
+            _LOGGER.exception("Could not write the event history of %s", self._store.key)
 
     async def async_remove(self) -> None:
         """Delete the stored file (the entry was removed)."""
@@ -150,9 +170,17 @@ class EventHistory:
                 labelled_excess -= 1
                 forget.append(event_id)
         for event_id in forget:
-            event = self._events.pop(event_id)
-            if event.label is not None:
-                self._labelled -= 1
-            if event.is_threat:
-                times = self._threat_times
-                del times[bisect.bisect_left(times, event.received_at)]
+            self._forget(event_id)
+
+    def _forget(self, event_id: str) -> None:
+        """Drop one event and its entries in the indexes."""
+        event = self._events.pop(event_id)
+        if event.label is not None:
+            self._labelled -= 1
+        if event.is_threat:
+            times = self._threat_times
+            del times[bisect.bisect_left(times, event.received_at)]
+        siblings = self._incidents[event.incident_id]
+        siblings.remove(event_id)
+        if not siblings:
+            del self._incidents[event.incident_id]

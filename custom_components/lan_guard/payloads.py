@@ -39,16 +39,6 @@ SCHEMA_VERSION: Final = 1
 MAX_SEQ: Final = 2**53 - 1  # the largest integer every JSON reader keeps exact
 
 
-def parse_json(raw: bytes | bytearray | str) -> Any:
-    """Decode a payload; ``ValueError`` for bad UTF-8, bad JSON, NaN or Infinity."""
-
-    def _no_constants(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
-
-    text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
-    return json.loads(text, parse_constant=_no_constants)
-
-
 def parse_timestamp(value: str) -> datetime:
     """An already validated contract timestamp as an aware UTC datetime."""
     match = _TIMESTAMP.fullmatch(value)
@@ -224,6 +214,9 @@ EVIDENCE = vol.Schema(
         vol.Optional("is_gateway"): _boolean,
         vol.Optional("scope"): _one_of("source", "total"),
         vol.Optional("silent_s"): _number(0),
+        vol.Optional("addresses"): _array(_ipv4, max_items=64),
+        vol.Optional("address_count"): NON_NEGATIVE,
+        vol.Optional("forged"): NON_NEGATIVE,
     },
     extra=vol.ALLOW_EXTRA,
 )

@@ -1,4 +1,4 @@
-"""MQTT sink: the agent's side of the MQTT contract (``schema/``).
+"""MQTT sink: the agent's side of the MQTT contract (``docs/architecture.md``, ``schema/``).
 
 - Events go through the durable event store (``Outbox``) first: it gives each its ``seq``
   and ``epoch``; a row is published only once it is on disk, and stays pending until the
@@ -41,6 +41,18 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from sensor_agent import safejson
+from sensor_agent.contract import (
+    DEFAULT_TOPIC_PREFIX,
+    RETAINED_TOPICS,
+    STATUS_OFFLINE,
+    STATUS_ONLINE,
+    TOPIC_COMMAND,
+    TOPIC_COMMAND_RESULT,
+    TOPIC_EVENT,
+    TOPIC_STATE,
+    TOPIC_STATUS,
+)
 from sensor_agent.formats import default_agent_id
 from sensor_agent.outbox import DEFAULT_KEEP_ROWS, DEFAULT_KEEP_S, DEFAULT_MAX_ROWS, Outbox
 from sensor_agent.signing import sign
@@ -56,7 +68,7 @@ _AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_COMMAND_BYTES = 65_536
 _INFLIGHT_MAX = 20  # events handed to paho and not yet acknowledged, per connection
 _SYNC_INTERVAL_S = 1.0  # while the broker is away: stored events to disk at least this often
-_RETAINED_TOPICS: tuple[RetainedTopic, ...] = ("info", "state", "hosts", "quarantine")
+_RETAINED_TOPICS: tuple[str, ...] = RETAINED_TOPICS
 
 
 def default_outbox_path() -> str:
@@ -88,7 +100,7 @@ class MqttSettings:
     username: str | None = None
     password: str | None = None
     tls: TlsSettings | None = None
-    topic_prefix: str = "lan_guard"
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
     agent_id: str = field(default_factory=default_agent_id)
     client_id: str | None = None  # default: lan-guard-<agent_id>
     keepalive: int = 30
@@ -161,7 +173,7 @@ def _tls_context(tls: TlsSettings) -> ssl.SSLContext:
 def _command_id(raw: bytes) -> str:
     """The command's id if the payload is JSON with a usable one, else ''."""
     try:
-        command = json.loads(raw)
+        command = safejson.loads(raw, max_depth=8)  # json.loads alone recurses per level
     except (ValueError, UnicodeDecodeError):
         return ""
     value = command.get("id") if isinstance(command, dict) else None
@@ -347,7 +359,7 @@ class MqttSink:
         client.enable_logger(_PAHO_LOGGER)
         client.connect_timeout = s.connect_timeout_s
         client.max_inflight_messages_set(_INFLIGHT_MAX + 10)  # + room for retained/results
-        client.will_set(s.topic("status"), "offline", qos=1, retain=True)
+        client.will_set(s.topic(TOPIC_STATUS), STATUS_OFFLINE, qos=1, retain=True)
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         if self._tls is not None:
@@ -406,13 +418,13 @@ class MqttSink:
         self.last_error = None
         # Status and retained payloads first: the broker handles one connection's packets in
         # order, so once the SUBACK is back they are stored for any later subscriber.
-        self._publish(conn, "status", b"online", retain=True)
+        self._publish(conn, TOPIC_STATUS, STATUS_ONLINE.encode(), retain=True)
         with self._cond:
             retained = [(t, self._retained[t]) for t in sorted(self._retained)]
             self._dirty.clear()
         for topic, payload in retained:
             self._publish(conn, topic, self._encode(topic, payload), retain=True)
-        conn.client.subscribe(s.topic("command"), qos=1)
+        conn.client.subscribe(s.topic(TOPIC_COMMAND), qos=1)
         with self._cond:
             # "connected" means commands can arrive: wait for the subscription's SUBACK.
             self._cond.wait_for(lambda: conn.subscribed or conn.closed, s.connect_timeout_s)
@@ -420,7 +432,7 @@ class MqttSink:
                 self._connected.set()
                 self._cond.notify_all()
             elif not conn.closed:
-                _LOGGER.warning("no SUBACK for %s; commands may not arrive", s.topic("command"))
+                _LOGGER.warning("no SUBACK for %s; commands may not arrive", s.topic(TOPIC_COMMAND))
         deadline = float("inf")  # set when close() is called
         while True:
             with self._cond:
@@ -449,8 +461,8 @@ class MqttSink:
                 if entries and entries[-1].seq > self._outbox.synced_seq:
                     self._outbox.sync()  # never publish a seq a power cut could hand out again
                 for entry in entries:
-                    body = self._encode("event", entry.payload)
-                    self._publish(conn, "event", body, seq=entry.seq)
+                    body = self._encode(TOPIC_EVENT, entry.payload)
+                    self._publish(conn, TOPIC_EVENT, body, seq=entry.seq)
                     self._published += 1
         self._say_goodbye(conn)
 
@@ -470,7 +482,9 @@ class MqttSink:
 
     def _say_goodbye(self, conn: _Connection) -> None:
         """A clean stop: ``offline`` replaces the retained ``online`` (no will is sent)."""
-        info = conn.client.publish(self.settings.topic("status"), b"offline", qos=1, retain=True)
+        info = conn.client.publish(
+            self.settings.topic(TOPIC_STATUS), STATUS_OFFLINE.encode(), qos=1, retain=True
+        )
         try:
             info.wait_for_publish(timeout=2.0)
         except (RuntimeError, ValueError) as err:
@@ -479,7 +493,7 @@ class MqttSink:
     def _encode(self, topic: str, payload: Mapping[str, Any]) -> bytes:
         """The bytes published on sub-topic ``topic``: state with the store's delivery
         fields, signed for this agent and topic when a key is set."""
-        if topic == "state":
+        if topic == TOPIC_STATE:
             payload = state_with_delivery(payload, self._outbox)
         if self._key is not None:
             payload = sign(
@@ -512,6 +526,14 @@ class MqttSink:
         self._outbox.acknowledge(seq)
         with self._cond:
             self._acknowledged += 1
+            # The retained state counted the events still waiting when it was built; once
+            # they are all delivered it says so, not "pending" until the next state.
+            state = self._retained.get("state") or {}
+            counters = state.get("counters")
+            if self._outbox.pending == 0 and counters and counters.get("outbox_pending"):
+                self._retained["state"] = {**state, "counters": {**counters, "outbox_pending": 0}}
+                self._dirty.add("state")
+                self._cond.notify_all()
 
     # -- paho callbacks (the connection's network thread) ------------------------------
 
@@ -538,7 +560,7 @@ class MqttSink:
         with self._cond:
             if any(reason.is_failure for reason in reasons):
                 _LOGGER.error(
-                    "the broker refused the subscription to %s", self.settings.topic("command")
+                    "the broker refused the subscription to %s", self.settings.topic(TOPIC_COMMAND)
                 )
             conn.subscribed = True
             self._cond.notify_all()
@@ -581,11 +603,13 @@ class MqttSink:
         raw = bytes(msg.payload)
         result = self._handle_command(raw)
         try:
-            body = self._encode("command/result", result)
+            body = self._encode(TOPIC_COMMAND_RESULT, result)
         except (TypeError, ValueError) as err:
             _LOGGER.error("command handler returned a result that is not JSON: %s", err)
-            body = self._encode("command/result", error_result(_command_id(raw), "internal error"))
-        self._publish(conn, "command/result", body)
+            body = self._encode(
+                TOPIC_COMMAND_RESULT, error_result(_command_id(raw), "internal error")
+            )
+        self._publish(conn, TOPIC_COMMAND_RESULT, body)
         with self._cond:  # a replay made events pending again: the supervisor sends them
             self._cond.notify_all()
 

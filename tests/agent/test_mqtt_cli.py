@@ -210,6 +210,8 @@ def test_replay_leaves_retained_info_state_and_hosts_for_a_later_subscriber(
     validate("state", state)
     logged = (tmp_path / "events.jsonl").read_text().splitlines()
     assert state["counters"]["events"] == len(logged) > 0
+    # Every event was delivered before the agent stopped: none is still waiting.
+    assert state["counters"]["outbox_pending"] == 0
     (hosts,) = payloads(messages, "hosts")
     validate("hosts", hosts)
     assert (CULPRIT.mac, CULPRIT.ip) in {(h["mac"], h["ip"]) for h in hosts["hosts"]}

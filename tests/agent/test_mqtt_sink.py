@@ -189,6 +189,26 @@ def test_close_right_after_the_last_event_still_delivers_everything(
     assert len(on_topic(seen, f"{PREFIX}/info")) == 1
 
 
+def test_the_retained_state_says_no_event_waits_once_all_are_delivered(
+    broker: Mosquitto, make_sink: SinkFactory
+) -> None:
+    """The state counted the events still in the outbox when it was built: once they are
+    delivered it is published again with none pending (not left at its old count)."""
+    state = example("state")
+    state["counters"]["outbox_pending"] = 5
+    with Collector(broker.port, f"{PREFIX}/#") as seen:
+        sink = make_sink(broker.port)
+        sink.retained("state", state)
+        for n in range(5):
+            sink.event(new_event(n))
+        sink.close()
+        assert seen.wait_for(count_events(5), 5)
+        assert seen.wait_for(lambda m: m[-1].payload == b"offline", 5)
+    states = [json.loads(m.payload) for m in on_topic(seen, f"{PREFIX}/state")]
+    assert states[-1] == {**state, "counters": {**state["counters"], "outbox_pending": 0}}
+    validate("state", states[-1])
+
+
 def test_events_are_signed_at_publish_time_and_verify(
     broker: Mosquitto, make_sink: SinkFactory
 ) -> None:

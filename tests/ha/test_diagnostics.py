@@ -33,8 +33,8 @@ async def test_diagnostics_are_useful_and_leak_no_identity(hass: HomeAssistant) 
     publish(hass, "event", sign(event, key, now, AGENT, "event"))  # stale: refused
     publish(hass, "event", b"{broken")
     await hass.async_block_till_done()
-    entry.runtime_data.async_process_event(event)  # accepted as if fresh
-    label_event = entry.runtime_data.history.get(event["id"])
+    entry.runtime_data.coordinator.async_process_event(event)  # accepted as if fresh
+    label_event = entry.runtime_data.coordinator.history.get(event["id"])
     assert label_event is not None
 
     diagnostics = await async_get_config_entry_diagnostics(hass, entry)

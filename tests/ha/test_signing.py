@@ -141,7 +141,6 @@ def test_refusals_name_the_rule() -> None:
     assert check({k: v for k, v in signed.items() if k != "ts"}) is BadPayload.SIGNATURE_BAD
     assert check({**signed, "ts": True}) is BadPayload.SIGNATURE_BAD
     assert check({**signed, "sig": 7}) is BadPayload.SIGNATURE_BAD
-    assert check({**signed, "extra": float("inf")}) is BadPayload.SIGNATURE_BAD
     assert check(signed, NOW + 301) is BadPayload.STALE
     assert check(signed, NOW - 301) is BadPayload.STALE
     verifier.verify_live("command/result", signed, NOW + 300)

@@ -109,10 +109,14 @@ def level_prior_mean() -> FloatArray:
 DOMAIN_PRIOR: Final[Mapping[str, float]] = {
     # Mirai and its descendants brute-force telnet; no home device probes telnet on others.
     "telnet_port_share": 4.0,
-    # Probing exactly the ports ransomware probes first (design.md).
+    # Probing exactly the ports ransomware probes first (554, 445, 9100, 80, 515, 139).
     "ransomware_port_share": 2.0,
     # Answering for the router's address is a man-in-the-middle.
     "gateway": 3.0,
+    # Many addresses from one sender, not its own: blinding the agent's tables, or hiding a
+    # scan among forged sources. A router doing proxy ARP for many hosts is the rare exception.
+    "kind_arp_spray": 1.5,
+    "kind_source_spray": 1.5,
     # Precursors come in order: a source that escalated within the hour, or within the
     # incident the agent is still reporting (sweep, then a port scan, then a session).
     "source_recent_level": 1.5,
