@@ -36,9 +36,9 @@ from tests.contract import validate, validate_from_pipeline
 
 def every_payload_valid(sink: RecordingSink) -> None:
     for event in sink.events:
-        validate("event", event)
+        validate_from_pipeline("event", event)
     for topic, payload in sink.payloads:
-        validate(topic, payload)
+        validate_from_pipeline(topic, payload)
 
 
 def scan(pipeline_feed: object) -> None:

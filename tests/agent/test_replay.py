@@ -116,7 +116,7 @@ def test_pcapng_timestamps_beyond_any_calendar_are_skipped(tmp_path: Path) -> No
     stats = replay(path, Pipeline(base_config(), [sink]), show_progress=False)
     assert stats.frames == 1 and stats.skipped == {"timestamp before 1970 or after 9999": 2}
     for _topic, payload in sink.payloads:
-        validate(_topic, payload)
+        validate_from_pipeline(_topic, payload)
     only_far = tmp_path / "only-far.pcapng"
     only_far.write_bytes(SHB + idb(tsresol=0) + epb(frame, far))
     with pytest.raises(CaptureError, match="timestamp before 1970 or after 9999"):
