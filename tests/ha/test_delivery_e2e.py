@@ -227,7 +227,7 @@ async def lan_guard(hass: HomeAssistant) -> MockConfigEntry:
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     await asyncio.wait_for(coordinator.subscribed.wait(), timeout=10)
     return entry
 
@@ -265,7 +265,7 @@ async def caught_up(hass: HomeAssistant, entry: MockConfigEntry, after_seq: int)
     that state announces."""
 
     def done() -> bool:
-        coordinator: LanGuardCoordinator = entry.runtime_data
+        coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
         state = coordinator.agent_state
         return (
             state is not None
@@ -297,7 +297,7 @@ class Run:
         await disturb()
         await caught_up(self.hass, self.entry, self.last_seq)
         await self.agent.stop()
-        coordinator: LanGuardCoordinator = self.entry.runtime_data
+        coordinator: LanGuardCoordinator = self.entry.runtime_data.coordinator
         count, self.last_seq = check(self.agent, self.seen, coordinator, self.last_seq)
         if events is not None:
             assert count == events
@@ -322,7 +322,7 @@ async def run(
         if (process := repetitions.agent.process) is not None:  # a failed repetition
             process.kill()
             await process.wait()
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     print(
         f"\n{'; '.join(repetitions.figures)}; {coordinator.delivery.requests} replay requests,"
         f" {coordinator.delivery.duplicates} duplicates dropped"

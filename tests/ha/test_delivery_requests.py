@@ -84,7 +84,7 @@ async def test_missing_events_are_asked_for_and_lost_ones_reported_in_the_owners
 ) -> None:
     hass.config.language = "ja"
     entry = await setup_entry(hass, make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY}))
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     publish(hass, "state", agent_sign(delivery_state(10), now_ts(), "state"), retain=True)
     for seq in (11, 14):  # 12 and 13 missed (HA was away)
         publish(hass, "event", agent_sign(make_event(seq=seq), now_ts()))
@@ -134,7 +134,7 @@ async def test_events_of_a_replaced_store_are_dropped_and_a_new_one_is_fetched_w
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     publish(hass, "state", delivery_state(500), retain=True)
     publish(hass, "event", make_event(seq=501))
     other = "f" * 32
@@ -160,13 +160,13 @@ async def test_legacy_signatures_let_an_agent_before_0_2_in_without_delivery_tra
     strict = await setup_entry(hass, make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY}), online=False)
     publish(hass, "event", signed)
     await hass.async_block_till_done()
-    assert strict.runtime_data.bad_payloads == {BadPayload.SCHEMA: 1}
+    assert strict.runtime_data.coordinator.bad_payloads == {BadPayload.SCHEMA: 1}
     await unload(hass, strict)
     legacy_entry = make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY, CONF_LEGACY_SIGNATURES: True})
     legacy_entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(legacy_entry.entry_id)
     await hass.async_block_till_done()
-    coordinator: LanGuardCoordinator = legacy_entry.runtime_data
+    coordinator: LanGuardCoordinator = legacy_entry.runtime_data.coordinator
     publish(hass, "event", signed)
     publish(hass, "event", signed)  # the same again: only its id tells
     await hass.async_block_till_done()
@@ -189,7 +189,7 @@ async def test_a_refused_or_unsent_request_is_asked_again_later(
     hass: HomeAssistant, mqtt_mock: Any, freezer: FrozenDateTimeFactory
 ) -> None:
     entry = await setup_entry(hass, make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY}), online=False)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     publish(hass, "state", agent_sign(delivery_state(10), now_ts(), "state"), retain=True)
     publish(hass, "state", agent_sign(delivery_state(12), now_ts() + 1, "state"))
     await hass.async_block_till_done()
