@@ -73,11 +73,31 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
+class Numbered:
+    """An event's number and the event store (``epoch``) that gave it."""
+
+    seq: int
+    epoch: str | None
+
+
+def _of_the_agents_store() -> Any:
+    """Events numbered by the agent's current event store: of its epoch, or (agents that
+    name none) stored since its numbers last started again."""
+    return or_(
+        and_(Agent.epoch.is_not(None), Event.epoch == Agent.epoch),
+        and_(Agent.epoch.is_(None), Event.stored_at >= Agent.seq_epoch_at),
+    )
+
+
+@dataclass(frozen=True)
 class ReplayRequest:
+    """Events of an agent to ask for again: after ``after_seq`` (up to ``through_seq``)."""
+
     site_id: str
     agent_id: str
     after_seq: int
     command_id: str
+    through_seq: int | None = None
 
 
 class Store:
@@ -263,6 +283,7 @@ class Store:
                 "agent_id": e.agent_id,
                 "incident_id": e.incident_id,
                 "seq": e.seq,
+                "epoch": e.epoch,
                 "kind": e.kind,
                 "level": e.level,
                 "mac": e.source.mac,
@@ -293,14 +314,15 @@ class Store:
         result.events_duplicate += len(events) - len(inserted)
         fresh = [unique[key] for key in sorted(inserted)]
         per_incident: dict[tuple[str, str], list[d.EventIn]] = {}
-        highest: dict[tuple[str, str], int | None] = {}
+        highest: dict[tuple[str, str], Numbered | None] = {}
         for event in unique.values():
             highest.setdefault((event.site_id, event.agent_id), None)
         for event in fresh:
             per_incident.setdefault((event.site_id, event.incident_id), []).append(event)
             if event.seq is not None:
                 key = (event.site_id, event.agent_id)
-                highest[key] = max(highest[key] or 0, event.seq)
+                if (known := highest[key]) is None or event.seq > known.seq:
+                    highest[key] = Numbered(event.seq, event.epoch)
         self._upsert_agents(conn, highest, now)
         if per_incident:
             self._upsert_incidents(conn, per_incident, now)
@@ -365,10 +387,11 @@ class Store:
         conn.execute(*self._bulk(incidents, rows, ("site_id", "incident_id"), upsert))
 
     def _upsert_agents(
-        self, conn: Connection, agents: dict[tuple[str, str], int | None], now: float
+        self, conn: Connection, agents: dict[tuple[str, str], Numbered | None], now: float
     ) -> None:
         """Make sure the agents exist (a first event may come before any retained payload),
-        mark them seen, and move ``last_seq`` to the highest seq stored."""
+        mark them seen, and move ``last_seq`` to the highest seq stored of the agent's event
+        store (the first epoch heard is taken; a new one comes with the agent's ``state``)."""
         if not agents:
             return
         table = Agent.__table__
@@ -377,14 +400,15 @@ class Store:
                 "site_id": site_id,
                 "agent_id": agent_id,
                 "last_seen_at": now,
-                "last_seq": seq,
+                "last_seq": None if numbered is None else numbered.seq,
+                "epoch": None if numbered is None else numbered.epoch,
                 "level": 0,
                 "seq_done": 0,
                 "seq_epoch_at": 0.0,
                 "replays": 0,
                 "events_lost": 0,
             }
-            for (site_id, agent_id), seq in sorted(agents.items())
+            for (site_id, agent_id), numbered in sorted(agents.items())
         ]
 
         def upsert(stmt: Any) -> Any:
@@ -397,8 +421,18 @@ class Store:
                     ),
                     "last_seq": case(
                         (x.last_seq.is_(None), table.c.last_seq),
+                        # numbers of another store say nothing about this one's
+                        (
+                            and_(
+                                table.c.epoch.is_not(None),
+                                x.epoch.is_not(None),
+                                table.c.epoch != x.epoch,
+                            ),
+                            table.c.last_seq,
+                        ),
                         else_=self._greatest(func.coalesce(table.c.last_seq, 0), x.last_seq),
                     ),
+                    "epoch": func.coalesce(table.c.epoch, x.epoch),
                 },
             )
 
@@ -537,23 +571,30 @@ class Store:
         if record.last_seq is None:
             return
         agent = conn.execute(
-            select(Agent.seq_done, Agent.last_seq).where(
+            select(Agent.seq_done, Agent.last_seq, Agent.epoch).where(
                 Agent.site_id == site_id, Agent.agent_id == agent_id
             )
         ).one()
-        if record.last_seq < agent.seq_done:
-            # The agent's store was wiped (its numbers start again): follow it, without a
-            # false gap, and say so.
+        new_store = record.epoch is not None and agent.epoch not in (None, record.epoch)
+        if new_store or record.last_seq < agent.seq_done:
+            # The agent's store was replaced or wiped (its numbers start again): follow it,
+            # without a false gap, and say so. Its events already stored count (same epoch).
             conn.execute(
                 update(Agent)
                 .where(Agent.site_id == site_id, Agent.agent_id == agent_id)
                 .values(
                     seq_done=0,
                     last_seq=record.last_seq,
+                    epoch=record.epoch,
                     seq_epoch_at=now,
                     gap_since=None,
                     replay_at=None,
                 )
+            )
+            why = (
+                f"a new event store {record.epoch} after {agent.epoch}"
+                if new_store
+                else f"last_seq {record.last_seq} < {agent.seq_done} already stored"
             )
             self._log(
                 conn,
@@ -561,14 +602,16 @@ class Store:
                 "system",
                 "sequence_reset",
                 site_id=site_id,
-                detail=f"agent {agent_id} numbers its events from the start again "
-                f"(last_seq {record.last_seq} < {agent.seq_done} already stored)",
+                detail=f"agent {agent_id} numbers its events from the start again ({why})",
             )
         else:
             conn.execute(
                 update(Agent)
                 .where(Agent.site_id == site_id, Agent.agent_id == agent_id)
-                .values(last_seq=self._greatest(func.coalesce(Agent.last_seq, 0), record.last_seq))
+                .values(
+                    last_seq=self._greatest(func.coalesce(Agent.last_seq, 0), record.last_seq),
+                    epoch=func.coalesce(Agent.epoch, record.epoch),
+                )
             )
 
     def _hosts(self, conn: Connection, record: d.HostsIn) -> None:
@@ -761,7 +804,7 @@ class Store:
                 select(func.count(distinct(Event.seq)))
                 .where(Event.site_id == Agent.site_id, Event.agent_id == Agent.agent_id)
                 .where(Event.seq > Agent.seq_done, Event.seq <= Agent.last_seq)
-                .where(Event.stored_at >= Agent.seq_epoch_at)
+                .where(_of_the_agents_store())
                 .scalar_subquery()
             )
             conn.execute(
@@ -787,6 +830,7 @@ class Store:
                     Agent.seq_done,
                     Agent.last_seq,
                     Agent.oldest_seq,
+                    Agent.epoch,
                     Agent.seq_epoch_at,
                     Agent.gap_since,
                     Agent.replay_at,
@@ -801,14 +845,20 @@ class Store:
                     conn.execute(
                         select(Event.seq)
                         .where(Event.site_id == a.site_id, Event.agent_id == a.agent_id)
-                        .where(Event.seq > a.seq_done, Event.stored_at >= a.seq_epoch_at)
+                        .where(
+                            Event.seq > a.seq_done,
+                            Event.epoch == a.epoch
+                            if a.epoch is not None
+                            else Event.stored_at >= a.seq_epoch_at,
+                        )
                         .order_by(Event.seq)
                         .limit(10_000)
                     )
                     .scalars()
                     .all()
                 )
-                step = gaps.advance(a.seq_done, [s for s in stored if s is not None], a.oldest_seq)
+                numbers = [s for s in stored if s is not None]
+                step = gaps.advance(a.seq_done, numbers, a.oldest_seq)
                 still = gaps.behind(step.done, a.last_seq, stored[-1] if stored else None)
                 values: dict[str, Any] = {"seq_done": step.done}
                 if step.lost:
@@ -847,15 +897,19 @@ class Store:
                     ).rowcount
                     if claimed:
                         command_id = secrets.token_hex(16)
-                        requests.append(ReplayRequest(a.site_id, a.agent_id, step.done, command_id))
+                        through = gaps.hole_end(step.done, numbers)
+                        requests.append(
+                            ReplayRequest(a.site_id, a.agent_id, step.done, command_id, through)
+                        )
+                        upto = "" if through is None else f" through {through}"
                         self._log(
                             conn,
                             now,
                             "system",
                             "replay_requested",
                             site_id=a.site_id,
-                            detail=f"agent {a.agent_id}: events after {step.done} (it has up to "
-                            f"{a.last_seq})",
+                            detail=f"agent {a.agent_id}: events after {step.done}{upto} (it has"
+                            f" up to {a.last_seq})",
                             result="sent",
                             request_id=command_id,
                         )
