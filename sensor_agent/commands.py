@@ -37,6 +37,7 @@ from typing import Any
 import voluptuous as vol
 
 from sensor_agent import safejson, signing
+from sensor_agent.contract import ACTION_REPLAY, ACTIONS, TOPIC_COMMAND
 from sensor_agent.enforcer import (
     Enforcer,
     EnforcerError,
@@ -91,7 +92,7 @@ def _seq(value: Any) -> int:
 
 _COMMON = {
     vol.Required("id"): _COMMAND_ID,
-    vol.Required("action"): vol.In(["quarantine", "release", "replay"], msg="unknown action"),
+    vol.Required("action"): vol.In(ACTIONS, msg="unknown action"),
     vol.Required("ts"): _unix_time,
     vol.Optional("sig"): vol.All(
         str, vol.Match(r"^[0-9a-f]{64}$", msg="sig must be 64 lower-case hex digits")
@@ -119,7 +120,7 @@ _REPLAY_COMMAND = vol.Schema(
 
 def _command_shape(payload: Any) -> Any:
     """quarantine/release name a host; replay names the last event seq the sender has."""
-    if isinstance(payload, dict) and payload.get("action") == "replay":
+    if isinstance(payload, dict) and payload.get("action") == ACTION_REPLAY:
         return _REPLAY_COMMAND(payload)
     return _HOST_COMMAND(payload)
 
@@ -251,7 +252,7 @@ class CommandHandler:
             self._verifier = signing.Verifier(
                 self.key,
                 agent_id=self.agent_id,
-                topic="command",
+                topic=TOPIC_COMMAND,
                 max_skew_s=self.max_skew_s,
                 accept_legacy=self.accept_legacy,
             )
@@ -298,7 +299,7 @@ class CommandHandler:
             problems = "; ".join(sorted(str(e) for e in err.errors))
             return _result(command_id, False, f"invalid command: {problems}")
         action: str = command["action"]
-        if action == "replay":
+        if action == ACTION_REPLAY:
             return self._replay(
                 payload, command_id, command["after_seq"], command.get("through_seq")
             )
@@ -353,9 +354,9 @@ class CommandHandler:
                     after_seq,
                     answer["count"],
                 )
-                return {**_result(command_id, True, None, "replay"), "replay": answer}
+                return {**_result(command_id, True, None, ACTION_REPLAY), "replay": answer}
         _LOGGER.warning("command %s (replay after %d) refused: %s", command_id, after_seq, refusal)
-        return _result(command_id, False, refusal, "replay")
+        return _result(command_id, False, refusal, ACTION_REPLAY)
 
     def _learnt_refusal(self, mac: str, ip: str | None) -> str | None:
         """Refusals from what the agent learnt: the gateway's MAC, the IP's owner."""

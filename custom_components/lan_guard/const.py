@@ -55,9 +55,10 @@ STATUS_ONLINE: Final = "online"
 STATUS_OFFLINE: Final = "offline"
 # The agent's info lists this capability when its nftables enforcer runs.
 CAPABILITY_ENFORCER: Final = "enforcer"
-# Commands to the agent's enforcer.
+# Commands to the agent: its enforcer's, and replaying events Home Assistant missed.
 ACTION_QUARANTINE: Final = "quarantine"
 ACTION_RELEASE: Final = "release"
+ACTION_REPLAY: Final = "replay"
 
 # The owner's inbox (sidebar panel): /lan-guard, linked from the notifications.
 PANEL_URL_PATH: Final = "lan-guard"

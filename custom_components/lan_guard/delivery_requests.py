@@ -20,7 +20,7 @@ from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
 
 from . import notifications
-from .const import CONF_AGENT_ID, DOMAIN
+from .const import ACTION_REPLAY, CONF_AGENT_ID, DOMAIN
 from .delivery import DeliveryTracker, Verdict
 from .history import EventHistory
 
@@ -130,7 +130,7 @@ class DeliveryRequests:
             after_seq, through_seq = ask
             command: dict[str, Any] = {
                 "id": uuid.uuid4().hex,
-                "action": "replay",
+                "action": ACTION_REPLAY,
                 "after_seq": after_seq,
             }
             if through_seq is not None:
