@@ -4,7 +4,8 @@ QoS 1 only reaches the broker: a subscriber that was away while the broker took 
 never gets it from the broker. Here the real parts meet: mosquitto on 127.0.0.1, the real
 agent (a ``lan-guard-agent replay --speed 2 --stay`` process: a generated stream of 4,000
 syn_scan events over 2 seconds, signed, through its event store), Home Assistant's own MQTT
-integration and LAN Guard's, with phone notifications (one per incident, updated for every event).
+integration and LAN Guard's, with phone notifications (one per incident, updated for every
+event).
 
 Each scenario runs 5 times, the agent and Home Assistant going on from one repetition to the
 next (seqs keep growing, as in a long life):
