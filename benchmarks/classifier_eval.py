@@ -31,8 +31,9 @@ any scored event; 1st alarm: seconds from such an incident's first scored event 
 alarm (median/worst); false alarms: normal events judged alarm; questions: events judged
 unsure (asked), per home-day; pushes per home-day (all, and on benign incidents only) and per
 malicious incident. The baseline on the very same events is the level rule "alarm iff level >=
-2", pushed under the same per-incident policy (today's integration pushes every notified event:
-that count is printed too). Counts are pooled over the homes that reached N labels.
+2", pushed under the same per-incident policy (the integration applies this very policy; what
+pushing every notified event would cost is printed too). Counts are pooled over the homes that
+reached N labels.
 
 Merge check: each home's own model learns from its whole stream; for each held-out home, every
 other home's model alone and the import of all of them score the held-out stream (no labels
@@ -177,7 +178,7 @@ class Tally:
     incidents: dict[str, tuple[float, float | None]] = field(default_factory=dict)
     attacks: dict[str, tuple[float, float | None]] = field(default_factory=dict)
     pushes: Counter[str] = field(default_factory=Counter)  # "benign"/"malicious" -> pushes
-    per_event_pushes: int = 0  # today's integration: every notified event pushes
+    per_event_pushes: int = 0  # without the push policy: every notified event pushes
     questions: int = 0
     scored: int = 0
     days: float = 0.0
@@ -497,7 +498,7 @@ def print_curve(curve: dict[int, tuple[Run, int]], homes: int) -> None:
         f"{'recall':>6} {'incid.':>6} {'1st alarm s':>11} {'f.alarm':>7} {'asked':>6} "
         f"{'q/day':>5} {'push/d':>6} {'benign':>6} {'quiet':>5} {'p/inc':>5} | "
         f"{'rule recall':>11} {'incid.':>6} {'1st alarm s':>11} {'f.alarm':>7} {'push/d':>6} "
-        f"{'benign':>6} {'p/inc':>5} {'today':>6}"
+        f"{'benign':>6} {'p/inc':>5} {'every':>6}"
     )
     for n, (run, reached) in curve.items():
         m, r = run.model, run.rule
@@ -518,8 +519,8 @@ def print_curve(curve: dict[int, tuple[Run, int]], homes: int) -> None:
         " alarm; f.alarm: normal events judged alarm; asked: events asked about (unsure); q/day:"
         " questions per home-day;\n  push/d: pushes per home-day (benign: on benign incidents;"
         " quiet: in homes with no attack); p/inc: pushes per malicious incident;\n  rule: alarm"
-        " iff level >= 2 under the same push policy; today: pushes per home-day when every"
-        " notified event pushes (the integration before the policy)"
+        " iff level >= 2 under the same push policy; every: pushes per home-day if every"
+        " notified event pushed (no push policy)"
     )
 
 

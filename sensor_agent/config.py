@@ -18,21 +18,24 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Network, ip_address
 from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
 
+from .contract import DEFAULT_TOPIC_PREFIX
 from .detectors.arp_scan import ArpScanConfig
 from .detectors.arp_spoof import ArpSpoofConfig
 from .detectors.flood import FloodConfig
 from .detectors.session import SessionConfig
+from .detectors.spray import SprayConfig
 from .detectors.syn_scan import SynScanConfig
 from .enforcer import DEFAULT_ALLOWED_SERVICES, EnforcerSettings
 from .formats import ip_bytes, ip_str, mac_bytes
 from .hosts import HostsConfig
 from .incidents import IncidentConfig
-from .outbox import DEFAULT_MAX_ROWS
+from .outbox import DEFAULT_KEEP_ROWS, DEFAULT_KEEP_S, DEFAULT_MAX_ROWS
 from .pipeline import DEFAULT_DECOY_PORTS, PipelineConfig
 
 ENV_PREFIX = "LAN_GUARD_"
@@ -63,6 +66,15 @@ def _mac(value: Any) -> str | None:
         return mac_bytes(str(value)).hex(":")
     except ValueError as exc:
         raise vol.Invalid(f"{value!r} is not a MAC address (aa:bb:cc:dd:ee:ff)") from exc
+
+
+def _subnet(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return str(IPv4Network(str(value), strict=False))
+    except ValueError as exc:
+        raise vol.Invalid(f"{value!r} is not an IPv4 network (e.g. 192.168.1.0/24)") from exc
 
 
 def _list(item: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
@@ -115,6 +127,7 @@ _SYN = SynScanConfig()
 _SESSION = SessionConfig()
 _FLOOD = FloodConfig()
 _SPOOF = ArpSpoofConfig()
+_SPRAY = SprayConfig()
 _INCIDENTS = IncidentConfig()
 _HOSTS = HostsConfig()
 
@@ -134,6 +147,7 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         "node_mac": (None, _mac),
         "gateway_ip": (None, _ipv4),
         "gateway_mac": (None, _mac),
+        "subnet": (None, _subnet),
     },
     "capture": {
         "snaplen": (512, _int(64, 65535)),
@@ -172,6 +186,16 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
     "detectors.arp_spoof": {
         "hold_s": (_SPOOF.hold_s, _seconds()),
     },
+    "detectors.arp_spray": {
+        "min_addresses": (_SPRAY.min_addresses, _int(2)),
+        "window_s": (_SPRAY.window_s, _seconds()),
+        "max_sources": (_SPRAY.max_sources, _int(1)),
+    },
+    "detectors.source_spray": {
+        "min_addresses": (_SPRAY.min_addresses, _int(2)),
+        "window_s": (_SPRAY.window_s, _seconds()),
+        "max_sources": (_SPRAY.max_sources, _int(1)),
+    },
     "incidents": {
         "update_interval_s": (_INCIDENTS.update_interval_s, _seconds(0)),
         "close_after_s": (_INCIDENTS.close_after_s, _seconds(1)),
@@ -191,13 +215,18 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         "tls_cert": (None, _TEXT),
         "tls_key": (None, _TEXT),
         "tls_insecure": (False, _BOOL),
-        "topic_prefix": ("lan_guard", vol.All(str, vol.Match(r"^[^#+\x00]+$"))),
+        "topic_prefix": (DEFAULT_TOPIC_PREFIX, vol.All(str, vol.Match(r"^[^#+\x00]+$"))),
         "shared_key": (
             None,
             _optional(vol.All(str, vol.Length(min=16, msg="use at least 16 characters"))),
         ),
         "outbox_path": (None, _TEXT),
         "outbox_max": (DEFAULT_MAX_ROWS, _int(1)),
+        "replay_events": (DEFAULT_KEEP_ROWS, _int(0)),
+        "replay_age_s": (DEFAULT_KEEP_S, vol.All(vol.Coerce(float), vol.Range(min=0))),
+        # Commands signed in format 1 (no agent id, no topic): only for an integration or
+        # service centre that is not upgraded yet.
+        "accept_legacy_signatures": (False, _BOOL),
     },
     # Shapes here; the values (backend, family, allowlist entries, allowed_services) are
     # checked by sensor_agent.enforcer.EnforcerSettings, in _check_consistency().
@@ -300,6 +329,10 @@ def _check_consistency(raw: dict[str, Any]) -> None:
         raise ConfigError("mqtt.tls_cert: a client certificate needs both tls_cert and tls_key")
     if len(set(raw["decoys"]["ports"])) != len(raw["decoys"]["ports"]):
         raise ConfigError("decoys.ports: a port is listed twice")
+    net = raw["network"]
+    node_ip, subnet = net["node_ip"], net["subnet"]
+    if subnet and node_ip and ip_address(node_ip) not in IPv4Network(subnet):
+        raise ConfigError(f"network.subnet: the node's IP {node_ip} is not in {subnet}")
     try:
         enforcer = EnforcerSettings.from_config(raw)
     except ValueError as exc:
@@ -358,6 +391,7 @@ class AgentConfig:
         node_ip: bytes | None,
         node_mac: bytes | None,
         gateway_ip: bytes | None,
+        subnet: IPv4Network | None = None,
     ) -> AgentConfig:
         """Fill in what the live interface tells (values from the config still win)."""
         p = self.pipeline
@@ -371,6 +405,7 @@ class AgentConfig:
                 "node_ip": p.node_ip or node_ip,
                 "node_mac": p.node_mac or node_mac,
                 "gateway_ip": p.gateway_ip or gateway_ip,
+                "subnet": p.subnet or subnet,
             }
         )
         return AgentConfig(
@@ -409,12 +444,15 @@ def load(
         node_mac=opt(net["node_mac"], mac_bytes),
         gateway_ip=opt(net["gateway_ip"], ip_bytes),
         gateway_mac=opt(net["gateway_mac"], mac_bytes),
+        subnet=IPv4Network(net["subnet"]) if net["subnet"] else None,
         decoy_ports=tuple(decoys["ports"]),
         arp_scan=ArpScanConfig(**det["arp_scan"]),
         syn_scan=SynScanConfig(**det["syn_scan"]),
         session=SessionConfig(**det["session"]),
         flood=FloodConfig(**det["flood"]),
         arp_spoof=ArpSpoofConfig(**det["arp_spoof"]),
+        arp_spray=SprayConfig(**det["arp_spray"]),
+        source_spray=SprayConfig(**det["source_spray"]),
         incidents=IncidentConfig(**raw["incidents"]),
         hosts=HostsConfig(
             left_after_s=raw["hosts"]["left_after_s"], max_hosts=raw["hosts"]["max_hosts"]
@@ -472,6 +510,8 @@ def mqtt_settings(config: AgentConfig) -> Any:
             agent_id=config.agent_id,
             shared_key=mqtt["shared_key"],
             outbox_max=mqtt["outbox_max"],
+            replay_events=mqtt["replay_events"],
+            replay_age_s=mqtt["replay_age_s"],
             **extra,
         )
     except ValueError as exc:

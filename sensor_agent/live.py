@@ -3,7 +3,9 @@
 Frames read from the capture socket and connections seen by the decoys go into the same
 :class:`Pipeline` a replay uses; once a second the loop reads the kernel's drop counter,
 closes stale decoy connections and ticks the pipeline (expiry, held-back updates, host
-left, retained payloads).
+left, retained payloads). Nothing a frame or a decoy's peer sends stops the loop: such
+exceptions are counted (``handler_errors``) and logged once per kind; a capture socket that
+fails ends the run (exit 1), for systemd to restart the agent.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Sequence
 from . import __version__
 from .capture import ArpProber, LiveCapture, kernel_arp_lookup
 from .config import AgentConfig
+from .contract import BASE_CAPABILITIES, CAPABILITY_DECOYS
 from .decoys import Decoys
 from .formats import ip_bytes
 from .pipeline import Pipeline, info_payload
@@ -35,7 +38,7 @@ class LiveAgent:
         capture: LiveCapture | None,
         *,
         prober: ArpProber | None = None,
-        capabilities: Sequence[str] = ("detect", "hosts"),
+        capabilities: Sequence[str] = BASE_CAPABILITIES,
         clock: Callable[[], float] = time.time,
         kernel_gateway_mac: bytes | None = None,
     ) -> None:
@@ -64,7 +67,7 @@ class LiveAgent:
             self.decoys.open()
             self.pipeline.set_live_decoys(self.decoys.ports)
             if self.decoys.ports:
-                self.capabilities.append("decoys")
+                self.capabilities.append(CAPABILITY_DECOYS)
         if self.capture is not None:
             self.selector.register(self.capture.sock, selectors.EVENT_READ, _CAPTURE)
         self._publish_info()
@@ -98,9 +101,12 @@ class LiveAgent:
             timeout = max(0.0, min(next_tick - self.clock(), tick_s))
             for key, _events in self.selector.select(timeout):
                 if key.data is _CAPTURE and self.capture is not None:
-                    pipeline.feed_many(*self.capture.read_batch())
+                    pipeline.feed_many(*self.capture.read_batch())  # never raises on frames
                 else:
-                    self.decoys.ready(key.data, self.clock())
+                    try:
+                        self.decoys.ready(key.data, self.clock())
+                    except Exception as exc:  # one peer's connection never stops the agent
+                        pipeline.failed(exc, "a decoy connection")
             now = self.clock()
             if now >= next_tick:
                 next_tick = now + tick_s

@@ -9,6 +9,11 @@ The per-frame path is written for speed: one dict update per frame (frames per s
 second, which feeds both the flood detector and the hosts' ``last_seen``), an ethertype
 dispatch on slices, and a method call only for the rare frames a detector wants: ARP, IPv4
 to the node, UDP to the hostname ports. No objects, no logging for benign frames.
+
+Hostile frames are data: one shorter than an Ethernet header, or shorter than the headers
+its ethertype promises, is a parse error; an exception while handling any one frame (a bug,
+or input nobody foresaw) is counted in ``handler_errors``, logged once per kind, and the
+frames after it are handled as usual.
 """
 
 from __future__ import annotations
@@ -17,20 +22,25 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from typing import Any
 
+from .bounded import BoundedTable
+from .contract import SCHEMA_VERSION
 from .detectors import Detection
 from .detectors.arp_scan import ArpScanConfig, ArpScanDetector
 from .detectors.arp_spoof import ArpSpoofConfig, ArpSpoofDetector
 from .detectors.flood import FloodConfig, FloodDetector
 from .detectors.session import SessionConfig, SessionDetector
+from .detectors.spray import SprayConfig, SprayDetector
 from .detectors.syn_scan import SynScanConfig, SynScanDetector
 from .formats import ip_bytes, ip_str, iso_utc, mac_str
 from .hosts import HostInventory, HostsConfig, Prober
-from .incidents import SCHEMA_VERSION, IncidentConfig, IncidentTracker
+from .incidents import IncidentConfig, IncidentTracker
 from .parse import (
     ARP_REQUEST,
     ETH_ARP,
+    ETH_HEADER,
     ETH_IPV4,
     PROTO_TCP,
     PROTO_UDP,
@@ -55,6 +65,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DECOY_PORTS = (554, 445, 9100, 80, 515, 139)
 _NEVER = b"\xff" * 5  # longer than any 4-byte slice: matches no frame
+NO_IP = b"\x00\x00\x00\x00"
 # UDP destination ports worth a look, as the 2 bytes at offset 36 (IPv4 header without options)
 _UDP_PORT_BYTES = frozenset(p.to_bytes(2, "big") for p in UDP_HOSTNAME_PORTS)
 
@@ -66,12 +77,17 @@ class PipelineConfig:
     node_mac: bytes | None = None
     gateway_ip: bytes | None = None  # spoofing this IP is level 3
     gateway_mac: bytes | None = None  # pins the gateway's binding (else the first one heard)
+    # The LAN the node is on (from the interface, or configured): quarantines outside it, and
+    # its network and broadcast addresses, are refused.
+    subnet: IPv4Network | None = None
     decoy_ports: tuple[int, ...] = DEFAULT_DECOY_PORTS
     arp_scan: ArpScanConfig = field(default_factory=ArpScanConfig)
     syn_scan: SynScanConfig = field(default_factory=SynScanConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     flood: FloodConfig = field(default_factory=FloodConfig)
     arp_spoof: ArpSpoofConfig = field(default_factory=ArpSpoofConfig)
+    arp_spray: SprayConfig = field(default_factory=SprayConfig)
+    source_spray: SprayConfig = field(default_factory=SprayConfig)
     incidents: IncidentConfig = field(default_factory=IncidentConfig)
     hosts: HostsConfig = field(default_factory=HostsConfig)
     # Retained state: at most once a second when something changed, else every 30 s.
@@ -102,10 +118,15 @@ class Pipeline:
         self.syn_scan = SynScanDetector(config.syn_scan)
         self.session = SessionDetector(config.session)
         self.flood = FloodDetector(config.flood)
-        self.arp_spoof = ArpSpoofDetector(config.arp_spoof, config.gateway_ip, config.gateway_mac)
         self.hosts = HostInventory(
             config.hosts, ignore=frozenset([config.node_mac] if config.node_mac else [])
         )
+        # A binding of a host the inventory knows is never pushed out by a spray of claims.
+        self.arp_spoof = ArpSpoofDetector(
+            config.arp_spoof, config.gateway_ip, config.gateway_mac, keep=self.hosts.knows
+        )
+        self.arp_spray = SprayDetector("arp_spray", config.arp_spray)
+        self.source_spray = SprayDetector("source_spray", config.source_spray)
         extra = {"id_factory": id_factory} if id_factory is not None else {}
         self.incidents = IncidentTracker(
             config.agent_id, self.hosts.identity, config.incidents, **extra
@@ -120,6 +141,9 @@ class Pipeline:
         self.unattributed_sessions = 0
         self.untracked_frames = 0
         self.sink_errors = 0
+        self.handler_errors = 0
+        self.leaderless_floods = 0
+        self._errors_logged: set[tuple[str, str]] = set()
         self.events_by_kind: Counter[str] = Counter()
         self.extra_counters: dict[str, Callable[[], int]] = {}  # e.g. outbox_dropped (MQTT)
         self.first_ts: float | None = None
@@ -148,8 +172,9 @@ class Pipeline:
 
     def feed_many(self, timestamps: Iterable[float], frames: Iterable[bytes]) -> None:
         """Frames (with their timestamps, in time order). Never raises on frame contents: bad
-        ones are counted as parse errors. Two parallel sequences rather than (ts, frame)
-        pairs: a capture reader fills them without building a tuple per frame."""
+        ones are counted as parse errors, an exception while handling one as a handler error.
+        Two parallel sequences rather than (ts, frame) pairs: a capture reader fills them
+        without building a tuple per frame."""
         counts = self._counts
         count_of = counts.get
         node_ip = self.config.node_ip or _NEVER
@@ -169,18 +194,26 @@ class Pipeline:
                 total = 0
             total += 1
             src = frame[6:12]
-            n = count_of(src, 0) + 1
-            counts[src] = n
-            if n == 1 and len(counts) > max_sources:  # a spray of random source MACs
-                del counts[src]
-                self.untracked_frames += 1
-            elif n == source_fps:
-                self._flood(ts, src, n, "source")
-            if total == total_fps:
-                self._flood(ts, max(counts, key=counts.__getitem__), total, "total")
-            # Dispatch on the ethertype's two bytes as ints (no slice object per frame). The
-            # same dispatch, for 802.1Q-tagged frames, is _dispatch().
-            try:
+            try:  # free in CPython 3.11 until something raises
+                n = count_of(src, 0) + 1
+                counts[src] = n
+                # A source's first frame in a second is checked for length (once, not per
+                # frame): a cut address never becomes a source. A short frame after a whole
+                # one of the same source counts for that source, and is a parse error below.
+                if n == 1:
+                    if len(frame) < ETH_HEADER:  # not even Ethernet: no source to count
+                        del counts[src]
+                        self.parse_errors += 1
+                        continue
+                    if len(counts) > max_sources:  # a spray of random source MACs
+                        del counts[src]
+                        self.untracked_frames += 1
+                elif n == source_fps:
+                    self._flood(ts, src, n, "source")
+                if total == total_fps:
+                    self._total_flood(ts, total)
+                # Dispatch on the ethertype's two bytes as ints (no slice object per frame).
+                # The same dispatch, for 802.1Q-tagged frames, is _dispatch().
                 if frame[12] == 0x08:
                     low = frame[13]
                     if low == 0x00:  # IPv4: only traffic to the node and hostname announcements
@@ -192,12 +225,28 @@ class Pipeline:
                         self._arp(ts, frame)
                 elif frame[12] == 0x81 and frame[13] == 0x00:
                     self._dispatch(ts, frame[:12] + frame[16:])
-                elif len(frame) < 14:
-                    self.parse_errors += 1
             except IndexError:  # shorter than the headers its ethertype promises
                 self.parse_errors += 1
+            except Exception as exc:  # one frame never stops the others
+                self.failed(exc, "a frame")
         self._total = total
         self.last_ts = ts
+
+    def failed(self, exc: Exception, what: str) -> None:
+        """An exception while handling ``what`` (a frame, a tick, a decoy connection): counted
+        in ``handler_errors`` and logged with its traceback once per place and type."""
+        self.handler_errors += 1
+        kind = (what, type(exc).__name__)
+        if kind not in self._errors_logged:
+            self._errors_logged.add(kind)
+            log.error(
+                "%s raised %s while handling %s; the agent goes on (counted in handler_errors,"
+                " logged once)",
+                type(exc).__name__,
+                exc,
+                what,
+                exc_info=exc,
+            )
 
     def _dispatch(self, ts: float, frame: bytes) -> None:
         """The per-frame dispatch of :meth:`feed_many`, for an untagged 802.1Q frame."""
@@ -213,13 +262,17 @@ class Pipeline:
             self._arp(ts, frame)
 
     def _to_node(self, ts: float, frame: bytes) -> None:
+        src = frame[6:12]
+        if src != self.gateway_mac():  # the router forwards from any address of the Internet
+            spray = self.source_spray.on_address(ts, src, frame[26:30])
+            if spray is not None:
+                self._detected(spray, ts)
         if frame[23] != PROTO_TCP:
             return
         tcp = parse_tcp(frame)
         if tcp is None:
             self.parse_errors += 1
             return
-        src = frame[6:12]
         flags = tcp.flags
         det: Detection | None = None
         if flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
@@ -243,10 +296,18 @@ class Pipeline:
             self.parse_errors += 1
             return
         src = frame[6:12]
+        own = src == arp.sender_mac  # else a claim on behalf of another MAC: never learnt
+        # A claim of a binding already held (a host refreshing its own) is no sign of a spray.
+        if arp.sender_ip != NO_IP and self.arp_spoof.mac_of(arp.sender_ip) != arp.sender_mac:
+            spray = self.arp_spray.on_address(
+                ts, src, arp.sender_ip + arp.sender_mac, forged=not own
+            )
+            if spray is not None:
+                self._detected(spray, ts)
         spoof = self.arp_spoof.on_arp(ts, src, arp.sender_mac, arp.sender_ip)
         if spoof is not None:
             self._detected(spoof, ts)
-        else:
+        elif own:
             self.hosts.learn_ip(arp.sender_mac, arp.sender_ip, ts)
         if arp.op == ARP_REQUEST:
             det = self.arp_scan.on_request(ts, src, arp.sender_ip, arp.target_ip)
@@ -290,6 +351,18 @@ class Pipeline:
             if nb_name:
                 hosts.learn_name(src, nb_name, ts)
                 hosts.learn_ip(src, udp.src_ip, ts)
+
+    def _total_flood(self, ts: float, total: int) -> None:
+        """The LAN as a whole reached the total threshold: reported as the flood of the source
+        that sent the most, when one stands out (at least 1 % of the frames). When none does
+        (every frame from another forged MAC) naming one would accuse whoever happened to send
+        a frame in that second: the second is counted in ``leaderless_floods`` instead."""
+        counts = self._counts
+        leader = max(counts, key=counts.__getitem__) if counts else None
+        if leader is None or counts[leader] * 100 < total:
+            self.leaderless_floods += 1
+            return
+        self._flood(ts, leader, total, "total")
 
     def _flood(self, ts: float, mac: bytes, count: int, scope: str) -> None:
         self._detected(self.flood.over(ts, mac, count, self._sec_start, scope), ts)
@@ -366,7 +439,14 @@ class Pipeline:
 
     def tick(self, now: float) -> None:
         """Time has come to ``now``: close the frame bucket, expire state, send held-back
-        updates, detect hosts that left, refresh retained payloads when due."""
+        updates, detect hosts that left, refresh retained payloads when due. Never raises (an
+        exception is counted and logged, as for a frame)."""
+        try:
+            self._tick(now)
+        except Exception as exc:
+            self.failed(exc, "a tick")
+
+    def _tick(self, now: float) -> None:
         if self.first_ts is None:
             self.first_ts = now
         if now >= self._sec_end:
@@ -376,9 +456,8 @@ class Pipeline:
         cfg = self.config
         if now >= self._next_expire:
             self._next_expire = now + cfg.expire_interval_s
-            for detector in (self.arp_scan, self.syn_scan, self.session, self.flood):
+            for detector in self._detectors():
                 detector.expire(now)
-            self.arp_spoof.expire(now)
         for event in self.incidents.tick(now):
             self._publish(event)
         for host, silent_s in self.hosts.tick(now, self.incidents, self.prober):
@@ -406,21 +485,44 @@ class Pipeline:
 
     # --- payloads -----------------------------------------------------------------------------
 
+    def _detectors(self) -> tuple[Any, ...]:
+        return (
+            self.arp_scan,
+            self.syn_scan,
+            self.session,
+            self.flood,
+            self.arp_spoof,
+            self.arp_spray,
+            self.source_spray,
+        )
+
+    def _tables(self) -> list[BoundedTable[Any]]:
+        return [
+            self.arp_scan.sources,
+            self.syn_scan.sources,
+            self.syn_scan.by_ip,
+            self.session.sources,
+            self.flood.sources,
+            self.arp_spoof.bindings,
+            self.arp_spoof.claims,
+            self.arp_spray.sources,
+            self.source_spray.sources,
+            self.hosts.hosts,
+        ]
+
     def counters(self) -> dict[str, int]:
-        tables = (self.arp_scan, self.syn_scan, self.session, self.flood)
         counters = {
             "frames": self.frames,
             "events": self.events,
             "parse_errors": self.parse_errors,
             "kernel_drops": self.kernel_drops,
             "outbox_dropped": 0,
-            "evictions": sum(d.sources.evictions for d in tables)
-            + self.hosts.evictions
-            + self.incidents.evictions
-            + self.arp_spoof.bindings.evictions,
+            "evictions": sum(t.evictions for t in self._tables()) + self.incidents.evictions,
             "unattributed_sessions": self.unattributed_sessions,
             "untracked_frames": self.untracked_frames,
             "sink_errors": self.sink_errors,
+            "handler_errors": self.handler_errors,
+            "leaderless_floods": self.leaderless_floods,
             "hosts": len(self.hosts.hosts),
         }
         for name, read in self.extra_counters.items():
@@ -439,7 +541,8 @@ class Pipeline:
 
     def gateway_mac(self) -> bytes | None:
         """The gateway's MAC: configured, else the binding the ARP-spoofing detector holds for
-        the gateway's IP (the first reply heard)."""
+        the gateway's IP: the first claim the gateway's IP made for itself, pinned (no spray
+        pushes it out, and no claim on behalf of another MAC writes it)."""
         if self.config.gateway_mac is not None or self.config.gateway_ip is None:
             return self.config.gateway_mac
         return self.arp_spoof.mac_of(self.config.gateway_ip)

@@ -8,12 +8,14 @@ from typing import Any
 import voluptuous as vol
 from homeassistant.components import mqtt
 from homeassistant.config_entries import (
+    ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlowWithReload,
 )
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -25,14 +27,16 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
+from homeassistant.helpers.translation import async_get_translations
+from homeassistant.util import dt as dt_util
 
-from . import evacuation_options
 from .allowlist import normalize_entry
 from .const import (
     AGENT_ANSWER_TIMEOUT,
     CONF_AGENT_ID,
     CONF_ALLOWLIST,
     CONF_EVACUATION,
+    CONF_LEGACY_SIGNATURES,
     CONF_NOTIFY_LEVEL,
     CONF_NOTIFY_TARGETS,
     CONF_OFFLINE_MINUTES,
@@ -47,8 +51,12 @@ from .const import (
     MAX_QUESTIONS_PER_DAY,
     TOPIC_INFO,
 )
-from .coordinator import LanGuardConfigEntry
-from .payloads import AGENT_ID, parse_json, validate
+from .evacuation import options as evacuation_options
+from .intake import Refused, decode
+from .notifications import phone_targets
+from .payloads import AGENT_ID
+from .runtime import LanGuardConfigEntry
+from .untrusted import inert
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     CONF_NOTIFY_TARGETS: [],
@@ -82,10 +90,10 @@ def _valid_agent_id(agent_id: str) -> bool:
 
 def _parse_info(raw: str | bytes | bytearray, agent_id: str | None) -> dict[str, Any]:
     """A retained info payload, checked against the contract (and the expected agent)."""
-    try:
-        info: dict[str, Any] = validate("info", parse_json(raw))
-    except (ValueError, vol.Invalid) as err:
-        raise AgentCheckError("invalid_info") from err
+    decoded = decode("info", raw, dt_util.utcnow())
+    if isinstance(decoded, Refused):
+        raise AgentCheckError("invalid_info")
+    info: dict[str, Any] = decoded.payload
     if agent_id is not None and info["agent_id"] != agent_id:
         raise AgentCheckError("invalid_info")
     return info
@@ -164,10 +172,11 @@ class LanGuardConfigFlow(ConfigFlow, domain=DOMAIN):
         self._set_confirm_only()
         return self.async_show_form(
             step_id="discovery_confirm",
+            # Whoever can publish on the broker wrote these: inert in the Markdown dialog.
             description_placeholders={
                 "agent_id": info["agent_id"],
-                "version": info["version"],
-                "interface": info["interface"],
+                "version": inert(info["version"]),
+                "interface": inert(info["interface"]),
                 "node_ip": info["node"]["ip"] or "-",
             },
         )
@@ -237,64 +246,90 @@ class LanGuardConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class LanGuardOptionsFlow(OptionsFlowWithReload):
-    """What the owner tunes; saving reloads the agent's entry."""
+    """What the owner tunes; saving reloads the agent's entry (an evacuation keeps running)."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """One form for all options."""
+        """One form for all options; every entry is checked before anything is saved."""
         errors: dict[str, str] = {}
         placeholders = {"entry": ""}
+        info = self._agent_info()
+        stored = self.config_entry.options
+        section = {
+            **evacuation_options.suggested(stored, info),
+            **((user_input or {}).get(CONF_EVACUATION) or {}),
+        }
         if user_input is not None:
-            allowlist: list[str] = []
-            for entry in user_input.get(CONF_ALLOWLIST, []):
-                if not entry.strip():
-                    continue
-                try:
-                    allowlist.append(normalize_entry(entry))
-                except ValueError:
-                    errors[CONF_ALLOWLIST] = "invalid_allowlist"
-                    placeholders["entry"] = entry
-                    break
-            if not errors:
-                options = {
-                    CONF_NOTIFY_TARGETS: user_input.get(CONF_NOTIFY_TARGETS, []),
-                    CONF_NOTIFY_LEVEL: int(user_input[CONF_NOTIFY_LEVEL]),
-                    CONF_ALLOWLIST: allowlist,
-                    CONF_OFFLINE_MINUTES: int(user_input[CONF_OFFLINE_MINUTES]),
-                }
-                if CONF_QUESTIONS_PER_DAY in user_input:  # absent: the default (3 a day)
-                    options[CONF_QUESTIONS_PER_DAY] = int(user_input[CONF_QUESTIONS_PER_DAY])
-                if key := (user_input.get(CONF_SIGNING_KEY) or "").strip():
-                    options[CONF_SIGNING_KEY] = key
-                try:  # the evacuation section (issue 4)
-                    options |= evacuation_options.parse(
-                        {
-                            **evacuation_options.suggested(self.config_entry.options),
-                            **user_input.get(CONF_EVACUATION, {}),
-                        }
-                    )
-                except evacuation_options.InvalidOption as err:
-                    errors[err.args[0]] = err.args[1]
-                    placeholders["entry"] = err.args[2]
-                else:
-                    return self.async_create_entry(data=options)
-        current = {**DEFAULT_OPTIONS, **self.config_entry.options, **(user_input or {})}
+            try:
+                options = self._parse(user_input, info) | evacuation_options.parse(section, info)
+            except evacuation_options.InvalidOption as err:
+                errors[err.args[0]] = err.args[1]
+                placeholders["entry"] = err.args[2]
+            else:
+                return self.async_create_entry(data=options)
+        current = {**DEFAULT_OPTIONS, **stored, **(user_input or {})}
         current[CONF_NOTIFY_LEVEL] = str(current[CONF_NOTIFY_LEVEL])
-        current[CONF_EVACUATION] = evacuation_options.suggested(
-            {**self.config_entry.options, **current.get(CONF_EVACUATION, {})}
-        )
+        current[CONF_NOTIFY_TARGETS] = _targets(current[CONF_NOTIFY_TARGETS])
+        current[CONF_ALLOWLIST] = "\n".join(evacuation_options.lines(current[CONF_ALLOWLIST]))
+        current[CONF_EVACUATION] = evacuation_options.suggested(section, info)
+        warning = ""
+        if evacuation_options.cannot_quarantine(section, info):
+            warning = await _async_text(self.hass, "options_no_quarantine")
         return self.async_show_form(
             step_id="init",
-            data_schema=self.add_suggested_values_to_schema(self._schema(), current),
+            data_schema=self.add_suggested_values_to_schema(
+                self._schema(current[CONF_NOTIFY_TARGETS], info), current
+            ),
             errors=errors,
-            description_placeholders=placeholders,
+            description_placeholders={**placeholders, "warning": warning},
         )
 
-    def _schema(self) -> vol.Schema:
-        notify_services = sorted(self.hass.services.async_services_for_domain("notify"))
+    def _agent_info(self) -> dict[str, Any] | None:
+        """The agent's info as last reported (None while the entry is not loaded)."""
+        entry: LanGuardConfigEntry = self.config_entry
+        if entry.state is not ConfigEntryState.LOADED:
+            return None
+        return entry.runtime_data.coordinator.info
+
+    def _parse(self, user_input: dict[str, Any], info: dict[str, Any] | None) -> dict[str, Any]:
+        """The general options; ``InvalidOption`` names the field and the entry."""
+        allowlist: list[str] = []
+        for entry in evacuation_options.lines(user_input.get(CONF_ALLOWLIST)):
+            try:
+                allowlist.append(normalize_entry(entry))
+            except ValueError as err:
+                raise evacuation_options.InvalidOption(
+                    CONF_ALLOWLIST, "invalid_allowlist", entry
+                ) from err
+        phones = phone_targets(self.hass)
+        targets = _targets(user_input.get(CONF_NOTIFY_TARGETS, []))
+        for target in targets:
+            if target not in phones:
+                raise evacuation_options.InvalidOption(
+                    CONF_NOTIFY_TARGETS, "unknown_notify_target", f"notify.{target}"
+                )
+        options: dict[str, Any] = {
+            CONF_NOTIFY_TARGETS: targets,
+            CONF_NOTIFY_LEVEL: int(user_input[CONF_NOTIFY_LEVEL]),
+            CONF_ALLOWLIST: allowlist,
+            CONF_OFFLINE_MINUTES: int(user_input[CONF_OFFLINE_MINUTES]),
+        }
+        if key := (user_input.get(CONF_SIGNING_KEY) or "").strip():
+            options[CONF_SIGNING_KEY] = key
+        if user_input.get(CONF_LEGACY_SIGNATURES):
+            options[CONF_LEGACY_SIGNATURES] = True
+        if CONF_QUESTIONS_PER_DAY in user_input:  # absent: the default (3 a day)
+            options[CONF_QUESTIONS_PER_DAY] = int(user_input[CONF_QUESTIONS_PER_DAY])
+        return options
+
+    def _schema(self, chosen: list[str], info: dict[str, Any] | None) -> vol.Schema:
+        # Phones that exist, companion apps first; a chosen one that is gone stays visible so
+        # the owner can see it and take it out (saving refuses it).
+        phones = phone_targets(self.hass)
+        offered = phones + [target for target in chosen if target not in phones]
         return vol.Schema(
             {
                 vol.Optional(CONF_NOTIFY_TARGETS): SelectSelector(
-                    SelectSelectorConfig(options=notify_services, multiple=True, custom_value=True)
+                    SelectSelectorConfig(options=offered, multiple=True)
                 ),
                 vol.Required(CONF_NOTIFY_LEVEL): SelectSelector(
                     SelectSelectorConfig(
@@ -306,7 +341,8 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                 vol.Optional(CONF_SIGNING_KEY): TextSelector(
                     TextSelectorConfig(type=TextSelectorType.PASSWORD)
                 ),
-                vol.Optional(CONF_ALLOWLIST): TextSelector(TextSelectorConfig(multiple=True)),
+                vol.Optional(CONF_LEGACY_SIGNATURES, default=False): BooleanSelector(),
+                vol.Optional(CONF_ALLOWLIST): TextSelector(TextSelectorConfig(multiline=True)),
                 vol.Required(CONF_OFFLINE_MINUTES): NumberSelector(
                     NumberSelectorConfig(
                         min=1,
@@ -323,6 +359,17 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                         min=0, max=MAX_QUESTIONS_PER_DAY, step=1, mode=NumberSelectorMode.BOX
                     )
                 ),
-                vol.Optional(CONF_EVACUATION): evacuation_options.section_schema(self.hass),
+                vol.Optional(CONF_EVACUATION): evacuation_options.section_schema(self.hass, info),
             }
         )
+
+
+async def _async_text(hass: HomeAssistant, key: str) -> str:
+    """A ``common`` text in HA's language (the form's placeholders are not translated)."""
+    texts = await async_get_translations(hass, hass.config.language, "common", [DOMAIN])
+    return texts[f"component.{DOMAIN}.common.{key}"]
+
+
+def _targets(values: Any) -> list[str]:
+    """Notify targets as service names (``notify.`` is optional in stored options)."""
+    return [str(value).removeprefix("notify.") for value in values or []]

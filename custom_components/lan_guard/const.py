@@ -30,6 +30,8 @@ CONF_SIGNING_KEY: Final = "signing_key"
 CONF_ALLOWLIST: Final = "allowlist"
 CONF_OFFLINE_MINUTES: Final = "offline_minutes"
 CONF_QUESTIONS_PER_DAY: Final = "questions_per_day"
+# Accept agents signing in format 1 (no agent id, no topic): only while upgrading agents.
+CONF_LEGACY_SIGNATURES: Final = "legacy_signatures"
 
 # Level 1 (ARP scan) is also what HA's own nmap tracker and NetAlertX do every few minutes,
 # so by default only a scan of the monitoring node (level 2) or worse notifies.
@@ -55,6 +57,15 @@ TOPIC_COMMAND_RESULT: Final = "command/result"
 
 STATUS_ONLINE: Final = "online"
 STATUS_OFFLINE: Final = "offline"
+# The agent's info lists this capability when its nftables enforcer runs.
+CAPABILITY_ENFORCER: Final = "enforcer"
+# Commands to the agent: its enforcer's, and replaying events Home Assistant missed.
+ACTION_QUARANTINE: Final = "quarantine"
+ACTION_RELEASE: Final = "release"
+ACTION_REPLAY: Final = "replay"
+
+# The owner's inbox (sidebar panel): /lan-guard, linked from the notifications.
+PANEL_URL_PATH: Final = "lan-guard"
 
 # Bus event fired for every accepted agent event (same data as the event entity).
 EVENT_LAN_GUARD: Final = "lan_guard_event"
@@ -81,8 +92,9 @@ ATTR_LABELLED_ONLY: Final = "labelled_only"
 
 ISSUE_MQTT_NOT_SETUP: Final = "mqtt_not_setup"
 ISSUE_AGENT_OFFLINE: Final = "agent_offline"
+ISSUE_NOTIFY_FAILED: Final = "notify_failed"
 
-# Evacuation mode (issue 4): options, their defaults, actions, storage.
+# Evacuation mode: options, their defaults, actions, storage.
 CONF_EVACUATION: Final = "evacuation"  # the options form's section
 CONF_EVACUATION_TRIGGER: Final = "evacuation_trigger"
 CONF_EVACUATION_LEVEL: Final = "evacuation_level"
@@ -126,6 +138,8 @@ class Kind(StrEnum):
     FLOOD = "flood"
     ARP_SPOOF = "arp_spoof"
     HOST_LEFT = "host_left"
+    ARP_SPRAY = "arp_spray"
+    SOURCE_SPRAY = "source_spray"
 
 
 class Label(StrEnum):
@@ -143,5 +157,15 @@ class BadPayload(StrEnum):
     AGENT_MISMATCH = "agent_mismatch"
     SIGNATURE_MISSING = "signature_missing"
     SIGNATURE_BAD = "signature_bad"
+    SIGNATURE_LEGACY = "signature_legacy"  # format 1 while legacy signatures are off
     STALE = "stale"
     REPLAYED = "replayed"
+    # Bounds on what a payload may contain (``intake.py``).
+    TOO_LARGE = "too_large"
+    TOO_DEEP = "too_deep"
+    TOO_LONG = "too_long"
+    TOO_MANY = "too_many"
+    BAD_NUMBER = "bad_number"
+    FUTURE = "future"
+    # An accepted payload that a handler failed on: a bug, but never an unhandled exception.
+    HANDLER_ERROR = "handler_error"

@@ -14,8 +14,8 @@ from .const import (
     CONF_QUARANTINE_ENTITIES,
     CONF_SIGNING_KEY,
 )
-from .coordinator import LanGuardConfigEntry
 from .learner import Learner
+from .runtime import LanGuardConfigEntry
 
 # Who is on the owner's network, and the shared secret, never leave the house.
 TO_REDACT = {
@@ -41,7 +41,7 @@ async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: LanGuardConfigEntry
 ) -> dict[str, Any]:
     """Everything useful to understand what the integration saw, without identities."""
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     verifier = coordinator.verifier
     data = {
         "entry": {"data": dict(entry.data), "options": dict(entry.options)},
@@ -68,27 +68,28 @@ async def async_get_config_entry_diagnostics(
         },
         "signing": {
             "enabled": verifier is not None,
+            "legacy_signatures": coordinator.legacy,
+            "agent_format": verifier.agent_format if verifier else None,
             "remembered_ids": verifier.remembered_ids if verifier else 0,
         },
+        "delivery": coordinator.delivery.diagnostics(),
         "history": coordinator.history.export(),
-        "evacuation": coordinator.evacuation.attributes() if coordinator.evacuation else None,
-        "classifier": _classifier(coordinator.classifier),
+        "evacuation": entry.runtime_data.evacuation.attributes(),
+        "classifier": _classifier(entry.runtime_data.learner),
     }
     redacted: dict[str, Any] = async_redact_data(data, TO_REDACT)
     return redacted
 
 
-def _classifier(classifier: object) -> dict[str, Any] | None:
+def _classifier(learner: Learner) -> dict[str, Any]:
     """Label counts, accuracy, the cut-off, the question budget and why a stored model was
     reset (no weights)."""
-    if not isinstance(classifier, Learner):
-        return None
-    questions = classifier.classifier.questions
+    questions = learner.classifier.questions
     return {
-        **classifier.stats(),
-        "alarm_from": classifier.classifier.model.alarm_from,
+        **learner.stats(),
+        "alarm_from": learner.classifier.model.alarm_from,
         "questions_per_day": questions.per_day,
         "ask_from": questions.ask_from,
         "open_questions": len(questions.open),
-        "reset_reason": classifier.reset_reason,
+        "reset_reason": learner.reset_reason,
     }

@@ -10,10 +10,11 @@ written shortly after changes and on unload), the home's time zone and the agent
 inventory (how long each device has been on the LAN). A stored state of another feature
 version, or a broken one, starts afresh and the reason is logged.
 
-For the notification code, ``notified`` gives the push decision of an event
-(``learning.policy.PushPolicy``: one push per incident, one per escalated level, silent
-updates) and keeps the shown event answerable; ``expired_questions`` lists the questions to
-withdraw quietly.
+For the notification code (``notifications.IncidentNotifier``), ``notified`` gives the push
+decision of an event (``learning.policy.PushPolicy``: one push per incident, one per escalated
+level, silent updates), ``shown`` keeps the event a notification shows answerable, and
+``expired_questions`` lists the questions to withdraw quietly (``withdrawn`` when their
+notification went).
 """
 
 from __future__ import annotations
@@ -148,10 +149,10 @@ class Learner:
         )
 
     # -- what the notification code uses ---------------------------------------------------
-    def notified(self, event: LanGuardEvent) -> Push:
-        """The push decision for an event (push with sound, update silently, or nothing);
-        an event its notification shows stays answerable."""
-        verdict = event.verdict.value if event.verdict is not None else "normal"
+    def notified(self, event: LanGuardEvent, verdict: str) -> Push:
+        """The push decision for an event judged ``verdict`` (the classifier's, or the notify
+        level's while the level rule decides): push with sound, update silently, or nothing;
+        an event its incident's notification carries stays answerable."""
         push = self.pushes.decide(
             event.incident_id, verdict, event.level, event.received_at.timestamp()
         )
@@ -159,6 +160,16 @@ class Learner:
             self.classifier.keep(event.id)
         self._schedule_save()
         return push
+
+    def shown(self, event_id: str) -> None:
+        """A notification shows ``event_id`` with its buttons: keep it answerable."""
+        if self.classifier.keep(event_id):
+            self._schedule_save()
+
+    def withdrawn(self, incident_id: str) -> None:
+        """The incident's notification was withdrawn: its next alarm pushes afresh."""
+        self.pushes.withdraw(incident_id)
+        self._schedule_save()
 
     def expired_questions(self) -> list[str]:
         """Event ids of questions nobody answered in time (to withdraw quietly)."""

@@ -13,7 +13,7 @@ from tests.agent.craft import (
     arp_request,
     make_pipeline,
 )
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 MAC = mac_bytes(ATTACKER_MAC)
 IP = ip_bytes(ATTACKER_IP)
@@ -77,7 +77,7 @@ def test_cap_on_sources_evicts_oldest_and_counts_it() -> None:
         det.on_request(T0 + i, bytes([2, 0, 0, 0, 0, i]), IP, target(1))
     assert len(det.sources) == 3
     assert det.sources.evictions == 2
-    assert bytes([2, 0, 0, 0, 0, 0]) not in det.sources.items
+    assert bytes([2, 0, 0, 0, 0, 0]) not in det.sources
 
 
 def test_expiry_drops_idle_sources() -> None:
@@ -85,7 +85,7 @@ def test_expiry_drops_idle_sources() -> None:
     det.on_request(T0, MAC, IP, target(1))
     det.on_request(T0 + 8, bytes(6), IP, target(1))
     det.expire(T0 + 15)
-    assert list(det.sources.items) == [bytes(6)]
+    assert list(det.sources) == [bytes(6)]
     det.expire(T0 + 30)
     assert len(det.sources) == 0
 
@@ -115,7 +115,7 @@ def test_home_assistant_nmap_tracker_sweep_is_reported_as_level_1() -> None:
     assert sink.events[0]["source"]["vendor"] == "Raspberry Pi Trading Ltd"
     assert max(e["evidence"]["target_count"] for e in sink.events) == 253
     for event in sink.events:
-        validate("event", event)
+        validate_from_pipeline("event", event)
 
 
 def test_router_resolving_its_hosts_is_not_a_scan() -> None:

@@ -13,7 +13,7 @@ from tests.agent.craft import (
     make_pipeline,
     tcp,
 )
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 MAC = mac_bytes(ATTACKER_MAC)
 IP = ip_bytes(ATTACKER_IP)
@@ -47,7 +47,7 @@ def test_ransomware_probe_through_the_pipeline() -> None:
     assert event["source"]["mac"] == ATTACKER_MAC
     assert event["source"]["ip"] == ATTACKER_IP
     assert event["evidence"]["ports"] == sorted(RANSOMWARE_PORTS)
-    validate("event", event)
+    validate_from_pipeline("event", event)
 
 
 def test_connect_scan_without_data_is_level_2_with_handshakes() -> None:
@@ -87,3 +87,22 @@ def test_cap_and_expiry() -> None:
     assert len(det.sources) == 2 and det.sources.evictions == 2
     det.expire(T0 + 1000)
     assert len(det.sources) == 0
+
+
+def test_ports_add_up_per_ip_when_the_mac_changes() -> None:
+    det = SynScanDetector(SynScanConfig(min_ports=3))
+    found = [det.on_syn(T0 + i, bytes([2, 0, 0, 0, 0, i]), IP, 1000 + i) for i in range(4)]
+    assert found[:2] == [None, None]
+    detection = found[2]
+    assert detection is not None and detection.ip == IP
+    assert detection.mac == bytes([2, 0, 0, 0, 0, 0])  # the first MAC: one incident
+    update = found[3]
+    assert update is not None and update.evidence()["target_count"] == 4
+
+
+def test_a_mac_using_forged_source_ips_is_reported_without_an_ip_of_its_own() -> None:
+    det = SynScanDetector(SynScanConfig(min_ports=3))
+    found = [det.on_syn(T0 + i, MAC, bytes([10, 0, 0, i]), 1000 + i) for i in range(3)]
+    detection = found[2]
+    assert detection is not None and detection.mac == MAC
+    assert detection.ip is None  # the inventory's IP for the MAC, not a forged one

@@ -37,7 +37,7 @@ async def test_each_event_fires_with_its_data(hass: HomeAssistant, kind: str) ->
     assert attributes["evidence"] == event["evidence"]
     assert attributes["detected_at"] == event["detected_at"]
     # The classifier's prior judged it (no label yet), and says so.
-    stored = entry.runtime_data.history.get(event["id"])
+    stored = entry.runtime_data.coordinator.history.get(event["id"])
     assert stored is not None
     assert stored.assessment is not None
     assert attributes["verdict"] == stored.assessment["verdict"]

@@ -62,6 +62,8 @@ def make_event(
         "id": f"{number:032x}",
         "incident_id": incident or f"{number + 1:032x}",
         "agent_id": "pi-livingroom",
+        "seq": number + 1,
+        "epoch": "3f9c2e71a4b85d06c1e7f2a9b3d4e5f6",
         "kind": kind,
         "level": level,
         "source": {"mac": mac, "ip": "192.168.1.23", "vendor": vendor, "hostname": hostname},
@@ -105,7 +107,7 @@ def around_the_clock(mac: str = "b8:27:eb:00:00:01", hours: int = 14) -> list[di
 
 def test_names_are_unique_and_match_the_vector() -> None:
     assert len(set(FEATURE_NAMES)) == N_FEATURES
-    assert FEATURE_VERSION == 3
+    assert FEATURE_VERSION == 4
     x = extract(make_event(), History())
     assert x.shape == (N_FEATURES,)
     assert x.dtype == np.float64
@@ -151,7 +153,7 @@ def test_device_class(vendor: str | None, hostname: str | None, expected: str) -
 def test_every_kind_of_the_contract_has_a_bucket_and_unknown_kinds_go_to_other() -> None:
     assert {kind.value for kind in Kind} == set(KIND_BUCKETS)
     assert set(KIND_BUCKETS.values()) | {"other"} == set(BUCKETS)
-    assert kind_bucket("arp_spray") == "other"
+    assert kind_bucket("arp_spray") == kind_bucket("source_spray") == "spray"
     assert kind_bucket(None) == "other"
     event = make_event()
     event["kind"] = "echonet_probe"  # a kind of a newer agent: scored, as "other"
@@ -163,6 +165,14 @@ def test_every_kind_of_the_contract_has_a_bucket_and_unknown_kinds_go_to_other()
     assert entry.block.buckets == {"other": 1}
 
 
+def test_a_spray_counts_the_addresses_it_used_as_targets() -> None:
+    event = make_event("source_spray", level=2, evidence={"address_count": 255, "packets": 900})
+    x = extract(event, History())
+    assert feature(x, "kind_spray") == 1.0
+    assert feature(x, "log_targets") == pytest.approx(1.0)  # log1p(255) / log(256)
+    assert event_shape(event).bucket == "spray"
+
+
 @pytest.mark.parametrize(
     ("kind", "level", "evidence"),
     [
@@ -172,6 +182,8 @@ def test_every_kind_of_the_contract_has_a_bucket_and_unknown_kinds_go_to_other()
         ("flood", 2, {"rate": 20000.0, "packets": 200000, "scope": "source"}),
         ("arp_spoof", 3, {"ip": "192.168.1.1", "is_gateway": True}),
         ("host_left", 0, {"silent_s": 600.0}),
+        ("arp_spray", 2, {"address_count": 900, "forged": 900, "packets": 900, "rate": 4000.0}),
+        ("source_spray", 2, {"address_count": 120, "forged": 0, "packets": 130, "rate": 60.0}),
     ],
 )
 def test_kind_bucket_and_level(kind: str, level: int, evidence: dict[str, Any]) -> None:
@@ -182,6 +194,8 @@ def test_kind_bucket_and_level(kind: str, level: int, evidence: dict[str, Any]) 
     assert [feature(x, f"kind_{b}") for b in BUCKETS] == [float(b == bucket) for b in BUCKETS]
     assert feature(x, "level") == pytest.approx(level / 3)
     assert feature(x, "gateway") == float(evidence.get("is_gateway") is True)
+    if "address_count" in evidence:  # a spray's addresses count as its targets
+        assert feature(x, "log_targets") > 0.8
 
 
 def test_port_shares() -> None:

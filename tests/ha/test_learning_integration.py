@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.components.persistent_notification import (
+    _async_get_or_create_notifications,
+)
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.exceptions import ServiceValidationError
+from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import (
     async_capture_events,
+    async_fire_time_changed,
     async_mock_service,
 )
 
@@ -24,6 +31,7 @@ from custom_components.lan_guard.learner import Learner
 from custom_components.lan_guard.learning.features import FEATURE_VERSION
 from custom_components.lan_guard.learning.model import DEFAULT_ALARM_FROM, MIN_EXPORT_LABELS
 from custom_components.lan_guard.learning.policy import DEFAULT_ASK_FROM
+from custom_components.lan_guard.notifications import notification_id
 
 from .conftest import make_entry, make_event, publish, setup_entry, unload
 
@@ -76,7 +84,7 @@ async def test_the_verdict_travels_with_the_event(hass: HomeAssistant) -> None:
     bus = async_capture_events(hass, EVENT_LAN_GUARD)
     event = make_event("session", level=3)
     await deliver(hass, event)
-    stored = entry.runtime_data.history.get(event["id"])
+    stored = entry.runtime_data.coordinator.history.get(event["id"])
     assert stored is not None
     assert stored.assessment is not None
     probability = stored.assessment["probability"]
@@ -123,7 +131,8 @@ async def test_a_question_asks_with_the_buttons_within_the_daily_budget(
     ]
     for event in sweeps:
         await deliver(hass, event)
-    verdicts = [entry.runtime_data.history.get(e["id"]).assessment["verdict"] for e in sweeps]  # type: ignore[union-attr]
+    history = entry.runtime_data.coordinator.history
+    verdicts = [history.get(e["id"]).assessment["verdict"] for e in sweeps]  # type: ignore[union-attr]
     assert verdicts == ["unsure", "normal", "normal"]  # one question a day, as configured
     assert len(phone) == 1
     lines = phone[0].data["message"].splitlines()
@@ -133,7 +142,7 @@ async def test_a_question_asks_with_the_buttons_within_the_daily_budget(
         f"LAN_GUARD_NORMAL_{sweeps[0]['id']}",
         f"LAN_GUARD_ALARM_{sweeps[0]['id']}",
     ]
-    learner = entry.runtime_data.classifier
+    learner = entry.runtime_data.learner
     assert isinstance(learner, Learner)
     assert list(learner.classifier.questions.open) == [sweeps[0]["id"]]
     hass.bus.async_fire(
@@ -157,7 +166,7 @@ async def test_an_answer_outlives_the_event_history(
     assert len(phone) == 1
     for n in range(10):  # many events later the history no longer holds it
         await deliver(hass, make_event("arp_scan", level=1, mac=f"02:00:00:00:01:{n:02x}"))
-    assert entry.runtime_data.history.get(alarm["id"]) is None
+    assert entry.runtime_data.coordinator.history.get(alarm["id"]) is None
     hass.bus.async_fire(
         "mobile_app_notification_action", {"action": f"LAN_GUARD_ALARM_{alarm['id']}"}
     )
@@ -263,7 +272,7 @@ async def test_another_feature_version_starts_afresh(
     with caplog.at_level(logging.WARNING):
         await setup_entry(hass, entry)
     assert "feature version" in caplog.text
-    learner = entry.runtime_data.classifier
+    learner = entry.runtime_data.learner
     assert isinstance(learner, Learner)
     assert learner.reset_reason is not None
     assert learner.stats()["labels"] == 0
@@ -294,7 +303,7 @@ async def test_reset_export_and_import(hass: HomeAssistant) -> None:
     text = json.dumps(model)
     assert OWNER_LAPTOP not in text
     assert "192.168." not in text
-    for stored in entry.runtime_data.history:
+    for stored in entry.runtime_data.coordinator.history:
         assert stored.id not in text
 
     await hass.services.async_call(DOMAIN, "reset_model", {}, blocking=True)
@@ -339,7 +348,7 @@ async def test_a_classifier_failure_loses_no_event(
     hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     entry = await setup_entry(hass)
-    learner = entry.runtime_data.classifier
+    learner = entry.runtime_data.learner
     assert isinstance(learner, Learner)
 
     def broken(payload: dict[str, Any]) -> Any:
@@ -349,7 +358,7 @@ async def test_a_classifier_failure_loses_no_event(
     event = make_event("session", level=3)
     await deliver(hass, event)
     assert "classifier failed on event" in caplog.text
-    stored = entry.runtime_data.history.get(event["id"])
+    stored = entry.runtime_data.coordinator.history.get(event["id"])
     assert stored is not None
     assert stored.assessment is not None
     assert (stored.assessment["verdict"], stored.assessment["decided_by"]) == ("alarm", "rule")
@@ -368,30 +377,72 @@ async def test_diagnostics_show_the_classifier(hass: HomeAssistant) -> None:
     assert classifier["alarm_from"] == DEFAULT_ALARM_FROM
     assert (classifier["questions_per_day"], classifier["ask_from"]) == (3, DEFAULT_ASK_FROM)
     assert classifier["reset_reason"] is None
-    learner, entry.runtime_data.classifier = entry.runtime_data.classifier, None
-    assert (await async_get_config_entry_diagnostics(hass, entry))["classifier"] is None
-    entry.runtime_data.classifier = learner
     await unload(hass, entry)
 
 
-async def test_the_push_decision_the_notification_code_will_apply(hass: HomeAssistant) -> None:
-    entry = await setup_entry(hass)
-    learner = entry.runtime_data.classifier
-    assert isinstance(learner, Learner)
-    incident = "a" * 32
+async def test_pushes_follow_the_policy_across_a_restart(
+    hass: HomeAssistant, phone: list[ServiceCall]
+) -> None:
+    """An incident L1 -> L2 -> L2 -> L3: one push when first judged alarm, one per escalated
+    level, silent updates; the policy's state is stored, so a restart rings nobody again."""
+    entry = await setup_entry(
+        hass, make_entry(**{CONF_NOTIFY_TARGETS: ["notify.mobile_app_pixel"]})
+    )
+    incident, bot = "a" * 32, "00:1e:c9:aa:bb:cc"
     steps = [("arp_scan", 1), ("syn_scan", 2), ("syn_scan", 2), ("session", 3)]
-    actions = []
     for kind, level in steps:
-        event = make_event(kind, level=level, incident_id=incident, mac="00:1e:c9:aa:bb:cc")
-        await deliver(hass, event)
-        stored = entry.runtime_data.history.get(event["id"])
-        assert stored is not None
-        push = learner.notified(stored)
-        actions.append((push.action, push.reason, push.level))
-        if push.action != "none":
-            assert learner.can_learn(event["id"])  # its notification shows it: answerable
-    pushes = [action for action in actions if action[0] == "push"]
-    assert pushes[-1] == ("push", "escalation", 3)
-    assert len(pushes) <= 3  # the first alarm, and one per escalated level at most
-    assert ("update", "update", 2) in actions  # the repeated level 2 is a silent update
+        await deliver(hass, make_event(kind, level=level, incident_id=incident, mac=bot))
+    rings = [call.data["data"].get("alert_once") is not True for call in phone]
+    firsts = [call.data["message"].split("\n", 1)[0] for call in phone]
+    # The new source's sweep is asked about (a push), the scans alarm: level 2 escalates,
+    # its repeat updates silently, the session escalates again.
+    assert firsts[0].startswith("Is this normal? ARP scan")
+    assert rings == [True, True, False, True]
+    assert firsts[1:] == [
+        "Escalated to level 2: SYN scan of the monitoring node",
+        "Update: SYN scan of the monitoring node (level 2)",
+        "Escalated to level 3: Session with the monitoring node",
+    ]
+    learner = entry.runtime_data.learner
+    headline = phone[-1].data["data"]["actions"][0]["action"].rsplit("_", 1)[1]
+    assert learner.can_learn(headline)  # the event its buttons answer is kept
+    await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    await deliver(hass, make_event("syn_scan", level=2, incident_id=incident, mac=bot))
+    assert len(phone) == 5
+    assert phone[-1].data["data"]["alert_once"] is True  # remembered: an update, silent
+    await unload(hass, entry)
+
+
+async def test_an_unanswered_question_is_withdrawn_quietly(
+    hass: HomeAssistant, phone: list[ServiceCall], freezer: FrozenDateTimeFactory
+) -> None:
+    entry = await setup_entry(
+        hass, make_entry(**{CONF_NOTIFY_TARGETS: ["notify.mobile_app_pixel"]})
+    )
+    question = make_event("arp_scan", level=1, mac="02:00:00:00:00:07")
+    await deliver(hass, question)
+    alarm = make_event("session", level=3, mac="00:1e:c9:aa:bb:cc")
+    await deliver(hass, alarm)
+    history = entry.runtime_data.coordinator.history
+    assert [history.get(e["id"]).verdict for e in (question, alarm)] == ["unsure", "alarm"]  # type: ignore[union-attr]
+    learner = entry.runtime_data.learner
+    learner.classifier.questions.open[alarm["id"]] = dt_util.utcnow().timestamp()  # asked too
+    assert len(phone) == 2
+    freezer.tick(timedelta(hours=23))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    assert len(phone) == 2  # not yet
+    freezer.tick(timedelta(hours=1, minutes=11))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    # The question's notification goes, on the phone and in HA; the alarm's stays.
+    assert len(phone) == 3
+    assert phone[-1].data["message"] == "clear_notification"
+    assert phone[-1].data["data"] == {"tag": notification_id(question["incident_id"])}
+    shown = _async_get_or_create_notifications(hass)
+    assert list(shown) == [notification_id(alarm["incident_id"])]
+    assert learner.classifier.questions.open == {}
+    # Asked again later, its incident pushes afresh (its notification is gone).
+    assert not learner.pushes.pushed(question["incident_id"])
     await unload(hass, entry)

@@ -102,6 +102,7 @@ def test_prior_mean_is_the_level_rule_plus_domain_facts() -> None:
         ("telnet scan", vector(2, kind_port_scan=1, bot_port_share=1), "alarm"),
         ("escalation in the incident", vector(2, kind_port_scan=1, incident_escalation=1), "alarm"),
         ("a spoof of the gateway", vector(3, kind_spoof=1, gateway=1), "alarm"),
+        ("an ARP claim spray", vector(2, kind_spray=1), "alarm"),
     ],
 )
 def test_the_domain_prior_before_any_label(

@@ -13,6 +13,7 @@ from homeassistant.components.persistent_notification import (
 )
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_mock_service
 
@@ -21,15 +22,17 @@ from custom_components.lan_guard.const import (
     CONF_ALLOWLIST,
     CONF_NOTIFY_LEVEL,
     CONF_NOTIFY_TARGETS,
+    DOMAIN,
     Label,
 )
-from custom_components.lan_guard.models import LanGuardEvent
+from custom_components.lan_guard.models import IncidentView, LanGuardEvent
 from custom_components.lan_guard.notifications import (
+    Rendered,
     action_id,
     notification_id,
     parse_action,
+    push_verdict,
     render,
-    wanted,
 )
 
 from .conftest import make_entry, make_event, publish, setup_entry, unload
@@ -61,9 +64,10 @@ async def test_a_threat_notifies_the_phone_with_buttons(
     data = phone[0].data
     assert data["title"] == "LAN Guard: SYN scan of the monitoring node (level 2)"
     message = data["message"]
-    assert message.splitlines()[0] == (
-        "pi-livingroom detected SYN scan of the monitoring node from kids-laptop."
-    )
+    assert message.splitlines()[:2] == [
+        "Alarm: SYN scan of the monitoring node (level 2)",  # why it rings: the push policy
+        "pi-livingroom detected SYN scan of the monitoring node from kids-laptop.",
+    ]
     for line in (
         "MAC address: b8:27:eb:4c:21:9a",
         "IP address: 192.168.1.23",
@@ -85,19 +89,27 @@ async def test_a_threat_notifies_the_phone_with_buttons(
     await unload(hass, entry)
 
 
-async def test_each_event_has_its_own_action_ids(
+async def test_the_buttons_judge_the_incidents_most_telling_event(
     hass: HomeAssistant, phone: list[ServiceCall]
 ) -> None:
     entry = await notify_setup(hass)
     incident = "c" * 32
-    publish(hass, "event", make_event(level=2, incident_id=incident))
-    publish(hass, "event", make_event(level=3, kind="session", incident_id=incident))
+    scan = make_event(level=2, incident_id=incident)
+    session = make_event(level=3, kind="session", incident_id=incident)
+    publish(hass, "event", scan)
     await hass.async_block_till_done()
-    actions = [a["action"] for call in phone for a in call.data["data"]["actions"]]
-    assert len(actions) == len(set(actions)) == 4
-    # One persistent notification per incident, showing the newest event.
-    notifications = _async_get_or_create_notifications(hass)
-    assert "level 3" in notifications[notification_id(incident)]["title"]
+    publish(hass, "event", session)
+    await hass.async_block_till_done()
+    actions = [[a["action"] for a in call.data["data"]["actions"]] for call in phone]
+    assert actions == [
+        [f"LAN_GUARD_NORMAL_{scan['id']}", f"LAN_GUARD_ALARM_{scan['id']}"],
+        [f"LAN_GUARD_NORMAL_{session['id']}", f"LAN_GUARD_ALARM_{session['id']}"],
+    ]
+    # Both arrive before the first notification is sent: it shows the incident as it is.
+    publish(hass, "event", make_event(level=2, incident_id="f" * 32))
+    publish(hass, "event", make_event(level=3, kind="session", incident_id="f" * 32))
+    await hass.async_block_till_done()
+    assert all("(level 3)" in call.data["title"] for call in phone[2:])
     await unload(hass, entry)
 
 
@@ -108,6 +120,7 @@ async def test_notifications_in_japanese(hass: HomeAssistant, phone: list[Servic
     await hass.async_block_till_done()
     data = phone[0].data
     assert data["title"] == "LAN Guard: 監視ノードとの通信セッション（レベル3）"  # noqa: RUF001
+    assert data["message"].splitlines()[0] == "警報: 監視ノードとの通信セッション（レベル3）"  # noqa: RUF001
     assert "MACアドレス: b8:27:eb:4c:21:9a" in data["message"].splitlines()
     assert "送信されたデータ: " in data["message"]
     assert [a["title"] for a in data["data"]["actions"]] == ["正常", "警報"]
@@ -138,7 +151,7 @@ async def test_the_notify_level_applies_when_the_level_rule_decides(
     hass: HomeAssistant, phone: list[ServiceCall], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entry = await notify_setup(hass, **{CONF_NOTIFY_LEVEL: 3})
-    learner = entry.runtime_data.classifier
+    learner = entry.runtime_data.learner
 
     def cannot_judge(payload: dict[str, Any]) -> Any:
         raise ValueError("no verdict for this one")
@@ -184,7 +197,7 @@ async def test_a_button_press_labels_the_event(
     alarm = phone[0].data["data"]["actions"][1]["action"]
     hass.bus.async_fire("mobile_app_notification_action", {"action": alarm})
     await hass.async_block_till_done()
-    stored = entry.runtime_data.history.get(event["id"])
+    stored = entry.runtime_data.coordinator.history.get(event["id"])
     assert stored.label is Label.ALARM
     assert stored.labelled_at is not None
     culprit = hass.states.get("sensor.lan_guard_pi_livingroom_last_culprit")
@@ -208,7 +221,7 @@ async def test_other_actions_are_ignored(hass: HomeAssistant, action: Any) -> No
     await hass.async_block_till_done()
     hass.bus.async_fire("mobile_app_notification_action", {"action": action})
     await hass.async_block_till_done()
-    assert entry.runtime_data.history.get(event["id"]).label is None
+    assert entry.runtime_data.coordinator.history.get(event["id"]).label is None
     await unload(hass, entry)
 
 
@@ -219,7 +232,7 @@ async def test_acknowledging_dismisses_the_incidents_notification(
     publish(hass, "event", make_event(level=2))
     await hass.async_block_till_done()
     assert len(_async_get_or_create_notifications(hass)) == 1
-    entry.runtime_data.async_acknowledge()
+    entry.runtime_data.coordinator.async_acknowledge()
     assert _async_get_or_create_notifications(hass) == {}
     await unload(hass, entry)
 
@@ -230,30 +243,186 @@ def test_action_ids_round_trip() -> None:
         assert parse_action(action_id(label, event_id)) == (label, event_id)
 
 
-def test_the_classifiers_normal_verdict_is_not_notified() -> None:
+def test_the_push_policy_goes_by_the_classifiers_verdict_unless_the_rule_decides() -> None:
     event = LanGuardEvent(make_event(level=3), received_at=None)  # type: ignore[arg-type]
     nobody = Allowlist.parse([])
-    assert wanted(event, 2, nobody)
+    assert push_verdict(event, 2, nobody) == "alarm"  # no classifier: the notify level
+    assert push_verdict(event, 3, nobody) == "alarm"
     event.assessment = {"verdict": "unsure", "probability": 0.5}
-    assert wanted(event, 2, nobody)
-    event.assessment = {"verdict": "normal", "probability": 0.1}
-    assert not wanted(event, 2, nobody)
+    assert push_verdict(event, 2, nobody) == "unsure"
     event.assessment = {"verdict": "normal", "probability": 0.1, "decided_by": "prior"}
-    assert not wanted(event, 2, nobody)  # the prior judges before any label
+    assert push_verdict(event, 2, nobody) == "normal"  # the prior judges before any label
     low = LanGuardEvent(make_event(level=1, kind="arp_scan"), received_at=None)  # type: ignore[arg-type]
     low.assessment = {"verdict": "alarm", "probability": 0.9, "decided_by": "prior"}
-    assert wanted(low, 2, nobody)  # a bot's sweep: below the notify level, judged alarm
+    assert push_verdict(low, 2, nobody) == "alarm"  # a bot's sweep below the notify level
     low.assessment = {"verdict": "unsure", "probability": 0.5, "decided_by": "rule"}
-    assert not wanted(low, 2, nobody)  # the level rule: the notify level decides
+    assert push_verdict(low, 2, nobody) == "normal"  # the level rule: the notify level decides
+    assert push_verdict(low, 1, nobody) == "alarm"
+    trusted = Allowlist.parse([event.source["mac"]])
+    assert push_verdict(event, 2, trusted) is None  # a trusted host never notifies
+    info = LanGuardEvent(make_event("host_left", level=0), received_at=None)  # type: ignore[arg-type]
+    assert push_verdict(info, 0, nobody) is None  # information, not a threat
 
 
-def test_an_arp_scan_tells_how_many_addresses() -> None:
-    texts = {
+def _texts() -> dict[str, str]:
+    return {
         f"component.lan_guard.common.{key}": text
         for key, text in json.loads(EN.read_text(encoding="utf-8"))["common"].items()
     }
-    event = LanGuardEvent(make_event("arp_scan", level=1), dt_util.utcnow())
-    title, summary, fields = render(texts, {}, event, "pi")
-    assert title == "LAN Guard: arp_scan (level 1)"  # no kind names given: the raw kind
-    assert summary == "pi detected arp_scan from kids-laptop."
-    assert ("Addresses probed", "48") in fields
+
+
+def _render(*events: dict[str, Any]) -> Rendered:
+    view = IncidentView.of([LanGuardEvent(event, dt_util.utcnow()) for event in events])
+    assert view is not None
+    return render(_texts(), {}, view, "pi")
+
+
+def test_an_arp_scan_tells_how_many_addresses() -> None:
+    shown = _render(make_event("arp_scan", level=1))
+    assert shown.title == "LAN Guard: arp_scan (level 1)"  # no kind names given: the raw kind
+    assert shown.summary == "pi detected arp_scan from kids-laptop."
+    assert ("Addresses probed", "48") in shown.fields
+    sample = ", ".join(f"192.168.1.{n}" for n in range(1, 7))
+    assert ("Addresses", f"{sample} and 42 more") in shown.fields
+    assert not any(name.startswith("Ports") for name, _ in shown.fields)
+
+
+def test_a_syn_scan_counts_ports_and_says_how_many_are_not_listed() -> None:
+    ports = list(range(1, 31))
+    event = make_event("syn_scan", level=2)
+    event["evidence"].update(ports=ports, target_count=30)
+    shown = _render(event)
+    listed = ", ".join(str(port) for port in ports[:20])
+    assert ("Ports", f"{listed} and 10 more") in shown.fields
+    assert ("Ports probed", "30") in shown.fields
+    assert not any(name == "Addresses probed" for name, _ in shown.fields)
+    # A short list is shown whole.
+    assert ("Ports", "554, 445, 9100, 80, 515, 139") in _render(make_event(level=2)).fields
+
+
+def test_a_long_sample_is_cut_with_an_ellipsis() -> None:
+    event = make_event("session", level=3)
+    event["evidence"]["sample"] = "A" * 200
+    assert ("Data sent", "A" * 79 + "…") in _render(event).fields
+
+
+def test_a_spray_lists_the_addresses_it_used() -> None:
+    fields = dict(_render(make_event("arp_spray", level=2)).fields)
+    assert fields["Addresses used"] == "10.4.17.203, 10.201.9.44, 10.77.130.5 and 61 more"
+
+
+def test_a_session_names_its_port_once() -> None:
+    event = make_event("session", level=3)
+    event["evidence"]["ports"] = [445]
+    names = [name for name, _ in _render(event).fields]
+    assert "Port" in names and "Ports" not in names
+    event["evidence"]["ports"] = [139, 445]
+    assert ("Ports", "139, 445") in _render(event).fields
+
+
+def test_flood_and_spoofing_show_their_own_evidence() -> None:
+    flood = dict(_render(make_event("flood", level=2)).fields)
+    assert flood["Frames per second"] == "12500"
+    spoof = dict(_render(make_event("arp_spoof", level=3)).fields)
+    assert spoof["Address claimed"] == "192.168.1.1"
+    assert spoof["MAC address it replaced"] == "a0:63:91:0e:12:34"
+
+
+async def test_an_incident_keeps_showing_its_most_severe_event(
+    hass: HomeAssistant, phone: list[ServiceCall]
+) -> None:
+    """A level-3 session, then the scan's level-2 update: still level 3, with the sample."""
+    entry = await notify_setup(hass)
+    incident = "d" * 32
+    session = make_event("session", level=3, incident_id=incident)
+    publish(hass, "event", session)
+    await hass.async_block_till_done()
+    publish(hass, "event", make_event("syn_scan", level=2, incident_id=incident))
+    await hass.async_block_till_done()
+
+    notifications = _async_get_or_create_notifications(hass)
+    assert list(notifications) == [notification_id(incident)]  # one, updated in place
+    persistent = notifications[notification_id(incident)]
+    assert persistent["title"] == "LAN Guard: Session with the monitoring node (level 3)"
+    assert "Also seen: SYN scan of the monitoring node." in persistent["message"]
+    assert "PC NETWORK PROGRAM 1.0" in persistent["message"]  # the level-3 sample
+    assert f"- **Event ID**: {session['id']}" in persistent["message"]
+    assert len(phone) == 2
+    update = phone[-1].data
+    assert update["title"] == persistent["title"]
+    assert "Data sent: ....SMBr" in update["message"]
+    assert update["data"]["tag"] == phone[0].data["data"]["tag"] == notification_id(incident)
+    # The buttons still judge the session; the update does not ring the phone again.
+    assert update["data"]["actions"][1]["action"] == f"LAN_GUARD_ALARM_{session['id']}"
+    assert update["data"]["alert_once"] is True
+    assert update["data"]["push"] == {"interruption-level": "passive"}
+    assert "alert_once" not in phone[0].data["data"]
+    # The last culprit is the incident's most severe event too.
+    culprit = hass.states.get("sensor.lan_guard_pi_livingroom_last_culprit")
+    assert culprit.attributes["kind"] == "session"
+    assert culprit.attributes["level"] == 3
+    assert culprit.attributes["kinds"] == ["session", "syn_scan"]
+    assert culprit.attributes["event_id"] == session["id"]
+    await unload(hass, entry)
+
+
+async def test_a_phone_is_alerted_again_only_when_the_incident_escalates(
+    hass: HomeAssistant, phone: list[ServiceCall]
+) -> None:
+    entry = await notify_setup(hass)
+    incident = "e" * 32
+    for kind, level in (("syn_scan", 2), ("syn_scan", 2), ("session", 3), ("syn_scan", 2)):
+        publish(hass, "event", make_event(kind, level=level, incident_id=incident))
+        await hass.async_block_till_done()
+    alerts = [call.data["data"].get("alert_once") is not True for call in phone]
+    assert alerts == [True, False, True, False]
+    firsts = [call.data["message"].split("\n", 1)[0] for call in phone]
+    assert firsts == [
+        "Alarm: SYN scan of the monitoring node (level 2)",
+        "Update: SYN scan of the monitoring node (level 2)",
+        "Escalated to level 3: Session with the monitoring node",
+        "Update: SYN scan of the monitoring node (level 2)",
+    ]
+    await unload(hass, entry)
+
+
+async def test_the_persistent_notification_says_where_to_answer(
+    hass: HomeAssistant, phone: list[ServiceCall]
+) -> None:
+    """It has no buttons: it links to the inbox at the event the buttons are for."""
+    entry = await notify_setup(hass)
+    incident = "a" * 32
+    session = make_event("session", level=3, incident_id=incident)
+    publish(hass, "event", session)
+    publish(hass, "event", make_event(level=2, incident_id=incident))
+    await hass.async_block_till_done()
+    message = _async_get_or_create_notifications(hass)[notification_id(incident)]["message"]
+    assert message.endswith(f"[Answer in the LAN Guard inbox](/lan-guard?event={session['id']})")
+    assert phone[-1].data["data"]["url"] == f"/lan-guard?event={session['id']}"
+    assert "LAN Guard inbox" not in phone[-1].data["message"]  # the phone has the buttons
+    await unload(hass, entry)
+
+
+async def test_a_failing_phone_raises_a_repair_issue_until_it_works(
+    hass: HomeAssistant, phone: list[ServiceCall], issue_registry: ir.IssueRegistry
+) -> None:
+    async_mock_service(
+        hass, "notify", "broken_phone", raise_exception=HomeAssistantError("phone is off")
+    )
+    entry = await setup_entry(
+        hass, make_entry(**{CONF_NOTIFY_TARGETS: ["broken_phone", "mobile_app_pixel"]})
+    )
+    publish(hass, "event", make_event(level=2))
+    await hass.async_block_till_done()
+    issue = issue_registry.async_get_issue(DOMAIN, f"notify_failed_{entry.entry_id}")
+    assert issue is not None
+    assert issue.translation_placeholders["targets"] == "notify.broken_phone (phone is off)"
+    hass.config_entries.async_update_entry(
+        entry, options={**entry.options, CONF_NOTIFY_TARGETS: ["mobile_app_pixel"]}
+    )
+    await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    publish(hass, "event", make_event(level=2))
+    await hass.async_block_till_done()
+    assert issue_registry.async_get_issue(DOMAIN, f"notify_failed_{entry.entry_id}") is None
+    await unload(hass, entry)

@@ -32,6 +32,9 @@ IoT exploit ports, was ``telnet_port_share``), the session sample's protocol, th
 from the host name, ``quiet_class_scan``, ``host_age``, ``quiet_host_wakes``, ``first_of_kind``,
 ``new_hour``, ``grown``, ``shape_*``, ``routine``, ``incident_steps`` and ``sustained``; novelty
 is judged against the source's habits before its current block of 6 h (see SourceHistory).
+Version 4 added the ``spray`` bucket for the kinds ``arp_spray`` and ``source_spray`` (one
+sender using many addresses not its own; their address count is ``log_targets``). An earlier
+integration's version 3 had a one-hot per kind instead of buckets: its stored models reset.
 
 Every value is scaled to roughly [0, 1] so that one prior variance fits all weights.
 
@@ -54,7 +57,7 @@ from typing import Any, Final, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-FEATURE_VERSION: Final = 3
+FEATURE_VERSION: Final = 4
 
 # Event kind -> feature bucket. Unknown kinds go to "other" (see the module docstring).
 KIND_BUCKETS: Final[Mapping[str, str]] = {
@@ -64,8 +67,10 @@ KIND_BUCKETS: Final[Mapping[str, str]] = {
     "flood": "flood",
     "arp_spoof": "spoof",
     "host_left": "info",
+    "arp_spray": "spray",
+    "source_spray": "spray",
 }
-BUCKETS: Final = ("sweep", "port_scan", "session", "flood", "spoof", "info", "other")
+BUCKETS: Final = ("sweep", "port_scan", "session", "flood", "spoof", "spray", "info", "other")
 SCAN_BUCKETS: Final = frozenset({"sweep", "port_scan"})
 
 DEVICE_CLASSES: Final = (
@@ -224,7 +229,7 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "bias",
     *(f"kind_{bucket}" for bucket in BUCKETS),
     "level",  # level / 3
-    "log_targets",  # log1p(target_count) / log(256)
+    "log_targets",  # log1p(target_count, or a spray's address_count) / log(256)
     "log_ports",  # log1p(number of node ports touched) / log(256)
     "log_packets",  # log1p(packets) / log(1e6)
     "log_bytes",  # log1p(bytes) / log(1e8)
@@ -410,7 +415,8 @@ def event_ports(evidence: Mapping[str, Any]) -> frozenset[int]:
 
 
 def _targets(evidence: Mapping[str, Any]) -> int:
-    targets = evidence.get("target_count")
+    """Addresses swept, or a spray's addresses claimed or forged."""
+    targets = evidence.get("target_count", evidence.get("address_count"))
     if isinstance(targets, int) and not isinstance(targets, bool):
         return max(targets, 0)
     listed = evidence.get("targets")

@@ -25,6 +25,15 @@ same home's model twice replaces the first import instead of counting its eviden
 The stored form (``to_dict``) and the export (``export``) hold the feature version, the id,
 weights, precision and counts, never an event. A model of another feature version resets, with
 a reason.
+
+Export format (``MODEL_FORMAT`` 2; what a federated server exchanges), one JSON object:
+``format``; ``feature_version`` (``features.FEATURE_VERSION``); ``features``, the feature names
+in vector order (``features.FEATURE_NAMES``, ``N_FEATURES`` long); ``model_id``;
+``prior_variance``; ``alarm_from``; ``weights``, the posterior mean (``N_FEATURES`` numbers in
+that order); ``precision``, the posterior precision (``N_FEATURES`` x ``N_FEATURES``, the prior's
+``1 / prior_variance`` on the diagonal included); ``labels``, ``{"normal": n, "alarm": n}``;
+``correct``, the prequential hits. ``from_dict`` refuses any other format, feature version or
+feature list.
 """
 
 from __future__ import annotations
@@ -120,6 +129,9 @@ DOMAIN_PRIOR: Final[Mapping[str, float]] = {
     "ransomware_port_share": 1.5,
     # Answering for the router's address is a man-in-the-middle.
     "gateway": 3.0,
+    # Many addresses from one sender, not its own: blinding the agent's tables, or hiding a
+    # scan among forged sources. A router doing proxy ARP for many hosts is the rare exception.
+    "kind_spray": 1.5,
     # Scanning slower than any home discovery tool is scanning meant to go unnoticed.
     "slow_probe": 3.0,
     # Cameras, thermostats, plugs and bulbs never scan; one that does is compromised.

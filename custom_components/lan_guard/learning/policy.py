@@ -159,6 +159,12 @@ class PushPolicy:
             return Push("push", "escalation", incident_id, level)
         return Push("update", "update", incident_id, level)
 
+    def withdraw(self, incident_id: str) -> None:
+        """The incident's notification is gone (a question expired): it pushes afresh when it
+        is next judged alarm or asked about."""
+        if (incident := self._incidents.get(incident_id)) is not None:
+            incident.pushed_level = 0
+
     def pushed(self, incident_id: str) -> bool:
         """Whether the incident has pushed (its notification exists)."""
         incident = self._incidents.get(incident_id)
