@@ -194,9 +194,14 @@ def test_round_trip_keeps_models_history_kept_events_and_questions() -> None:
     assert restored.questions.open == classifier.questions.open
     probe = owner_scan(24 * 9)
     assert restored.assess(dict(probe)) == classifier.assess(dict(probe))
+    restored.to_dict()  # written once before the label
     restored.learn(pending["id"], "alarm")  # the label of an event seen before the restart
     assert restored.stats()["labels_alarm"] == 1
     assert restored.merge(teacher.export()) is False  # the import survived the restart
+    # A label given after a write is in the next one (what is written is made once per event).
+    again, _ = Classifier.from_dict(json.loads(json.dumps(restored.to_dict())), tz=japan)
+    assert again.stats()["labels_alarm"] == 1
+    assert again.learn(pending["id"], "alarm") is None  # already this label
 
 
 def test_another_feature_version_starts_afresh_with_a_reason() -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Final
 
@@ -58,6 +58,9 @@ class _Example:
     assessment: Assessment
     at: float  # the event's time (unix seconds)
     label: Label | None = None
+    # Its stored form but the label, made once: the state is written every few seconds while
+    # events flow (thousands of examples), and an example never changes but for its label.
+    stored: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 class Classifier:
@@ -342,16 +345,17 @@ class Classifier:
 
 
 def _example_dict(example: _Example) -> dict[str, Any]:
-    nonzero = np.flatnonzero(example.features)
-    return {
-        # Sparse and rounded: most features are 0 for any one event; a third of the size.
-        "features": [[int(i), round(float(example.features[i]), 4)] for i in nonzero],
-        "mac": example.mac,
-        "shapes": [[s.bucket, s.size, sorted(s.ports)] for s in example.shapes],
-        "assessment": example.assessment.as_dict(),
-        "at": example.at,
-        "label": example.label,
-    }
+    if example.stored is None:
+        nonzero = np.flatnonzero(example.features)
+        example.stored = {
+            # Sparse and rounded: most features are 0 for any one event; a third of the size.
+            "features": [[int(i), round(float(example.features[i]), 4)] for i in nonzero],
+            "mac": example.mac,
+            "shapes": [[s.bucket, s.size, sorted(s.ports)] for s in example.shapes],
+            "assessment": example.assessment.as_dict(),
+            "at": example.at,
+        }
+    return {**example.stored, "label": example.label}
 
 
 def _example_of(raw: Mapping[str, Any]) -> _Example:
