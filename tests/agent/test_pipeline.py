@@ -166,5 +166,8 @@ def test_short_frames_of_any_kind_are_parse_errors() -> None:
     for frame in (b"", bytes(12), bytes(13), tagged_ipv4, bytes(12) + b"\x81\x00"):
         pipeline.feed(T0, frame)
     assert pipeline.counters()["parse_errors"] == 5
-    pipeline.feed(T0, bytes(12) + b"\x86\xdd" + bytes(40))  # IPv6: fine, just not looked at
-    assert pipeline.counters()["parse_errors"] == 5
+    pipeline.feed(T0, bytes(12) + b"\x86\xdd" + bytes(40))  # IPv6 is looked at: too short
+    assert pipeline.counters()["parse_errors"] == 6
+    ipv6 = bytes(12) + b"\x86\xdd\x60" + bytes(5) + b"\x3b\x40" + bytes(32)  # no next header
+    pipeline.feed(T0, ipv6)
+    assert pipeline.counters()["parse_errors"] == 6
