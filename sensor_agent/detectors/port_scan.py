@@ -43,13 +43,11 @@ MAX_SOURCE_IPS: Final = 16
 
 def technique(flags: int, payload_len: int) -> str | None:
     """The scan technique a TCP segment to the node is, or ``None`` for an ordinary one."""
-    if flags & (TCP_SYN | TCP_RST):
+    if flags & (TCP_SYN | TCP_RST) or (payload_len and flags & TCP_ACK):
         return None
     name = TECHNIQUES.get(flags & _FLAGS)
     if name is None:  # any other flag soup without SYN/RST (e.g. PSH alone) probes too
         return "odd"
-    if payload_len and name in IN_CONVERSATION:
-        return None
     return name
 
 

@@ -1,0 +1,167 @@
+"""IPv6: neighbour and echo sweeps, scans of the node's IPv6 addresses, NDP spoofing, rogue RAs."""
+
+from __future__ import annotations
+
+from scapy.layers.inet import TCP
+from scapy.layers.inet6 import (
+    ICMPv6EchoRequest,
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6ND_RA,
+    ICMPv6NDOptDstLLAddr,
+    ICMPv6NDOptPrefixInfo,
+    ICMPv6NDOptSrcLLAddr,
+    IPv6,
+)
+from scapy.layers.l2 import Ether
+
+from sensor_agent.formats import addr_bytes, mac_bytes
+from tests.agent.craft import ATTACKER_MAC, GW_MAC, HOST_MAC, NODE_MAC, T0, make_pipeline
+from tests.contract import validate
+
+PREFIX = "fd00:db8:10::"
+NODE6 = PREFIX + "10"
+GW_LL = "fe80::1"
+HOST6 = PREFIX + "31"
+ATTACKER_LL = "fe80::66"
+ATTACKER6 = PREFIX + "66"
+
+
+def ns(mac: str, src: str, target: str, hlim: int = 255) -> bytes:
+    return bytes(
+        Ether(src=mac, dst="33:33:ff:00:00:01")
+        / IPv6(src=src, dst="ff02::1:ff00:1", hlim=hlim)
+        / ICMPv6ND_NS(tgt=target)
+        / ICMPv6NDOptSrcLLAddr(lladdr=mac)
+    )
+
+
+def na(mac: str, target: str, lladdr: str | None = None) -> bytes:
+    return bytes(
+        Ether(src=mac, dst="33:33:00:00:00:01")
+        / IPv6(src=target if lladdr is None else ATTACKER_LL, dst="ff02::1", hlim=255)
+        / ICMPv6ND_NA(tgt=target, R=0, S=0, O=1)
+        / ICMPv6NDOptDstLLAddr(lladdr=lladdr or mac)
+    )
+
+
+def ra(mac: str, src: str, lifetime: int = 1800) -> bytes:
+    return bytes(
+        Ether(src=mac, dst="33:33:00:00:00:01")
+        / IPv6(src=src, dst="ff02::1", hlim=255)
+        / ICMPv6ND_RA(routerlifetime=lifetime)
+        / ICMPv6NDOptSrcLLAddr(lladdr=mac)
+        / ICMPv6NDOptPrefixInfo(prefix="fd00:bad::", prefixlen=64)
+    )
+
+
+def config() -> dict[str, object]:
+    return {"node_ip6": (addr_bytes(NODE6),), "gateway_mac": mac_bytes(GW_MAC)}
+
+
+def test_neighbour_solicitation_sweep_is_level_1() -> None:
+    pipeline, sink = make_pipeline(**config())
+    for i in range(12):
+        pipeline.feed(T0 + i * 0.1, ns(ATTACKER_MAC, ATTACKER6, f"{PREFIX}{100 + i:x}"))
+    assert sink.kinds() == [("ipv6_sweep", 1)]
+    event = sink.events[0]
+    validate("event", event)
+    assert event["source"]["mac"] == ATTACKER_MAC
+    assert event["source"]["ipv6"][0] == ATTACKER6
+    assert event["evidence"]["target_count"] == 10
+
+
+def test_an_echo_to_all_nodes_is_a_sweep_at_once() -> None:
+    pipeline, sink = make_pipeline(**config())
+    pipeline.feed(
+        T0,
+        bytes(
+            Ether(src=ATTACKER_MAC, dst="33:33:00:00:00:01")
+            / IPv6(src=ATTACKER_LL, dst="ff02::1")
+            / ICMPv6EchoRequest()
+        ),
+    )
+    assert sink.kinds() == [("ipv6_sweep", 1)]
+    assert sink.events[0]["evidence"]["multicast"] == 1
+    assert sink.events[0]["evidence"]["targets"] == ["ff02::1"]
+
+
+def test_hosts_resolving_their_router_and_duplicate_address_detection_raise_nothing() -> None:
+    pipeline, sink = make_pipeline(**config())
+    for i in range(30):
+        pipeline.feed(T0 + i, ns(HOST_MAC, HOST6, GW_LL))
+        pipeline.feed(T0 + i, ns(HOST_MAC, "::", f"{PREFIX}{200 + i:x}"))  # DAD: src ::
+    pipeline.feed(T0 + 31, ra(GW_MAC, GW_LL))
+    pipeline.finish()
+    assert [e for e in sink.events if e["kind"] != "host_left"] == []
+    hosts = sink.last("hosts")
+    validate("hosts", hosts)
+    by_mac = {h["mac"]: h for h in hosts["hosts"]}
+    assert by_mac[HOST_MAC]["ipv6"] == [HOST6]
+    assert by_mac[GW_MAC]["ipv6"] == [GW_LL]
+
+
+def test_tcp_scan_of_the_node_over_ipv6_is_level_2_with_ipv6_identity() -> None:
+    pipeline, sink = make_pipeline(**config())
+    pipeline.feed(T0, ns(ATTACKER_MAC, ATTACKER6, NODE6))  # it resolves the node first
+    for port in (22, 80, 443):
+        pipeline.feed(
+            T0 + 1,
+            bytes(
+                Ether(src=ATTACKER_MAC, dst=NODE_MAC)
+                / IPv6(src=ATTACKER6, dst=NODE6)
+                / TCP(sport=40000, dport=port, flags="S")
+            ),
+        )
+    assert sink.kinds() == [("syn_scan", 2)]
+    source = sink.events[0]["source"]
+    validate("event", sink.events[0])
+    assert source["ipv6"] == [ATTACKER6] and source["ip"] is None
+
+
+def test_ndp_spoof_of_the_router_is_level_3_and_of_a_host_level_2() -> None:
+    pipeline, sink = make_pipeline(**config())
+    pipeline.feed(T0, ra(GW_MAC, GW_LL))
+    pipeline.feed(T0, na(HOST_MAC, HOST6))
+    pipeline.feed(T0 + 1, na(ATTACKER_MAC, GW_LL, lladdr=ATTACKER_MAC))  # parasite6
+    pipeline.feed(T0 + 1, na(ATTACKER_MAC, HOST6, lladdr=ATTACKER_MAC))
+    assert sink.kinds() == [("ndp_spoof", 3)]  # then an update of the same kind, held back
+    event = sink.events[0]
+    validate("event", event)
+    assert event["source"]["mac"] == ATTACKER_MAC
+    evidence = event["evidence"]
+    assert (evidence["ip"], evidence["old_mac"], evidence["is_gateway"]) == (GW_LL, GW_MAC, True)
+    pipeline2, sink2 = make_pipeline(**config())
+    pipeline2.feed(T0, na(HOST_MAC, HOST6))
+    pipeline2.feed(T0 + 1, na(ATTACKER_MAC, HOST6, lladdr=ATTACKER_MAC))
+    assert sink2.kinds() == [("ndp_spoof", 2)]
+
+
+def test_routed_or_forged_ndp_with_a_low_hop_limit_is_ignored() -> None:
+    pipeline, sink = make_pipeline(**config())
+    for i in range(20):
+        pipeline.feed(T0, ns(ATTACKER_MAC, ATTACKER6, f"{PREFIX}{100 + i:x}", hlim=64))
+    assert sink.events == []
+
+
+def test_rogue_router_advertisement_is_level_3_but_not_the_router_or_a_border_router() -> None:
+    pipeline, sink = make_pipeline(**config())
+    pipeline.feed(T0, ra(GW_MAC, GW_LL))
+    pipeline.feed(T0 + 1, ra("02:00:00:00:0b:0b", "fe80::b", lifetime=0))  # Thread border router
+    assert sink.events == []
+    pipeline.feed(T0 + 2, ra(ATTACKER_MAC, ATTACKER_LL))  # fake_router6
+    assert sink.kinds() == [("rogue_ra", 3)]
+    event = sink.events[0]
+    validate("event", event)
+    assert event["source"]["ipv6"][0] == ATTACKER_LL
+    assert event["evidence"]["old_mac"] == GW_MAC
+    assert event["evidence"]["prefixes"] == ["fd00:bad::"]
+
+
+def test_without_a_known_gateway_the_first_router_heard_is_the_router() -> None:
+    pipeline, sink = make_pipeline(node_ip6=(addr_bytes(NODE6),))
+    pipeline.feed(T0, ra(GW_MAC, GW_LL))
+    pipeline.feed(T0 + 600, ra(GW_MAC, GW_LL))
+    assert sink.events == []
+    pipeline.feed(T0 + 601, ra(ATTACKER_MAC, ATTACKER_LL))
+    assert sink.kinds() == [("rogue_ra", 3)]
