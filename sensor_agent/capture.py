@@ -43,6 +43,8 @@ TPACKET_V3 = 2
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 PACKET_OUTGOING = 4  # our own frames: never evidence
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_ALLMULTI = 2
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 SIOCGIFADDR = 0x8915
@@ -194,6 +196,8 @@ class LiveCapture:
             self._scapy.close()
             raise CaptureOpenError(f"{interface}: cannot attach the capture filter: {exc}") from exc
         self.sock.setblocking(False)
+        if not promiscuous:
+            self._all_multicast(interface)
         size = buffer_mb << 20
         self._ring: _Ring | None = None
         if ring:
@@ -207,6 +211,20 @@ class LiveCapture:
             self.buffer_bytes = self._socket_buffer(size)
         else:
             self.buffer_bytes = self._ring.blocks * RING_BLOCK_BYTES
+
+    def _all_multicast(self, interface: str) -> None:
+        """Receive every multicast frame (PACKET_MR_ALLMULTI; cheap next to promiscuous mode):
+        IPv6 neighbour solicitations go to per-address groups a NIC otherwise filters out,
+        and they are how an IPv6 sweep shows."""
+        try:
+            request = struct.pack(
+                "iHH8s", socket.if_nametoindex(interface), PACKET_MR_ALLMULTI, 0, b""
+            )
+            self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, request)
+        except OSError as exc:
+            log.warning(
+                "%s: no all-multicast reception (IPv6 sweeps may go unseen): %s", interface, exc
+            )
 
     @property
     def mode(self) -> str:
@@ -277,6 +295,23 @@ def interface_addresses(interface: str) -> tuple[bytes | None, bytes | None]:
         except OSError:
             ip = None
     return ip, mac
+
+
+def interface_addresses6(interface: str, table: Path = Path("/proc/net/if_inet6")) -> list[bytes]:
+    """The IPv6 addresses of ``interface`` (link-local and global), from the kernel's table."""
+    try:
+        lines = table.read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 6 and fields[5] == interface:
+            with contextlib.suppress(ValueError):
+                raw = bytes.fromhex(fields[0])
+                if len(raw) == 16:
+                    found.append(raw)
+    return found
 
 
 def default_gateway(interface: str, route_table: Path = Path("/proc/net/route")) -> bytes | None:

@@ -27,6 +27,7 @@ from .capture import (
     LiveCapture,
     default_gateway,
     interface_addresses,
+    interface_addresses6,
     kernel_arp_lookup,
 )
 from .commands import CommandHandler, build_command_handler
@@ -376,7 +377,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not interface:
         raise ConfigError("network.interface: required for run (--interface IFACE)")
     ip, mac = interface_addresses(interface)
-    config = config.with_network(ip, mac, default_gateway(interface))
+    config = config.with_network(
+        ip, mac, default_gateway(interface), tuple(interface_addresses6(interface))
+    )
     node = config.pipeline
     if node.node_ip is None:
         log.warning(

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from . import __version__
 from .capture import ArpProber, LiveCapture, kernel_arp_lookup
 from .config import AgentConfig
-from .decoys import Decoys
-from .formats import ip_bytes
+from .decoys import Decoys, EchonetDecoy
+from .formats import addr_bytes
 from .pipeline import Pipeline, info_payload
 from .sinks import Sink
 
@@ -51,12 +51,15 @@ class LiveAgent:
         self.selector = selectors.DefaultSelector()
         self.pipeline = Pipeline(config.pipeline, self.sinks, prober=prober)
         self.decoys = Decoys(config.decoys, self.selector, self._decoy_report)
+        self.echonet: EchonetDecoy | None = None
+        if config.decoys.enabled and config.decoys.echonet and config.decoys.bind is not None:
+            self.echonet = EchonetDecoy(config.decoys.bind, self.selector)
         self.capabilities = list(capabilities)
         self.started_at = clock()
         self._info_gateway_mac: bytes | None = None
 
     def _decoy_report(self, ts: float, ip: str, port: int, nbytes: int, data: bytes) -> None:
-        mac = self.pipeline.hosts.mac_of(ip_bytes(ip)) or kernel_arp_lookup(ip)
+        mac = self.pipeline.hosts.mac_of(addr_bytes(ip)) or kernel_arp_lookup(ip)
         self.pipeline.observe_session(ts, ip, port, nbytes=nbytes, data=data, mac=mac)
 
     def start(self) -> None:
@@ -65,6 +68,8 @@ class LiveAgent:
             self.pipeline.set_live_decoys(self.decoys.ports)
             if self.decoys.ports:
                 self.capabilities.append("decoys")
+            if self.echonet is not None and not self.echonet.open(self.clock()):
+                self.echonet = None
         if self.capture is not None:
             self.selector.register(self.capture.sock, selectors.EVENT_READ, _CAPTURE)
         self._publish_info()
@@ -99,6 +104,8 @@ class LiveAgent:
             for key, _events in self.selector.select(timeout):
                 if key.data is _CAPTURE and self.capture is not None:
                     pipeline.feed_many(*self.capture.read_batch())
+                elif isinstance(key.data, EchonetDecoy):
+                    key.data.ready(key.fileobj, self.clock())  # type: ignore[arg-type]
                 else:
                     self.decoys.ready(key.data, self.clock())
             now = self.clock()
@@ -114,6 +121,8 @@ class LiveAgent:
     def close(self) -> None:
         self.pipeline.finish(self.clock())
         self.decoys.close()
+        if self.echonet is not None:
+            self.echonet.close()
         if self.capture is not None:
             self.selector.unregister(self.capture.sock)
             self.capture.close()

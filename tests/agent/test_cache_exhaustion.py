@@ -12,7 +12,7 @@ def test_claims_of_many_addresses_within_the_window() -> None:
     det = CacheExhaustionDetector()
     mac = mac_bytes(ATTACKER_MAC)
     found = [det.on_claim(T0 + i * 0.01, mac, bytes([10, 0, 0, i])) for i in range(20)]
-    assert [i for i, f in enumerate(found) if f is not None][0] == 15
+    assert next(i for i, f in enumerate(found) if f is not None) == 15
     slow = CacheExhaustionDetector()
     assert all(slow.on_claim(T0 + i * 61, mac, bytes([10, 0, 0, i])) is None for i in range(20))
 

@@ -1,4 +1,4 @@
-"""DHCP: starvation of the pool and rogue servers; ordinary renewals and the real server are quiet."""
+"""DHCP: pool starvation and rogue servers; ordinary renewals and the real server are quiet."""
 
 from __future__ import annotations
 
