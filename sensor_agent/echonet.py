@@ -42,7 +42,8 @@ AIR_CONDITIONER = b"\x01\x30\x01"
 # What a controller reads to discover a node and describe its objects: operating status,
 # version, identification, manufacturer, instance and class lists, property maps.
 DESCRIPTIVE_EPCS = frozenset(
-    (0x80, 0x81, 0x82, 0x83, 0x88, 0x8A, 0x9D, 0x9E, 0x9F, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7)
+    (0x80, 0x81, 0x82, 0x83, 0x88, 0x8A, 0x8C, 0x8D, 0x8E, 0x9D, 0x9E, 0x9F)
+    + (0xD3, 0xD4, 0xD5, 0xD6, 0xD7)
 )
 PROPERTY_MAPS = frozenset((0x9D, 0x9E, 0x9F))
 _MAX_PROPERTIES = 64
@@ -161,6 +162,7 @@ class DecoyNode:
                 0x82: b"\x01\x0d\x01\x00",
                 0x83: ident,
                 0x8A: self.MANUFACTURER,
+                0x8C: b"AN22ZRS-W\x00\x00\x00",  # product code, 12 bytes
                 0xD3: b"\x00\x00\x01",
                 0xD4: b"\x00\x02",
                 0xD5: instances,
