@@ -502,12 +502,15 @@ class Pipeline:
         if len(recent) >= 1024:
             recent.clear()
         recent.add(frame)
+        # Discovery queries are sweeps of the LAN (to a group or broadcast); the same ports
+        # probed on the node itself are a scan's, not context.
         hosts = self.hosts
+        sweep = not to_node
         dport = udp.dport
         if dport in UDP_DHCP_PORTS:
             self._dhcp(ts, src, udp, payload)
         elif dport == UDP_MDNS:
-            if len(payload) >= 12 and not payload[2] & 0x80:
+            if sweep and len(payload) >= 12 and not payload[2] & 0x80:
                 hosts.learn_discovery(src, "mdns", ts)
             for name, ip in parse_mdns(payload):
                 owner = src if ip == udp.src_ip else hosts.mac_of(ip)
@@ -520,8 +523,10 @@ class Pipeline:
                 hosts.learn_name(src, nb_name, ts)
                 if len(udp.src_ip) == 4:
                     hosts.learn_ip(src, udp.src_ip, ts)
-            elif len(payload) >= 12 and not payload[2] & 0xF8:  # a name query (opcode 0)
+            elif sweep and len(payload) >= 12 and not payload[2] & 0xF8:  # a name query
                 hosts.learn_discovery(src, "netbios", ts)
+        elif not sweep:
+            return
         elif dport == UDP_SSDP:
             if payload.startswith(b"M-SEARCH"):
                 hosts.learn_discovery(src, "ssdp", ts)
