@@ -7,15 +7,18 @@ scripts/setup.sh all
 export PYTHONDONTWRITEBYTECODE=1
 
 echo "== ruff"
-.venv/bin/ruff check sensor_agent custom_components tests benchmarks
-.venv/bin/ruff format --check sensor_agent custom_components tests benchmarks
+.venv/bin/ruff check sensor_agent custom_components tests benchmarks addon
+.venv/bin/ruff format --check sensor_agent custom_components tests benchmarks addon
 echo "== mypy --strict"
-.venv-agent/bin/mypy --strict --python-version 3.11 sensor_agent benchmarks
+.venv-agent/bin/mypy --strict --python-version 3.11 sensor_agent benchmarks \
+  addon/lan_guard_agent/rootfs/usr/bin/lan_guard_addon.py
 .venv/bin/mypy --strict --python-version 3.13 custom_components/lan_guard
-echo "== agent tests (Python 3.11)"
-.venv-agent/bin/python -m pytest -q -p no:cacheprovider tests/agent
+echo "== agent and add-on tests (Python 3.11)"
+.venv-agent/bin/python -m pytest -q -p no:cacheprovider tests/agent tests/addon
 echo "== lab tests (Python 3.13, network namespaces; skipped with a reason when not root)"
 .venv/bin/python -m pytest -q -p no:cacheprovider -p no:homeassistant tests/lab
+echo "== a real hass, Mosquitto, the agent and headless Chromium (Python 3.13)"
+.venv/bin/python -m pytest -q -p no:cacheprovider -p no:homeassistant tests/browser
 echo "== Home Assistant tests (Python 3.13)"
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/ha \
   --cov=custom_components.lan_guard --cov-report=term-missing:skip-covered --cov-fail-under=95

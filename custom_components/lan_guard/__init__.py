@@ -18,7 +18,9 @@ from .evacuation_services import async_setup_evacuation_services
 from .history import EventHistory
 from .learner import Learner
 from .learner_services import async_setup_learner_services
+from .panel import async_register_panel
 from .services import async_setup_services
+from .websocket_api import async_setup_websocket_api
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
@@ -29,6 +31,8 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     async_setup_evacuation_services(hass)
     await async_install_blueprints(hass)
     async_setup_learner_services(hass)
+    async_setup_websocket_api(hass)
+    await async_register_panel(hass)
     return True
 
 
@@ -47,7 +51,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> 
         model="Sensor agent",
     )
     coordinator = LanGuardCoordinator(hass, entry)
-    learner = Learner(hass, entry.entry_id)  # verdicts from the first event on (issue 5)
+    learner = Learner(hass, entry.entry_id)  # verdicts from the first event on
     await learner.async_load()
     coordinator.classifier = learner
     await coordinator.async_start()
@@ -62,7 +66,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) ->
     """Unsubscribe, stop timers, write the history; nothing of the agent stays behind."""
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
-        # Undo isolation while the agent's topics are still subscribed (issue 4).
+        # Undo isolation while the agent's topics are still subscribed.
         if (evacuation := entry.runtime_data.evacuation) is not None:
             await evacuation.async_unload()
         await entry.runtime_data.async_stop()

@@ -260,7 +260,7 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                 }
                 if key := (user_input.get(CONF_SIGNING_KEY) or "").strip():
                     options[CONF_SIGNING_KEY] = key
-                try:  # the evacuation section (issue 4)
+                try:  # the evacuation section
                     options |= evacuation_options.parse(
                         {
                             **evacuation_options.suggested(self.config_entry.options),

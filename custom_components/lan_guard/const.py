@@ -52,6 +52,9 @@ TOPIC_COMMAND_RESULT: Final = "command/result"
 STATUS_ONLINE: Final = "online"
 STATUS_OFFLINE: Final = "offline"
 
+# The owner's inbox (sidebar panel): /lan-guard, linked from the notifications.
+PANEL_URL_PATH: Final = "lan-guard"
+
 # Bus event fired for every accepted agent event (same data as the event entity).
 EVENT_LAN_GUARD: Final = "lan_guard_event"
 # Fired by the companion app when a notification button is pressed.
@@ -78,7 +81,7 @@ ATTR_LABELLED_ONLY: Final = "labelled_only"
 ISSUE_MQTT_NOT_SETUP: Final = "mqtt_not_setup"
 ISSUE_AGENT_OFFLINE: Final = "agent_offline"
 
-# Evacuation mode (issue 4): options, their defaults, actions, storage.
+# Evacuation mode: options, their defaults, actions, storage.
 CONF_EVACUATION: Final = "evacuation"  # the options form's section
 CONF_EVACUATION_TRIGGER: Final = "evacuation_trigger"
 CONF_EVACUATION_LEVEL: Final = "evacuation_level"

@@ -112,10 +112,10 @@ class LanGuardCoordinator:
         self.verifier = PayloadVerifier(self._key) if self._key else None
         self.history = EventHistory(hass, entry.entry_id)
 
-        # Extension points: a classifier gives verdicts (issue 5); evacuation and others
-        # listen to events, labels and command results (issue 4).
+        # Extension points: a classifier gives verdicts; evacuation and others listen to
+        # events, labels and command results.
         self.classifier: EventClassifier | None = None
-        self.evacuation: EvacuationManager | None = None  # set up by __init__ (issue 4)
+        self.evacuation: EvacuationManager | None = None  # set up by __init__
         self._update_listeners: list[CALLBACK_TYPE] = []
         self._event_listeners: list[EventListener] = []
         self._label_listeners: list[LabelListener] = []

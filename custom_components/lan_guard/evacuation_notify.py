@@ -24,7 +24,7 @@ from .const import (
     EVACUATION_ACTION_PREFIX,
     ISSUE_EVACUATION_INCOMPLETE,
 )
-from .notifications import async_notify_targets
+from .notifications import async_notify_targets, inbox_link, inbox_url
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
@@ -91,8 +91,16 @@ async def async_notify(
     buttons: list[tuple[Choice, str]] | None = None,
 ) -> None:
     """Persistent notification plus every notify target; failures are logged, not raised."""
-    persistent_notification.async_create(hass, message, title, notification_id(entry.entry_id))
-    data: dict[str, Any] = {"tag": notification_id(entry.entry_id), "group": DOMAIN}
+    texts = await async_get_translations(hass, hass.config.language, "common", [DOMAIN])
+    persistent_notification.async_create(
+        hass, f"{message}\n\n{inbox_link(texts)}", title, notification_id(entry.entry_id)
+    )
+    data: dict[str, Any] = {
+        "tag": notification_id(entry.entry_id),
+        "group": DOMAIN,
+        "url": inbox_url(),
+        "clickAction": inbox_url(),
+    }
     if buttons:
         data["actions"] = [
             {"action": action_id(choice, entry.entry_id), "title": text} for choice, text in buttons

@@ -135,7 +135,7 @@ class Incident:
 
 
 class EventClassifier(Protocol):
-    """Gives each event a verdict before anyone sees it, and learns from labels (issue 5)."""
+    """Gives each event a verdict before anyone sees it, and learns from labels."""
 
     def assess(self, event: LanGuardEvent) -> dict[str, Any]:
         """The verdict on a new event: ``{"verdict": "normal"|"alarm"|"unsure", ...}``."""

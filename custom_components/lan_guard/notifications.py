@@ -19,7 +19,14 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.translation import async_get_translations
 
 from .allowlist import Allowlist
-from .const import ACTION_PREFIX, CONF_AGENT_ID, CONF_NOTIFY_TARGETS, DOMAIN, Label
+from .const import (
+    ACTION_PREFIX,
+    CONF_AGENT_ID,
+    CONF_NOTIFY_TARGETS,
+    DOMAIN,
+    PANEL_URL_PATH,
+    Label,
+)
 from .models import LanGuardEvent, Verdict
 
 if TYPE_CHECKING:
@@ -62,6 +69,16 @@ def notification_id(incident_id: str) -> str:
     return f"{DOMAIN}_{incident_id}"
 
 
+def inbox_url(event_id: str | None = None) -> str:
+    """The owner's inbox (the sidebar panel), opened at one event when given."""
+    return f"/{PANEL_URL_PATH}" + (f"?event={event_id}" if event_id else "")
+
+
+def inbox_link(texts: dict[str, str], event_id: str | None = None) -> str:
+    """A markdown link to the inbox: persistent notifications have no buttons, it has."""
+    return texts[f"{_COMMON}notify_inbox_link"].format(url=inbox_url(event_id))
+
+
 def async_dismiss(hass: HomeAssistant, incident_id: str) -> None:
     """Remove the incident's persistent notification (acknowledged)."""
     persistent_notification.async_dismiss(hass, notification_id(incident_id))
@@ -77,7 +94,12 @@ async def async_notify(hass: HomeAssistant, entry: ConfigEntry, event: LanGuardE
     persistent_notification.async_create(
         hass,
         "\n\n".join(
-            [summary, "\n".join(f"- **{name}**: {value}" for name, value in fields), *question]
+            [
+                summary,
+                "\n".join(f"- **{name}**: {value}" for name, value in fields),
+                *question,
+                inbox_link(texts, event.id),
+            ]
         ),
         title,
         notification_id(event.incident_id),
@@ -86,6 +108,9 @@ async def async_notify(hass: HomeAssistant, entry: ConfigEntry, event: LanGuardE
     data = {
         "tag": notification_id(event.incident_id),
         "group": DOMAIN,
+        # Tapping the notification opens the inbox at this event (iOS: url, Android: clickAction).
+        "url": inbox_url(event.id),
+        "clickAction": inbox_url(event.id),
         "actions": [
             {
                 "action": action_id(Label.NORMAL, event.id),

@@ -1,4 +1,4 @@
-"""MQTT sink: the agent's side of the MQTT contract (``/work/shared/design.md``, ``schema/``).
+"""MQTT sink: the agent's side of the MQTT contract (``docs/architecture.md``, ``schema/``).
 
 - Events go through the durable ``Outbox`` first and leave it only on the broker's PUBACK
   (QoS 1), so a broker outage or an agent restart loses nothing; they are sent in order and

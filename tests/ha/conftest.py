@@ -129,7 +129,7 @@ def default_options(**overrides: Any) -> dict[str, Any]:
 def make_entry(**options: Any) -> MockConfigEntry:
     """A config entry for the example agent.
 
-    Evacuation (issue 4, tested in its own modules) only starts by hand here, so these tests
+    Evacuation (tested in its own modules) only starts by hand here, so these tests
     see the integration's own behaviour and never wait for a quarantine command's answer.
     """
     return MockConfigEntry(

@@ -36,7 +36,7 @@ UPLINK_ROOT = "198.18.5.253"
 UPLINK_ROUTER = "198.18.5.254"
 AGENT_ID = "lg5-router"
 SHARED_KEY = "lg5-e2e-shared-key-0123"
-SCAN_PORTS = "554,445,9100,80,515,139"  # the ports ransomware probes first (design.md)
+SCAN_PORTS = "554,445,9100,80,515,139"  # the ports ransomware probes first (docs/architecture.md)
 # The agent declares a silent host gone after this (then ARP-probes it up to 3 times, 1 s apart).
 LEFT_AFTER_S = 2
 AGENT = Path(sys.prefix) / "bin" / "lan-guard-agent"

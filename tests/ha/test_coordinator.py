@@ -72,7 +72,7 @@ async def test_an_event_goes_everywhere_once(hass: HomeAssistant) -> None:
     assert bus[0].data["kind"] == "session"
     assert bus[0].data["culprit"] == event["source"]
     assert bus[0].data["evidence"] == event["evidence"]
-    assert bus[0].data["verdict"] == "alarm"  # the classifier's level prior (issue 5)
+    assert bus[0].data["verdict"] == "alarm"  # the classifier's level prior
     # The same event again (a QoS 1 redelivery or a replay) is dropped.
     publish(hass, "event", event)
     await hass.async_block_till_done()
@@ -292,7 +292,7 @@ async def test_unsigned_commands_without_a_key(hass: HomeAssistant, mqtt_mock: A
 
 
 class FakeClassifier:
-    """Stands for the classifier of issue 5: a verdict per event, learns from labels."""
+    """Stands for the classifier: a verdict per event, learns from labels."""
 
     def __init__(self, verdict: str) -> None:
         self.verdict = verdict

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 from pathlib import Path
 
+import homeassistant
+from packaging.requirements import Requirement
 from PIL import Image
 
 from custom_components.lan_guard.const import DOMAIN, PLATFORMS
@@ -22,6 +25,8 @@ def test_manifest_follows_hassfest_for_custom_integrations() -> None:
     assert keys[2:] == sorted(keys[2:])
     assert manifest["domain"] == DOMAIN
     assert manifest["dependencies"] == ["mqtt"]
+    # The panel needs the frontend (every UI has it); a headless HA runs without it.
+    assert manifest["after_dependencies"] == ["frontend", "http", "network", "panel_custom"]
     assert manifest["iot_class"] == "local_push"
     assert manifest["config_flow"] is True
     assert manifest["mqtt"] == ["lan_guard/+/info"]
@@ -30,10 +35,45 @@ def test_manifest_follows_hassfest_for_custom_integrations() -> None:
         assert manifest[key], key
 
 
-def test_hacs_json() -> None:
+def test_hacs_json_and_readme_agree_on_the_minimum_version() -> None:
     hacs = json.loads((ROOT / "hacs.json").read_text(encoding="utf-8"))
     assert hacs["name"] == "LAN Guard"
     assert hacs["homeassistant"] == "2026.2.0"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "Home Assistant 2026.2 or later" in readme
+    # The bundled brand icon is shown from 2026.3 on; the README says so.
+    assert "`brand/icon.png`" in readme
+    assert "2026.3" in readme
+
+
+def _third_party_imports() -> set[str]:
+    """Top-level modules the integration imports that neither HA nor the stdlib provide."""
+    found: set[str] = set()
+    for path in FOLDER.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    # voluptuous is a requirement of Home Assistant itself.
+    return found - set(sys.stdlib_module_names) - {"homeassistant", "voluptuous", "__future__"}
+
+
+def test_every_import_is_a_requirement_that_home_assistant_accepts() -> None:
+    """What HA installs for the integration must fit HA's own pinned package constraints,
+    or the integration fails to load on an installation like a user's."""
+    manifest = json.loads((FOLDER / "manifest.json").read_text(encoding="utf-8"))
+    requirements = {Requirement(text).name: Requirement(text) for text in manifest["requirements"]}
+    assert set(requirements) == _third_party_imports() == {"numpy"}
+    constraints = Path(homeassistant.__file__).with_name("package_constraints.txt")
+    pinned = {
+        Requirement(line).name: Requirement(line)
+        for line in constraints.read_text(encoding="utf-8").splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    for name, requirement in requirements.items():
+        [spec] = pinned[name].specifier
+        assert requirement.specifier.contains(spec.version), (requirement, spec)
 
 
 def test_brand_icon_is_256_square() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import struct
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -34,6 +33,7 @@ from custom_components.lan_guard.const import (
 )
 from custom_components.lan_guard.coordinator import LanGuardCoordinator
 from tests.broker import Mosquitto
+from tests.captures import first_seconds
 
 from .conftest import PREFIX, make_entry, unload
 
@@ -71,22 +71,6 @@ async def agent(*args: str, env: dict[str, str] | None = None) -> str:
     text = output.decode(errors="replace")
     assert process.returncode == 0, text
     return text
-
-
-def first_seconds(capture: Path, seconds: float, output: Path) -> Path:
-    """The capture's first ``seconds`` (classic pcap: 24-byte header, 16-byte record headers)."""
-    data = capture.read_bytes()
-    endian = "<" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">"
-    kept, offset, start = bytearray(data[:24]), 24, None
-    while offset < len(data):
-        sec, usec, length, _ = struct.unpack_from(f"{endian}IIII", data, offset)
-        start = sec + usec / 1e6 if start is None else start
-        if sec + usec / 1e6 - start > seconds:
-            break
-        kept += data[offset : offset + 16 + length]
-        offset += 16 + length
-    output.write_bytes(bytes(kept))
-    return output
 
 
 async def replay(capture: Path, broker: Mosquitto, agent_id: str) -> str:

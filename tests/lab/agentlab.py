@@ -21,7 +21,7 @@ NODE_IP = "198.18.2.2"
 UPLINK_ROOT_IP = "198.18.2.253"
 UPLINK_NODE_IP = "198.18.2.254"
 DECOY_PORTS = (554, 445, 9100, 80, 515, 139)
-"""The agent's default decoy ports: the ports ransomware probes first (design.md)."""
+"""The agent's default decoy ports: the ports ransomware probes first (docs/architecture.md)."""
 
 AGENT = Path(sys.prefix) / "bin" / "lan-guard-agent"
 """The agent's console script in the venv running the tests."""

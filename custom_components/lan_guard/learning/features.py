@@ -63,7 +63,7 @@ VENDOR_CLASSES: Final = (
     "iot",
     "unknown",
 )
-# The ports ransomware probes first (design.md); the agent's default decoy ports.
+# The ports LAN-aware ransomware probes first; the agent's default decoy ports.
 RANSOMWARE_PORTS: Final = frozenset({554, 445, 9100, 80, 515, 139})
 # Mirai and its descendants brute-force telnet on these.
 TELNET_PORTS: Final = frozenset({23, 2323})

@@ -109,7 +109,7 @@ def level_prior_mean() -> FloatArray:
 DOMAIN_PRIOR: Final[Mapping[str, float]] = {
     # Mirai and its descendants brute-force telnet; no home device probes telnet on others.
     "telnet_port_share": 4.0,
-    # Probing exactly the ports ransomware probes first (design.md).
+    # Probing exactly the ports ransomware probes first (554, 445, 9100, 80, 515, 139).
     "ransomware_port_share": 2.0,
     # Answering for the router's address is a man-in-the-middle.
     "gateway": 3.0,
