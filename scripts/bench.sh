@@ -11,4 +11,5 @@ run .venv-agent/bin/python benchmarks/latency_mqtt.py
 run .venv-agent/bin/python benchmarks/latency_mqtt.py --signed
 run .venv/bin/python benchmarks/agent_live_flood.py
 run .venv/bin/python benchmarks/evacuation_latency.py
+run .venv/bin/python benchmarks/detect_latency.py
 run .venv/bin/python benchmarks/classifier_eval.py
