@@ -101,6 +101,7 @@ _UDP_PORT_BYTES = frozenset(p.to_bytes(2, "big") for p in _UDP_PORTS)
 # ECHONET Lite (the decoy node: reported by the ECHONET detector).
 NODE_UDP_PORTS = frozenset((68, 123, 546, UDP_MDNS, echonet.PORT))
 _NO_IP = b"\x00\x00\x00\x00"
+_IP6_TCP_UDP = frozenset((b"\x06", b"\x11"))
 _NDP = frozenset((ICMP6_NEIGHBOR_SOLICIT, ICMP6_NEIGHBOR_ADVERT, ICMP6_ROUTER_ADVERT))
 # Kinds whose culprit the sending MAC's own address names (forged source addresses).
 _SCAN_KINDS = frozenset(("syn_scan", "stealth_scan", "udp_scan"))
@@ -370,12 +371,18 @@ class Pipeline:
             self.parse_errors += 1
             return
         src = frame[6:12]
+        # A claim counts towards cache exhaustion when it is made for another MAC, or by a
+        # MAC that already held another address: a host's own single address never does.
+        previous = self.hosts.ip_of(arp.sender_mac)
+        claim_counts = arp.sender_ip != _NO_IP and (
+            arp.sender_mac != src or (previous is not None and previous != arp.sender_ip)
+        )
         spoof = self.arp_spoof.on_arp(ts, src, arp.sender_mac, arp.sender_ip)
         if spoof is not None:
             self._detected(spoof, ts)
         else:
             self.hosts.learn_ip(arp.sender_mac, arp.sender_ip, ts)
-        if arp.sender_ip != _NO_IP:
+        if claim_counts:
             claim = self.cache_exhaustion.on_claim(ts, src, arp.sender_ip)
             if claim is not None:
                 self._detected(claim, ts)
@@ -398,6 +405,15 @@ class Pipeline:
                     self._detected(slow, ts)
 
     def _ipv6(self, ts: float, frame: bytes) -> None:
+        # Most IPv6 frames are TCP/UDP between other hosts: skipped on two slices (a header
+        # chain with extension headers is parsed in full).
+        next_header = frame[20:21]
+        if (
+            next_header in _IP6_TCP_UDP
+            and frame[38:54] not in self.node_ip6
+            and (next_header == b"\x06" or frame[56:58] not in _UDP_PORT_BYTES)
+        ):
+            return
         ip = parse_ipv6(frame)
         if ip is None:
             self.parse_errors += 1
@@ -471,15 +487,20 @@ class Pipeline:
         """``src`` says IPv6 address ``ip`` is at ``claimed_mac``."""
         if is_multicast(ip) or ip == UNSPECIFIED:
             return
+        host = self.hosts.hosts.get(claimed_mac)
+        claim_counts = claimed_mac != src or (
+            host is not None and bool(host.ipv6) and ip not in host.ipv6
+        )
         router = self.rogue_ra.router_mac(self.gateway_mac())
         spoof = self.ndp_spoof.on_claim(ts, src, claimed_mac, ip, router)
         if spoof is not None:
             self._detected(spoof, ts)
         else:
             self.hosts.learn_ip6(claimed_mac, ip, ts)
-        claim = self.cache_exhaustion.on_claim(ts, src, ip)
-        if claim is not None:
-            self._detected(claim, ts)
+        if claim_counts:
+            claim = self.cache_exhaustion.on_claim(ts, src, ip)
+            if claim is not None:
+                self._detected(claim, ts)
 
     def _udp(self, ts: float, frame: bytes) -> None:
         udp = parse_udp(frame)
@@ -756,7 +777,6 @@ class Pipeline:
             self.flood,
             self.stealth_scan,
             self.udp_scan,
-            self.slow_sweep,
             self.ipv6_sweep,
             self.cache_exhaustion,
         )
@@ -770,7 +790,8 @@ class Pipeline:
             + self.hosts.evictions
             + self.incidents.evictions
             + self.arp_spoof.bindings.evictions
-            + self.ndp_spoof.bindings.evictions,
+            + self.ndp_spoof.bindings.evictions
+            + self.slow_sweep.evictions,
             "unattributed_sessions": self.unattributed_sessions,
             "untracked_frames": self.untracked_frames,
             "sink_errors": self.sink_errors,

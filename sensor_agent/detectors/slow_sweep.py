@@ -49,26 +49,33 @@ class SlowSweepConfig:
 class _Track:
     """One kind of target of one source: two bitmaps and a small sample."""
 
-    __slots__ = ("current", "first", "previous", "probes", "reported", "sample")
+    __slots__ = (
+        "current",
+        "epoch",
+        "first",
+        "ip",
+        "ips",
+        "last",
+        "previous",
+        "probes",
+        "reported",
+        "sample",
+    )
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, ip: bytes | None, epoch: int) -> None:
         self.current = 0
         self.previous = 0
+        self.epoch = epoch
         self.first = now
+        self.last = now
+        self.ip = ip
+        self.ips: tuple[bytes, ...] = (ip,) if ip is not None else ()
         self.probes = 0
         self.reported = False
         self.sample: list[Any] = []
 
 
-class _Source:
-    __slots__ = ("epoch", "ip", "ips", "last", "tracks")
-
-    def __init__(self, now: float, ip: bytes | None, epoch: int) -> None:
-        self.last = now
-        self.ip = ip
-        self.ips: dict[bytes, None] = {}
-        self.epoch = epoch
-        self.tracks: dict[str, _Track] = {}
+_KINDS = ("arp_scan", "syn_scan", "stealth_scan", "udp_scan")
 
 
 class SlowSweepDetector:
@@ -80,63 +87,49 @@ class SlowSweepDetector:
         """``minimum``: per kind, the fast detector's threshold, which a slow sweep must also
         reach (an owner who raised it wants no reports of fewer targets, at any pace)."""
         self.config = config or SlowSweepConfig()
-        self.minimum = minimum or {}
-        self._half = self.config.horizon_s / 2
-        self.sources: SourceTable[_Source] = SourceTable(
-            self.config.max_sources, self.config.horizon_s
-        )
+        cfg = self.config
+        minimum = minimum or {}
+        self._half = cfg.horizon_s / 2
+        # one table per kind: one small object per source and kind, nothing else
+        self.tables: dict[str, SourceTable[_Track]] = {
+            kind: SourceTable(cfg.max_sources, cfg.horizon_s) for kind in _KINDS
+        }
+        self.thresholds = {
+            kind: max(
+                cfg.min_dark_targets if kind == "arp_scan" else cfg.min_ports,
+                minimum.get(kind, 0),
+            )
+            for kind in _KINDS
+        }
 
-    def _source(self, now: float, mac: bytes, ip: bytes | None) -> _Source:
-        epoch = int(now // self._half)
-        state = self.sources.current(
-            mac, now, self.config.horizon_s, lambda: _Source(now, ip, epoch)
-        )
-        if epoch != state.epoch:  # a new half-horizon: the older half is forgotten
-            shift = epoch - state.epoch
-            for track in state.tracks.values():
-                track.previous = track.current if shift == 1 else 0
-                track.current = 0
-            state.epoch = epoch
-        if ip is not None:
-            state.ip = ip
-            if ip not in state.ips and len(state.ips) < 16:
-                state.ips[ip] = None
-        return state
+    @property
+    def evictions(self) -> int:
+        return sum(table.evictions for table in self.tables.values())
 
     def on_dark_arp(
         self, now: float, mac: bytes, sender_ip: bytes | None, target: bytes
     ) -> Detection | None:
         """An ARP request from ``mac`` for ``target``, an address no host is known to hold."""
-        state = self._source(now, mac, sender_ip)
-        return self._add(
-            now,
-            mac,
-            state,
-            "arp_scan",
-            target,
-            threshold=max(self.config.min_dark_targets, self.minimum.get("arp_scan", 0)),
-        )
+        return self._add(now, mac, sender_ip, "arp_scan", target)
 
     def on_port(self, now: float, mac: bytes, ip: bytes, kind: str, port: int) -> Detection | None:
         """A probe of ``port`` of the node (``kind``: syn_scan, stealth_scan or udp_scan)."""
-        state = self._source(now, mac, ip)
-        return self._add(
-            now,
-            mac,
-            state,
-            kind,
-            port,
-            threshold=max(self.config.min_ports, self.minimum.get(kind, 0)),
-        )
+        return self._add(now, mac, ip, kind, port)
 
     def _add(
-        self, now: float, mac: bytes, state: _Source, kind: str, target: Any, *, threshold: int
+        self, now: float, mac: bytes, ip: bytes | None, kind: str, target: Any
     ) -> Detection | None:
-        track = state.tracks.get(kind)
-        if track is None:
-            if len(state.tracks) >= 8:
-                return None
-            track = state.tracks[kind] = _Track(now)
+        epoch = int(now // self._half)
+        table = self.tables[kind]
+        track = table.current(mac, now, self.config.horizon_s, lambda: _Track(now, ip, epoch))
+        if epoch != track.epoch:  # a new half-horizon: the older half is forgotten
+            track.previous = track.current if epoch - track.epoch == 1 else 0
+            track.current = 0
+            track.epoch = epoch
+        if ip is not None and ip != track.ip:
+            track.ip = ip
+            if ip not in track.ips and len(track.ips) < 16:
+                track.ips += (ip,)
         track.probes += 1
         if not track.current | track.previous:  # the first target of an episode
             track.first = now
@@ -151,18 +144,18 @@ class SlowSweepDetector:
             if target not in track.sample:
                 track.sample.append(target)
                 del track.sample[:-_SAMPLE]
-        if track.reported or (track.current | track.previous).bit_count() < threshold:
+        if track.reported or (track.current | track.previous).bit_count() < self.thresholds[kind]:
             return None
         track.reported = True
-        return self._detection(mac, state, kind, track)
+        return self._detection(mac, kind, track)
 
-    def _detection(self, mac: bytes, state: _Source, kind: str, track: _Track) -> Detection:
+    def _detection(self, mac: bytes, kind: str, track: _Track) -> Detection:
         horizon = self.config.horizon_s
         count = (track.current | track.previous).bit_count()
         level = LEVEL_ARP_SCAN if kind == "arp_scan" else LEVEL_SYN_SCAN
 
         def evidence() -> dict[str, Any]:
-            duration = max(state.last - track.first, 0.0)
+            duration = max(track.last - track.first, 0.0)
             found: dict[str, Any] = {
                 "slow": True,
                 "horizon_s": horizon,
@@ -177,9 +170,8 @@ class SlowSweepDetector:
                 found["ports"] = sorted(track.sample)
             return found
 
-        return Detection(
-            kind, level, mac, state.ip, track.first, state.last, evidence, tuple(state.ips)
-        )
+        return Detection(kind, level, mac, track.ip, track.first, track.last, evidence, track.ips)
 
     def expire(self, now: float) -> None:
-        self.sources.expire(now)
+        for table in self.tables.values():
+            table.expire(now)

@@ -71,9 +71,8 @@ def test_memory_per_source_is_bounded_whatever_the_targets() -> None:
     det = SlowSweepDetector()
     for i in range(5000):
         det.on_dark_arp(T0 + i * 0.01, MAC, IP4, i.to_bytes(4, "big"))
-    state = det.sources.get(MAC)
-    assert state is not None
-    track = state.tracks["arp_scan"]
+    track = det.tables["arp_scan"].get(MAC)
+    assert track is not None
     assert len(track.sample) <= 16
     assert sys.getsizeof(track.current) <= 100 and sys.getsizeof(track.previous) <= 100
 
