@@ -26,12 +26,15 @@ class SynScanConfig:
 
 
 class _Source:
-    __slots__ = ("first", "handshakes", "ip", "last", "ports", "reported", "syns")
+    __slots__ = ("first", "handshakes", "ip", "ips", "last", "ports", "reported", "syns")
 
     def __init__(self, now: float, ip: bytes) -> None:
         self.first = now
         self.last = now
         self.ip = ip
+        # every source address its frames carried (a few): decoys (nmap -D) are named as
+        # such by the pipeline, which knows the MAC's own address
+        self.ips: tuple[bytes, ...] = (ip,)
         self.syns = 0
         self.reported = False
         self.ports: dict[int, float] = {}
@@ -66,6 +69,8 @@ class SynScanDetector:
     def _state(self, now: float, mac: bytes, ip: bytes) -> _Source:
         state = self.sources.current(mac, now, self.config.window_s, lambda: _Source(now, ip))
         state.ip = ip
+        if ip not in state.ips and len(state.ips) < 16:
+            state.ips += (ip,)
         return state
 
     def _add_port(self, now: float, mac: bytes, state: _Source, port: int) -> Detection | None:
@@ -101,7 +106,7 @@ class SynScanDetector:
             }
 
         return Detection(
-            self.kind, LEVEL_SYN_SCAN, mac, state.ip, state.first, state.last, evidence
+            self.kind, LEVEL_SYN_SCAN, mac, state.ip, state.first, state.last, evidence, state.ips
         )
 
     def expire(self, now: float) -> None:
