@@ -181,3 +181,27 @@ def test_without_a_node_ip_no_decoy_listens_and_info_says_why() -> None:
         {"port": 8082, "error": reason},
     ]
     assert "decoys" not in info["capabilities"]
+
+
+def test_decoys_listen_on_the_nodes_ipv6_addresses_too() -> None:
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
+    from scapy.layers.l2 import Ether
+
+    sink = RecordingSink()
+    agent = LiveAgent(agent_config((0,), bind6=("::1",)), [sink], capture=None)
+    advert = (  # the peer's address, as Neighbour Discovery tells it
+        Ether(src=ATTACKER_MAC, dst="33:33:00:00:00:01")
+        / IPv6(src="::1", dst="ff02::1", hlim=255)
+        / ICMPv6ND_NA(tgt="::1", O=1)
+        / ICMPv6NDOptDstLLAddr(lladdr=ATTACKER_MAC)
+    )
+    agent.pipeline.feed(time.time(), bytes(advert))
+    with Running(agent):
+        port = agent.decoys.ports[0]
+        with socket.create_connection(("::1", port), timeout=2) as client:
+            client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            wait_for(lambda: any(e["kind"] == "session" for e in sink.events))
+    session = next(e for e in sink.events if e["kind"] == "session")
+    validate("event", session)
+    assert session["source"]["mac"] == ATTACKER_MAC
+    assert session["source"]["ipv6"] == ["::1"]
