@@ -187,7 +187,7 @@ def test_the_new_detectors_are_configured_from_the_environment() -> None:
     assert pipeline.dhcp.servers == (bytes.fromhex("020000000053"),)
     assert pipeline.echonet.learn_s == 3600
     assert config.decoys.echonet is False
-    with pytest.raises(ConfigError, match="network.node_ip6"):
+    with pytest.raises(ConfigError, match=r"network\.node_ip6"):
         load(environ={"LAN_GUARD_NETWORK_NODE_IP6": "192.0.2.1"})
     live = config.with_network(None, None, None, (b"\x20\x01" + bytes(14),))
     assert live.pipeline.node_ip6 == pipeline.node_ip6  # configured: kept
