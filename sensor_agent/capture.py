@@ -25,6 +25,7 @@ import ctypes
 import fcntl
 import logging
 import mmap
+import os
 import socket
 import struct
 import time
@@ -355,6 +356,55 @@ def arp_request(node_mac: bytes, node_ip: bytes, target_ip: bytes) -> bytes:
         + b"\x00" * 6
         + target_ip
     )
+
+
+def _checksum(header: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return int(~total & 0xFFFF)
+
+
+def dhcp_discover(node_mac: bytes, xid: int) -> bytes:
+    """A DHCPDISCOVER from the node with the broadcast flag set: every DHCP server of the LAN
+    answers with a broadcast offer, which the capture sees even on a switch."""
+    options = b"\x63\x82\x53\x63" + b"\x35\x01\x01" + b"\x37\x03\x01\x03\x06" + b"\xff"
+    bootp = (
+        b"\x01\x01\x06\x00"
+        + xid.to_bytes(4, "big")
+        + b"\x00\x00\x80\x00"  # secs, flags: broadcast
+        + bytes(16)  # ciaddr, yiaddr, siaddr, giaddr
+        + node_mac
+        + bytes(10 + 64 + 128)  # chaddr padding, sname, file
+        + options
+    )
+    udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp  # checksum 0: none (IPv4)
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4), b"\xff" * 4
+    )
+    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    return b"\xff" * 6 + node_mac + b"\x08\x00" + header + udp
+
+
+class DhcpProber:
+    """Sends the node's DHCP discovery that makes rogue servers answer where it can hear
+    them (live only; the node never requests the address offered)."""
+
+    def __init__(self, interface: str, node_mac: bytes) -> None:
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        self.sock.bind((interface, 0))
+        self.node_mac = node_mac
+        self.sent = 0
+
+    def __call__(self) -> None:
+        try:
+            self.sock.send(dhcp_discover(self.node_mac, int.from_bytes(os.urandom(4), "big")))
+            self.sent += 1
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class ArpProber:

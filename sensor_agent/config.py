@@ -213,6 +213,7 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         "min_new_clients": (_DHCP.min_new_clients, _int(2)),
         "window_s": (_DHCP.window_s, _seconds()),
         "servers": ([], vol.All(_list(_mac), vol.Length(max=16))),
+        "probe_interval_s": (_DHCP.probe_interval_s, vol.Any(0, _seconds(10))),
     },
     "detectors.cache_exhaustion": {
         "min_addresses": (_EXHAUSTION.min_addresses, _int(2)),
@@ -501,6 +502,7 @@ def load(
             min_new_clients=det["dhcp"]["min_new_clients"],
             window_s=det["dhcp"]["window_s"],
             servers=tuple(mac_bytes(m) for m in det["dhcp"]["servers"]),
+            probe_interval_s=float(det["dhcp"]["probe_interval_s"]),
         ),
         cache_exhaustion=CacheExhaustionConfig(**det["cache_exhaustion"]),
         echonet=EchonetConfig(**det["echonet"]),

@@ -35,6 +35,7 @@ class LiveAgent:
         capture: LiveCapture | None,
         *,
         prober: ArpProber | None = None,
+        dhcp_prober: Callable[[], None] | None = None,
         capabilities: Sequence[str] = ("detect", "hosts"),
         clock: Callable[[], float] = time.time,
         kernel_gateway_mac: bytes | None = None,
@@ -47,6 +48,8 @@ class LiveAgent:
         self.sinks = list(sinks)
         self.capture = capture
         self.prober = prober
+        self.dhcp_prober = dhcp_prober
+        self._next_dhcp_probe = clock() + 5.0  # once the capture has settled
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self.pipeline = Pipeline(config.pipeline, self.sinks, prober=prober)
@@ -114,9 +117,16 @@ class LiveAgent:
                 if self.capture is not None:
                     pipeline.kernel_drops += self.capture.drops()
                 self.decoys.tick(now)
+                self._probe_dhcp(now)
                 pipeline.tick(now)
                 if self._info_gateway_mac is None and pipeline.gateway_mac() is not None:
                     self._publish_info()  # heard from the gateway's first ARP reply
+
+    def _probe_dhcp(self, now: float) -> None:
+        interval = self.config.pipeline.dhcp.probe_interval_s
+        if self.dhcp_prober is not None and interval > 0 and now >= self._next_dhcp_probe:
+            self._next_dhcp_probe = now + interval
+            self.dhcp_prober()
 
     def close(self) -> None:
         self.pipeline.finish(self.clock())

@@ -39,6 +39,10 @@ class DhcpConfig:
     # DHCP servers of the LAN besides the gateway (a Pi-hole, a NAS): their MACs.
     servers: tuple[bytes, ...] = ()
     max_sources: int = 4096
+    # Live: the node's own DISCOVER (broadcast flag) every 10 minutes makes every server of
+    # the LAN answer where the node hears it, also on a switch (0: never). One broadcast
+    # and one offer per server; the node never takes the address.
+    probe_interval_s: float = 600.0
 
 
 class _Clients:

@@ -395,3 +395,28 @@ def test_a_benign_household_raises_nothing(
     assert_culprit(
         agent.wait_kind("stealth_scan", intruder), kind="stealth_scan", level=2, culprit=intruder
     )
+
+
+def test_on_a_switch_the_nodes_dhcp_discovery_finds_a_rogue_server(tmp_path: Path) -> None:
+    """A learning switch, not the hub: the client exchange of a rogue server never reaches
+    the node; the agent's own discovery (broadcast flag) makes it answer where it hears."""
+    _need("dnsmasq")
+    with Lab("lgds", "198.18.32.0/24") as lab:
+        gateway = lab.host("gw", "198.18.32.1")
+        node = lab.host("node", "198.18.32.2", gateway="198.18.32.1")
+        rogue = lab.host("rogue", "198.18.32.66")
+        for host in (node, rogue):
+            host.run(f"ping -c 1 -W 2 {gateway.ip}", timeout=5)
+        _dnsmasq(gateway, tmp_path, "real", "198.18.32.100", "198.18.32.119")
+        _dnsmasq(rogue, tmp_path, "rogue", "198.18.32.120", "198.18.32.139")
+        config = tmp_path / "agent.toml"
+        config.write_text("[detectors.dhcp]\nprobe_interval_s = 10\n")
+        network = Network(lab=lab, gateway=gateway, node=node, uplink_root_ip="")
+        agent = AgentRun.start(network, tmp_path, ["-c", str(config)])
+        try:
+            event = agent.wait_kind("rogue_dhcp", rogue, timeout=15)  # first probe after 5 s
+            assert_culprit(event, kind="rogue_dhcp", level=3, culprit=rogue)
+            assert event["evidence"]["routers"] == [rogue.ip]
+            assert not [e for e in agent.events() if is_from(gateway)(e)]
+        finally:
+            agent.stop()
