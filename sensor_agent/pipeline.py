@@ -657,14 +657,21 @@ class Pipeline:
         ip = det.ip
         forged: list[bytes] = []
         via_gateway = bool(ips) and det.mac == self.gateway_mac()
-        if ips and not via_gateway:
-            host = self.hosts.hosts.get(det.mac)
-            own = {host.ip, *host.ipv6} - {None} if host is not None else set()
-            if own:
-                forged = [a for a in ips if a not in own]
-                if forged and (ip is None or ip not in own):
-                    same_family = [a for a in own if a is not None and len(a) == len(ip or b"")]
-                    ip = same_family[0] if same_family else (host.ip if host else None)
+        host = self.hosts.hosts.get(det.mac)
+        if ips and not via_gateway and host is not None:
+            # per family: an address is forged when the MAC is known to use others of its
+            # family (an IPv6 scan by a host known only by its IPv4 address forges nothing)
+            own4 = [host.ip] if host.ip is not None else []
+            own6 = host.ipv6
+
+            def forges(address: bytes) -> bool:
+                own = own4 if len(address) == 4 else own6
+                return bool(own) and address not in own
+
+            forged = [a for a in ips if forges(a)]
+            if forged and (ip is None or forges(ip)):
+                family = own6 if ip is not None and len(ip) == 16 else own4
+                ip = family[0] if family else ip
         base = det.evidence
 
         def evidence() -> dict[str, Any]:

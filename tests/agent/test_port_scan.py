@@ -149,3 +149,26 @@ def test_scan_through_the_gateway_says_so() -> None:
     assert event["evidence"]["via_gateway"] is True
     assert event["evidence"]["source_ips"] == ["203.0.113.9"]
     assert "forged_ips" not in event["evidence"]
+
+
+def test_an_ipv6_scan_by_a_host_known_only_by_its_ipv4_forges_nothing() -> None:
+    from scapy.layers.inet import TCP
+    from scapy.layers.inet6 import IPv6
+
+    from sensor_agent.formats import addr_bytes
+
+    node6 = "fd00:db8:10::10"
+    pipeline, sink = make_pipeline(node_ip6=(addr_bytes(node6),))
+    pipeline.feed(T0, arp_request(ATTACKER_MAC, ATTACKER_IP, GW_IP))
+    for port in (22, 80, 443):
+        frame = (
+            Ether(src=ATTACKER_MAC, dst=NODE_MAC)
+            / IPv6(src="fd00:db8:10::66", dst=node6)
+            / TCP(sport=40000, dport=port, flags="F")
+        )
+        pipeline.feed(T0 + 1, bytes(frame))
+    event = sink.events[0]
+    validate("event", event)
+    assert "forged_ips" not in event["evidence"]
+    assert event["source"]["ip"] == ATTACKER_IP
+    assert event["source"]["ipv6"] == ["fd00:db8:10::66"]
