@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import TCP
 from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
@@ -165,3 +167,14 @@ def test_without_a_known_gateway_the_first_router_heard_is_the_router() -> None:
     assert sink.events == []
     pipeline.feed(T0 + 601, ra(ATTACKER_MAC, ATTACKER_LL))
     assert sink.kinds() == [("rogue_ra", 3)]
+
+
+@given(st.binary(max_size=160), st.sampled_from([58, 6, 17, 0, 44]))
+@settings(max_examples=300, deadline=None)
+def test_hostile_ipv6_frames_never_stop_the_pipeline(tail: bytes, next_header: int) -> None:
+    pipeline, _ = make_pipeline(**config())
+    header = bytes(
+        Ether(src=ATTACKER_MAC, dst=NODE_MAC) / IPv6(src=ATTACKER6, dst=NODE6, nh=next_header)
+    )[:54]
+    pipeline.feed(T0, header + tail)
+    pipeline.feed(T0, (header + tail)[: 14 + len(tail) % 60])
