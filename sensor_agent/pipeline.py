@@ -460,8 +460,11 @@ class Pipeline:
             if ip.src == UNSPECIFIED:  # duplicate address detection: claims nothing
                 return
             self._ndp_claim(ts, src, lladdr, ip.src)
+            # Address resolution goes to the target's solicited-node group; a unicast
+            # solicitation confirms a neighbour already known (a router keeping its cache
+            # fresh): only the former sweeps.
             target = icmp.target
-            if target is not None and target != ip.src:
+            if target is not None and target != ip.src and is_multicast(ip.dst):
                 sweep = self.ipv6_sweep.on_target(ts, src, ip.src, target)
                 if sweep is not None:
                     self._detected(sweep, ts)

@@ -178,3 +178,15 @@ def test_hostile_ipv6_frames_never_stop_the_pipeline(tail: bytes, next_header: i
     )[:54]
     pipeline.feed(T0, header + tail)
     pipeline.feed(T0, (header + tail)[: 14 + len(tail) % 60])
+
+
+def test_unicast_solicitations_of_known_neighbours_are_not_a_sweep() -> None:
+    pipeline, sink = make_pipeline(**config())
+    for i in range(20):  # the router confirms its neighbours one by one (unicast)
+        frame = (
+            Ether(src=GW_MAC, dst="02:00:00:00:00:99")
+            / IPv6(src=GW_LL, dst=f"{PREFIX}{100 + i:x}", hlim=255)
+            / ICMPv6ND_NS(tgt=f"{PREFIX}{100 + i:x}")
+        )
+        pipeline.feed(T0 + i * 0.1, bytes(frame))
+    assert sink.events == []
