@@ -12,4 +12,5 @@ run .venv-agent/bin/python benchmarks/latency_mqtt.py --signed
 run .venv/bin/python benchmarks/agent_live_flood.py
 run .venv/bin/python benchmarks/evacuation_latency.py
 run .venv/bin/python benchmarks/detect_latency.py
+run .venv/bin/python benchmarks/ha_intake.py
 run .venv/bin/python benchmarks/classifier_eval.py

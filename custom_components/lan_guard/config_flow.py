@@ -25,6 +25,7 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
+from homeassistant.util import dt as dt_util
 
 from . import evacuation_options
 from .allowlist import normalize_entry
@@ -45,7 +46,9 @@ from .const import (
     TOPIC_INFO,
 )
 from .coordinator import LanGuardConfigEntry
-from .payloads import AGENT_ID, parse_json, validate
+from .intake import Refused, decode
+from .payloads import AGENT_ID
+from .untrusted import inert
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     CONF_NOTIFY_TARGETS: [],
@@ -79,10 +82,10 @@ def _valid_agent_id(agent_id: str) -> bool:
 
 def _parse_info(raw: str | bytes | bytearray, agent_id: str | None) -> dict[str, Any]:
     """A retained info payload, checked against the contract (and the expected agent)."""
-    try:
-        info: dict[str, Any] = validate("info", parse_json(raw))
-    except (ValueError, vol.Invalid) as err:
-        raise AgentCheckError("invalid_info") from err
+    decoded = decode("info", raw, dt_util.utcnow())
+    if isinstance(decoded, Refused):
+        raise AgentCheckError("invalid_info")
+    info: dict[str, Any] = decoded.payload
     if agent_id is not None and info["agent_id"] != agent_id:
         raise AgentCheckError("invalid_info")
     return info
@@ -161,10 +164,11 @@ class LanGuardConfigFlow(ConfigFlow, domain=DOMAIN):
         self._set_confirm_only()
         return self.async_show_form(
             step_id="discovery_confirm",
+            # Whoever can publish on the broker wrote these: inert in the Markdown dialog.
             description_placeholders={
                 "agent_id": info["agent_id"],
-                "version": info["version"],
-                "interface": info["interface"],
+                "version": inert(info["version"]),
+                "interface": inert(info["interface"]),
                 "node_ip": info["node"]["ip"] or "-",
             },
         )

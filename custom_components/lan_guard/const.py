@@ -155,3 +155,12 @@ class BadPayload(StrEnum):
     SIGNATURE_BAD = "signature_bad"
     STALE = "stale"
     REPLAYED = "replayed"
+    # Bounds on what a payload may contain (``intake.py``).
+    TOO_LARGE = "too_large"
+    TOO_DEEP = "too_deep"
+    TOO_LONG = "too_long"
+    TOO_MANY = "too_many"
+    BAD_NUMBER = "bad_number"
+    FUTURE = "future"
+    # An accepted payload that a handler failed on: a bug, but never an unhandled exception.
+    HANDLER_ERROR = "handler_error"

@@ -1,11 +1,12 @@
 """The runtime of one agent: MQTT intake, the agent's model, and the event pipeline.
 
 Every message from the agent enters through ``_async_message_received`` and is refused
-(counted, logged once per reason) unless it is JSON, follows the contract, names this agent
-and, when a key is set, is signed, fresh and not replayed. Every accepted event then goes
-through ``async_process_event``, the one place where an event becomes visible: the verdict
-is attached there (classifier hook) before history, incidents, listeners (event entity,
-evacuation), the bus event and the notifications see it.
+(counted, logged once per reason) unless it is JSON within the bounds of ``intake`` (size,
+nesting, strings, items, numbers, dates), follows the contract, names this agent and, when a
+key is set, is signed, fresh and not replayed; nothing it contains makes the callback raise.
+Every accepted event then goes through ``async_process_event``, the one place where an event
+becomes visible: the verdict is attached there (classifier hook) before history, incidents,
+listeners (event entity, evacuation), the bus event and the notifications see it.
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ from .const import (
     Label,
 )
 from .history import EventHistory
+from .intake import MAX_BYTES, OFF_LOOP_BYTES, Decoded, Refused, decode
 from .models import EventClassifier, Incident, LanGuardEvent
-from .payloads import describe, parse_json, parse_timestamp, validate
+from .payloads import parse_timestamp, validate
 from .signing import PayloadVerifier, SignatureError, sign, signing_key
+from .untrusted import printable
 
 if TYPE_CHECKING:
     from .evacuation import EvacuationManager
@@ -132,6 +135,9 @@ class LanGuardCoordinator:
         self.mqtt_connected = False
         self.subscribed = asyncio.Event()
 
+        # Big retained payloads being decoded off the loop, and the newest waiting per topic.
+        self._decoding: set[str] = set()
+        self._waiting: dict[str, bytes] = {}
         self.bad_payloads: Counter[BadPayload] = Counter()
         self.last_refused: dict[BadPayload, RefusedPayload] = {}
         self._offline_timer: CALLBACK_TYPE | None = None
@@ -290,17 +296,55 @@ class LanGuardCoordinator:
 
     @callback
     def _async_message_received(self, msg: mqtt.ReceiveMessage) -> None:
-        """Route one message by its topic below ``<prefix>/<agent_id>/``."""
+        """Route one message by its topic below ``<prefix>/<agent_id>/``; never raises."""
         topic = msg.topic.removeprefix(f"{self.base_topic}/")
         raw = msg.payload.encode() if isinstance(msg.payload, str) else bytes(msg.payload)
-        if topic == TOPIC_STATUS:
-            self._async_handle_status(raw)
-            return
-        if topic not in _SCHEMA_OF:  # our own commands, or topics of a newer agent
-            return
-        if not raw and topic in _RETAINED:
-            return  # a retained message being cleared
-        payload = self._accept(topic, raw)
+        try:
+            if topic == TOPIC_STATUS:
+                self._async_handle_status(raw)
+            elif topic not in _SCHEMA_OF or (not raw and topic in _RETAINED):
+                return  # our own commands, a newer agent's topics, a retained message cleared
+            elif topic in _RETAINED and (len(raw) > OFF_LOOP_BYTES or topic in self._decoding):
+                self._async_decode_off_loop(topic, raw)
+            else:
+                self._async_take(topic, decode(_SCHEMA_OF[topic], raw, dt_util.utcnow()))
+        except Exception as err:  # a bug, not the sender's fault: counted, with its traceback
+            self._refuse(topic, BadPayload.HANDLER_ERROR, repr(err), exc_info=True)
+
+    @callback
+    def _async_decode_off_loop(self, topic: str, raw: bytes) -> None:
+        """Decode a big retained payload in a worker thread, so the event loop never waits.
+
+        Per topic one is decoded at a time and the next waits, so they keep their order; a
+        newer retained payload replaces the waiting one (it says all the older one did), so
+        memory stays bounded however fast they come.
+        """
+        if self._waiting.get(topic) is not None:
+            _LOGGER.debug("A newer %s replaces the one waiting to be decoded", topic)
+        self._waiting[topic] = raw
+        if topic not in self._decoding:
+            self._decoding.add(topic)
+            self.entry.async_create_task(
+                self.hass, self._async_decode_worker(topic), f"{DOMAIN} decode {topic}"
+            )
+
+    async def _async_decode_worker(self, topic: str) -> None:
+        try:
+            while (raw := self._waiting.pop(topic, None)) is not None:
+                decoded = await self.hass.async_add_executor_job(
+                    decode, _SCHEMA_OF[topic], raw, dt_util.utcnow()
+                )
+                try:
+                    self._async_take(topic, decoded)
+                except Exception as err:  # as in _async_message_received
+                    self._refuse(topic, BadPayload.HANDLER_ERROR, repr(err), exc_info=True)
+        finally:
+            self._decoding.discard(topic)
+
+    @callback
+    def _async_take(self, topic: str, decoded: Decoded | Refused) -> None:
+        """Accept (or refuse) a decoded payload and hand it to its handler."""
+        payload = self._accept(topic, decoded)
         if payload is None:
             return
         if topic == TOPIC_EVENT:
@@ -319,18 +363,12 @@ class LanGuardCoordinator:
             self.quarantine = payload
             self.async_update_listeners()
 
-    def _accept(self, topic: str, raw: bytes) -> dict[str, Any] | None:
+    def _accept(self, topic: str, decoded: Decoded | Refused) -> dict[str, Any] | None:
         """The validated payload, or None after counting and logging why it was refused."""
-        try:
-            decoded = parse_json(raw)
-        except ValueError as err:
-            self._refuse(topic, BadPayload.NOT_JSON, str(err))
+        if isinstance(decoded, Refused):
+            self._refuse(topic, decoded.reason, decoded.detail)
             return None
-        try:
-            payload: dict[str, Any] = validate(_SCHEMA_OF[topic], decoded)
-        except vol.Invalid as err:
-            self._refuse(topic, BadPayload.SCHEMA, describe(err))
-            return None
+        payload: dict[str, Any] = decoded.payload
         if topic != TOPIC_COMMAND_RESULT and payload["agent_id"] != self.agent_id:
             self._refuse(topic, BadPayload.AGENT_MISMATCH, f"agent_id is {payload['agent_id']!r}")
             return None
@@ -339,9 +377,9 @@ class LanGuardCoordinator:
             # validated one (validation coerces, e.g. a level of 2.0 becomes 2).
             try:
                 if topic in _RETAINED:
-                    self.verifier.verify_retained(topic, decoded)
+                    self.verifier.verify_retained(topic, decoded.sent)
                 else:
-                    self.verifier.verify_live(decoded, dt_util.utcnow().timestamp())
+                    self.verifier.verify_live(decoded.sent, dt_util.utcnow().timestamp())
             except SignatureError as err:
                 self._refuse(topic, err.reason, str(err))
                 return None
@@ -352,25 +390,35 @@ class LanGuardCoordinator:
         payload.pop("ts", None)
         return payload
 
-    def _refuse(self, topic: str, reason: BadPayload, detail: str) -> None:
-        """Count, remember and log (once per reason at warning level) a refused payload."""
+    def _refuse(
+        self, topic: str, reason: BadPayload, detail: str, *, exc_info: bool = False
+    ) -> None:
+        """Count, remember and log (once per reason at warning level) a refused payload;
+        ``exc_info``: a handler failed, logged once as an error with its traceback."""
         first = reason not in self.bad_payloads
         self.bad_payloads[reason] += 1
+        # The detail may quote the sender (a key, a value): one bounded line in the log.
+        detail = printable(detail)
         self.last_refused[reason] = RefusedPayload(topic, detail, dt_util.utcnow())
+        level = (logging.ERROR if exc_info else logging.WARNING) if first else logging.DEBUG
         _LOGGER.log(
-            logging.WARNING if first else logging.DEBUG,
+            level,
             "Refused a payload on %s/%s (%s): %s%s",
             self.base_topic,
             topic,
             reason.value,
             detail,
             " (further refusals of this kind are logged at debug level)" if first else "",
+            exc_info=exc_info and first,
         )
 
     # ----------------------------------------------------------------- handlers
 
     @callback
     def _async_handle_status(self, raw: bytes) -> None:
+        if len(raw) > MAX_BYTES["status"]:
+            self._refuse(TOPIC_STATUS, BadPayload.TOO_LARGE, f"status of {len(raw)} bytes")
+            return
         try:
             status = validate("status", raw.decode("utf-8").strip()) if raw else "offline"
         except (UnicodeDecodeError, vol.Invalid):

@@ -71,6 +71,7 @@ from .quarantine import (
     interface_macs,
     parse_entity_map,
 )
+from .untrusted import DETAIL, inert, printable
 
 if TYPE_CHECKING:
     from .coordinator import LanGuardConfigEntry, LanGuardCoordinator
@@ -476,7 +477,7 @@ class EvacuationManager:
                 culprit.mac,
                 culprit.ip,
                 outcome.reason,
-                outcome.detail or "",
+                printable(outcome.detail),
             )
         return outcome
 
@@ -805,8 +806,9 @@ class EvacuationManager:
         )
 
     def _name(self, entity_id: str) -> str:
+        # A friendly name may come from the device itself (discovery): inert, as the agent's.
         state = self.hass.states.get(entity_id)
-        return f"{state.name} ({entity_id})" if state is not None else entity_id
+        return f"{inert(state.name)} ({entity_id})" if state is not None else entity_id
 
     async def _async_event_text(self, texts: notify.Texts) -> str:
         event = self.record.event
@@ -821,14 +823,16 @@ class EvacuationManager:
         if outcome["ok"]:
             state = texts("quarantine_ok", backend=self.backend.name if self.backend else "")
         else:
-            state = texts(f"quarantine_{outcome['reason']}", detail=outcome.get("detail") or "")
+            # The detail may be the agent's own words (its refusal): inert like its reports.
+            detail = inert(outcome.get("detail"), DETAIL)
+            state = texts(f"quarantine_{outcome['reason']}", detail=detail)
         unknown = texts("unknown")
         return texts(
             "evac_culprit",
-            mac=culprit.mac,
-            ip=culprit.ip or unknown,
-            vendor=culprit.vendor or unknown,
-            hostname=culprit.hostname or unknown,
+            mac=inert(culprit.mac),
+            ip=inert(culprit.ip) or unknown,
+            vendor=inert(culprit.vendor) or unknown,
+            hostname=inert(culprit.hostname) or unknown,
             quarantine=state,
         )
 
@@ -840,7 +844,8 @@ def _final(outcome: dict[str, Any] | None) -> bool:
 
 
 def _who(culprit: Culprit) -> str:
-    return f"{culprit.mac} ({culprit.ip})" if culprit.ip else culprit.mac
+    mac = inert(culprit.mac)
+    return f"{mac} ({inert(culprit.ip)})" if culprit.ip else mac
 
 
 async def _nothing() -> None:

@@ -7,17 +7,21 @@ classifier's training data: labelled events are kept beyond the last ``MAX_EVENT
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, TypedDict
 
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN, MAX_EVENTS, MAX_LABELLED, SAVE_DELAY, STORAGE_VERSION, Label
 from .models import LanGuardEvent
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class StoredHistory(TypedDict):
@@ -98,8 +102,14 @@ class EventHistory:
         self._store.async_delay_save(self._data, SAVE_DELAY)
 
     async def async_flush(self) -> None:
-        """Write now (on unload), cancelling any pending delayed write."""
-        await self._store.async_save(self._data())
+        """Write now (on unload), cancelling any pending delayed write.
+
+        A failure is logged, never raised: the entry must unload whatever the history holds.
+        """
+        try:
+            await self._store.async_save(self._data())
+        except (HomeAssistantError, OSError, TypeError, ValueError):
+            _LOGGER.exception("Could not write the event history of %s", self._store.key)
 
     async def async_remove(self) -> None:
         """Delete the stored file (the entry was removed)."""

@@ -28,6 +28,7 @@ from .const import (
     Label,
 )
 from .models import LanGuardEvent, Verdict
+from .untrusted import SAMPLE, inert
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
@@ -154,7 +155,8 @@ def render(
         return texts[f"{_COMMON}{key}"].format(**placeholders)
 
     unknown = text("unknown")
-    source = event.source
+    # Everything the agent reports was chosen by someone on the LAN: shown inert.
+    source = {key: inert(source_value) for key, source_value in event.source.items()}
     kind = kinds.get(f"{_KIND}{event.kind.value}", event.kind.value)
     culprit = source.get("hostname") or source.get("ip") or source["mac"]
     title = text("notify_title", kind=kind, level=event.level)
@@ -171,7 +173,7 @@ def render(
     if (count := evidence.get("target_count")) is not None:
         fields.append((text("field_targets"), str(count)))
     if (sample := evidence.get("sample")) is not None:
-        fields.append((text("field_sample"), sample[:80]))
+        fields.append((text("field_sample"), inert(sample, SAMPLE)))
     if (verdict := event.verdict) is not None:
         value = text(f"verdict_{verdict.value}")
         if isinstance(probability := (event.assessment or {}).get("probability"), float | int):

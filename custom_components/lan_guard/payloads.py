@@ -39,16 +39,6 @@ _TIMESTAMP = re.compile(
 SCHEMA_VERSION: Final = 1
 
 
-def parse_json(raw: bytes | bytearray | str) -> Any:
-    """Decode a payload; ``ValueError`` for bad UTF-8, bad JSON, NaN or Infinity."""
-
-    def _no_constants(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
-
-    text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
-    return json.loads(text, parse_constant=_no_constants)
-
-
 def parse_timestamp(value: str) -> datetime:
     """An already validated contract timestamp as an aware UTC datetime."""
     match = _TIMESTAMP.fullmatch(value)

@@ -38,6 +38,7 @@ class FakeAgent:
         self.hass = hass
         self.commands: list[dict[str, Any]] = []
         self.answer = "ok"  # "ok", "refuse" or "silent"
+        self.error = "refused: nft failed"  # the reason given with "refuse"
         mqtt_mock.async_publish.side_effect = self._publish
 
     async def _publish(self, topic: str, payload: Any, qos: int = 0, retain: bool = False) -> None:
@@ -51,7 +52,7 @@ class FakeAgent:
         result = {
             "id": command["id"],
             "ok": ok,
-            "error": None if ok else "refused: nft failed",
+            "error": None if ok else self.error,
             "action": command["action"],
             "mac": command["mac"],
         }

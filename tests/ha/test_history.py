@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 from unittest.mock import patch
 
+import pytest
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
@@ -81,3 +82,15 @@ async def test_counting_threats_in_a_window(hass: HomeAssistant) -> None:
     history.add(event(kind="host_left", level=0))
     assert history.count_threats_since(dt_util.utcnow() - timedelta(hours=24)) == 1
     await history.async_flush()
+
+
+async def test_a_failed_write_is_logged_never_raised(
+    hass: HomeAssistant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The entry must unload whatever storage says (a full disk, an unwritable value)."""
+    history = EventHistory(hass, "entry")
+    history.add(event())
+    with patch.object(history._store, "async_save", side_effect=TypeError("Recursion limit")):
+        await history.async_flush()
+    assert "Could not write the event history of lan_guard.entry" in caplog.text
+    assert len(history) == 1

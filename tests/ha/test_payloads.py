@@ -159,26 +159,6 @@ def test_a_trailing_newline_is_refused_though_pythons_re_lets_it_through() -> No
     assert not integration_accepts("info", info)
 
 
-@pytest.mark.parametrize(
-    ("raw", "ok"),
-    [
-        (b'{"a": 1}', True),
-        ('{"a": 1}', True),
-        (b"\xff\xfe", False),
-        (b"not json", False),
-        (b'{"a": NaN}', False),
-        (b'{"a": Infinity}', False),
-        (b"", False),
-    ],
-)
-def test_parse_json(raw: bytes | str, ok: bool) -> None:
-    if ok:
-        assert payloads.parse_json(raw) == {"a": 1}
-    else:
-        with pytest.raises(ValueError):
-            payloads.parse_json(raw)
-
-
 def test_parse_timestamp_clamps_what_the_contract_lets_through() -> None:
     assert payloads.parse_timestamp("2026-02-31T23:59:60.5Z").isoformat() == (
         "2026-02-28T23:59:59.500000+00:00"
