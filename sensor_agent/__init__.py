@@ -5,7 +5,8 @@ Data flows one way; I/O only at the edges (functional core, imperative shell)::
     capture.py / replay.py      frames (timestamp, bytes) from an interface or a pcap file
       -> pipeline.py            one-second counts per source, ethertype dispatch
          -> parse.py            bytes -> header fields (struct/slices, never scapy)
-         -> detectors/          arp_scan (1), syn_scan (2), session (3), flood, arp_spoof
+         -> detectors/          arp_scan (1), syn_scan (2), session (3), flood, arp_spoof,
+                                arp_spray / source_spray; state in bounded.py's tables
          -> incidents.py        per-source incidents: first crossing, escalation, rate limit
          -> hosts.py            inventory: IP, vendor (OUI), hostname, host left
       -> sinks/                 stdout, jsonl, mqtt (signing.py, outbox.py)
@@ -13,7 +14,7 @@ Data flows one way; I/O only at the edges (functional core, imperative shell)::
     live.py                     the selector loop: capture + decoys + timers
     config.py / cli.py          TOML + environment + flags -> ``lan-guard-agent``
     synth.py / timeline.py      generated captures (demo, benchmarks), the demo's timeline
-    enforcer.py / commands.py   quarantine on signed commands (nftables)
+    enforcer.py / commands.py   quarantine on signed commands (nftables); safejson.py
 """
 
 __version__ = "0.1.0"

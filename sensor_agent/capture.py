@@ -30,9 +30,10 @@ import socket
 import struct
 import time
 from collections.abc import Sequence
+from ipaddress import IPv4Network
 from pathlib import Path
 
-from .formats import mac_bytes
+from .formats import ip_str, mac_bytes
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ PACKET_MR_ALLMULTI = 2
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 SIOCGIFADDR = 0x8915
+SIOCGIFNETMASK = 0x891B
 ETH_P_ARP = b"\x08\x06"
 
 # Classic BPF (linux/filter.h): the opcodes the program rewrite needs.
@@ -313,6 +315,21 @@ def interface_addresses6(interface: str, table: Path = Path("/proc/net/if_inet6"
                 if len(raw) == 16:
                     found.append(raw)
     return found
+
+
+def interface_subnet(interface: str) -> IPv4Network | None:
+    """The IPv4 network ``interface`` is on (its address and netmask), ``None`` if unknown."""
+    request = struct.pack("256s", interface.encode()[:15])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            ip = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, request)[20:24]
+            mask = fcntl.ioctl(sock.fileno(), SIOCGIFNETMASK, request)[20:24]
+        except OSError:
+            return None
+    try:
+        return IPv4Network((ip_str(ip), ip_str(mask)), strict=False)
+    except ValueError:  # not a contiguous mask
+        return None
 
 
 def default_gateway(interface: str, route_table: Path = Path("/proc/net/route")) -> bytes | None:

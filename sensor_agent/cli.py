@@ -29,6 +29,7 @@ from .capture import (
     default_gateway,
     interface_addresses,
     interface_addresses6,
+    interface_subnet,
     kernel_arp_lookup,
 )
 from .commands import CommandHandler, build_command_handler
@@ -59,6 +60,7 @@ _FLAG_KEYS: dict[str, tuple[str, ...]] = {
     "node_mac": ("network", "node_mac"),
     "gateway_ip": ("network", "gateway_ip"),
     "gateway_mac": ("network", "gateway_mac"),
+    "subnet": ("network", "subnet"),
     "decoy_ports": ("decoys", "ports"),
     "bpf_filter": ("capture", "bpf_filter"),
     "mqtt_host": ("mqtt", "host"),
@@ -86,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     net.add_argument("--node-mac", help="the monitoring node's MAC (live: from the interface)")
     net.add_argument("--gateway-ip", help="the LAN's gateway (live: from the routing table)")
     net.add_argument("--gateway-mac", help="pin the gateway's MAC for ARP-spoofing detection")
+    net.add_argument(
+        "--subnet", help="the LAN, e.g. 192.168.1.0/24 (live: from the interface's netmask)"
+    )
     net.add_argument("--decoy-ports", help="comma-separated decoy TCP ports")
     mqtt = argparse.ArgumentParser(add_help=False)
     mqtt.add_argument("--mqtt-host", help="MQTT broker host (none: events on stdout only)")
@@ -200,6 +205,8 @@ def _command_handler(config: AgentConfig, *, may_enforce: bool) -> tuple[Command
         node_ips=[ip_str(node.node_ip)] if node.node_ip else [],
         node_macs=[mac_str(node.node_mac)] if node.node_mac else [],
         key=key.encode() if key else None,
+        subnet=node.subnet,
+        learns=True,  # the lookups come with _wire_mqtt, once the pipeline exists
     )
     capabilities = ["detect", "hosts"]
     if handler.enforcer.kind != "none":  # not when nftables failed to start
@@ -225,12 +232,14 @@ def _wire_mqtt(
         return mac_str(mac) if mac else None
 
     def host_mac(ip: str) -> str | None:
-        mac = pipeline.hosts.mac_of(ip_bytes(ip))
+        mac = pipeline.hosts.established_mac_of(ip_bytes(ip))
         return mac_str(mac) if mac else None
 
-    handler.gateway_mac = gateway_mac_str
-    handler.host_mac = host_mac
-    handler.on_change = lambda state: mqtt.retained("quarantine", state)
+    handler.wire(
+        gateway_mac=gateway_mac_str,
+        host_mac=host_mac,
+        on_change=lambda state: mqtt.retained("quarantine", state),
+    )
     mqtt.retained("quarantine", handler.state_payload())
     pipeline.extra_counters["outbox_dropped"] = lambda: mqtt.counters()["dropped"]
     pipeline.extra_counters["outbox_pending"] = lambda: mqtt.counters()["pending"]
@@ -379,7 +388,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("network.interface: required for run (--interface IFACE)")
     ip, mac = interface_addresses(interface)
     config = config.with_network(
-        ip, mac, default_gateway(interface), tuple(interface_addresses6(interface))
+        ip,
+        mac,
+        default_gateway(interface),
+        interface_subnet(interface),
+        tuple(interface_addresses6(interface)),
     )
     node = config.pipeline
     if node.node_ip is None:

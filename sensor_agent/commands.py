@@ -4,14 +4,16 @@
 payload to; what it returns is published on ``.../command/result``
 (schema/command_result.schema.json). The steps, each refusing with a clear reason:
 
-1. parse JSON (too malformed to carry an id -> result with id ``""``);
+1. parse JSON, nested at most ``MAX_NESTING`` deep (too malformed to carry an id -> result
+   with id ``""``);
 2. shape (the rules of schema/command.schema.json, with voluptuous);
 3. with a shared key (``sensor_agent.signing``): signature present and valid, ``ts``
    within 300 s of the agent's clock, ``id`` never accepted before;
-4. quarantine only: never the gateway (its MAC too, once resolved), the node itself, an
-   allowlisted MAC/IP, a broadcast/multicast/unspecified address, or an ``ip`` the agent's
-   hosts inventory binds to another MAC (a forged sender IP must not cut off an innocent
-   host);
+4. quarantine only: only one host's addresses (never a broadcast, multicast or zero MAC;
+   never a network, broadcast, multicast, link-local, loopback, unspecified or reserved IP,
+   nor one outside the agent's subnet), never the gateway (its MAC too, once resolved), the
+   node itself, an allowlisted MAC/IP, or an ``ip`` the agent's hosts inventory binds to
+   another established host (a forged sender IP must not cut off an innocent host);
 5. the enforcer; its failure becomes the result's error.
 
 After a change of the quarantine state ``on_change`` receives the new retained
@@ -21,10 +23,10 @@ After a change of the quarantine state ``on_change`` receives the new retained
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ from typing import Any
 
 import voluptuous as vol
 
-from sensor_agent import signing
+from sensor_agent import safejson, signing
 from sensor_agent.enforcer import (
     Enforcer,
     EnforcerError,
@@ -44,6 +46,9 @@ from sensor_agent.enforcer import (
 _LOGGER = logging.getLogger(__name__)
 
 _ERROR_MAX = 512
+# A command is one flat object; 8 levels leave room for any later field and refuse, cleanly,
+# the deep nesting that would make the JSON decoder recurse.
+MAX_NESTING = 8
 _ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 _MAC_PATTERN = r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$"
 _MAC_RE = re.compile(_MAC_PATTERN)
@@ -103,6 +108,8 @@ class ProtectedHosts:
     node_macs: frozenset[str] = frozenset()
     allow_ips: frozenset[str] = frozenset()
     allow_macs: frozenset[str] = frozenset()
+    # The LAN the agent is on: a quarantine names one host of it (None: not known).
+    subnet: ipaddress.IPv4Network | None = None
 
     @classmethod
     def build(
@@ -113,6 +120,7 @@ class ProtectedHosts:
         node_ips: Iterable[str] = (),
         node_macs: Iterable[str] = (),
         allowlist: Iterable[str] = (),
+        subnet: ipaddress.IPv4Network | None = None,
     ) -> ProtectedHosts:
         """``allowlist`` mixes MACs and IPs; anything else is a ``ValueError``."""
         allow_ips: set[str] = set()
@@ -132,26 +140,47 @@ class ProtectedHosts:
             node_macs=frozenset(_normalise_mac(m) for m in node_macs),
             allow_ips=frozenset(allow_ips),
             allow_macs=frozenset(allow_macs),
+            subnet=subnet,
         )
 
     def reason(self, mac: str, ip: str | None) -> str | None:
         """Why quarantining ``mac``/``ip`` is refused, or ``None`` when it is allowed."""
-        if mac == "00:00:00:00:00:00":
-            return f"refused: {mac} is not a host's MAC"
-        if int(mac[:2], 16) & 1:
-            return f"refused: {mac} is a broadcast/multicast MAC"
+        refusal = self._not_one_host(mac, ip)
+        if refusal is not None:
+            return refusal
         if mac in self.gateway_macs or (ip is not None and ip in self.gateway_ips):
             return f"refused: {ip if ip in self.gateway_ips else mac} is the gateway"
         if mac in self.node_macs or (ip is not None and ip in self.node_ips):
             return f"refused: {ip if ip in self.node_ips else mac} is this agent's own node"
         if mac in self.allow_macs or (ip is not None and ip in self.allow_ips):
             return f"refused: {ip if ip in self.allow_ips else mac} is on the allowlist"
-        if ip is not None:
-            address = ipaddress.IPv4Address(ip)
-            if address.is_multicast or address.is_unspecified or address.is_reserved:
-                return f"refused: {ip} is not a unicast host address"
-            if address.is_loopback:
-                return f"refused: {ip} is a loopback address"
+        return None
+
+    def _not_one_host(self, mac: str, ip: str | None) -> str | None:
+        """Why ``mac``/``ip`` are not the addresses of one host of the agent's LAN (a rule
+        for them would cut off many hosts, or none the agent can see), or ``None``."""
+        if mac == "00:00:00:00:00:00":
+            return f"refused: {mac} is not a host's MAC"
+        if int(mac[:2], 16) & 1:
+            return f"refused: {mac} is a broadcast/multicast MAC"
+        if ip is None:
+            return None
+        address = ipaddress.IPv4Address(ip)
+        if address.is_loopback:
+            return f"refused: {ip} is a loopback address"
+        if address.is_link_local:
+            return f"refused: {ip} is a link-local address"
+        if address.is_multicast or address.is_unspecified or address.is_reserved:
+            return f"refused: {ip} is not a unicast host address"
+        subnet = self.subnet
+        if subnet is None:
+            return None
+        if address not in subnet:
+            return f"refused: {ip} is outside this agent's subnet {subnet}"
+        if subnet.prefixlen <= 30 and address == subnet.network_address:  # /31, /32: hosts
+            return f"refused: {ip} is the network address of {subnet}"
+        if subnet.prefixlen <= 30 and address == subnet.broadcast_address:
+            return f"refused: {ip} is the broadcast address of {subnet}"
         return None
 
 
@@ -170,11 +199,32 @@ class CommandHandler:
     host_mac: Callable[[str], str | None] | None = None
     clock: Callable[[], float] = time.time
     max_skew_s: float = signing.MAX_SKEW_S
+    # True: the lookups above come later, through wire() (the MQTT sink that delivers commands
+    # starts before the pipeline that learns them). A quarantine arriving earlier waits for
+    # them up to ``wire_timeout_s``, else is refused: never checked without them.
+    learns: bool = False
+    wire_timeout_s: float = 5.0
     _verifier: signing.Verifier | None = field(default=None, init=False, repr=False)
+    _wired: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.key is not None:
             self._verifier = signing.Verifier(self.key, max_skew_s=self.max_skew_s)
+        if not self.learns:
+            self._wired.set()
+
+    def wire(
+        self,
+        *,
+        gateway_mac: Callable[[], str | None],
+        host_mac: Callable[[str], str | None],
+        on_change: Callable[[dict[str, Any]], None],
+    ) -> None:
+        """The lookups of what the agent learns, and where a new quarantine state goes."""
+        self.gateway_mac = gateway_mac
+        self.host_mac = host_mac
+        self.on_change = on_change
+        self._wired.set()
 
     def __call__(self, raw: bytes) -> dict[str, Any]:
         try:
@@ -189,7 +239,9 @@ class CommandHandler:
 
     def _handle(self, raw: bytes) -> dict[str, Any]:
         try:
-            payload = json.loads(raw)
+            payload = safejson.loads(raw, max_depth=MAX_NESTING)
+        except safejson.TooDeep as err:
+            return _result("", False, f"malformed command: {err}")
         except (UnicodeDecodeError, ValueError) as err:
             return _result("", False, f"malformed command: not JSON ({err})")
         if not isinstance(payload, dict):
@@ -206,7 +258,11 @@ class CommandHandler:
 
         refusal = self._authenticity_problem(payload)
         if refusal is None and action == "quarantine":
-            refusal = self.protected.reason(mac, ip) or self._learnt_refusal(mac, ip)
+            refusal = self.protected.reason(mac, ip)
+            waits = refusal is None and self.enforcer.kind != "none"  # (none refuses anyway)
+            if waits and not self._wired.wait(self.wire_timeout_s):
+                refusal = "refused: the agent is starting (it cannot check the target yet)"
+            refusal = refusal or self._learnt_refusal(mac, ip)
         if refusal is not None:
             _LOGGER.warning("command %s (%s %s) refused: %s", command_id, action, mac, refusal)
             return _result(command_id, False, refusal, action, mac)
@@ -289,15 +345,19 @@ def build_command_handler(
     node_macs: Iterable[str],
     key: bytes | None,
     nft: Sequence[str] = ("nft",),
+    subnet: ipaddress.IPv4Network | None = None,
+    learns: bool = False,
 ) -> CommandHandler:
     """The agent's handler with its enforcer started (a ``NoEnforcer`` if it cannot start).
 
     Wiring (the caller owns the sink)::
 
         handler = build_command_handler(settings, agent_id=..., node_ips=[ip],
-                                        node_macs=[mac], key=shared_key)
-        sink = MqttSink(mqtt_settings, command_handler=handler)
-        handler.on_change = lambda state: sink.retained("quarantine", state)
+                                        node_macs=[mac], key=shared_key, learns=True)
+        sink = MqttSink(mqtt_settings, command_handler=handler)  # commands may come now
+        pipeline = Pipeline(..., [sink, ...])
+        handler.wire(gateway_mac=..., host_mac=...,  # from the pipeline: now they are checked
+                     on_change=lambda state: sink.retained("quarantine", state))
         sink.retained("quarantine", handler.state_payload())
         ...
         handler.enforcer.close()  # at shutdown: lifts every quarantine
@@ -315,5 +375,6 @@ def build_command_handler(
         node_ips=node_ips,
         node_macs=node_macs,
         allowlist=settings.allowlist,
+        subnet=subnet,
     )
-    return CommandHandler(enforcer, agent_id=agent_id, protected=protected, key=key)
+    return CommandHandler(enforcer, agent_id=agent_id, protected=protected, key=key, learns=learns)

@@ -18,6 +18,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Network, ip_address
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from .detectors.ipv6 import Ipv6Config
 from .detectors.port_scan import PortProbeConfig
 from .detectors.session import SessionConfig
 from .detectors.slow_sweep import SlowSweepConfig
+from .detectors.spray import SprayConfig
 from .detectors.syn_scan import SynScanConfig
 from .enforcer import DEFAULT_ALLOWED_SERVICES, EnforcerSettings
 from .formats import addr_bytes, addr_str, ip_bytes, ip_str, mac_bytes
@@ -80,6 +82,15 @@ def _mac(value: Any) -> str | None:
         return mac_bytes(str(value)).hex(":")
     except ValueError as exc:
         raise vol.Invalid(f"{value!r} is not a MAC address (aa:bb:cc:dd:ee:ff)") from exc
+
+
+def _subnet(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return str(IPv4Network(str(value), strict=False))
+    except ValueError as exc:
+        raise vol.Invalid(f"{value!r} is not an IPv4 network (e.g. 192.168.1.0/24)") from exc
 
 
 def _list(item: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
@@ -132,6 +143,7 @@ _SYN = SynScanConfig()
 _SESSION = SessionConfig()
 _FLOOD = FloodConfig()
 _SPOOF = ArpSpoofConfig()
+_SPRAY = SprayConfig()
 _INCIDENTS = IncidentConfig()
 _HOSTS = HostsConfig()
 _PROBE = PortProbeConfig()
@@ -159,6 +171,7 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         "gateway_mac": (None, _mac),
         # None: the interface's IPv6 addresses (run); [] watches no IPv6 address of the node
         "node_ip6": (None, _optional(vol.All(_list(_ipv6), vol.Length(max=16)))),
+        "subnet": (None, _subnet),
     },
     "capture": {
         "snaplen": (512, _int(64, 65535)),
@@ -236,6 +249,16 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "detectors.arp_spoof": {
         "hold_s": (_SPOOF.hold_s, _seconds()),
+    },
+    "detectors.arp_spray": {
+        "min_addresses": (_SPRAY.min_addresses, _int(2)),
+        "window_s": (_SPRAY.window_s, _seconds()),
+        "max_sources": (_SPRAY.max_sources, _int(1)),
+    },
+    "detectors.source_spray": {
+        "min_addresses": (_SPRAY.min_addresses, _int(2)),
+        "window_s": (_SPRAY.window_s, _seconds()),
+        "max_sources": (_SPRAY.max_sources, _int(1)),
     },
     "incidents": {
         "update_interval_s": (_INCIDENTS.update_interval_s, _seconds(0)),
@@ -365,6 +388,10 @@ def _check_consistency(raw: dict[str, Any]) -> None:
         raise ConfigError("mqtt.tls_cert: a client certificate needs both tls_cert and tls_key")
     if len(set(raw["decoys"]["ports"])) != len(raw["decoys"]["ports"]):
         raise ConfigError("decoys.ports: a port is listed twice")
+    net = raw["network"]
+    node_ip, subnet = net["node_ip"], net["subnet"]
+    if subnet and node_ip and ip_address(node_ip) not in IPv4Network(subnet):
+        raise ConfigError(f"network.subnet: the node's IP {node_ip} is not in {subnet}")
     try:
         enforcer = EnforcerSettings.from_config(raw)
     except ValueError as exc:
@@ -428,6 +455,7 @@ class AgentConfig:
         node_ip: bytes | None,
         node_mac: bytes | None,
         gateway_ip: bytes | None,
+        subnet: IPv4Network | None = None,
         node_ip6: tuple[bytes, ...] = (),
     ) -> AgentConfig:
         """Fill in what the live interface tells (values from the config still win)."""
@@ -448,6 +476,7 @@ class AgentConfig:
                 "node_mac": p.node_mac or node_mac,
                 "gateway_ip": p.gateway_ip or gateway_ip,
                 "node_ip6": ip6,
+                "subnet": p.subnet or subnet,
             }
         )
         return AgentConfig(
@@ -487,6 +516,7 @@ def load(
         gateway_ip=opt(net["gateway_ip"], ip_bytes),
         gateway_mac=opt(net["gateway_mac"], mac_bytes),
         node_ip6=tuple(addr_bytes(a) for a in net["node_ip6"] or ()),
+        subnet=IPv4Network(net["subnet"]) if net["subnet"] else None,
         decoy_ports=tuple(decoys["ports"]),
         arp_scan=ArpScanConfig(**det["arp_scan"]),
         syn_scan=SynScanConfig(**det["syn_scan"]),
@@ -506,6 +536,8 @@ def load(
         ),
         cache_exhaustion=CacheExhaustionConfig(**det["cache_exhaustion"]),
         echonet=EchonetConfig(**det["echonet"]),
+        arp_spray=SprayConfig(**det["arp_spray"]),
+        source_spray=SprayConfig(**det["source_spray"]),
         incidents=IncidentConfig(**raw["incidents"]),
         hosts=HostsConfig(
             left_after_s=raw["hosts"]["left_after_s"], max_hosts=raw["hosts"]["max_hosts"]

@@ -7,6 +7,7 @@ strings only when an event, state or hosts payload is built.
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 from datetime import UTC, datetime
@@ -55,8 +56,17 @@ def addr_bytes(text: str) -> bytes:
         raise ValueError(f"not an IP address: {text!r}") from exc
 
 
+# What ``datetime`` can show: 0001-01-01 to 9999-12-31 (a capture file may say anything).
+_MIN_TS = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+_MAX_TS = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC).timestamp()
+
+
 def iso_utc(ts: float) -> str:
-    """Unix time -> ISO 8601 UTC with a trailing ``Z`` (millisecond precision)."""
+    """Unix time -> ISO 8601 UTC with a trailing ``Z`` (millisecond precision). Never raises:
+    a time beyond what a date can show (a forged capture timestamp) is clamped to the nearest
+    one it can (``NaN`` to the epoch)."""
+    if not _MIN_TS <= ts <= _MAX_TS:
+        ts = 0.0 if math.isnan(ts) else min(max(ts, _MIN_TS), _MAX_TS)
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

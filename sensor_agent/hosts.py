@@ -10,11 +10,15 @@ marked not present; before that, in live mode, a silent culprit can be probed wi
 Discovery protocols a host sweeps the LAN with (mDNS, SSDP, WS-Discovery, NetBIOS, SNMP,
 ECHONET Lite) are context, not alarms: they tell a media server or a controller from a
 scanner, so they are listed per host and in the evidence of its events.
+
+The inventory is a :class:`BoundedTable`: a host that sent more than one frame is
+established, and a spray of forged source MACs (each heard once) pushes out only other
+newcomers. Only established hosts answer :meth:`HostInventory.established_mac_of`, the lookup
+that protects an IP's owner from a quarantine.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +26,7 @@ from typing import Any
 from netaddr import OUI
 from netaddr.core import NotRegisteredError
 
+from .bounded import BoundedTable
 from .formats import addr_str, ip_str, iso_utc, mac_str
 
 SCHEMA_VERSION = 1
@@ -35,7 +40,8 @@ class HostsConfig:
     # 300 s: hosts normally send something (ARP, mDNS, DHCP renewal) every few minutes; the
     # optional ARP probe catches the quiet ones before they are declared gone.
     left_after_s: float = 300.0
-    # 4096 hosts: far beyond a home LAN; the least recently seen is dropped first.
+    # 4096 hosts: far beyond a home LAN; newcomers heard once are dropped first, then the
+    # least recently seen.
     max_hosts: int = 4096
     # Up to 3 ARP requests, 1 s apart, to a silent culprit before declaring it gone.
     probe_count: int = 3
@@ -53,6 +59,7 @@ class Host:
     __slots__ = (
         "discovery",
         "first_seen",
+        "frames",
         "hostname",
         "ip",
         "ipv6",
@@ -72,6 +79,11 @@ class Host:
         self.last_seen = now
         self.present = True
         self.probes = 0
+        self.frames = 0  # counted once a second; two or more: established in the inventory
+
+    @property
+    def last(self) -> float:
+        return self.last_seen
 
 
 class Vendors:
@@ -107,44 +119,49 @@ class HostInventory:
     ) -> None:
         self.config = config or HostsConfig()
         self.ignore = ignore  # the monitoring node itself: not a host of the LAN to watch
-        self.hosts: OrderedDict[bytes, Host] = OrderedDict()  # least recently seen first
+        # No expiry: a host stays (not present) until pushed out by others. No memory of
+        # evicted hosts: a spray never pushes out the established ones, the ones that matter.
+        self.hosts: BoundedTable[Host] = BoundedTable(
+            self.config.max_hosts, float("inf"), on_evict=self._evicted, remember=False
+        )
         self.by_ip: dict[bytes, bytes] = {}
         self.by_ip6: dict[bytes, bytes] = {}
         self.vendor = Vendors()
-        self.evictions = 0
         self.changed = False  # a host appeared, left or changed identity since the last payload
+
+    @property
+    def evictions(self) -> int:
+        return self.hosts.evictions
 
     def _host(self, mac: bytes, now: float) -> Host | None:
         host = self.hosts.get(mac)
         if host is None:
             if len(mac) != 6 or mac[0] & 0x01 or mac in self.ignore:  # multicast: nobody's
                 return None
-            if len(self.hosts) >= self.config.max_hosts:
-                self._evict()
-            host = self.hosts[mac] = Host(mac, now)
+            host = Host(mac, now)
+            self.hosts.put(mac, host)
             self.changed = True
         return host
 
-    def _evict(self) -> None:
-        _mac, oldest = self.hosts.popitem(last=False)
-        if oldest.ip is not None and self.by_ip.get(oldest.ip) == oldest.mac:
-            del self.by_ip[oldest.ip]
-        for ip6 in oldest.ipv6:
-            if self.by_ip6.get(ip6) == oldest.mac:
+    def _evicted(self, mac: bytes, host: Host) -> None:
+        if host.ip is not None and self.by_ip.get(host.ip) == mac:
+            del self.by_ip[host.ip]
+        for ip6 in host.ipv6:
+            if self.by_ip6.get(ip6) == mac:
                 del self.by_ip6[ip6]
-        self.evictions += 1
 
     def seen_many(self, counts: dict[bytes, int], now: float) -> None:
         """Every source MAC that sent frames in the second ending at ``now``."""
         hosts = self.hosts
-        for mac in counts:
+        for mac, frames in counts.items():
             host = hosts.get(mac)
             if host is None:
                 host = self._host(mac, now)
                 if host is None:
                     continue
-            else:
-                hosts.move_to_end(mac)  # the inventory stays ordered by last_seen
+            host.frames += frames
+            if host.frames > 1:  # more than one frame: established, and refreshed
+                hosts.touch(mac)
             host.last_seen = now
             if not host.present:
                 host.present = True
@@ -182,10 +199,9 @@ class HostInventory:
                 del self.by_ip6[old]
         del host.ipv6[self.config.max_ipv6 :]
         previous = self.by_ip6.get(ip)
-        if previous is not None and previous != mac and previous in self.hosts:
-            other = self.hosts[previous].ipv6
-            if ip in other:
-                other.remove(ip)
+        other = self.hosts.get(previous) if previous is not None and previous != mac else None
+        if other is not None and ip in other.ipv6:
+            other.ipv6.remove(ip)
         self.by_ip6[ip] = mac
 
     def learn_discovery(self, mac: bytes, protocol: str, now: float) -> None:
@@ -209,13 +225,24 @@ class HostInventory:
             self.changed = True
 
     def mac_of(self, ip: bytes) -> bytes | None:
-        """The MAC of the host using ``ip`` (IPv4 or IPv6), if known."""
+        """The MAC of the host last heard with ``ip`` (IPv4 or IPv6; attribution of what
+        ``ip`` did)."""
         return self.by_ip.get(ip) if len(ip) == 4 else self.by_ip6.get(ip)
 
     def ip_of(self, mac: bytes) -> bytes | None:
         """The IPv4 address ``mac`` was last heard using (ARP, DHCP, mDNS, NetBIOS)."""
         host = self.hosts.get(mac)
         return None if host is None else host.ip
+
+    def established_mac_of(self, ip: bytes) -> bytes | None:
+        """The same, only for a host that sent more than one frame: what protects ``ip``'s
+        owner must not rest on a binding one forged frame could have written."""
+        mac = self.by_ip.get(ip)
+        return mac if mac is not None and self.hosts.is_established(mac) else None
+
+    def knows(self, ip: bytes, mac: bytes) -> bool:
+        """Whether ``mac`` is an established host whose address is ``ip``."""
+        return self.by_ip.get(ip) == mac and self.hosts.is_established(mac)
 
     def identity(self, mac: bytes, ip: bytes | None = None) -> dict[str, Any]:
         """The ``source`` object of an event: what is known about ``mac``. An IPv6 ``ip`` goes

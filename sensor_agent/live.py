@@ -3,7 +3,9 @@
 Frames read from the capture socket and connections seen by the decoys go into the same
 :class:`Pipeline` a replay uses; once a second the loop reads the kernel's drop counter,
 closes stale decoy connections and ticks the pipeline (expiry, held-back updates, host
-left, retained payloads).
+left, retained payloads). Nothing a frame or a decoy's peer sends stops the loop: such
+exceptions are counted (``handler_errors``) and logged once per kind; a capture socket that
+fails ends the run (exit 1), for systemd to restart the agent.
 """
 
 from __future__ import annotations
@@ -106,11 +108,17 @@ class LiveAgent:
             timeout = max(0.0, min(next_tick - self.clock(), tick_s))
             for key, _events in self.selector.select(timeout):
                 if key.data is _CAPTURE and self.capture is not None:
-                    pipeline.feed_many(*self.capture.read_batch())
+                    pipeline.feed_many(*self.capture.read_batch())  # never raises on frames
                 elif isinstance(key.data, EchonetDecoy):
-                    key.data.ready(key.fileobj, self.clock())  # type: ignore[arg-type]
+                    try:
+                        key.data.ready(key.fileobj, self.clock())  # type: ignore[arg-type]
+                    except Exception as exc:  # one peer's datagram never stops the agent
+                        pipeline.failed(exc, "an ECHONET Lite request")
                 else:
-                    self.decoys.ready(key.data, self.clock())
+                    try:
+                        self.decoys.ready(key.data, self.clock())
+                    except Exception as exc:  # one peer's connection never stops the agent
+                        pipeline.failed(exc, "a decoy connection")
             now = self.clock()
             if now >= next_tick:
                 next_tick = now + tick_s

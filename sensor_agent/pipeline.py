@@ -10,6 +10,11 @@ second, which feeds both the flood detector and the hosts' ``last_seen``), an et
 dispatch on slices, and a method call only for the rare frames a detector wants: ARP, IPv4
 to the node, UDP to the hostname, discovery and ECHONET Lite ports, IPv6 (Neighbour
 Discovery, traffic to the node). No objects, no logging for benign frames.
+
+Hostile frames are data: one shorter than an Ethernet header, or shorter than the headers
+its ethertype promises, is a parse error; an exception while handling any one frame (a bug,
+or input nobody foresaw) is counted in ``handler_errors``, logged once per kind, and the
+frames after it are handled as usual.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from typing import Any
 
 from . import echonet
+from .bounded import BoundedTable
 from .detectors import Detection
 from .detectors.arp_scan import ArpScanConfig, ArpScanDetector
 from .detectors.arp_spoof import ArpSpoofConfig, ArpSpoofDetector
@@ -39,6 +46,7 @@ from .detectors.port_scan import (
 )
 from .detectors.session import SessionConfig, SessionDetector
 from .detectors.slow_sweep import SlowSweepConfig, SlowSweepDetector
+from .detectors.spray import SprayConfig, SprayDetector
 from .detectors.syn_scan import SynScanConfig, SynScanDetector
 from .formats import addr_bytes, addr_str, ip_str, iso_utc, mac_str
 from .hosts import HostInventory, HostsConfig, Prober
@@ -46,6 +54,7 @@ from .incidents import SCHEMA_VERSION, IncidentConfig, IncidentTracker
 from .parse import (
     ARP_REQUEST,
     ETH_ARP,
+    ETH_HEADER,
     ETH_IPV4,
     PROTO_TCP,
     PROTO_UDP,
@@ -115,6 +124,9 @@ class PipelineConfig:
     node_ip6: tuple[bytes, ...] = ()  # the node's IPv6 addresses: scans and sessions target them
     gateway_ip: bytes | None = None  # spoofing this IP is level 3
     gateway_mac: bytes | None = None  # pins the gateway's binding (else the first one heard)
+    # The LAN the node is on (from the interface, or configured): quarantines outside it, and
+    # its network and broadcast addresses, are refused.
+    subnet: IPv4Network | None = None
     decoy_ports: tuple[int, ...] = DEFAULT_DECOY_PORTS
     arp_scan: ArpScanConfig = field(default_factory=ArpScanConfig)
     syn_scan: SynScanConfig = field(default_factory=SynScanConfig)
@@ -131,6 +143,8 @@ class PipelineConfig:
     # The node's ephemeral ports (Linux's default ip_local_port_range): answers to its own
     # queries (DNS, NTP) land there, so UDP to them is never a probe.
     ephemeral_ports: tuple[int, int] = (32768, 60999)
+    arp_spray: SprayConfig = field(default_factory=SprayConfig)
+    source_spray: SprayConfig = field(default_factory=SprayConfig)
     incidents: IncidentConfig = field(default_factory=IncidentConfig)
     hosts: HostsConfig = field(default_factory=HostsConfig)
     # Retained state: at most once a second when something changed, else every 30 s.
@@ -161,7 +175,6 @@ class Pipeline:
         self.syn_scan = SynScanDetector(config.syn_scan)
         self.session = SessionDetector(config.session)
         self.flood = FloodDetector(config.flood)
-        self.arp_spoof = ArpSpoofDetector(config.arp_spoof, config.gateway_ip, config.gateway_mac)
         self.stealth_scan = PortProbeDetector("stealth_scan", "tcp", config.stealth_scan)
         self.udp_scan = PortProbeDetector("udp_scan", "udp", config.udp_scan)
         self.flows = Flows()
@@ -187,6 +200,12 @@ class Pipeline:
         self.hosts = HostInventory(
             config.hosts, ignore=frozenset([config.node_mac] if config.node_mac else [])
         )
+        # A binding of a host the inventory knows is never pushed out by a spray of claims.
+        self.arp_spoof = ArpSpoofDetector(
+            config.arp_spoof, config.gateway_ip, config.gateway_mac, keep=self.hosts.knows
+        )
+        self.arp_spray = SprayDetector("arp_spray", config.arp_spray)
+        self.source_spray = SprayDetector("source_spray", config.source_spray)
         extra = {"id_factory": id_factory} if id_factory is not None else {}
         self.incidents = IncidentTracker(
             config.agent_id, self.hosts.identity, config.incidents, **extra
@@ -201,6 +220,9 @@ class Pipeline:
         self.unattributed_sessions = 0
         self.untracked_frames = 0
         self.sink_errors = 0
+        self.handler_errors = 0
+        self.leaderless_floods = 0
+        self._errors_logged: set[tuple[str, str]] = set()
         self.events_by_kind: Counter[str] = Counter()
         self.extra_counters: dict[str, Callable[[], int]] = {}  # e.g. outbox_dropped (MQTT)
         self.first_ts: float | None = None
@@ -229,8 +251,9 @@ class Pipeline:
 
     def feed_many(self, timestamps: Iterable[float], frames: Iterable[bytes]) -> None:
         """Frames (with their timestamps, in time order). Never raises on frame contents: bad
-        ones are counted as parse errors. Two parallel sequences rather than (ts, frame)
-        pairs: a capture reader fills them without building a tuple per frame."""
+        ones are counted as parse errors, an exception while handling one as a handler error.
+        Two parallel sequences rather than (ts, frame) pairs: a capture reader fills them
+        without building a tuple per frame."""
         counts = self._counts
         count_of = counts.get
         node_ip = self.config.node_ip or _NEVER
@@ -250,18 +273,26 @@ class Pipeline:
                 total = 0
             total += 1
             src = frame[6:12]
-            n = count_of(src, 0) + 1
-            counts[src] = n
-            if n == 1 and len(counts) > max_sources:  # a spray of random source MACs
-                del counts[src]
-                self.untracked_frames += 1
-            elif n == source_fps:
-                self._flood(ts, src, n, "source")
-            if total == total_fps:
-                self._flood(ts, max(counts, key=counts.__getitem__), total, "total")
-            # Dispatch on the ethertype's two bytes as ints (no slice object per frame). The
-            # same dispatch, for 802.1Q-tagged frames, is _dispatch().
-            try:
+            try:  # free in CPython 3.11 until something raises
+                n = count_of(src, 0) + 1
+                counts[src] = n
+                # A source's first frame in a second is checked for length (once, not per
+                # frame): a cut address never becomes a source. A short frame after a whole
+                # one of the same source counts for that source, and is a parse error below.
+                if n == 1:
+                    if len(frame) < ETH_HEADER:  # not even Ethernet: no source to count
+                        del counts[src]
+                        self.parse_errors += 1
+                        continue
+                    if len(counts) > max_sources:  # a spray of random source MACs
+                        del counts[src]
+                        self.untracked_frames += 1
+                elif n == source_fps:
+                    self._flood(ts, src, n, "source")
+                if total == total_fps:
+                    self._total_flood(ts, total)
+                # Dispatch on the ethertype's two bytes as ints (no slice object per frame).
+                # The same dispatch, for 802.1Q-tagged frames, is _dispatch().
                 if frame[12] == 0x08:
                     low = frame[13]
                     if low == 0x00:  # IPv4: only traffic to the node and hostname announcements
@@ -275,12 +306,28 @@ class Pipeline:
                     self._ipv6(ts, frame)
                 elif frame[12] == 0x81 and frame[13] == 0x00:
                     self._dispatch(ts, frame[:12] + frame[16:])
-                elif len(frame) < 14:
-                    self.parse_errors += 1
             except IndexError:  # shorter than the headers its ethertype promises
                 self.parse_errors += 1
+            except Exception as exc:  # one frame never stops the others
+                self.failed(exc, "a frame")
         self._total = total
         self.last_ts = ts
+
+    def failed(self, exc: Exception, what: str) -> None:
+        """An exception while handling ``what`` (a frame, a tick, a decoy connection): counted
+        in ``handler_errors`` and logged with its traceback once per place and type."""
+        self.handler_errors += 1
+        kind = (what, type(exc).__name__)
+        if kind not in self._errors_logged:
+            self._errors_logged.add(kind)
+            log.error(
+                "%s raised %s while handling %s; the agent goes on (counted in handler_errors,"
+                " logged once)",
+                type(exc).__name__,
+                exc,
+                what,
+                exc_info=exc,
+            )
 
     def _dispatch(self, ts: float, frame: bytes) -> None:
         """The per-frame dispatch of :meth:`feed_many`, for an untagged 802.1Q frame."""
@@ -298,6 +345,12 @@ class Pipeline:
             self._ipv6(ts, frame)
 
     def _to_node(self, ts: float, frame: bytes) -> None:
+        """An IPv4 packet to the node."""
+        src = frame[6:12]
+        if src != self.gateway_mac():  # the router forwards from any address of the Internet
+            spray = self.source_spray.on_address(ts, src, frame[26:30])
+            if spray is not None:
+                self._detected(spray, ts)
         proto = frame[23]
         if proto == PROTO_TCP:
             tcp = parse_tcp(frame)
@@ -371,16 +424,24 @@ class Pipeline:
             self.parse_errors += 1
             return
         src = frame[6:12]
+        own = src == arp.sender_mac  # else a claim on behalf of another MAC: never learnt
+        # A claim of a binding already held (a host refreshing its own) is no sign of a spray.
+        if arp.sender_ip != _NO_IP and self.arp_spoof.mac_of(arp.sender_ip) != arp.sender_mac:
+            spray = self.arp_spray.on_address(
+                ts, src, arp.sender_ip + arp.sender_mac, forged=not own
+            )
+            if spray is not None:
+                self._detected(spray, ts)
         # A claim counts towards cache exhaustion when it is made for another MAC, or by a
         # MAC that already held another address: a host's own single address never does.
         previous = self.hosts.ip_of(arp.sender_mac)
         claim_counts = arp.sender_ip != _NO_IP and (
-            arp.sender_mac != src or (previous is not None and previous != arp.sender_ip)
+            not own or (previous is not None and previous != arp.sender_ip)
         )
         spoof = self.arp_spoof.on_arp(ts, src, arp.sender_mac, arp.sender_ip)
         if spoof is not None:
             self._detected(spoof, ts)
-        else:
+        elif own:
             self.hosts.learn_ip(arp.sender_mac, arp.sender_ip, ts)
         if claim_counts:
             claim = self.cache_exhaustion.on_claim(ts, src, arp.sender_ip)
@@ -600,6 +661,18 @@ class Pipeline:
         if det is not None:
             self._detected(det, ts)
 
+    def _total_flood(self, ts: float, total: int) -> None:
+        """The LAN as a whole reached the total threshold: reported as the flood of the source
+        that sent the most, when one stands out (at least 1 % of the frames). When none does
+        (every frame from another forged MAC) naming one would accuse whoever happened to send
+        a frame in that second: the second is counted in ``leaderless_floods`` instead."""
+        counts = self._counts
+        leader = max(counts, key=counts.__getitem__) if counts else None
+        if leader is None or counts[leader] * 100 < total:
+            self.leaderless_floods += 1
+            return
+        self._flood(ts, leader, total, "total")
+
     def _flood(self, ts: float, mac: bytes, count: int, scope: str) -> None:
         self._detected(self.flood.over(ts, mac, count, self._sec_start, scope), ts)
 
@@ -721,7 +794,14 @@ class Pipeline:
 
     def tick(self, now: float) -> None:
         """Time has come to ``now``: close the frame bucket, expire state, send held-back
-        updates, detect hosts that left, refresh retained payloads when due."""
+        updates, detect hosts that left, refresh retained payloads when due. Never raises (an
+        exception is counted and logged, as for a frame)."""
+        try:
+            self._tick(now)
+        except Exception as exc:
+            self.failed(exc, "a tick")
+
+    def _tick(self, now: float) -> None:
         if self.first_ts is None:
             self.first_ts = now
         if now >= self._sec_end:
@@ -777,34 +857,50 @@ class Pipeline:
             self.rogue_dhcp,
             self.cache_exhaustion,
             self.echonet,
+            self.arp_spray,
+            self.source_spray,
         )
 
+    def _tables(self) -> list[BoundedTable[Any]]:
+        return [
+            self.arp_scan.sources,
+            self.syn_scan.sources,
+            self.syn_scan.by_ip,
+            self.session.sources,
+            self.flood.sources,
+            self.arp_spoof.bindings,
+            self.arp_spoof.claims,
+            self.arp_spray.sources,
+            self.source_spray.sources,
+            self.stealth_scan.sources,
+            self.udp_scan.sources,
+            *self.slow_sweep.tables.values(),
+            self.ipv6_sweep.sources,
+            self.ndp_spoof.bindings,
+            self.ndp_spoof.claims,
+            self.rogue_ra.adverts,
+            self.dhcp_starvation.senders,
+            self.rogue_dhcp.servers,
+            self.cache_exhaustion.sources,
+            self.echonet.control,
+            self.echonet.sweeps,
+            self.echonet.new_controllers,
+            self.hosts.hosts,
+        ]
+
     def counters(self) -> dict[str, int]:
-        tables = (
-            self.arp_scan,
-            self.syn_scan,
-            self.session,
-            self.flood,
-            self.stealth_scan,
-            self.udp_scan,
-            self.ipv6_sweep,
-            self.cache_exhaustion,
-        )
         counters = {
             "frames": self.frames,
             "events": self.events,
             "parse_errors": self.parse_errors,
             "kernel_drops": self.kernel_drops,
             "outbox_dropped": 0,
-            "evictions": sum(d.sources.evictions for d in tables)
-            + self.hosts.evictions
-            + self.incidents.evictions
-            + self.arp_spoof.bindings.evictions
-            + self.ndp_spoof.bindings.evictions
-            + self.slow_sweep.evictions,
+            "evictions": sum(t.evictions for t in self._tables()) + self.incidents.evictions,
             "unattributed_sessions": self.unattributed_sessions,
             "untracked_frames": self.untracked_frames,
             "sink_errors": self.sink_errors,
+            "handler_errors": self.handler_errors,
+            "leaderless_floods": self.leaderless_floods,
             "hosts": len(self.hosts.hosts),
         }
         for name, read in self.extra_counters.items():
@@ -823,7 +919,8 @@ class Pipeline:
 
     def gateway_mac(self) -> bytes | None:
         """The gateway's MAC: configured, else the binding the ARP-spoofing detector holds for
-        the gateway's IP (the first reply heard)."""
+        the gateway's IP: the first claim the gateway's IP made for itself, pinned (no spray
+        pushes it out, and no claim on behalf of another MAC writes it)."""
         if self.config.gateway_mac is not None or self.config.gateway_ip is None:
             return self.config.gateway_mac
         return self.arp_spoof.mac_of(self.config.gateway_ip)

@@ -4,6 +4,11 @@ Classic pcap (both byte orders, microsecond and nanosecond timestamps) is read i
 with ``struct.unpack_from`` over the record headers, no scapy and no per-frame objects
 besides the (timestamp, bytes) pair the pipeline takes; memory stays bounded by the block
 size. pcapng goes through scapy's raw reader (imported only then).
+
+Packets that cannot be replayed are skipped, counted by reason and reported: pcapng packets
+naming an interface the file never described (or no interface at all), of a link type that
+is not Ethernet, or dated where no calendar goes (before 1970 or after 9999). A file of which
+nothing could be read is an error (:class:`CaptureError`, exit 1), not an empty replay.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import mmap
 import struct
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +35,8 @@ _MAGIC = {
     b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }
 _PCAPNG = b"\x0a\x0d\x0d\x0a"
+# Latest time a timestamp may show (9999-12-31T23:59:59Z): beyond, no calendar goes.
+MAX_TIMESTAMP = 253_402_300_799.0
 
 Batch = tuple[list[float], list[bytes]]
 """Timestamps and frames, in parallel: what ``Pipeline.feed_many`` takes."""
@@ -51,6 +59,7 @@ class ReplayStats:
     parse_errors: int = 0
     capture_span_s: float = 0.0
     peak_rss_mb: float | None = None
+    skipped: dict[str, int] = field(default_factory=dict)  # packets not replayed, by reason
 
     @property
     def frames_per_s(self) -> float:
@@ -68,11 +77,18 @@ class ReplayStats:
             lines.append(f"peak memory  {self.peak_rss_mb:.1f} MB (resident, whole process)")
         if self.truncated:
             lines.append("warning      the file ends in the middle of a record (truncated)")
+        for reason, count in sorted(self.skipped.items()):
+            lines.append(f"warning      {count:,} packets skipped: {reason}")
         return "\n".join(lines)
 
 
-def read_blocks(path: Path, progress: Callable[[int], None] | None = None) -> Iterator[Batch]:
-    """(timestamp, frame) records of ``path`` in batches; raises :class:`CaptureError`."""
+def read_blocks(
+    path: Path,
+    progress: Callable[[int], None] | None = None,
+    skipped: Counter[str] | None = None,
+) -> Iterator[Batch]:
+    """(timestamp, frame) records of ``path`` in batches; raises :class:`CaptureError`.
+    Packets that cannot be replayed are counted in ``skipped`` by reason."""
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -80,7 +96,7 @@ def read_blocks(path: Path, progress: Callable[[int], None] | None = None) -> It
     with handle:
         magic = handle.read(4)
         if magic == _PCAPNG:
-            yield from _pcapng_blocks(path)
+            yield from _pcapng_blocks(path, Counter() if skipped is None else skipped)
             return
         if magic not in _MAGIC:
             raise CaptureError(f"{path}: not a pcap or pcapng file (magic {magic.hex() or 'none'})")
@@ -148,31 +164,61 @@ def _pcap_records(
         raise _Truncated
 
 
-def _pcapng_blocks(path: Path) -> Iterator[Batch]:
+SKIP_NO_INTERFACE = "no interface block describes their interface (a pcapng without IDB)"
+SKIP_LINKTYPE = "link type is not Ethernet"
+SKIP_TIMESTAMP = "timestamp before 1970 or after 9999"
+
+
+def _pcapng_blocks(path: Path, skipped: Counter[str]) -> Iterator[Batch]:
     from scapy.utils import RawPcapNgReader  # noqa: PLC0415 - keeps scapy off the pcap path
 
+    class Reader(RawPcapNgReader):
+        """scapy's reader, counting (not warning about, once per packet) the packets that
+        name an interface the file never described."""
+
+        unknown_interface = 0
+
+        def _check_interface_id(self, intid: int) -> bool:
+            if intid < len(self.interfaces):
+                return True
+            self.unknown_interface += 1
+            return False
+
     try:
-        reader = RawPcapNgReader(str(path))
+        reader = Reader(str(path))
     except Exception as exc:
         raise CaptureError(f"{path}: unreadable pcapng: {exc}") from exc
     with reader:
         stamps: list[float] = []
         frames: list[bytes] = []
         last = 0.0
+        read = 0
         while True:
             try:
                 data, meta = reader._read_packet()
             except EOFError:
                 break
+            except Exception as exc:  # scapy on a malformed block
+                raise CaptureError(
+                    f"{path}: unreadable pcapng block after {read} packets: {exc}"
+                ) from exc
             if meta.linktype != LINKTYPE_ETHERNET:
+                skipped[SKIP_LINKTYPE] += 1
                 continue
             if meta.tshigh is not None:
-                last = ((meta.tshigh << 32) | meta.tslow) / float(meta.tsresol)
+                ts = ((meta.tshigh << 32) | meta.tslow) / float(meta.tsresol or 1)
+                if not 0.0 <= ts <= MAX_TIMESTAMP:
+                    skipped[SKIP_TIMESTAMP] += 1
+                    continue
+                last = ts
             stamps.append(last)
             frames.append(data)
+            read += 1
             if len(frames) >= 10000:
                 yield stamps, frames
                 stamps, frames = [], []
+        if reader.unknown_interface:
+            skipped[SKIP_NO_INTERFACE] += reader.unknown_interface
         yield stamps, frames
 
 
@@ -186,14 +232,19 @@ def replay(path: Path, pipeline: Pipeline, show_progress: bool | None = None) ->
     frames_before = pipeline.frames
     started = time.perf_counter()
     feed = pipeline.feed_many
+    skipped: Counter[str] = Counter()
     try:
-        for stamps, frames in read_blocks(path, bar.update if bar else None):
+        for stamps, frames in read_blocks(path, bar.update if bar else None, skipped):
             feed(stamps, frames)
     except _Truncated:
         stats.truncated = True
     finally:
         if bar:
             bar.close()
+    stats.skipped = dict(skipped)
+    if skipped and pipeline.frames == frames_before:
+        reasons = "; ".join(f"{n:,} packets: {why}" for why, n in sorted(skipped.items()))
+        raise CaptureError(f"{path}: no packet could be replayed ({reasons})")
     pipeline.finish()
     stats.seconds = time.perf_counter() - started
     stats.frames = pipeline.frames - frames_before

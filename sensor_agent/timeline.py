@@ -20,6 +20,8 @@ KIND_TITLE = {
     "flood": "flood",
     "arp_spoof": "ARP spoofing",
     "host_left": "host left",
+    "arp_spray": "ARP claim spray",
+    "source_spray": "forged sources",
 }
 
 
@@ -54,6 +56,13 @@ def what(event: Mapping[str, Any]) -> str:
         return f"claims {target} address {ev.get('ip')} (owner {ev.get('old_mac')})"
     if kind == "host_left":
         return f"silent for {ev.get('silent_s', 0):.0f} s: it has left the network"
+    if kind == "arp_spray":
+        return (
+            f"claimed {ev.get('address_count', 0)} addresses in {ev.get('window_s', 0)} s "
+            f"({ev.get('forged', 0)} for other MACs)"
+        )
+    if kind == "source_spray":
+        return f"sent from {ev.get('address_count', 0)} source IPs in {ev.get('window_s', 0)} s"
     return ""
 
 

@@ -126,6 +126,9 @@ class Kind(StrEnum):
     ARP_SPOOF = "arp_spoof"
     HOST_LEFT = "host_left"
     # kinds list version 2
+    ARP_SPRAY = "arp_spray"
+    SOURCE_SPRAY = "source_spray"
+    # kinds list version 3
     STEALTH_SCAN = "stealth_scan"
     UDP_SCAN = "udp_scan"
     IPV6_SWEEP = "ipv6_sweep"

@@ -234,6 +234,10 @@ EVIDENCE = vol.Schema(
         vol.Optional("scope"): _one_of("source", "total"),
         vol.Optional("silent_s"): _number(0),
         # kinds list version 2
+        vol.Optional("addresses"): _array(_ipv4, max_items=64),
+        vol.Optional("address_count"): NON_NEGATIVE,
+        vol.Optional("forged"): NON_NEGATIVE,
+        # kinds list version 3
         vol.Optional("protocol"): _one_of("tcp", "udp"),
         vol.Optional("techniques"): _array(_one_of(*TECHNIQUES), max_items=8),
         vol.Optional("forged_ips"): _array(_ip, max_items=16),

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..bounded import BoundedTable
 from ..formats import ip_str
-from . import LEVEL_ARP_SCAN, Detection, SourceTable
+from . import LEVEL_ARP_SCAN, Detection
 
 NO_IP = b"\x00\x00\x00\x00"
 
@@ -48,7 +49,7 @@ class ArpScanDetector:
 
     def __init__(self, config: ArpScanConfig | None = None) -> None:
         self.config = config or ArpScanConfig()
-        self.sources: SourceTable[_Source] = SourceTable(
+        self.sources: BoundedTable[_Source] = BoundedTable(
             self.config.max_sources, self.config.window_s
         )
 
@@ -60,6 +61,7 @@ class ArpScanDetector:
             return None
         cfg = self.config
         state = self.sources.current(mac, now, cfg.window_s, lambda: _Source(now, sender_ip))
+        state.last = now
         state.packets += 1
         if sender_ip != NO_IP:
             state.ip = sender_ip

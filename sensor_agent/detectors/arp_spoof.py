@@ -2,18 +2,27 @@
 
 The first MAC heard for an IP owns it; the binding moves to another MAC only after the owner
 has been silent for ``hold_s`` (a device left and DHCP gave its address to another one).
-Until then every claim by a different MAC is a detection of that MAC, so the real owner,
-which keeps answering too, is never the one accused. The gateway's IP is what an attacker in
-the middle claims, hence level 3 for it and 2 for any other address.
+Until then every claim by a different MAC is a detection of the frame's sender, so the real
+owner, which keeps answering too, is never the one accused. The gateway's IP is what an
+attacker in the middle claims, hence level 3 for it and 2 for any other address.
+
+What a spray of forged claims cannot do: only a claim a host makes for itself (the frame's
+source MAC is the ARP sender MAC) creates or refreshes a binding, so claims on behalf of other
+MACs never write one; the gateway's binding (configured, or the first heard) is pinned and
+never evicted; the other bindings live in a :class:`BoundedTable`, where one-frame claims only
+push out each other, and a binding the caller's ``keep`` names (a host the inventory knows) is
+never pushed out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..bounded import BoundedTable
 from ..formats import ip_str, mac_str
-from . import Detection, SourceTable
+from . import Detection
 
 LEVEL_SPOOF = 2
 LEVEL_SPOOF_GATEWAY = 3
@@ -57,15 +66,23 @@ class ArpSpoofDetector:
         config: ArpSpoofConfig | None = None,
         gateway_ip: bytes | None = None,
         gateway_mac: bytes | None = None,
+        keep: Callable[[bytes, bytes], bool] | None = None,
     ) -> None:
+        """``keep(ip, mac)``: whether a binding must never be pushed out by newcomers."""
         self.config = config or ArpSpoofConfig()
         self.gateway_ip = gateway_ip
-        self.bindings: SourceTable[_Binding] = SourceTable(self.config.max_bindings, float("inf"))
-        self.claims: SourceTable[_Claim] = SourceTable(256, 2 * self.config.hold_s)
-        self._pinned: set[bytes] = set()
+        keep_binding = None if keep is None else (lambda ip, b: keep(ip, b.mac))
+        # A binding or a claim is made again by its next frame: no memory of evicted ones.
+        self.bindings: BoundedTable[_Binding] = BoundedTable(
+            self.config.max_bindings, float("inf"), keep=keep_binding, remember=False
+        )
+        self.claims: BoundedTable[_Claim] = BoundedTable(
+            256, 2 * self.config.hold_s, remember=False
+        )
+        self._fixed: set[bytes] = set()  # configured: never rebound
         if gateway_ip is not None and gateway_mac is not None:
-            self.bindings.put(gateway_ip, _Binding(0.0, gateway_mac))
-            self._pinned.add(gateway_ip)
+            self.bindings.pin(gateway_ip, _Binding(0.0, gateway_mac))
+            self._fixed.add(gateway_ip)
 
     def mac_of(self, ip: bytes) -> bytes | None:
         """The MAC ``ip`` is bound to, if any (a lookup: no expiry is touched)."""
@@ -78,22 +95,29 @@ class ArpSpoofDetector:
         """Any ARP packet from Ethernet source ``mac`` saying ``sender_ip`` is at ``sender_mac``."""
         if sender_ip == NO_IP:  # an address probe claims nothing
             return None
-        binding = self.bindings.get(sender_ip)
+        own = mac == sender_mac  # a host speaking for itself; else a claim on behalf of another
+        bindings = self.bindings
+        binding = bindings.get(sender_ip)
         if binding is None:
-            self.bindings.put(sender_ip, _Binding(now, sender_mac))
+            if own:
+                self._bind(sender_ip, _Binding(now, sender_mac))
             return None
         if binding.mac == sender_mac:
-            binding.last = now
+            if own:
+                binding.last = now
+                bindings.touch(sender_ip)
             return None
-        if sender_ip not in self._pinned and now - binding.last > self.config.hold_s:
-            self.bindings.put(sender_ip, _Binding(now, sender_mac))  # the owner left: rebind
+        if own and sender_ip not in self._fixed and now - binding.last > self.config.hold_s:
+            bindings.discard(sender_ip)  # the owner left: a new owner, on probation again
+            self._bind(sender_ip, _Binding(now, sender_mac))
             return None
-        claim = self.claims.get(mac)
+        claims = self.claims
+        claim = claims.get(mac)
         if claim is None or claim.ip != sender_ip:
             claim = _Claim(now, sender_ip, binding.mac, sender_mac)
-            self.claims.put(mac, claim)
+            claims.put(mac, claim)
         else:
-            self.claims.touch(mac)
+            claims.touch(mac)
         claim.last = now
         claim.packets += 1
         is_gateway = sender_ip == self.gateway_ip
@@ -111,6 +135,12 @@ class ArpSpoofDetector:
         # The claimed IP is evidence, not the culprit's address (naming the gateway's IP as
         # the culprit would quarantine the gateway): its own comes from the hosts inventory.
         return Detection(self.kind, level, mac, None, claim.first, claim.last, evidence)
+
+    def _bind(self, ip: bytes, binding: _Binding) -> None:
+        if ip == self.gateway_ip:  # what the agent protects as the gateway: never pushed out
+            self.bindings.pin(ip, binding)
+        else:
+            self.bindings.put(ip, binding)
 
     def expire(self, now: float) -> None:
         self.claims.expire(now)

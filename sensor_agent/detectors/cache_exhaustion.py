@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..bounded import BoundedTable
 from ..formats import addr_str
-from . import Detection, SourceTable
+from . import Detection
 
 LEVEL_EXHAUSTION = 2
 
@@ -44,14 +45,16 @@ class CacheExhaustionDetector:
 
     def __init__(self, config: CacheExhaustionConfig | None = None) -> None:
         self.config = config or CacheExhaustionConfig()
-        self.sources: SourceTable[_Source] = SourceTable(
-            self.config.max_sources, self.config.window_s
+        # No memory of evicted senders: exhaustion is fast by definition.
+        self.sources: BoundedTable[_Source] = BoundedTable(
+            self.config.max_sources, self.config.window_s, remember=False
         )
 
     def on_claim(self, now: float, mac: bytes, ip: bytes) -> Detection | None:
         """A frame sent by ``mac`` announcing that ``ip`` (IPv4 or IPv6) is at some MAC."""
         cfg = self.config
         state = self.sources.current(mac, now, cfg.window_s, lambda: _Source(now))
+        state.last = now
         state.packets += 1
         addresses = state.addresses
         is_new = ip not in addresses

@@ -18,9 +18,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from ..bounded import BoundedTable
 from ..formats import addr_str, mac_str
 from ..parse import DhcpServerReply
-from . import Detection, SourceTable
+from . import Detection
 
 LEVEL_STARVATION = 2
 LEVEL_ROGUE = 2
@@ -69,8 +70,9 @@ class DhcpStarvationDetector:
 
     def __init__(self, config: DhcpConfig | None = None) -> None:
         self.config = config or DhcpConfig()
-        self.senders: SourceTable[_Clients] = SourceTable(
-            self.config.max_sources, self.config.window_s
+        # No memory of evicted senders: starvation is fast by definition.
+        self.senders: BoundedTable[_Clients] = BoundedTable(
+            self.config.max_sources, self.config.window_s, remember=False
         )
         self.lan = _Clients(0.0)  # new client MACs of the whole LAN
 
@@ -82,6 +84,7 @@ class DhcpStarvationDetector:
         cfg = self.config
         if client_mac != mac:
             state = self.senders.current(mac, now, cfg.window_s, lambda: _Clients(now))
+            state.last = now
             state.packets += 1
             state.add(now, client_mac, cfg.window_s, 1024)
             if len(state.macs) >= cfg.min_clients_per_sender:
@@ -143,7 +146,7 @@ class RogueDhcpDetector:
         self.config = config or DhcpConfig()
         self.first_server: bytes | None = None
         self.legit_dns: tuple[bytes, ...] = ()  # what the LAN's own server hands out
-        self.servers: SourceTable[_Server] = SourceTable(256, 3600.0)
+        self.servers: BoundedTable[_Server] = BoundedTable(256, 3600.0, remember=False)
 
     def on_reply(
         self,
@@ -170,6 +173,7 @@ class RogueDhcpDetector:
                 self.legit_dns = reply.dns
             return None
         state = self.servers.current(mac, now, 3600.0, lambda: _Server(now, ip))
+        state.last = now
         state.ip = ip
         state.packets += 1
         state.offered = reply.your_ip

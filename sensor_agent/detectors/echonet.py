@@ -21,9 +21,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from ..bounded import BoundedTable
 from ..echonet import DESCRIPTIVE_EPCS, PROPERTY_MAPS, SETS, Frame, matches
 from ..formats import addr_str
-from . import LEVEL_SESSION, LEVEL_SYN_SCAN, Detection, SourceTable
+from . import LEVEL_SESSION, LEVEL_SYN_SCAN, Detection
 
 ESV_NAMES = {
     0x60: "SetI",
@@ -73,9 +74,13 @@ class EchonetDetector:
         self.config = config or EchonetConfig()
         self.decoy_objects = decoy_objects
         cfg = self.config
-        self.control: SourceTable[_Source] = SourceTable(cfg.max_sources, 600.0)
-        self.sweeps: SourceTable[_Source] = SourceTable(cfg.max_sources, cfg.window_s)
-        self.new_controllers: SourceTable[_Source] = SourceTable(cfg.max_sources, 600.0)
+        # Every control request is reported as it comes: those tables need no memory of
+        # evicted sources; a sweep adds up, as a scan does.
+        self.control: BoundedTable[_Source] = BoundedTable(cfg.max_sources, 600.0, remember=False)
+        self.sweeps: BoundedTable[_Source] = BoundedTable(cfg.max_sources, cfg.window_s)
+        self.new_controllers: BoundedTable[_Source] = BoundedTable(
+            cfg.max_sources, 600.0, remember=False
+        )
         self.pairs: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
         self.started: float | None = None
 
@@ -102,6 +107,7 @@ class EchonetDetector:
 
     def _control(self, now: float, mac: bytes, ip: bytes, frame: Frame, eoj: bytes) -> Detection:
         state = self.control.current(mac, now, 600.0, lambda: _Source(now, ip))
+        state.last = now
         state.ip = ip
         self._note(state, frame, b"", eoj)
         return self._detection("echonet_control", LEVEL_SESSION, mac, state, decoy=True)
@@ -111,6 +117,7 @@ class EchonetDetector:
     ) -> Detection | None:
         cfg = self.config
         state = self.sweeps.current(mac, now, cfg.window_s, lambda: _Source(now, ip))
+        state.last = now
         state.ip = ip
         is_new = (dst, frame.deoj) not in state.objects
         self._note(state, frame, dst, frame.deoj)
@@ -140,6 +147,7 @@ class EchonetDetector:
         if now - self.started < self.config.learn_s:
             return None
         state = self.new_controllers.current(mac, now, 600.0, lambda: _Source(now, ip))
+        state.last = now
         state.ip = ip
         self._note(state, frame, dst, frame.deoj)
         return self._detection("echonet_control", LEVEL_SYN_SCAN, mac, state, decoy=False)

@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from . import Detection, SourceTable
+from ..bounded import BoundedTable
+from . import Detection
 
 LEVEL_FLOOD = 2
 
@@ -47,8 +48,8 @@ class FloodDetector:
 
     def __init__(self, config: FloodConfig | None = None) -> None:
         self.config = config or FloodConfig()
-        self.sources: SourceTable[_Source] = SourceTable(
-            self.config.max_sources, self.config.quiet_s
+        self.sources: BoundedTable[_Source] = BoundedTable(
+            self.config.max_sources, self.config.quiet_s, remember=False
         )
         self._this_second: dict[bytes, str] = {}  # sources flagged in the current bucket
 
@@ -58,6 +59,7 @@ class FloodDetector:
         """``mac`` (scope ``source``) or the whole LAN led by ``mac`` (``total``) just reached
         ``count`` frames in the bucket that started at ``second_start``."""
         state = self.sources.current(mac, now, math.inf, lambda: _Source(now, scope))
+        state.last = now
         if scope == "source":
             state.scope = scope
         self._this_second.setdefault(mac, scope)

@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..bounded import BoundedTable
 from ..formats import addr_str, mac_str
-from . import LEVEL_ARP_SCAN, Detection, SourceTable
+from . import LEVEL_ARP_SCAN, Detection
 
 LEVEL_SPOOF = 2
 LEVEL_SPOOF_ROUTER = 3
@@ -72,7 +73,7 @@ class Ipv6SweepDetector:
 
     def __init__(self, config: Ipv6Config | None = None) -> None:
         self.config = config or Ipv6Config()
-        self.sources: SourceTable[_Sweep] = SourceTable(
+        self.sources: BoundedTable[_Sweep] = BoundedTable(
             self.config.max_sources, self.config.window_s
         )
 
@@ -82,6 +83,7 @@ class Ipv6SweepDetector:
         """A solicitation of, or echo request to, ``target`` (``multicast``: a group)."""
         cfg = self.config
         state = self.sources.current(mac, now, cfg.window_s, lambda: _Sweep(now, ip))
+        state.last = now
         state.packets += 1
         state.ip = ip
         targets = state.targets
@@ -136,8 +138,12 @@ class NdpSpoofDetector:
 
     def __init__(self, config: Ipv6Config | None = None) -> None:
         self.config = config or Ipv6Config()
-        self.bindings: SourceTable[_Binding] = SourceTable(self.config.max_bindings, float("inf"))
-        self.claims: SourceTable[_Claim] = SourceTable(256, 2 * self.config.hold_s)
+        self.bindings: BoundedTable[_Binding] = BoundedTable(
+            self.config.max_bindings, float("inf"), remember=False
+        )
+        self.claims: BoundedTable[_Claim] = BoundedTable(
+            256, 2 * self.config.hold_s, remember=False
+        )
 
     def on_claim(
         self,
@@ -155,6 +161,7 @@ class NdpSpoofDetector:
             return None
         if binding.mac == claimed_mac:
             binding.last = now
+            self.bindings.touch(ip)
             return None
         is_router = router_mac is not None and binding.mac == router_mac
         if not is_router and now - binding.last > self.config.hold_s:
@@ -222,7 +229,9 @@ class RogueRaDetector:
     def __init__(self, config: Ipv6Config | None = None) -> None:
         self.config = config or Ipv6Config()
         self.router: _Binding | None = None  # the first router heard, when none is configured
-        self.adverts: SourceTable[_Advert] = SourceTable(256, self.config.router_hold_s)
+        self.adverts: BoundedTable[_Advert] = BoundedTable(
+            256, self.config.router_hold_s, remember=False
+        )
 
     def router_mac(self, gateway_mac: bytes | None) -> bytes | None:
         """The LAN's router: the IPv4 gateway's MAC when known, else the first one heard."""
@@ -257,6 +266,7 @@ class RogueRaDetector:
                 router.last = now
             return None
         advert = self.adverts.current(mac, now, self.config.router_hold_s, lambda: _Advert(now, ip))
+        advert.last = now
         advert.ip = ip
         advert.packets += 1
         advert.lifetime = lifetime

@@ -23,8 +23,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..bounded import BoundedTable
 from ..parse import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
-from . import LEVEL_SYN_SCAN, Detection, SourceTable
+from . import LEVEL_SYN_SCAN, Detection
 
 TCP_PSH: Final = 0x08
 TCP_URG: Final = 0x20
@@ -110,7 +111,7 @@ class PortProbeDetector:
         self.kind = kind
         self.protocol = protocol
         self.config = config or PortProbeConfig()
-        self.sources: SourceTable[_Source] = SourceTable(
+        self.sources: BoundedTable[_Source] = BoundedTable(
             self.config.max_sources, self.config.window_s
         )
 
@@ -118,6 +119,7 @@ class PortProbeDetector:
         """A probe (technique ``name``) from ``mac``/``ip`` to ``port`` of the node."""
         cfg = self.config
         state = self.sources.current(mac, now, cfg.window_s, lambda: _Source(now, ip))
+        state.last = now
         state.ip = ip
         if ip not in state.ips and len(state.ips) < MAX_SOURCE_IPS:
             state.ips[ip] = None

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..bounded import BoundedTable
 from ..formats import printable
-from . import LEVEL_SESSION, Detection, SourceTable
+from . import LEVEL_SESSION, Detection
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,7 @@ class SessionDetector:
 
     def __init__(self, config: SessionConfig | None = None) -> None:
         self.config = config or SessionConfig()
-        self.sources: SourceTable[_Source] = SourceTable(
+        self.sources: BoundedTable[_Source] = BoundedTable(
             self.config.max_sources, self.config.window_s
         )
 
@@ -53,6 +54,7 @@ class SessionDetector:
     ) -> Detection:
         """``nbytes`` of application data (``data``: what was captured of it) sent to ``port``."""
         state = self.sources.current(mac, now, self.config.window_s, lambda: _Source(now, ip))
+        state.last = now
         state.ip = ip
         state.bytes += nbytes
         state.packets += 1

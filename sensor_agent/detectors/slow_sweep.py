@@ -24,8 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..bounded import BoundedTable
 from ..formats import addr_str
-from . import LEVEL_ARP_SCAN, LEVEL_SYN_SCAN, Detection, SourceTable
+from . import LEVEL_ARP_SCAN, LEVEL_SYN_SCAN, Detection
 
 _BITS: Final = 512
 _SAMPLE: Final = 16
@@ -90,9 +91,11 @@ class SlowSweepDetector:
         cfg = self.config
         minimum = minimum or {}
         self._half = cfg.horizon_s / 2
-        # one table per kind: one small object per source and kind, nothing else
-        self.tables: dict[str, SourceTable[_Track]] = {
-            kind: SourceTable(cfg.max_sources, cfg.horizon_s) for kind in _KINDS
+        # One table per kind: one small object per source and kind, nothing else. They
+        # remember evicted sources: a slow sweep pushed out by a spray between two of its
+        # probes comes back into a part of the table the spray does not churn.
+        self.tables: dict[str, BoundedTable[_Track]] = {
+            kind: BoundedTable(cfg.max_sources, cfg.horizon_s, remember=True) for kind in _KINDS
         }
         self.thresholds = {
             kind: max(
@@ -122,6 +125,7 @@ class SlowSweepDetector:
         epoch = int(now // self._half)
         table = self.tables[kind]
         track = table.current(mac, now, self.config.horizon_s, lambda: _Track(now, ip, epoch))
+        track.last = now
         if epoch != track.epoch:  # a new half-horizon: the older half is forgotten
             track.previous = track.current if epoch - track.epoch == 1 else 0
             track.current = 0

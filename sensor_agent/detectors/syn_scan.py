@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import LEVEL_SYN_SCAN, Detection, SourceTable
+from ..bounded import BoundedTable
+from . import LEVEL_SYN_SCAN, Detection
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,14 +27,17 @@ class SynScanConfig:
 
 
 class _Source:
-    __slots__ = ("first", "handshakes", "ip", "ips", "last", "ports", "reported", "syns")
+    __slots__ = ("first", "handshakes", "ip", "ips", "last", "mac", "ports", "reported", "syns")
 
-    def __init__(self, now: float, ip: bytes) -> None:
+    def __init__(self, now: float, mac: bytes, ip: bytes) -> None:
         self.first = now
         self.last = now
-        self.ip = ip
-        # every source address its frames carried (a few): decoys (nmap -D) are named as
-        # such by the pipeline, which knows the MAC's own address
+        self.mac = mac
+        # The source IP while it stays the same; ``None`` once the MAC used several (forged
+        # sources): the culprit's IP then comes from the hosts inventory.
+        self.ip: bytes | None = ip
+        # Every source address its frames carried (a few): decoys (nmap -D) are named as such
+        # by the pipeline, which knows the MAC's own address.
         self.ips: tuple[bytes, ...] = (ip,)
         self.syns = 0
         self.reported = False
@@ -42,38 +46,59 @@ class _Source:
 
 
 class SynScanDetector:
+    r"""Ports are added up per sending MAC and, separately, per source IP: a scanner that
+    forges its source IPs (``hping3 --rand-source``) is found by its MAC, one that changes
+    its MAC between probes by its IP. Both tables are :class:`BoundedTable`\ s, so a spray
+    of forged sources between the probes of a slow scan does not push the scan out."""
+
     kind = "syn_scan"
 
     def __init__(self, config: SynScanConfig | None = None) -> None:
         self.config = config or SynScanConfig()
-        self.sources: SourceTable[_Source] = SourceTable(
-            self.config.max_sources, self.config.window_s
-        )
+        cfg = self.config
+        self.sources: BoundedTable[_Source] = BoundedTable(cfg.max_sources, cfg.window_s)
+        self.by_ip: BoundedTable[_Source] = BoundedTable(cfg.max_sources, cfg.window_s)
 
     def on_syn(self, now: float, mac: bytes, ip: bytes, port: int) -> Detection | None:
         """A SYN (without ACK) from ``mac``/``ip`` to ``port`` of the node."""
-        state = self._state(now, mac, ip)
-        state.syns += 1
-        return self._add_port(now, mac, state, port)
+        by_mac, by_ip = self._states(now, mac, ip)
+        by_mac.syns += 1
+        by_ip.syns += 1
+        return self._either(now, by_mac, by_ip, port)
 
     def on_handshake(self, now: float, mac: bytes, ip: bytes, port: int) -> Detection | None:
         """A completed handshake on ``port`` (a decoy accepted it, or the final ACK was seen)."""
-        state = self._state(now, mac, ip)
-        new_handshake = port not in state.handshakes
-        state.handshakes.add(port)
-        detection = self._add_port(now, mac, state, port)
-        if detection is None and new_handshake and state.reported:
-            return self._detection(mac, state)
+        by_mac, by_ip = self._states(now, mac, ip)
+        new_handshake = port not in by_mac.handshakes
+        by_mac.handshakes.add(port)
+        by_ip.handshakes.add(port)
+        detection = self._either(now, by_mac, by_ip, port)
+        if detection is None and new_handshake and by_mac.reported:
+            return self._detection(by_mac)
         return detection
 
-    def _state(self, now: float, mac: bytes, ip: bytes) -> _Source:
-        state = self.sources.current(mac, now, self.config.window_s, lambda: _Source(now, ip))
-        state.ip = ip
-        if ip not in state.ips and len(state.ips) < 16:
-            state.ips += (ip,)
-        return state
+    def _states(self, now: float, mac: bytes, ip: bytes) -> tuple[_Source, _Source]:
+        window = self.config.window_s
+        by_mac = self.sources.current(mac, now, window, lambda: _Source(now, mac, ip))
+        by_mac.last = now
+        if by_mac.ip != ip:
+            by_mac.ip = None
+            if ip not in by_mac.ips and len(by_mac.ips) < 16:
+                by_mac.ips += (ip,)
+        by_ip = self.by_ip.current(ip, now, window, lambda: _Source(now, mac, ip))
+        by_ip.last = now
+        return by_mac, by_ip
 
-    def _add_port(self, now: float, mac: bytes, state: _Source, port: int) -> Detection | None:
+    def _either(self, now: float, by_mac: _Source, by_ip: _Source, port: int) -> Detection | None:
+        """The MAC's detection; the IP's only while its MACs differ (a MAC-changing scanner,
+        reported as the first MAC it used, so that its probes make one incident)."""
+        found = self._add_port(now, by_mac, port)
+        found_ip = self._add_port(now, by_ip, port)
+        if found is not None or by_mac.reported:
+            return found
+        return found_ip
+
+    def _add_port(self, now: float, state: _Source, port: int) -> Detection | None:
         cfg = self.config
         ports = state.ports
         is_new = port not in ports
@@ -81,7 +106,7 @@ class SynScanDetector:
             return None
         ports[port] = now
         if state.reported:
-            return self._detection(mac, state) if is_new else None
+            return self._detection(state) if is_new else None
         if len(ports) < cfg.min_ports:
             return None
         horizon = now - cfg.window_s
@@ -91,9 +116,9 @@ class SynScanDetector:
             return None
         state.reported = True
         state.first = min(ports.values())
-        return self._detection(mac, state)
+        return self._detection(state)
 
-    def _detection(self, mac: bytes, state: _Source) -> Detection:
+    def _detection(self, state: _Source) -> Detection:
         def evidence() -> dict[str, Any]:
             duration = max(state.last - state.first, 0.0)
             return {
@@ -106,8 +131,16 @@ class SynScanDetector:
             }
 
         return Detection(
-            self.kind, LEVEL_SYN_SCAN, mac, state.ip, state.first, state.last, evidence, state.ips
+            self.kind,
+            LEVEL_SYN_SCAN,
+            state.mac,
+            state.ip,
+            state.first,
+            state.last,
+            evidence,
+            state.ips,
         )
 
     def expire(self, now: float) -> None:
         self.sources.expire(now)
+        self.by_ip.expire(now)

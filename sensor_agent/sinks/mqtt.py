@@ -35,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from sensor_agent import safejson
 from sensor_agent.formats import default_agent_id
 from sensor_agent.outbox import DEFAULT_MAX_ROWS, Outbox
 from sensor_agent.signing import sign
@@ -141,7 +142,7 @@ def _tls_context(tls: TlsSettings) -> ssl.SSLContext:
 def _command_id(raw: bytes) -> str:
     """The command's id if the payload is JSON with a usable one, else ''."""
     try:
-        command = json.loads(raw)
+        command = safejson.loads(raw, max_depth=8)  # json.loads alone recurses per level
     except (ValueError, UnicodeDecodeError):
         return ""
     value = command.get("id") if isinstance(command, dict) else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from random import Random
 from typing import Any
 
 from scapy.layers.dhcp import BOOTP, DHCP
@@ -104,6 +105,61 @@ def udp_frame(mac: str, ip: str, dport: int, payload: bytes = b"x") -> bytes:
         / UDP(sport=40000, dport=dport)
         / Raw(payload)
     )
+
+
+def forged_mac(rng: Random) -> bytes:
+    """A random unicast, locally administered MAC (what a sprayer makes up)."""
+    return bytes([0x02 | (rng.randrange(256) & 0xFC)]) + rng.randbytes(5)
+
+
+def forged_ips(count: int, rng: Random) -> list[bytes]:
+    """``count`` distinct random IPv4 addresses in 10.0.0.0/8 (outside the lab's range)."""
+    return [bytes([10]) + n.to_bytes(3, "big") for n in rng.sample(range(1 << 24), count)]
+
+
+def arp_claims(
+    count: int,
+    rng: Random,
+    *,
+    sender: str | None = ATTACKER_MAC,
+    start: float = T0,
+    rate: float = 4000.0,
+) -> tuple[list[float], list[bytes]]:
+    """``count`` forged ARP replies at ``rate`` per second, each claiming another random 10.x
+    IP for a random MAC. ``sender``: the Ethernet source (the sprayer's own MAC); ``None`` forges
+    that too (the same made-up MAC as the claim). A template with patched bytes: quick."""
+    template = bytearray(arp_reply(ATTACKER_MAC, "10.0.0.1", BROADCAST, "10.0.0.2"))
+    stamps, frames = [], []
+    for i, ip in enumerate(forged_ips(count, rng)):
+        claimed = forged_mac(rng)
+        template[6:12] = claimed if sender is None else mac_bytes(sender)
+        template[22:28] = claimed
+        template[28:32] = ip
+        stamps.append(start + i / rate)
+        frames.append(bytes(template))
+    return stamps, frames
+
+
+def forged_syns(
+    count: int,
+    rng: Random,
+    *,
+    sender: str | None = None,
+    start: float = T0,
+    rate: float = 2100.0,
+    dport: int = 80,
+) -> tuple[list[float], list[bytes]]:
+    """``count`` SYNs to the node from random 10.x sources at ``rate`` per second.
+    ``sender``: one Ethernet source for all (``hping3 --rand-source``); ``None``: a random
+    MAC per frame too."""
+    template = bytearray(tcp(ATTACKER_MAC, "10.0.0.1", dport))
+    stamps, frames = [], []
+    for i, ip in enumerate(forged_ips(count, rng)):
+        template[6:12] = forged_mac(rng) if sender is None else mac_bytes(sender)
+        template[26:30] = ip  # (checksums are not checked by the agent)
+        stamps.append(start + i / rate)
+        frames.append(bytes(template))
+    return stamps, frames
 
 
 class RecordingSink:

@@ -77,7 +77,7 @@ def test_cap_on_sources_evicts_oldest_and_counts_it() -> None:
         det.on_request(T0 + i, bytes([2, 0, 0, 0, 0, i]), IP, target(1))
     assert len(det.sources) == 3
     assert det.sources.evictions == 2
-    assert bytes([2, 0, 0, 0, 0, 0]) not in det.sources.items
+    assert bytes([2, 0, 0, 0, 0, 0]) not in det.sources
 
 
 def test_expiry_drops_idle_sources() -> None:
@@ -85,7 +85,7 @@ def test_expiry_drops_idle_sources() -> None:
     det.on_request(T0, MAC, IP, target(1))
     det.on_request(T0 + 8, bytes(6), IP, target(1))
     det.expire(T0 + 15)
-    assert list(det.sources.items) == [bytes(6)]
+    assert list(det.sources) == [bytes(6)]
     det.expire(T0 + 30)
     assert len(det.sources) == 0
 

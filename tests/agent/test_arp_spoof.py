@@ -66,3 +66,43 @@ def test_probe_from_zero_address_claims_nothing() -> None:
     mac = mac_bytes(HOST_MAC)
     assert det.on_arp(T0, mac, mac, b"\x00\x00\x00\x00") is None
     assert len(det.bindings) == 0
+
+
+def test_claims_on_behalf_of_another_mac_never_bind_and_accuse_their_sender() -> None:
+    det = ArpSpoofDetector(gateway_ip=GW)
+    attacker, forged = mac_bytes(ATTACKER_MAC), mac_bytes("02:00:00:00:00:99")
+    host = ip_bytes(HOST_IP)
+    assert det.on_arp(T0, attacker, forged, host) is None  # "the host's IP is at 02:..:99"
+    assert det.mac_of(host) is None
+    owner = mac_bytes(HOST_MAC)
+    assert det.on_arp(T0 + 1, owner, owner, host) is None  # the owner, for itself
+    found = det.on_arp(T0 + 2, attacker, forged, host)
+    assert found is not None and found.mac == attacker and found.level == 2
+    assert det.on_arp(T0 + 3, attacker, owner, host) is None  # true, but binds nothing new
+    assert det.mac_of(host) == owner
+
+
+def test_the_gateways_first_binding_is_never_pushed_out() -> None:
+    det = ArpSpoofDetector(ArpSpoofConfig(max_bindings=64), gateway_ip=GW)
+    gateway = mac_bytes(GW_MAC)
+    assert det.on_arp(T0, gateway, gateway, GW) is None
+    for i in range(10_000):  # each from a made-up MAC claiming its own made-up address
+        mac = bytes([2, 0, 0]) + i.to_bytes(3, "big")
+        det.on_arp(T0 + 1 + i * 0.0001, mac, mac, bytes([10]) + i.to_bytes(3, "big"))
+    assert det.mac_of(GW) == gateway
+    attacker = mac_bytes(ATTACKER_MAC)
+    found = det.on_arp(T0 + 5, attacker, attacker, GW)
+    assert found is not None and found.level == 3 and found.mac == attacker
+    assert det.on_arp(T0 + 6, gateway, gateway, GW) is None  # the router is no spoofer
+
+
+def test_a_binding_claimed_again_is_established_and_outlives_newcomers() -> None:
+    det = ArpSpoofDetector(ArpSpoofConfig(max_bindings=64))
+    owner, host = mac_bytes(HOST_MAC), ip_bytes(HOST_IP)
+    det.on_arp(T0, owner, owner, host)
+    det.on_arp(T0 + 60, owner, owner, host)
+    assert det.bindings.is_established(host)
+    for i in range(1000):
+        mac = bytes([2, 0, 0]) + i.to_bytes(3, "big")
+        det.on_arp(T0 + 61, mac, mac, bytes([10]) + i.to_bytes(3, "big"))
+    assert det.mac_of(host) == owner and det.bindings.evictions > 0

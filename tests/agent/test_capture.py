@@ -9,6 +9,7 @@ import struct
 import threading
 import time
 from dataclasses import replace
+from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from sensor_agent.capture import (
     compile_expression,
     default_gateway,
     interface_addresses,
+    interface_subnet,
     kernel_arp_lookup,
     read_block,
 )
@@ -77,6 +79,8 @@ def test_loopback_addresses() -> None:
     assert ip == ip_bytes("127.0.0.1")
     assert mac == bytes(6)
     assert interface_addresses("lgc-missing0") == (None, None)
+    assert interface_subnet("lo") == IPv4Network("127.0.0.0/8")
+    assert interface_subnet("lgc-missing0") is None
 
 
 def test_kernel_program_drops_outgoing_frames_first_and_caps_every_accept() -> None:

@@ -139,6 +139,16 @@ def test_replay_of_a_non_capture_fails_clearly(tmp_path: Path) -> None:
     assert "not a pcap or pcapng file" in done.stderr
 
 
+def test_replay_of_a_pcapng_with_no_interface_block_fails_clearly(tmp_path: Path) -> None:
+    from tests.agent.test_replay import FRAMES, SHB, epb
+
+    path = tmp_path / "no-idb.pcapng"
+    path.write_bytes(SHB + b"".join(epb(frame, int(ts * 1e6)) for ts, frame in FRAMES))
+    done = run("replay", str(path))
+    assert done.returncode == 1
+    assert "no packet could be replayed" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_invalid_config_exits_2_naming_key_and_reason(tmp_path: Path, demo_pcap: Path) -> None:
     config = tmp_path / "agent.toml"
     config.write_text("[detectors.arp_scan]\nmin_targets = 0\n")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
+from ipaddress import IPv4Network
 from typing import Any
 
 import pytest
@@ -71,6 +73,7 @@ PROTECTED = ProtectedHosts.build(
     node_ips=["198.18.4.2"],
     node_macs=["02:00:00:00:00:02"],
     allowlist=["02:00:00:00:00:AA", "198.18.4.200"],
+    subnet=IPv4Network("198.18.4.0/24"),
 )
 
 
@@ -248,6 +251,71 @@ def test_unusable_id_gives_empty_result_id(bad_id: Any) -> None:
     assert enforcer.calls == []
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 60_000,
+        b'{"id": "c0ffee01", "x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+        b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+        json.dumps({**command(), "deep": [[[[[[[[[[1]]]]]]]]]]}).encode(),
+    ],
+    ids=["brackets", "deep-field", "deep-objects", "nine-levels"],
+)
+def test_deep_nesting_is_a_clean_refusal(raw: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    handler, enforcer, _, _ = make(key=KEY)
+    assert len(raw) < 65_536
+    with caplog.at_level(logging.WARNING):
+        result = send(handler, raw)
+    assert result == {
+        "id": "",
+        "ok": False,
+        "error": "malformed command: nested deeper than 8 levels",
+    }
+    assert enforcer.calls == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_brackets_inside_strings_are_no_nesting() -> None:
+    handler, _, _, _ = make()
+    result = send(handler, {**command(), "id": "c0ffee01", "x": '[[[[[[[[[[[[{{{{{{{{\\"[['})
+    assert "extra keys not allowed" in result["error"]  # parsed: refused for its shape
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    payload=st.dictionaries(
+        st.sampled_from(["id", "action", "mac", "ip", "ts", "sig", "x"]), JSONISH, max_size=7
+    ),
+    depth=st.integers(min_value=0, max_value=40),
+)
+def test_any_nested_object_gets_a_valid_answer_and_logs_no_error(
+    payload: dict[str, Any], depth: int
+) -> None:
+    handler, enforcer, _, _ = make(key=KEY)
+    raw = b"[" * depth + json.dumps(payload).encode() + b"]" * depth
+    logger = logging.getLogger("sensor_agent.commands")
+    errors: list[logging.LogRecord] = []
+    catcher = logging.Handler(logging.ERROR)
+    catcher.emit = errors.append  # type: ignore[method-assign]
+    logger.addHandler(catcher)
+    try:
+        result = handler(raw)
+    finally:
+        logger.removeHandler(catcher)
+    validate("command_result", result)
+    assert result["ok"] is False  # unsigned or malformed: never applied
+    assert enforcer.calls == [] and errors == []
+
+
 @settings(max_examples=200, deadline=None)
 @given(raw=st.binary(max_size=200))
 def test_any_bytes_get_a_valid_answer(raw: bytes) -> None:
@@ -386,6 +454,13 @@ def test_without_a_key_signatures_are_not_required() -> None:
         (CULPRIT_MAC, "255.255.255.255", "not a unicast host address"),
         (CULPRIT_MAC, "0.0.0.0", "not a unicast host address"),
         (CULPRIT_MAC, "127.0.0.1", "loopback"),
+        (CULPRIT_MAC, "169.254.10.20", "169.254.10.20 is a link-local address"),
+        (CULPRIT_MAC, "240.0.0.1", "not a unicast host address"),
+        (CULPRIT_MAC, "198.18.4.0", "198.18.4.0 is the network address of 198.18.4.0/24"),
+        (CULPRIT_MAC, "198.18.4.255", "198.18.4.255 is the broadcast address of 198.18.4.0/24"),
+        (CULPRIT_MAC, "198.18.5.66", "198.18.5.66 is outside this agent's subnet 198.18.4.0/24"),
+        (CULPRIT_MAC, "8.8.8.8", "outside this agent's subnet"),
+        ("03:00:00:00:00:66", CULPRIT_IP, "broadcast/multicast MAC"),
     ],
 )
 def test_protected_host_is_never_quarantined(mac: str, ip: str | None, fragment: str) -> None:
@@ -397,6 +472,24 @@ def test_protected_host_is_never_quarantined(mac: str, ip: str | None, fragment:
     assert result["mac"] == mac
     assert enforcer.calls == []
     assert published == []
+
+
+@pytest.mark.parametrize(
+    ("subnet", "ip", "ok"),
+    [
+        ("198.18.4.0/31", "198.18.4.0", True),  # RFC 3021: both addresses are hosts
+        ("198.18.4.1/32", "198.18.4.1", True),
+        ("198.18.4.0/30", "198.18.4.3", False),
+        ("198.18.4.0/30", "198.18.4.2", True),
+        (None, "198.18.77.1", True),  # no subnet known: only the address classes
+        (None, "169.254.1.1", False),
+    ],
+)
+def test_the_subnets_own_hosts_are_the_ones_that_can_be_quarantined(
+    subnet: str | None, ip: str, ok: bool
+) -> None:
+    protected = ProtectedHosts.build(subnet=IPv4Network(subnet) if subnet else None)
+    assert (protected.reason(CULPRIT_MAC, ip) is None) is ok
 
 
 def test_release_of_a_protected_host_is_allowed() -> None:

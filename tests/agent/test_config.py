@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
 
+from sensor_agent.cli import _command_handler
 from sensor_agent.config import ConfigError, env_names, load, load_raw, mqtt_settings
 from sensor_agent.outbox import DEFAULT_MAX_ROWS
 from sensor_agent.pipeline import Pipeline
@@ -27,16 +29,53 @@ def test_defaults_without_any_source() -> None:
 
 def test_every_detector_bounds_its_sources_at_4096_by_default_and_configurably() -> None:
     pipeline = load(None, environ={}).pipeline
-    detectors = (pipeline.arp_scan, pipeline.syn_scan, pipeline.session, pipeline.flood)
-    assert [d.max_sources for d in detectors] == [4096] * 4
+    detectors = (
+        pipeline.arp_scan,
+        pipeline.syn_scan,
+        pipeline.session,
+        pipeline.flood,
+        pipeline.arp_spray,
+        pipeline.source_spray,
+    )
+    assert [d.max_sources for d in detectors] == [4096] * 6
     env = {
         "LAN_GUARD_DETECTORS_SESSION_MAX_SOURCES": "100",
         "LAN_GUARD_DETECTORS_FLOOD_MAX_SOURCES": "200",
     }
     running = Pipeline(load(None, environ=env).pipeline)
-    assert (running.session.sources.max_sources, running.flood.sources.max_sources) == (100, 200)
+    assert (running.session.sources.max_items, running.flood.sources.max_items) == (100, 200)
     with pytest.raises(ConfigError, match=r"detectors\.flood\.max_sources: value must be at"):
         load_raw(None, environ={"LAN_GUARD_DETECTORS_FLOOD_MAX_SOURCES": "0"})
+
+
+def test_the_subnet_from_the_file_reaches_the_pipeline_and_the_command_handler() -> None:
+    config = load(None, environ={"LAN_GUARD_NETWORK_SUBNET": "198.18.10.7/24"})
+    assert config.pipeline.subnet == IPv4Network("198.18.10.0/24")  # the network, not a host
+    handler, _ = _command_handler(config, may_enforce=False)
+    assert handler.protected.subnet == IPv4Network("198.18.10.0/24")
+    live = load(None, environ={}).with_network(None, None, None, IPv4Network("192.0.2.0/28"))
+    assert live.pipeline.subnet == IPv4Network("192.0.2.0/28")  # else from the interface
+    with pytest.raises(ConfigError, match=r"network\.subnet: .* is not an IPv4 network"):
+        load(None, environ={"LAN_GUARD_NETWORK_SUBNET": "198.18.10.0/33"})
+    with pytest.raises(ConfigError, match=r"network\.subnet: the node's IP 198\.18\.11\.2 is not"):
+        load(
+            None,
+            environ={
+                "LAN_GUARD_NETWORK_SUBNET": "198.18.10.0/24",
+                "LAN_GUARD_NETWORK_NODE_IP": "198.18.11.2",
+            },
+        )
+
+
+def test_spray_thresholds_are_configurable() -> None:
+    env = {
+        "LAN_GUARD_DETECTORS_ARP_SPRAY_MIN_ADDRESSES": "32",
+        "LAN_GUARD_DETECTORS_SOURCE_SPRAY_WINDOW_S": "5",
+    }
+    pipeline = load(None, environ=env).pipeline
+    assert (pipeline.arp_spray.min_addresses, pipeline.source_spray.window_s) == (32, 5.0)
+    with pytest.raises(ConfigError, match=r"detectors\.arp_spray\.min_addresses: value must"):
+        load_raw(None, environ={"LAN_GUARD_DETECTORS_ARP_SPRAY_MIN_ADDRESSES": "1"})
 
 
 def test_file_then_environment_then_flags(tmp_path: Path) -> None:
@@ -189,8 +228,8 @@ def test_the_new_detectors_are_configured_from_the_environment() -> None:
     assert config.decoys.echonet is False
     with pytest.raises(ConfigError, match=r"network\.node_ip6"):
         load(environ={"LAN_GUARD_NETWORK_NODE_IP6": "192.0.2.1"})
-    live = config.with_network(None, None, None, (b"\x20\x01" + bytes(14),))
+    live = config.with_network(None, None, None, node_ip6=(b"\x20\x01" + bytes(14),))
     assert live.pipeline.node_ip6 == pipeline.node_ip6  # configured: kept
-    found = load(environ={}).with_network(bytes(4), None, None, (b"\x20\x01" + bytes(14),))
+    found = load(environ={}).with_network(bytes(4), None, None, node_ip6=(b"\x20\x01" + bytes(14),))
     assert found.pipeline.node_ip6 == (b"\x20\x01" + bytes(14),)
     assert found.decoys.bind6 == ("2001::",)

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 import sensor_agent.commands as commands_module
+from sensor_agent import signing
 from sensor_agent.cli import _command_handler, _wire_mqtt
+from sensor_agent.commands import CommandHandler
 from sensor_agent.config import AgentConfig, load
 from sensor_agent.enforcer import NoEnforcer
 from sensor_agent.formats import ip_bytes, mac_bytes
@@ -170,7 +172,12 @@ def test_a_quarantine_whose_ip_belongs_to_another_mac_is_refused() -> None:
     handler, _ = _command_handler(config, may_enforce=False)
     pipeline = Pipeline(config.pipeline, [])
     _wire_mqtt(FakeSink(), handler, pipeline)
-    pipeline.feed(time.time(), arp_reply(HOST_MAC, HOST_IP))
+    now = time.time()
+    pipeline.feed(now, arp_reply(HOST_MAC, HOST_IP))
+    # heard once, the binding could be one forged frame: it protects nobody yet
+    assert "no enforcer" in handler(quarantine(ATTACKER_MAC, HOST_IP))["error"]
+    pipeline.feed(now + 1.5, arp_reply(HOST_MAC, HOST_IP))  # heard again, a second later
+    pipeline.tick(now + 2.5)
     forged = handler(quarantine(ATTACKER_MAC, HOST_IP))
     validate("command_result", forged)
     assert forged["ok"] is False
@@ -181,3 +188,67 @@ def test_a_quarantine_whose_ip_belongs_to_another_mac_is_refused() -> None:
     # the IP's own MAC, and an IP the inventory does not know, reach the enforcer
     assert "no enforcer" in handler(quarantine(HOST_MAC, HOST_IP))["error"]
     assert "no enforcer" in handler(quarantine(ATTACKER_MAC, ATTACKER_IP))["error"]
+
+
+class Enforcing(NoEnforcer):
+    """An enforcer that would act (so a quarantine is checked in full) and records it."""
+
+    kind = "nftables"  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        self.quarantined: list[str] = []
+
+    def quarantine(self, mac: str, ip: str | None, command_id: str) -> None:
+        self.quarantined.append(mac)
+
+
+def enforcing_handler(monkeypatch: pytest.MonkeyPatch) -> tuple[CommandHandler, Enforcing]:
+    enforcer = Enforcing()
+    monkeypatch.setattr(commands_module, "build_enforcer", lambda kind, **_: enforcer)
+    config = run_style_config(
+        {
+            ("decoys", "enabled"): False,
+            ("enforcer", "backend"): "nftables",
+            ("mqtt", "shared_key"): KEY,
+        }
+    )
+    handler, _ = _command_handler(config, may_enforce=True)
+    return handler, enforcer
+
+
+def signed_quarantine(mac: str, ip: str | None) -> bytes:
+    body = {"id": uuid.uuid4().hex, "action": "quarantine", "mac": mac, "ip": ip}
+    return json.dumps(signing.sign(body, KEY.encode(), time.time())).encode()
+
+
+def test_a_quarantine_before_the_agent_knows_its_lan_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The MQTT sink delivers commands before the pipeline exists (a restarted agent hears
+    Home Assistant's quarantines at once): the gateway's MAC must not slip through then."""
+    handler, enforcer = enforcing_handler(monkeypatch)
+    config = run_style_config({("decoys", "enabled"): False})
+    agent = LiveAgent(config, [], None, kernel_gateway_mac=mac_bytes(GW_MAC))
+    results: list[dict[str, Any]] = []
+    early = threading.Thread(
+        target=lambda: results.append(handler(signed_quarantine(GW_MAC, None)))
+    )
+    early.start()
+    time.sleep(0.2)
+    assert results == []  # waiting for the agent's view of the LAN
+    _wire_mqtt(FakeSink(), handler, agent.pipeline, agent.gateway_mac)
+    early.join(5)
+    assert results[0]["error"] == f"refused: {GW_MAC} is the gateway"
+    assert enforcer.quarantined == []
+
+
+def test_a_quarantine_is_refused_when_the_lan_view_never_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handler, enforcer = enforcing_handler(monkeypatch)
+    handler.wire_timeout_s = 0.1
+    result = handler(signed_quarantine(HOST_MAC, HOST_IP))
+    validate("command_result", result)
+    assert result["error"] == "refused: the agent is starting (it cannot check the target yet)"
+    assert handler(signed_quarantine(GW_MAC, GW_IP))["error"] == f"refused: {GW_IP} is the gateway"
+    assert enforcer.quarantined == []

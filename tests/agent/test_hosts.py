@@ -74,13 +74,13 @@ def test_multicast_sources_are_not_hosts() -> None:
     assert list(inventory.hosts) == [MAC]
 
 
-def test_cap_drops_the_least_recently_seen() -> None:
+def test_cap_drops_the_least_recently_seen_newcomer() -> None:
     inventory = HostInventory(HostsConfig(max_hosts=3))
     for i in range(5):
         inventory.seen_many({bytes([2, 0, 0, 0, 0, i]): 1}, T0 + i)
-    inventory.seen_many({bytes([2, 0, 0, 0, 0, 2]): 1}, T0 + 10)  # refresh the oldest kept
+    inventory.seen_many({bytes([2, 0, 0, 0, 0, 2]): 1}, T0 + 10)  # heard again: established
     inventory.seen_many({bytes([2, 0, 0, 0, 0, 9]): 1}, T0 + 11)
-    assert [m[-1] for m in inventory.hosts] == [4, 2, 9]
+    assert sorted(m[-1] for m in inventory.hosts) == [2, 4, 9]
     assert inventory.evictions == 3
 
 
@@ -149,3 +149,29 @@ def test_hosts_payload_is_truncated_past_its_limit() -> None:
     payload = inventory.payload("test-agent", T0)
     assert len(payload["hosts"]) == 2 and payload["truncated"] is True
     validate("hosts", payload)
+
+
+def test_only_a_host_that_sent_more_than_one_frame_protects_its_address() -> None:
+    inventory = HostInventory()
+    once, twice = bytes([2, 0, 0, 0, 0, 1]), bytes([2, 0, 0, 0, 0, 2])
+    inventory.learn_ip(once, bytes([198, 18, 10, 1]), T0)
+    inventory.learn_ip(twice, bytes([198, 18, 10, 2]), T0)
+    inventory.seen_many({once: 1, twice: 2}, T0 + 1)
+    assert inventory.mac_of(bytes([198, 18, 10, 1])) == once  # attribution: any binding
+    assert inventory.established_mac_of(bytes([198, 18, 10, 1])) is None  # protection: not
+    assert inventory.established_mac_of(bytes([198, 18, 10, 2])) == twice
+    assert inventory.knows(bytes([198, 18, 10, 2]), twice)
+    inventory.seen_many({once: 1}, T0 + 2)  # a frame in another second
+    assert inventory.established_mac_of(bytes([198, 18, 10, 1])) == once
+
+
+def test_a_spray_of_forged_macs_keeps_the_established_hosts_and_their_addresses() -> None:
+    inventory = HostInventory(HostsConfig(max_hosts=64))
+    real = bytes([2, 0, 0, 0, 0, 1])
+    inventory.learn_ip(real, bytes([198, 18, 10, 1]), T0)
+    inventory.seen_many({real: 3}, T0 + 1)
+    for second in range(10):
+        spray = {bytes([2, 1]) + (second * 1000 + i).to_bytes(4, "big"): 1 for i in range(1000)}
+        inventory.seen_many(spray, T0 + 2 + second)
+    assert inventory.established_mac_of(bytes([198, 18, 10, 1])) == real
+    assert len(inventory.hosts) == 64 and inventory.evictions == 10_000 - 63

@@ -60,6 +60,82 @@ def test_pcapng_through_scapys_raw_reader(tmp_path: Path) -> None:
     assert records[3][0] == pytest.approx(FRAMES[3][0], abs=1e-5)
 
 
+def block(kind: int, body: bytes) -> bytes:
+    """One pcapng block (little-endian): type, total length, body padded to 4, length."""
+    body += bytes(-len(body) % 4)
+    size = len(body) + 12
+    return struct.pack("<II", kind, size) + body + struct.pack("<I", size)
+
+
+SHB = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+
+
+def idb(linktype: int = 1, tsresol: int | None = None) -> bytes:
+    options = b"" if tsresol is None else struct.pack("<HHB3x", 9, 1, tsresol)
+    return block(1, struct.pack("<HHI", linktype, 0, 65535) + options + bytes(4))
+
+
+def epb(frame: bytes, ts_units: int, interface: int = 0) -> bytes:
+    head = struct.pack(
+        "<IIIII", interface, ts_units >> 32, ts_units & 0xFFFFFFFF, len(frame), len(frame)
+    )
+    return block(6, head + frame)
+
+
+def test_pcapng_without_interface_block_is_an_error_not_an_empty_replay(tmp_path: Path) -> None:
+    path = tmp_path / "no-idb.pcapng"
+    path.write_bytes(SHB + b"".join(epb(f, int(ts * 1e6)) for ts, f in FRAMES))
+    with pytest.raises(
+        CaptureError, match=r"no packet could be replayed \(19 packets: no interface"
+    ):
+        replay(path, Pipeline(base_config(), []), show_progress=False)
+
+
+def test_pcapng_packets_of_an_unknown_interface_are_skipped_and_reported(tmp_path: Path) -> None:
+    path = tmp_path / "unknown-interface.pcapng"
+    good = [epb(f, int(ts * 1e6)) for ts, f in FRAMES]
+    path.write_bytes(SHB + idb() + b"".join(good) + epb(FRAMES[0][1], 0, interface=3) * 2)
+    sink = RecordingSink()
+    stats = replay(path, Pipeline(base_config(), [sink]), show_progress=False)
+    assert stats.frames == len(FRAMES)
+    assert stats.skipped == {
+        "no interface block describes their interface (a pcapng without IDB)": 2
+    }
+    assert "warning      2 packets skipped: no interface block" in stats.summary()
+    assert sink.kinds()[0] == ("arp_scan", 1)
+
+
+def test_pcapng_timestamps_beyond_any_calendar_are_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "far-future.pcapng"
+    ts, frame = FRAMES[0]
+    far = 300_000_000_000  # seconds (resolution 10^0): year ~11,500
+    path.write_bytes(
+        SHB + idb(tsresol=0) + epb(frame, int(ts)) + epb(frame, far) + epb(frame, 1 << 63)
+    )
+    sink = RecordingSink()
+    stats = replay(path, Pipeline(base_config(), [sink]), show_progress=False)
+    assert stats.frames == 1 and stats.skipped == {"timestamp before 1970 or after 9999": 2}
+    for _topic, payload in sink.payloads:
+        validate(_topic, payload)
+    only_far = tmp_path / "only-far.pcapng"
+    only_far.write_bytes(SHB + idb(tsresol=0) + epb(frame, far))
+    with pytest.raises(CaptureError, match="timestamp before 1970 or after 9999"):
+        replay(only_far, Pipeline(base_config(), []), show_progress=False)
+
+
+def test_pcapng_of_another_link_type_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "wifi.pcapng"
+    path.write_bytes(SHB + idb(linktype=105) + epb(FRAMES[0][1], 0))
+    with pytest.raises(CaptureError, match="link type is not Ethernet"):
+        replay(path, Pipeline(base_config(), []), show_progress=False)
+
+
+def test_an_empty_pcapng_replays_nothing_without_error(tmp_path: Path) -> None:
+    path = tmp_path / "empty.pcapng"
+    path.write_bytes(SHB + idb())
+    assert replay(path, Pipeline(base_config(), []), show_progress=False).frames == 0
+
+
 def test_truncated_file_keeps_what_was_read_and_says_so(tmp_path: Path) -> None:
     path = tmp_path / "cut.pcap"
     write_pcap(path, FRAMES)

@@ -102,3 +102,22 @@ def test_decoy_sources_of_a_syn_scan_are_named_as_forged() -> None:
     validate("event", event)
     assert event["source"]["ip"] == ATTACKER_IP
     assert sorted(event["evidence"]["forged_ips"]) == sorted(decoys)
+
+
+def test_ports_add_up_per_ip_when_the_mac_changes() -> None:
+    det = SynScanDetector(SynScanConfig(min_ports=3))
+    found = [det.on_syn(T0 + i, bytes([2, 0, 0, 0, 0, i]), IP, 1000 + i) for i in range(4)]
+    assert found[:2] == [None, None]
+    detection = found[2]
+    assert detection is not None and detection.ip == IP
+    assert detection.mac == bytes([2, 0, 0, 0, 0, 0])  # the first MAC: one incident
+    update = found[3]
+    assert update is not None and update.evidence()["target_count"] == 4
+
+
+def test_a_mac_using_forged_source_ips_is_reported_without_an_ip_of_its_own() -> None:
+    det = SynScanDetector(SynScanConfig(min_ports=3))
+    found = [det.on_syn(T0 + i, MAC, bytes([10, 0, 0, i]), 1000 + i) for i in range(3)]
+    detection = found[2]
+    assert detection is not None and detection.mac == MAC
+    assert detection.ip is None  # the inventory's IP for the MAC, not a forged one

@@ -118,6 +118,8 @@ def test_vendor_class(vendor: str | None, expected: str) -> None:
         ("flood", 2, {"rate": 20000.0, "packets": 200000, "scope": "source"}),
         ("arp_spoof", 3, {"ip": "192.168.1.1", "is_gateway": True}),
         ("host_left", 0, {"silent_s": 600.0}),
+        ("arp_spray", 2, {"address_count": 900, "forged": 900, "packets": 900, "rate": 4000.0}),
+        ("source_spray", 2, {"address_count": 120, "forged": 0, "packets": 130, "rate": 60.0}),
     ],
 )
 def test_kind_one_hot_and_level(kind: str, level: int, evidence: dict[str, Any]) -> None:
@@ -127,6 +129,8 @@ def test_kind_one_hot_and_level(kind: str, level: int, evidence: dict[str, Any])
     assert [feature(x, f"kind_{k}") for k in KINDS] == [float(k == kind) for k in KINDS]
     assert feature(x, "level") == pytest.approx(level / 3)
     assert feature(x, "gateway") == float(evidence.get("is_gateway") is True)
+    if "address_count" in evidence:  # a spray's addresses count as its targets
+        assert feature(x, "log_targets") > 0.8
 
 
 def test_port_shares() -> None:

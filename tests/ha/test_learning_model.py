@@ -98,6 +98,8 @@ def test_prior_mean_is_the_level_rule_plus_domain_facts() -> None:
             "normal",
         ),
         ("telnet scan", vector(2, kind_syn_scan=1, telnet_port_share=1), 2, "alarm"),
+        ("a known source's ARP claim spray", vector(2, kind_arp_spray=1), 2, "alarm"),
+        ("a known source's forged sources", vector(2, kind_source_spray=1), 2, "alarm"),
         (
             "escalation in the incident",
             vector(2, kind_syn_scan=1, incident_escalation=1),

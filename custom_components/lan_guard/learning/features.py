@@ -12,7 +12,9 @@ it escalated within the last hour or within the agent's open incident. That memo
 
 Version 2 added ``slow_probe``, ``behaviour_vouched``, ``unvouched`` and
 ``incident_escalation``, and a behaviour now matches by port coverage (see
-``_same_behaviour``) instead of a Jaccard index.
+``_same_behaviour``) instead of a Jaccard index. Version 3 added the kinds ``arp_spray`` and
+``source_spray`` (one sender using many addresses not its own); their address count is the
+``log_targets`` feature.
 
 Every value is scaled to roughly [0, 1] so that one prior variance fits all weights.
 
@@ -34,10 +36,19 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-FEATURE_VERSION: Final = 2
+FEATURE_VERSION: Final = 3
 
-KINDS: Final = ("arp_scan", "syn_scan", "session", "flood", "arp_spoof", "host_left")
-# Kinds added after the feature layout (kinds list version 2) count as the kind they resemble,
+KINDS: Final = (
+    "arp_scan",
+    "syn_scan",
+    "session",
+    "flood",
+    "arp_spoof",
+    "host_left",
+    "arp_spray",
+    "source_spray",
+)
+# Kinds added after the feature layout (kinds list version 3) count as the kind they resemble,
 # so the vector and stored models stay valid: a sweep, a scan of the node, driving a decoy,
 # a DoS, a hijack of an address or of the route.
 KIND_FEATURE: Final[Mapping[str, str]] = {
@@ -169,7 +180,7 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "bias",
     *(f"kind_{kind}" for kind in KINDS),
     "level",  # level / 3
-    "log_targets",  # log1p(target_count) / log(256)
+    "log_targets",  # log1p(target_count, or a spray's address_count) / log(256)
     "log_ports",  # log1p(number of node ports touched) / log(256)
     "log_packets",  # log1p(packets) / log(1e6)
     "log_bytes",  # log1p(bytes) / log(1e8)
@@ -448,7 +459,7 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
     x[INDEX["level"]] = min(max(level, 0), 3) / 3.0
 
     evidence: Mapping[str, Any] = event.get("evidence") or {}
-    targets = evidence.get("target_count")
+    targets = evidence.get("target_count", evidence.get("address_count"))
     if not isinstance(targets, int):
         targets = len(evidence.get("targets") or ())
     x[INDEX["log_targets"]] = _log_scaled(targets, 256.0)

@@ -113,6 +113,10 @@ DOMAIN_PRIOR: Final[Mapping[str, float]] = {
     "ransomware_port_share": 2.0,
     # Answering for the router's address is a man-in-the-middle.
     "gateway": 3.0,
+    # Many addresses from one sender, not its own: blinding the agent's tables, or hiding a
+    # scan among forged sources. A router doing proxy ARP for many hosts is the rare exception.
+    "kind_arp_spray": 1.5,
+    "kind_source_spray": 1.5,
     # Precursors come in order: a source that escalated within the hour, or within the
     # incident the agent is still reporting (sweep, then a port scan, then a session).
     "source_recent_level": 1.5,
