@@ -241,8 +241,8 @@ class HostInventory:
         return mac if mac is not None and self.hosts.is_established(mac) else None
 
     def knows(self, ip: bytes, mac: bytes) -> bool:
-        """Whether ``mac`` is an established host whose address is ``ip``."""
-        return self.by_ip.get(ip) == mac and self.hosts.is_established(mac)
+        """Whether ``mac`` is an established host whose address (IPv4 or IPv6) is ``ip``."""
+        return self.mac_of(ip) == mac and self.hosts.is_established(mac)
 
     def identity(self, mac: bytes, ip: bytes | None = None) -> dict[str, Any]:
         """The ``source`` object of an event: what is known about ``mac``. An IPv6 ``ip`` goes

@@ -188,7 +188,6 @@ class Pipeline:
             },
         )
         self.ipv6_sweep = Ipv6SweepDetector(config.ipv6)
-        self.ndp_spoof = NdpSpoofDetector(config.ipv6)
         self.rogue_ra = RogueRaDetector(config.ipv6)
         self.dhcp_starvation = DhcpStarvationDetector(config.dhcp)
         self.rogue_dhcp = RogueDhcpDetector(config.dhcp)
@@ -204,6 +203,7 @@ class Pipeline:
         self.arp_spoof = ArpSpoofDetector(
             config.arp_spoof, config.gateway_ip, config.gateway_mac, keep=self.hosts.knows
         )
+        self.ndp_spoof = NdpSpoofDetector(config.ipv6, keep=self.hosts.knows)
         self.arp_spray = SprayDetector("arp_spray", config.arp_spray)
         self.source_spray = SprayDetector("source_spray", config.source_spray)
         extra = {"id_factory": id_factory} if id_factory is not None else {}
@@ -559,7 +559,7 @@ class Pipeline:
         spoof = self.ndp_spoof.on_claim(ts, src, claimed_mac, ip, router)
         if spoof is not None:
             self._detected(spoof, ts)
-        else:
+        elif claimed_mac == src:  # a claim on behalf of another MAC: never learnt (as ARP)
             self.hosts.learn_ip6(claimed_mac, ip, ts)
         if claim_counts:
             claim = self.cache_exhaustion.on_claim(ts, src, ip)

@@ -7,9 +7,9 @@ all unauthenticated. So the IPv6 half of the LAN has the same precursors as the 
 * ``ipv6_sweep`` (level 1, like ``arp_scan``): one source solicits or pings many addresses
   within a window, or pings a multicast group (every host answers one packet to ff02::1:
   the sweep of a whole /64 in one frame, as THC's alive6 and ``ping ff02::1`` do);
-* ``ndp_spoof`` (like ``arp_spoof``): an address a live host owns is advertised by another
-  MAC (THC's parasite6 answers every solicitation with its own MAC); level 3 for an address
-  of the router, 2 otherwise;
+* ``ndp_spoof`` (``arp_spoof``'s mechanism, :mod:`.bindings`): an address a live host owns
+  is advertised by another MAC (THC's parasite6 answers every solicitation with its own
+  MAC); level 3 for an address of the router, 2 otherwise;
 * ``rogue_ra`` (level 3): a router advertisement offering a default route from a MAC that is
   not the LAN's router (THC's fake_router6): every IPv6 host then sends its traffic there.
   Advertisements with a router lifetime of 0 (Thread border routers, which only announce
@@ -18,15 +18,15 @@ all unauthenticated. So the IPv6 half of the LAN has the same precursors as the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..bounded import BoundedTable
 from ..formats import addr_str, mac_str
 from . import LEVEL_ARP_SCAN, Detection
+from .bindings import Binding, SpoofDetector
 
-LEVEL_SPOOF = 2
-LEVEL_SPOOF_ROUTER = 3
 LEVEL_ROGUE_RA = 3
 
 
@@ -57,15 +57,6 @@ class _Sweep:
         self.multicast = 0
         self.reported = False
         self.targets: dict[bytes, float] = {}
-
-
-class _Binding:
-    __slots__ = ("first", "last", "mac")
-
-    def __init__(self, now: float, mac: bytes) -> None:
-        self.first = now
-        self.last = now
-        self.mac = mac
 
 
 class Ipv6SweepDetector:
@@ -126,24 +117,22 @@ class Ipv6SweepDetector:
         self.sources.expire(now)
 
 
-class NdpSpoofDetector:
+class NdpSpoofDetector(SpoofDetector):
     """IPv6 address -> MAC as Neighbour Discovery announces it; claims by another MAC.
 
-    The first MAC heard for an address owns it; it moves only after the owner was silent for
-    ``hold_s``. Addresses of the router (its advertisements' source, and what it claims) are
-    the ones a machine in the middle takes over: level 3.
+    The mechanism ARP spoofing uses (:mod:`.bindings`). The protected addresses are the
+    router's (its advertisements' source, and what it claims for itself): pinned, and never
+    taken over by another MAC, however quiet the router is: level 3.
     """
 
-    kind = "ndp_spoof"
-
-    def __init__(self, config: Ipv6Config | None = None) -> None:
+    def __init__(
+        self,
+        config: Ipv6Config | None = None,
+        keep: Callable[[bytes, bytes], bool] | None = None,
+    ) -> None:
+        """``keep(ip, mac)``: whether a binding must never be pushed out by newcomers."""
         self.config = config or Ipv6Config()
-        self.bindings: BoundedTable[_Binding] = BoundedTable(
-            self.config.max_bindings, float("inf"), remember=False
-        )
-        self.claims: BoundedTable[_Claim] = BoundedTable(
-            256, 2 * self.config.hold_s, remember=False
-        )
+        super().__init__("ndp_spoof", self.config.hold_s, self.config.max_bindings, keep)
 
     def on_claim(
         self,
@@ -154,59 +143,8 @@ class NdpSpoofDetector:
         router_mac: bytes | None,
     ) -> Detection | None:
         """A frame from ``mac`` saying ``ip`` is at ``claimed_mac`` (``router_mac``: the LAN's
-        router's, when known: its addresses are never taken over, however quiet it is)."""
-        binding = self.bindings.get(ip)
-        if binding is None:
-            self.bindings.put(ip, _Binding(now, claimed_mac))
-            return None
-        if binding.mac == claimed_mac:
-            binding.last = now
-            self.bindings.touch(ip)
-            return None
-        is_router = router_mac is not None and binding.mac == router_mac
-        if not is_router and now - binding.last > self.config.hold_s:
-            self.bindings.put(ip, _Binding(now, claimed_mac))
-            return None
-        claim = self.claims.get(mac)
-        if claim is None or claim.ip != ip:
-            claim = _Claim(now, ip, binding.mac, claimed_mac)
-            self.claims.put(mac, claim)
-        else:
-            self.claims.touch(mac)
-        claim.last = now
-        claim.packets += 1
-
-        def evidence() -> dict[str, Any]:
-            return {
-                "ip": addr_str(claim.ip),
-                "old_mac": mac_str(claim.old_mac),
-                "new_mac": mac_str(claim.new_mac),
-                "is_gateway": is_router,
-                "packets": claim.packets,
-            }
-
-        level = LEVEL_SPOOF_ROUTER if is_router else LEVEL_SPOOF
-        # the claimed address is the victim's, not the culprit's (as for arp_spoof)
-        return Detection(self.kind, level, mac, None, claim.first, claim.last, evidence)
-
-    def mac_of(self, ip: bytes) -> bytes | None:
-        binding = self.bindings.get(ip)
-        return None if binding is None else binding.mac
-
-    def expire(self, now: float) -> None:
-        self.claims.expire(now)
-
-
-class _Claim:
-    __slots__ = ("first", "ip", "last", "new_mac", "old_mac", "packets")
-
-    def __init__(self, now: float, ip: bytes, old_mac: bytes, new_mac: bytes) -> None:
-        self.first = now
-        self.last = now
-        self.ip = ip
-        self.old_mac = old_mac
-        self.new_mac = new_mac
-        self.packets = 0
+        router's, when known)."""
+        return self.claim(now, mac, claimed_mac, ip, router=router_mac)
 
 
 class _Advert:
@@ -228,7 +166,7 @@ class RogueRaDetector:
 
     def __init__(self, config: Ipv6Config | None = None) -> None:
         self.config = config or Ipv6Config()
-        self.router: _Binding | None = None  # the first router heard, when none is configured
+        self.router: Binding | None = None  # the first router heard, when none is configured
         self.adverts: BoundedTable[_Advert] = BoundedTable(
             256, self.config.router_hold_s, remember=False
         )
@@ -257,7 +195,7 @@ class RogueRaDetector:
             if router is None or (
                 router.mac != mac and now - router.last > self.config.router_hold_s
             ):
-                self.router = router = _Binding(now, mac)
+                self.router = router = Binding(now, mac)
             expected = router.mac
         else:
             expected = gateway_mac

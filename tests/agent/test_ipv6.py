@@ -17,6 +17,7 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import Ether
 
+from sensor_agent.detectors.ipv6 import Ipv6Config
 from sensor_agent.formats import addr_bytes, mac_bytes
 from tests.agent.craft import ATTACKER_MAC, GW_MAC, HOST_MAC, NODE_MAC, T0, make_pipeline
 from tests.contract import validate
@@ -190,3 +191,16 @@ def test_unicast_solicitations_of_known_neighbours_are_not_a_sweep() -> None:
         )
         pipeline.feed(T0 + i * 0.1, bytes(frame))
     assert sink.events == []
+
+
+def test_a_spray_of_ndp_claims_never_unbinds_the_router_nor_writes_hosts() -> None:
+    pipeline, sink = make_pipeline(**config(), ipv6=Ipv6Config(max_bindings=16))
+    pipeline.feed(T0, ra(GW_MAC, GW_LL))
+    for i in range(200):  # parasite-style claims for made-up MACs, then for made-up owners
+        mac = f"02:00:00:00:{i // 256:02x}:{i % 256:02x}"
+        pipeline.feed(T0 + 1, na(mac, f"{PREFIX}{0x1000 + i:x}", lladdr=mac))
+        pipeline.feed(T0 + 1, na(ATTACKER_MAC, f"{PREFIX}{0x2000 + i:x}", lladdr=HOST_MAC))
+    assert pipeline.ndp_spoof.mac_of(addr_bytes(GW_LL)) == mac_bytes(GW_MAC)
+    assert pipeline.hosts.mac_of(addr_bytes(f"{PREFIX}2000")) is None  # never learnt
+    pipeline.feed(T0 + 2, na(ATTACKER_MAC, GW_LL, lladdr=ATTACKER_MAC))
+    assert ("ndp_spoof", 3) in sink.kinds()
