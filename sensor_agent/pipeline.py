@@ -628,7 +628,9 @@ class Pipeline:
             return
         if dhcp.op == 1:  # from the client: its name and the address it asks for
             if dhcp.message_type in (1, 3) and payload[24:28] == _NO_IP:  # not via a relay
-                known = dhcp.client_mac in hosts.hosts
+                # known: a host heard more than once (one forged frame per MAC, sent ahead
+                # of the requests, makes no pool-draining MAC a known one)
+                known = hosts.hosts.is_established(dhcp.client_mac)
                 det = self.dhcp_starvation.on_request(ts, src, dhcp.client_mac, known)
                 if det is not None:
                     self._detected(det, ts)

@@ -88,13 +88,24 @@ def test_starvation_from_random_macs_is_reported_lan_wide() -> None:
 def test_renewals_of_known_clients_and_relayed_requests_raise_nothing() -> None:
     pipeline, sink = make_pipeline()
     macs = [f"02:cc:00:00:00:{i:02x}" for i in range(40)]
-    for mac in macs:  # every device of the house is known (it talked before)
-        pipeline.feed(T0, arp_request(mac, "198.18.10.200", GW_IP))
+    for second in (0, 1):  # every device of the house is known (it talked before)
+        for mac in macs:
+            pipeline.feed(T0 + second, arp_request(mac, "198.18.10.200", GW_IP))
     for i, mac in enumerate(macs):
         pipeline.feed(T0 + 2 + i * 0.1, dhcp_request(mac, f"dev{i}", f"198.18.10.{100 + i}"))
     for i in range(10):  # a relay agent forwards other segments' clients (giaddr set)
         pipeline.feed(T0 + 10, discover(GW_MAC, f"02:dd:00:00:00:{i:02x}", giaddr=GW_IP))
     assert [e for e in sink.events if e["kind"] == "dhcp_starvation"] == []
+
+
+def test_one_forged_frame_per_mac_ahead_of_the_requests_hides_no_starvation() -> None:
+    pipeline, sink = make_pipeline()
+    macs = [f"02:bb:00:00:00:{i:02x}" for i in range(40)]
+    for mac in macs:  # each made-up MAC heard once: in the inventory, but not established
+        pipeline.feed(T0, arp_request(mac, "198.18.10.200", GW_IP))
+    for i, mac in enumerate(macs):
+        pipeline.feed(T0 + 2 + i * 0.01, discover(mac, mac))
+    assert ("dhcp_starvation", 2) in sink.kinds()
 
 
 def test_rogue_server_offering_another_router_is_level_3_the_real_one_nothing() -> None:
