@@ -431,7 +431,7 @@ def test_any_valid_event_gives_bounded_finite_features(
     assert np.all(x <= 2.0)
 
 
-def test_kinds_of_version_2_count_as_the_kind_they_resemble() -> None:
+def test_kinds_of_version_3_count_as_the_kind_they_resemble() -> None:
     from custom_components.lan_guard.const import Kind
 
     assert {kind.value for kind in Kind} == set(KIND_FEATURE)
@@ -448,3 +448,5 @@ def test_kinds_of_version_2_count_as_the_kind_they_resemble() -> None:
     assert again[INDEX["source_seen_kind"]] > 0  # the same family as the stealth scan
     decoy = extract(make_event("echonet_control", level=3, evidence={"decoy": True}), History())
     assert decoy[INDEX["kind_session"]] == 1.0
+    claims = extract(make_event("cache_exhaustion", evidence={"target_count": 214}), History())
+    assert claims[INDEX["kind_arp_spray"]] == 1.0  # many addresses claimed by one sender

@@ -50,7 +50,8 @@ KINDS: Final = (
 )
 # Kinds added after the feature layout (kinds list version 3) count as the kind they resemble,
 # so the vector and stored models stay valid: a sweep, a scan of the node, driving a decoy,
-# a DoS, a hijack of an address or of the route.
+# a DoS, many addresses claimed by one sender (as an ARP spray), a hijack of an address or
+# of the route.
 KIND_FEATURE: Final[Mapping[str, str]] = {
     **{kind: kind for kind in KINDS},
     "stealth_scan": "syn_scan",
@@ -59,7 +60,7 @@ KIND_FEATURE: Final[Mapping[str, str]] = {
     "ipv6_sweep": "arp_scan",
     "echonet_control": "session",
     "dhcp_starvation": "flood",
-    "cache_exhaustion": "flood",
+    "cache_exhaustion": "arp_spray",
     "ndp_spoof": "arp_spoof",
     "rogue_ra": "arp_spoof",
     "rogue_dhcp": "arp_spoof",
