@@ -372,11 +372,11 @@ class Pipeline:
         det: Detection | None = None
         syn_ack = flags & (TCP_SYN | TCP_ACK)
         if syn_ack == TCP_SYN:
-            self.flows.begin(tcp.src_ip, tcp.sport, tcp.dport)
+            self.flows.begin(ts, tcp.src_ip, tcp.sport, tcp.dport)
             det = self.syn_scan.on_syn(ts, src, tcp.src_ip, tcp.dport)
             self._port_probe(ts, src, tcp.src_ip, "syn_scan", tcp.dport)
         elif syn_ack == TCP_SYN | TCP_ACK:  # the answer to a connection the node opened
-            self.flows.begin(tcp.src_ip, tcp.sport, tcp.dport)
+            self.flows.begin(ts, tcp.src_ip, tcp.sport, tcp.dport)
         elif tcp.payload_len > 0 and flags & TCP_ACK:
             if tcp.dport in self.frame_session_ports:
                 data = frame[tcp.payload_offset : tcp.payload_offset + tcp.payload_len]
@@ -390,7 +390,8 @@ class Pipeline:
                     det = self.syn_scan.on_handshake(ts, src, tcp.src_ip, tcp.dport)
             name = technique(flags, tcp.payload_len)
             if name is not None and (
-                name not in IN_CONVERSATION or (tcp.src_ip, tcp.sport, tcp.dport) not in self.flows
+                name not in IN_CONVERSATION
+                or not self.flows.seen(ts, tcp.src_ip, tcp.sport, tcp.dport)
             ):
                 probe = self.stealth_scan.on_probe(ts, src, tcp.src_ip, tcp.dport, name)
                 if probe is not None:
@@ -876,6 +877,7 @@ class Pipeline:
             self.source_spray.sources,
             self.stealth_scan.sources,
             self.udp_scan.sources,
+            self.flows.table,
             *self.slow_sweep.tables.values(),
             self.ipv6_sweep.sources,
             self.ndp_spoof.bindings,
@@ -887,6 +889,7 @@ class Pipeline:
             self.echonet.control,
             self.echonet.sweeps,
             self.echonet.new_controllers,
+            self.echonet.pairs,
             self.hosts.hosts,
         ]
 

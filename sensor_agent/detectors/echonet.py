@@ -17,7 +17,6 @@ ECHONET Lite has no authentication: whoever sends a Set changes the appliance. S
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +62,13 @@ class _Source:
         self.objects: dict[tuple[bytes, bytes], float] = {}
 
 
+class _Pair:
+    __slots__ = ("last",)
+
+    def __init__(self, now: float) -> None:
+        self.last = now
+
+
 def _eoj(eoj: bytes) -> str:
     return eoj.hex()
 
@@ -81,7 +87,9 @@ class EchonetDetector:
         self.new_controllers: BoundedTable[_Source] = BoundedTable(
             cfg.max_sources, 600.0, remember=False
         )
-        self.pairs: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+        # Which controller sets which appliance: a pair seen twice (a schedule runs daily) is
+        # established, so a spray of forged Sets pushes out only other one-off pairs.
+        self.pairs: BoundedTable[_Pair] = BoundedTable(cfg.max_pairs, float("inf"), remember=False)
         self.started: float | None = None
 
     def on_request(
@@ -136,14 +144,14 @@ class EchonetDetector:
         self, now: float, mac: bytes, ip: bytes, dst: bytes, frame: Frame
     ) -> Detection | None:
         assert self.started is not None
-        key = (mac, dst, frame.deoj[:2])  # the controller, the appliance, its class
+        key = mac + frame.deoj[:2] + dst  # the controller, the appliance's class, the appliance
         pairs = self.pairs
-        if key in pairs:
-            pairs.move_to_end(key)
+        pair = pairs.get(key)
+        if pair is not None:
+            pair.last = now
+            pairs.touch(key)
             return None
-        if len(pairs) >= self.config.max_pairs:
-            pairs.popitem(last=False)
-        pairs[key] = None
+        pairs.put(key, _Pair(now))
         if now - self.started < self.config.learn_s:
             return None
         state = self.new_controllers.current(mac, now, 600.0, lambda: _Source(now, ip))

@@ -19,7 +19,6 @@ What is not a probe, and why:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -52,32 +51,52 @@ def technique(flags: int, payload_len: int) -> str | None:
     return name
 
 
+class _Flow:
+    __slots__ = ("last",)
+
+    def __init__(self, now: float) -> None:
+        self.last = now
+
+
 class Flows:
     """Conversations with the node seen to begin: (peer address, peer port, node port).
 
-    Bounded (least recently begun dropped first). Losing one only makes its later ACKs count
-    as probes of one port: a source still needs ``min_ports`` ports to be reported.
+    A :class:`BoundedTable`: a conversation seen again (a segment inside it, a retransmitted
+    SYN) is established, so a spray of forged SYNs pushes out only other newcomers, never
+    the conversations going on (whose ACKs would otherwise count as probes). Losing one only
+    makes its later ACKs count as probes of one port: a source still needs ``min_ports``.
     """
 
     def __init__(self, max_flows: int = 4096) -> None:
-        self.max_flows = max_flows
-        self._flows: OrderedDict[tuple[bytes, int, int], None] = OrderedDict()
+        # No expiry (a long conversation may idle for hours), no memory of evicted ones.
+        self.table: BoundedTable[_Flow] = BoundedTable(max_flows, float("inf"), remember=False)
 
-    def begin(self, ip: bytes, sport: int, dport: int) -> None:
-        key = (ip, sport, dport)
-        flows = self._flows
-        if key in flows:
-            flows.move_to_end(key)
-            return
-        if len(flows) >= self.max_flows:
-            flows.popitem(last=False)
-        flows[key] = None
+    def begin(self, now: float, ip: bytes, sport: int, dport: int) -> None:
+        """A conversation with the node begins (or its SYN is sent again)."""
+        key = _key(ip, sport, dport)
+        if not self.inside(now, key):
+            self.table.put(key, _Flow(now))
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._flows
+    def inside(self, now: float, key: bytes) -> bool:
+        """Whether the conversation ``key`` (:func:`_key`) was seen to begin; it is refreshed."""
+        flow = self.table.get(key)
+        if flow is None:
+            return False
+        flow.last = now
+        self.table.touch(key)
+        return True
+
+    def seen(self, now: float, ip: bytes, sport: int, dport: int) -> bool:
+        """Whether a segment from ``ip``:``sport`` to node port ``dport`` is in a conversation
+        seen to begin (which it then refreshes)."""
+        return self.inside(now, _key(ip, sport, dport))
 
     def __len__(self) -> int:
-        return len(self._flows)
+        return len(self.table)
+
+
+def _key(ip: bytes, sport: int, dport: int) -> bytes:
+    return ip + sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,9 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from sensor_agent import echonet
-from sensor_agent.detectors.echonet import EchonetConfig
+from sensor_agent.detectors.echonet import EchonetConfig, EchonetDetector
 from sensor_agent.echonet import AIR_CONDITIONER, NODE_PROFILE, build
+from sensor_agent.formats import ip_bytes, mac_bytes
 from tests.agent.craft import (
     ATTACKER_IP,
     ATTACKER_MAC,
@@ -123,3 +124,24 @@ def test_a_set_from_a_new_controller_after_learning_is_level_2() -> None:
     )
     pipeline.feed(T0 + 301, attacker_multicast)
     assert len(sink.events) == 1  # the same kind and level: an update, held back
+
+
+def test_a_spray_of_forged_sets_never_unlearns_the_households_controller() -> None:
+    det = EchonetDetector(
+        (NODE_PROFILE, AIR_CONDITIONER), EchonetConfig(learn_s=60.0, max_pairs=64)
+    )
+    frame = echonet.parse(setc(AIR_CONDITIONER, 0xB3, b"\x19"))
+    assert frame is not None
+    hems, appliance = mac_bytes(HOST_MAC), ip_bytes(APPLIANCE_IP)
+    for day in range(2):  # its schedule, during the learning period
+        seen = det.on_request(
+            T0 + day * 20, hems, ip_bytes(HOST_IP), appliance, frame, to_node=False
+        )
+        assert seen is None
+    for i in range(5000):  # one Set each from made-up controllers
+        mac = bytes([2, 0, 0]) + i.to_bytes(3, "big")
+        det.on_request(T0 + 50, mac, bytes([10, 0, 0, 0]), appliance, frame, to_node=False)
+    assert det.pairs.evictions > 0
+    assert (
+        det.on_request(T0 + 100, hems, ip_bytes(HOST_IP), appliance, frame, to_node=False) is None
+    )

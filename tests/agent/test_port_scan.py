@@ -68,8 +68,22 @@ def test_detector_counts_distinct_ports_per_source() -> None:
 def test_flows_are_bounded() -> None:
     flows = Flows(max_flows=2)
     for port in (1, 2, 3):
-        flows.begin(IP4, 40000, port)
-    assert len(flows) == 2 and (IP4, 40000, 1) not in flows and (IP4, 40000, 3) in flows
+        flows.begin(T0, IP4, 40000, port)
+    assert len(flows) == 2 and flows.table.evictions == 1
+    assert not flows.seen(T0, IP4, 40000, 1) and flows.seen(T0, IP4, 40000, 3)
+
+
+def test_a_syn_spray_never_pushes_out_a_conversation_going_on() -> None:
+    """Forged SYNs (one each) churn the newcomers; the broker's ACKs of a conversation it
+    keeps up with the node stay in a conversation and never count as probes."""
+    flows = Flows(max_flows=64)
+    broker = bytes([198, 18, 10, 2])
+    for dport in (40001, 40002, 40003):
+        flows.begin(T0, broker, 1883, dport)  # the SYN/ACKs answering the node's connections
+        assert flows.seen(T0 + 1, broker, 1883, dport)  # an ACK: the conversation goes on
+    for i in range(10_000):
+        flows.begin(T0 + 2, bytes([10]) + i.to_bytes(3, "big"), 1024 + i % 60_000, 80)
+    assert all(flows.seen(T0 + 3, broker, 1883, dport) for dport in (40001, 40002, 40003))
 
 
 def test_fin_null_and_xmas_scans_through_the_pipeline() -> None:
