@@ -470,12 +470,11 @@ class Pipeline:
         # Most IPv6 frames are TCP/UDP between other hosts: skipped on two slices (a header
         # chain with extension headers is parsed in full).
         next_header = frame[20:21]
-        if (
-            next_header in _IP6_TCP_UDP
-            and frame[38:54] not in self.node_ip6
-            and (next_header == b"\x06" or frame[56:58] not in _UDP_PORT_BYTES)
-        ):
-            return
+        if next_header in _IP6_TCP_UDP and frame[38:54] not in self.node_ip6:
+            if next_header == b"\x06" or frame[56:58] not in _UDP_PORT_BYTES:
+                return
+            if frame in self._recent_udp:  # a repeated announcement, handled whole before
+                return
         ip = parse_ipv6(frame)
         if ip is None:
             self.parse_errors += 1
@@ -568,6 +567,8 @@ class Pipeline:
                 self._detected(claim, ts)
 
     def _udp(self, ts: float, frame: bytes) -> None:
+        if frame in self._recent_udp:  # a repeated announcement, handled whole before
+            return
         udp = parse_udp(frame)
         if udp is None:
             self.parse_errors += 1
