@@ -73,9 +73,15 @@ class AgentRun:
     def start(
         cls, network: Network, workdir: Path, extra_args: Sequence[str] = (), ready_s: float = 20.0
     ) -> AgentRun:
-        """Start the agent and wait until it logs that it is watching (capture and decoys up)."""
+        """Start the agent and wait until it logs that it is watching (capture and decoys up).
+
+        Its MQTT outbox is in ``workdir``: the default one (/var/lib, as root) is one file for
+        every agent on the machine, so events a run left unsent (another worktree's, or an
+        earlier run's) were published by the next run's agent as its own."""
         events_path, log_path = workdir / "events.jsonl", workdir / "agent.log"
         args = [
+            "env",
+            f"LAN_GUARD_MQTT_OUTBOX_PATH={workdir / 'outbox.sqlite'}",
             str(AGENT),
             "run",
             "--interface",
