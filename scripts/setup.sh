@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine (root): system tools and the project's venvs.
 #   scripts/setup.sh agent   -> .venv-agent (Python 3.11): the agent alone, as on a Raspberry Pi
-#   scripts/setup.sh all     -> also apt tools for the lab and .venv (Python 3.13): HA + agent + test tools
+#   scripts/setup.sh all     -> also apt tools for the lab and .venv (Python 3.13): HA + agent + PSOC
+#                               + test tools (PostgreSQL and Chromium for the PSOC's tests)
+#   scripts/setup.sh psoc    -> .venv-psoc (Python 3.13): the PSOC server alone, and mosquitto
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
 
 APT_PACKAGES=(mosquitto mosquitto-clients nmap arp-scan hping3 smbclient nftables tcpdump
               iproute2 netcat-openbsd iputils-ping dnsmasq-base isc-dhcp-client openssl
-              chromium chromium-driver masscan thc-ipv6)
+              postgresql chromium chromium-driver masscan thc-ipv6)
 
 find_python() {  # $1 = minor version, e.g. 3.13; a pyenv shim that cannot run it does not count
   local candidate
@@ -38,7 +40,11 @@ ensure_venv() {  # $1 venv dir, $2 python, $3.. pip args
   echo "$stamp" > "$venv/.stamp"
 }
 
-if [ "$what" = all ]; then
+if [ "$what" = psoc ]; then
+  APT_PACKAGES=(mosquitto)
+fi
+
+if [ "$what" = all ] || [ "$what" = psoc ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -47,11 +53,17 @@ if [ "$what" = all ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  # The distribution's broker service is not wanted: tests start their own on free ports.
+  # The distribution's broker and database services are not wanted: tests start their own
+  # on free ports (PostgreSQL: a throw-away cluster per test session).
   systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  systemctl disable --now postgresql >/dev/null 2>&1 || true
 fi
 
+if [ "$what" = psoc ]; then
+  ensure_venv .venv-psoc "$(find_python 3.13)" -e ".[psoc]"
+  exit 0
+fi
 ensure_venv .venv-agent "$(find_python 3.11)" -e ".[test]"
 if [ "$what" = all ]; then
-  ensure_venv .venv "$(find_python 3.13)" --ignore-requires-python -r requirements-test.txt -e .
+  ensure_venv .venv "$(find_python 3.13)" --ignore-requires-python -r requirements-test.txt -e ".[psoc]"
 fi

@@ -24,6 +24,7 @@ from typing import Any
 
 import voluptuous as vol
 
+from .contract import DEFAULT_TOPIC_PREFIX
 from .detectors.arp_scan import ArpScanConfig
 from .detectors.arp_spoof import ArpSpoofConfig
 from .detectors.cache_exhaustion import CacheExhaustionConfig
@@ -40,7 +41,7 @@ from .enforcer import DEFAULT_ALLOWED_SERVICES, EnforcerSettings
 from .formats import addr_bytes, addr_str, ip_bytes, ip_str, mac_bytes
 from .hosts import HostsConfig
 from .incidents import IncidentConfig
-from .outbox import DEFAULT_MAX_ROWS
+from .outbox import DEFAULT_KEEP_ROWS, DEFAULT_KEEP_S, DEFAULT_MAX_ROWS
 from .pipeline import DEFAULT_DECOY_PORTS, PipelineConfig
 
 ENV_PREFIX = "LAN_GUARD_"
@@ -279,13 +280,18 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         "tls_cert": (None, _TEXT),
         "tls_key": (None, _TEXT),
         "tls_insecure": (False, _BOOL),
-        "topic_prefix": ("lan_guard", vol.All(str, vol.Match(r"^[^#+\x00]+$"))),
+        "topic_prefix": (DEFAULT_TOPIC_PREFIX, vol.All(str, vol.Match(r"^[^#+\x00]+$"))),
         "shared_key": (
             None,
             _optional(vol.All(str, vol.Length(min=16, msg="use at least 16 characters"))),
         ),
         "outbox_path": (None, _TEXT),
         "outbox_max": (DEFAULT_MAX_ROWS, _int(1)),
+        "replay_events": (DEFAULT_KEEP_ROWS, _int(0)),
+        "replay_age_s": (DEFAULT_KEEP_S, vol.All(vol.Coerce(float), vol.Range(min=0))),
+        # Commands signed in format 1 (no agent id, no topic): only for an integration or
+        # service centre that is not upgraded yet.
+        "accept_legacy_signatures": (False, _BOOL),
     },
     # Shapes here; the values (backend, family, allowlist entries, allowed_services) are
     # checked by sensor_agent.enforcer.EnforcerSettings, in _check_consistency().
@@ -596,6 +602,8 @@ def mqtt_settings(config: AgentConfig) -> Any:
             agent_id=config.agent_id,
             shared_key=mqtt["shared_key"],
             outbox_max=mqtt["outbox_max"],
+            replay_events=mqtt["replay_events"],
+            replay_age_s=mqtt["replay_age_s"],
             **extra,
         )
     except ValueError as exc:

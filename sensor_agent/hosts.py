@@ -27,9 +27,8 @@ from netaddr import OUI
 from netaddr.core import NotRegisteredError
 
 from .bounded import BoundedTable
+from .contract import SCHEMA_VERSION
 from .formats import addr_str, ip_str, iso_utc, mac_str
-
-SCHEMA_VERSION = 1
 
 Prober = Callable[[bytes, bytes], None]
 """(mac, ip) -> send one ARP request for ``ip`` (live mode only)."""

@@ -14,10 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .contract import SCHEMA_VERSION
 from .detectors import Detection
 from .formats import iso_utc
-
-SCHEMA_VERSION = 1
 
 Identify = Callable[[bytes, bytes | None], dict[str, Any]]
 """(mac, ip or None) -> the ``source`` object of an event: mac, ip, vendor, hostname."""

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from . import __version__
 from .capture import ArpProber, LiveCapture, kernel_arp_lookup
 from .config import AgentConfig
+from .contract import BASE_CAPABILITIES, CAPABILITY_DECOYS
 from .decoys import Decoys, EchonetDecoy
 from .formats import addr_bytes
 from .pipeline import Pipeline, info_payload
@@ -38,7 +39,7 @@ class LiveAgent:
         *,
         prober: ArpProber | None = None,
         dhcp_prober: Callable[[], None] | None = None,
-        capabilities: Sequence[str] = ("detect", "hosts"),
+        capabilities: Sequence[str] = BASE_CAPABILITIES,
         clock: Callable[[], float] = time.time,
         kernel_gateway_mac: bytes | None = None,
     ) -> None:
@@ -72,7 +73,7 @@ class LiveAgent:
             self.decoys.open()
             self.pipeline.set_live_decoys(self.decoys.ports)
             if self.decoys.ports:
-                self.capabilities.append("decoys")
+                self.capabilities.append(CAPABILITY_DECOYS)
             if self.echonet is not None and not self.echonet.open(self.clock()):
                 self.echonet = None
         if self.capture is not None:

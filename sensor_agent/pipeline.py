@@ -29,6 +29,7 @@ from typing import Any
 
 from . import echonet
 from .bounded import BoundedTable
+from .contract import SCHEMA_VERSION
 from .detectors import Detection
 from .detectors.arp_scan import ArpScanConfig, ArpScanDetector
 from .detectors.arp_spoof import ArpSpoofConfig, ArpSpoofDetector
@@ -50,7 +51,7 @@ from .detectors.spray import SprayConfig, SprayDetector
 from .detectors.syn_scan import SynScanConfig, SynScanDetector
 from .formats import addr_bytes, addr_str, ip_str, iso_utc, mac_str
 from .hosts import HostInventory, HostsConfig, Prober
-from .incidents import SCHEMA_VERSION, IncidentConfig, IncidentTracker
+from .incidents import IncidentConfig, IncidentTracker
 from .parse import (
     ARP_REQUEST,
     ETH_ARP,
@@ -374,7 +375,7 @@ class Pipeline:
         if syn_ack == TCP_SYN:
             self.flows.begin(ts, tcp.src_ip, tcp.sport, tcp.dport)
             det = self.syn_scan.on_syn(ts, src, tcp.src_ip, tcp.dport)
-            self._port_probe(ts, src, tcp.src_ip, "syn_scan", tcp.dport)
+            self._port_probe(ts, src, tcp.src_ip, "syn_scan", tcp.dport, fast=det is not None)
         elif syn_ack == TCP_SYN | TCP_ACK:  # the answer to a connection the node opened
             self.flows.begin(ts, tcp.src_ip, tcp.sport, tcp.dport)
         elif tcp.payload_len > 0 and flags & TCP_ACK:
@@ -396,7 +397,9 @@ class Pipeline:
                 probe = self.stealth_scan.on_probe(ts, src, tcp.src_ip, tcp.dport, name)
                 if probe is not None:
                     self._detected(probe, ts)
-                self._port_probe(ts, src, tcp.src_ip, "stealth_scan", tcp.dport)
+                self._port_probe(
+                    ts, src, tcp.src_ip, "stealth_scan", tcp.dport, fast=probe is not None
+                )
         if det is not None:
             self._detected(det, ts)
 
@@ -412,10 +415,12 @@ class Pipeline:
         det = self.udp_scan.on_probe(ts, src, udp.src_ip, dport, "udp")
         if det is not None:
             self._detected(det, ts)
-        self._port_probe(ts, src, udp.src_ip, "udp_scan", dport)
+        self._port_probe(ts, src, udp.src_ip, "udp_scan", dport, fast=det is not None)
 
-    def _port_probe(self, ts: float, src: bytes, ip: bytes, kind: str, port: int) -> None:
-        det = self.slow_sweep.on_port(ts, src, ip, kind, port)
+    def _port_probe(
+        self, ts: float, src: bytes, ip: bytes, kind: str, port: int, *, fast: bool
+    ) -> None:
+        det = self.slow_sweep.on_port(ts, src, ip, kind, port, fast=fast)
         if det is not None:
             self._detected(det, ts)
 
@@ -462,7 +467,7 @@ class Pipeline:
                 and src != self.gateway_mac()
             ):
                 sender = arp.sender_ip if arp.sender_ip != _NO_IP else None
-                slow = self.slow_sweep.on_dark_arp(ts, src, sender, target)
+                slow = self.slow_sweep.on_dark_arp(ts, src, sender, target, fast=det is not None)
                 if slow is not None:
                     self._detected(slow, ts)
 

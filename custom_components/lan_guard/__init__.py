@@ -12,13 +12,16 @@ from homeassistant.helpers.typing import ConfigType
 from . import issues
 from .blueprint_install import async_install_blueprints
 from .const import CONF_AGENT_ID, DOMAIN, PLATFORMS
-from .coordinator import LanGuardConfigEntry, LanGuardCoordinator
-from .evacuation import EvacuationManager, async_remove_store
-from .evacuation_services import async_setup_evacuation_services
+from .coordinator import LanGuardCoordinator
+from .evacuation.record import Reason
+from .evacuation.runner import EvacuationRunner, async_end_for_removed_entry
+from .evacuation.services import async_setup_evacuation_services
 from .history import EventHistory
 from .learner import Learner
 from .learner_services import async_setup_learner_services
+from .notifications import IncidentNotifier
 from .panel import async_register_panel
+from .runtime import LanGuardConfigEntry, LanGuardData
 from .services import async_setup_services
 from .websocket_api import async_setup_websocket_api
 
@@ -26,7 +29,7 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the actions once, whatever the number of agents."""
+    """Register the actions, the inbox and its commands once, whatever the number of agents."""
     async_setup_services(hass)
     async_setup_evacuation_services(hass)
     await async_install_blueprints(hass)
@@ -37,7 +40,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> bool:
-    """Set up one agent: wait for MQTT, subscribe, then the entities."""
+    """Set up one agent: wait for MQTT, build its parts, subscribe, then the entities."""
     if not await mqtt.async_wait_for_mqtt_client(hass):
         issues.async_create_mqtt_not_setup(hass)
         raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_not_ready")
@@ -50,34 +53,43 @@ async def async_setup_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> 
         manufacturer="LAN Guard",
         model="Sensor agent",
     )
-    coordinator = LanGuardCoordinator(hass, entry)
     learner = Learner(hass, entry.entry_id)  # verdicts from the first event on
     await learner.async_load()
-    coordinator.classifier = learner
+    coordinator = LanGuardCoordinator(hass, entry, classifier=learner)
+    notifier = IncidentNotifier(
+        hass, entry, coordinator.history, coordinator.notify_level, coordinator.allowlist
+    )
+    evacuation = EvacuationRunner.from_entry(hass, entry, coordinator)
+    entry.async_on_unload(coordinator.async_add_event_listener(notifier.async_event))
     await coordinator.async_start()
-    entry.runtime_data = coordinator
-    coordinator.evacuation = EvacuationManager(hass, entry, coordinator)
-    await coordinator.evacuation.async_setup()
+    try:
+        await evacuation.async_setup()
+    except Exception:
+        await coordinator.async_stop()  # nothing of the agent stays subscribed
+        raise
+    entry.runtime_data = LanGuardData(coordinator, learner, notifier, evacuation)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> bool:
-    """Unsubscribe, stop timers, write the history; nothing of the agent stays behind."""
+    """Stop listening and write what is kept. An evacuation keeps running across a reload
+    (options saved, HA restart): the next set-up resumes it. Disabling the entry ends it."""
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
-        # Undo isolation while the agent's topics are still subscribed.
-        if (evacuation := entry.runtime_data.evacuation) is not None:
-            await evacuation.async_unload()
-        await entry.runtime_data.async_stop()
-        if isinstance(learner := entry.runtime_data.classifier, Learner):
-            await learner.async_flush()
+        data = entry.runtime_data
+        if entry.disabled_by is not None:
+            # While the agent's topics are still subscribed, so quarantines can be lifted.
+            await data.evacuation.async_stop(Reason.REMOVED)
+        await data.evacuation.async_close()
+        await data.coordinator.async_stop()
+        await data.learner.async_flush()
         issues.async_delete_agent_offline(hass, entry)
     return unloaded
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> None:
-    """The agent was removed: delete its stored events and labels."""
+    """The agent was removed: undo its evacuation, delete its stored events and labels."""
+    await async_end_for_removed_entry(hass, entry)
     await EventHistory(hass, entry.entry_id).async_remove()
     await Learner(hass, entry.entry_id).async_remove()
-    await async_remove_store(hass, entry.entry_id)

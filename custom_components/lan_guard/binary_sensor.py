@@ -10,8 +10,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.restore_state import RestoreEntity
 
-from .coordinator import LanGuardConfigEntry
 from .entity import LanGuardEntity
+from .runtime import LanGuardConfigEntry
 
 PARALLEL_UPDATES = 0
 
@@ -22,7 +22,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """One threat sensor per agent."""
-    async_add_entities([LanGuardThreatSensor(entry.runtime_data, "threat")])
+    async_add_entities([LanGuardThreatSensor(entry.runtime_data.coordinator, "threat")])
 
 
 class LanGuardThreatSensor(LanGuardEntity, BinarySensorEntity, RestoreEntity):

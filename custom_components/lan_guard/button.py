@@ -6,8 +6,8 @@ from homeassistant.components.button import ButtonEntity
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import LanGuardConfigEntry
 from .entity import LanGuardEntity
+from .runtime import LanGuardConfigEntry
 
 PARALLEL_UPDATES = 0
 
@@ -18,7 +18,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """One acknowledge button per agent."""
-    async_add_entities([LanGuardAcknowledgeButton(entry.runtime_data, "acknowledge")])
+    async_add_entities([LanGuardAcknowledgeButton(entry.runtime_data.coordinator, "acknowledge")])
 
 
 class LanGuardAcknowledgeButton(LanGuardEntity, ButtonEntity):

@@ -8,12 +8,14 @@ from typing import Any
 import voluptuous as vol
 from homeassistant.components import mqtt
 from homeassistant.config_entries import (
+    ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlowWithReload,
 )
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -25,15 +27,16 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
+from homeassistant.helpers.translation import async_get_translations
 from homeassistant.util import dt as dt_util
 
-from . import evacuation_options
 from .allowlist import normalize_entry
 from .const import (
     AGENT_ANSWER_TIMEOUT,
     CONF_AGENT_ID,
     CONF_ALLOWLIST,
     CONF_EVACUATION,
+    CONF_LEGACY_SIGNATURES,
     CONF_NOTIFY_LEVEL,
     CONF_NOTIFY_TARGETS,
     CONF_OFFLINE_MINUTES,
@@ -45,9 +48,11 @@ from .const import (
     DOMAIN,
     TOPIC_INFO,
 )
-from .coordinator import LanGuardConfigEntry
+from .evacuation import options as evacuation_options
 from .intake import Refused, decode
+from .notifications import phone_targets
 from .payloads import AGENT_ID
+from .runtime import LanGuardConfigEntry
 from .untrusted import inert
 
 DEFAULT_OPTIONS: dict[str, Any] = {
@@ -238,62 +243,88 @@ class LanGuardConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class LanGuardOptionsFlow(OptionsFlowWithReload):
-    """What the owner tunes; saving reloads the agent's entry."""
+    """What the owner tunes; saving reloads the agent's entry (an evacuation keeps running)."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """One form for all options."""
+        """One form for all options; every entry is checked before anything is saved."""
         errors: dict[str, str] = {}
         placeholders = {"entry": ""}
+        info = self._agent_info()
+        stored = self.config_entry.options
+        section = {
+            **evacuation_options.suggested(stored, info),
+            **((user_input or {}).get(CONF_EVACUATION) or {}),
+        }
         if user_input is not None:
-            allowlist: list[str] = []
-            for entry in user_input.get(CONF_ALLOWLIST, []):
-                if not entry.strip():
-                    continue
-                try:
-                    allowlist.append(normalize_entry(entry))
-                except ValueError:
-                    errors[CONF_ALLOWLIST] = "invalid_allowlist"
-                    placeholders["entry"] = entry
-                    break
-            if not errors:
-                options = {
-                    CONF_NOTIFY_TARGETS: user_input.get(CONF_NOTIFY_TARGETS, []),
-                    CONF_NOTIFY_LEVEL: int(user_input[CONF_NOTIFY_LEVEL]),
-                    CONF_ALLOWLIST: allowlist,
-                    CONF_OFFLINE_MINUTES: int(user_input[CONF_OFFLINE_MINUTES]),
-                }
-                if key := (user_input.get(CONF_SIGNING_KEY) or "").strip():
-                    options[CONF_SIGNING_KEY] = key
-                try:  # the evacuation section
-                    options |= evacuation_options.parse(
-                        {
-                            **evacuation_options.suggested(self.config_entry.options),
-                            **user_input.get(CONF_EVACUATION, {}),
-                        }
-                    )
-                except evacuation_options.InvalidOption as err:
-                    errors[err.args[0]] = err.args[1]
-                    placeholders["entry"] = err.args[2]
-                else:
-                    return self.async_create_entry(data=options)
-        current = {**DEFAULT_OPTIONS, **self.config_entry.options, **(user_input or {})}
+            try:
+                options = self._parse(user_input, info) | evacuation_options.parse(section, info)
+            except evacuation_options.InvalidOption as err:
+                errors[err.args[0]] = err.args[1]
+                placeholders["entry"] = err.args[2]
+            else:
+                return self.async_create_entry(data=options)
+        current = {**DEFAULT_OPTIONS, **stored, **(user_input or {})}
         current[CONF_NOTIFY_LEVEL] = str(current[CONF_NOTIFY_LEVEL])
-        current[CONF_EVACUATION] = evacuation_options.suggested(
-            {**self.config_entry.options, **current.get(CONF_EVACUATION, {})}
-        )
+        current[CONF_NOTIFY_TARGETS] = _targets(current[CONF_NOTIFY_TARGETS])
+        current[CONF_ALLOWLIST] = "\n".join(evacuation_options.lines(current[CONF_ALLOWLIST]))
+        current[CONF_EVACUATION] = evacuation_options.suggested(section, info)
+        warning = ""
+        if evacuation_options.cannot_quarantine(section, info):
+            warning = await _async_text(self.hass, "options_no_quarantine")
         return self.async_show_form(
             step_id="init",
-            data_schema=self.add_suggested_values_to_schema(self._schema(), current),
+            data_schema=self.add_suggested_values_to_schema(
+                self._schema(current[CONF_NOTIFY_TARGETS], info), current
+            ),
             errors=errors,
-            description_placeholders=placeholders,
+            description_placeholders={**placeholders, "warning": warning},
         )
 
-    def _schema(self) -> vol.Schema:
-        notify_services = sorted(self.hass.services.async_services_for_domain("notify"))
+    def _agent_info(self) -> dict[str, Any] | None:
+        """The agent's info as last reported (None while the entry is not loaded)."""
+        entry: LanGuardConfigEntry = self.config_entry
+        if entry.state is not ConfigEntryState.LOADED:
+            return None
+        return entry.runtime_data.coordinator.info
+
+    def _parse(self, user_input: dict[str, Any], info: dict[str, Any] | None) -> dict[str, Any]:
+        """The general options; ``InvalidOption`` names the field and the entry."""
+        allowlist: list[str] = []
+        for entry in evacuation_options.lines(user_input.get(CONF_ALLOWLIST)):
+            try:
+                allowlist.append(normalize_entry(entry))
+            except ValueError as err:
+                raise evacuation_options.InvalidOption(
+                    CONF_ALLOWLIST, "invalid_allowlist", entry
+                ) from err
+        phones = phone_targets(self.hass)
+        targets = _targets(user_input.get(CONF_NOTIFY_TARGETS, []))
+        for target in targets:
+            if target not in phones:
+                raise evacuation_options.InvalidOption(
+                    CONF_NOTIFY_TARGETS, "unknown_notify_target", f"notify.{target}"
+                )
+        options: dict[str, Any] = {
+            CONF_NOTIFY_TARGETS: targets,
+            CONF_NOTIFY_LEVEL: int(user_input[CONF_NOTIFY_LEVEL]),
+            CONF_ALLOWLIST: allowlist,
+            CONF_OFFLINE_MINUTES: int(user_input[CONF_OFFLINE_MINUTES]),
+        }
+        if key := (user_input.get(CONF_SIGNING_KEY) or "").strip():
+            options[CONF_SIGNING_KEY] = key
+        if user_input.get(CONF_LEGACY_SIGNATURES):
+            options[CONF_LEGACY_SIGNATURES] = True
+        return options
+
+    def _schema(self, chosen: list[str], info: dict[str, Any] | None) -> vol.Schema:
+        # Phones that exist, companion apps first; a chosen one that is gone stays visible so
+        # the owner can see it and take it out (saving refuses it).
+        phones = phone_targets(self.hass)
+        offered = phones + [target for target in chosen if target not in phones]
         return vol.Schema(
             {
                 vol.Optional(CONF_NOTIFY_TARGETS): SelectSelector(
-                    SelectSelectorConfig(options=notify_services, multiple=True, custom_value=True)
+                    SelectSelectorConfig(options=offered, multiple=True)
                 ),
                 vol.Required(CONF_NOTIFY_LEVEL): SelectSelector(
                     SelectSelectorConfig(
@@ -305,7 +336,8 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                 vol.Optional(CONF_SIGNING_KEY): TextSelector(
                     TextSelectorConfig(type=TextSelectorType.PASSWORD)
                 ),
-                vol.Optional(CONF_ALLOWLIST): TextSelector(TextSelectorConfig(multiple=True)),
+                vol.Optional(CONF_LEGACY_SIGNATURES, default=False): BooleanSelector(),
+                vol.Optional(CONF_ALLOWLIST): TextSelector(TextSelectorConfig(multiline=True)),
                 vol.Required(CONF_OFFLINE_MINUTES): NumberSelector(
                     NumberSelectorConfig(
                         min=1,
@@ -315,6 +347,17 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                         unit_of_measurement="min",
                     )
                 ),
-                vol.Optional(CONF_EVACUATION): evacuation_options.section_schema(self.hass),
+                vol.Optional(CONF_EVACUATION): evacuation_options.section_schema(self.hass, info),
             }
         )
+
+
+async def _async_text(hass: HomeAssistant, key: str) -> str:
+    """A ``common`` text in HA's language (the form's placeholders are not translated)."""
+    texts = await async_get_translations(hass, hass.config.language, "common", [DOMAIN])
+    return texts[f"component.{DOMAIN}.common.{key}"]
+
+
+def _targets(values: Any) -> list[str]:
+    """Notify targets as service names (``notify.`` is optional in stored options)."""
+    return [str(value).removeprefix("notify.") for value in values or []]

@@ -14,8 +14,8 @@ from .const import (
     CONF_QUARANTINE_ENTITIES,
     CONF_SIGNING_KEY,
 )
-from .coordinator import LanGuardConfigEntry
 from .learner import Learner
+from .runtime import LanGuardConfigEntry
 
 # Who is on the owner's network, and the shared secret, never leave the house.
 TO_REDACT = {
@@ -41,7 +41,7 @@ async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: LanGuardConfigEntry
 ) -> dict[str, Any]:
     """Everything useful to understand what the integration saw, without identities."""
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     verifier = coordinator.verifier
     data = {
         "entry": {"data": dict(entry.data), "options": dict(entry.options)},
@@ -68,20 +68,21 @@ async def async_get_config_entry_diagnostics(
         },
         "signing": {
             "enabled": verifier is not None,
+            "legacy_signatures": coordinator.legacy,
+            "agent_format": verifier.agent_format if verifier else None,
             "remembered_ids": verifier.remembered_ids if verifier else 0,
         },
+        "delivery": coordinator.delivery.diagnostics(),
         "history": coordinator.history.export(),
-        "evacuation": coordinator.evacuation.attributes() if coordinator.evacuation else None,
-        "classifier": _classifier(coordinator.classifier),
+        "evacuation": entry.runtime_data.evacuation.attributes(),
+        "classifier": _classifier(entry.runtime_data.learner),
     }
     redacted: dict[str, Any] = async_redact_data(data, TO_REDACT)
     return redacted
 
 
-def _classifier(classifier: object) -> dict[str, Any] | None:
+def _classifier(classifier: Learner) -> dict[str, Any]:
     """Label counts, accuracy, cut-offs and why a stored model was reset (no weights)."""
-    if not isinstance(classifier, Learner):
-        return None
     model = classifier.classifier.model
     return {
         **classifier.stats(),

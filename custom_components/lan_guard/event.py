@@ -7,9 +7,9 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import Kind
-from .coordinator import LanGuardConfigEntry
 from .entity import LanGuardEntity
 from .models import LanGuardEvent
+from .runtime import LanGuardConfigEntry
 
 PARALLEL_UPDATES = 0
 
@@ -20,7 +20,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """One activity event entity per agent."""
-    async_add_entities([LanGuardEventEntity(entry.runtime_data, "activity")])
+    async_add_entities([LanGuardEventEntity(entry.runtime_data.coordinator, "activity")])
 
 
 class LanGuardEventEntity(LanGuardEntity, EventEntity):

@@ -20,9 +20,9 @@ from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
 from .const import ATTR_CONFIG_ENTRY_ID, DOMAIN
-from .coordinator import LanGuardConfigEntry
 from .learner import Learner
 from .learning.model import ModelError
+from .runtime import LanGuardConfigEntry
 
 SERVICE_RESET_MODEL = "reset_model"
 SERVICE_EXPORT_MODEL = "export_model"
@@ -40,7 +40,7 @@ def _learners(call: ServiceCall) -> list[tuple[LanGuardConfigEntry, Learner]]:
     entries: list[LanGuardConfigEntry] = call.hass.config_entries.async_loaded_entries(DOMAIN)
     wanted = call.data.get(ATTR_CONFIG_ENTRY_ID)
     found = [
-        (entry, entry.runtime_data.classifier)
+        (entry, entry.runtime_data.learner)
         for entry in entries
         if wanted is None or entry.entry_id == wanted
     ]
@@ -57,7 +57,7 @@ def _learners(call: ServiceCall) -> list[tuple[LanGuardConfigEntry, Learner]]:
 async def _async_reset_model(call: ServiceCall) -> None:
     for entry, learner in _learners(call):
         learner.reset()
-        entry.runtime_data.async_update_listeners()
+        entry.runtime_data.coordinator.async_update_listeners()
 
 
 async def _async_export_model(call: ServiceCall) -> ServiceResponse:
@@ -73,7 +73,7 @@ async def _async_export_model(call: ServiceCall) -> ServiceResponse:
             ) from err
         agents.append(
             {
-                "agent_id": entry.runtime_data.agent_id,
+                "agent_id": entry.runtime_data.coordinator.agent_id,
                 "config_entry_id": entry.entry_id,
                 "model": model,
             }
@@ -91,7 +91,7 @@ async def _async_import_model(call: ServiceCall) -> None:
                 translation_key="model_not_importable",
                 translation_placeholders={"reason": str(err)},
             ) from err
-        entry.runtime_data.async_update_listeners()
+        entry.runtime_data.coordinator.async_update_listeners()
 
 
 @callback

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -69,7 +70,8 @@ class LanGuardEvent:
     @property
     def is_threat(self) -> bool:
         """False for information-only events (a host that left)."""
-        return self.kind is not Kind.HOST_LEFT
+        # A string comparison: entities ask this of every stored event on each refresh.
+        return bool(self.payload["kind"] != Kind.HOST_LEFT)
 
     def event_data(self) -> dict[str, Any]:
         """What automations see: event entity attributes and the ``lan_guard_event`` bus event."""
@@ -132,6 +134,28 @@ class Incident:
             "ip": self.source.get("ip"),
             "kinds": sorted(self.kinds),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentView:
+    """An incident as the owner is shown it (its notification, the last-culprit sensor)."""
+
+    incident_id: str
+    level: int  # the highest level reached
+    kinds: tuple[str, ...]  # every kind seen, in the order first seen
+    headline: LanGuardEvent  # the most telling event: the newest at the highest level
+    events: int
+
+    @classmethod
+    def of(cls, events: Sequence[LanGuardEvent]) -> IncidentView | None:
+        """From an incident's events, oldest first (None when none is a threat)."""
+        threats = [event for event in events if event.is_threat]
+        if not threats:
+            return None
+        level = max(event.level for event in threats)
+        headline = [event for event in threats if event.level == level][-1]
+        kinds = tuple(dict.fromkeys(event.kind.value for event in threats))
+        return cls(headline.incident_id, level, kinds, headline, len(threats))
 
 
 class EventClassifier(Protocol):

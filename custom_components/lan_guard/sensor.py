@@ -14,10 +14,11 @@ from homeassistant.components.sensor import (
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import LanGuardConfigEntry, LanGuardCoordinator
+from .coordinator import LanGuardCoordinator
 from .entity import LanGuardEntity
-from .learner import Learner
 from .learner_sensor import ModelAccuracySensor
+from .models import IncidentView
+from .runtime import LanGuardConfigEntry
 
 PARALLEL_UPDATES = 0
 MAX_LISTED_INCIDENTS = 20
@@ -50,20 +51,29 @@ def _hosts_attributes(coordinator: LanGuardCoordinator) -> dict[str, Any]:
     }
 
 
-def _last_culprit(coordinator: LanGuardCoordinator) -> str | None:
+def _last_incident(coordinator: LanGuardCoordinator) -> IncidentView | None:
+    """The incident of the newest threat event, whose most severe event is shown."""
     if (event := coordinator.history.last_threat()) is None:
         return None
-    source = event.source
+    return IncidentView.of(coordinator.history.incident(event.incident_id) or [event])
+
+
+def _last_culprit(coordinator: LanGuardCoordinator) -> str | None:
+    if (view := _last_incident(coordinator)) is None:
+        return None
+    source = view.headline.source
     return str(source.get("hostname") or source.get("ip") or source["mac"])
 
 
 def _culprit_attributes(coordinator: LanGuardCoordinator) -> dict[str, Any]:
-    if (event := coordinator.history.last_threat()) is None:
+    if (view := _last_incident(coordinator)) is None:
         return {}
+    event = view.headline
     data = event.event_data()
     return {
         **event.source,
         "kind": data["kind"],
+        "kinds": list(view.kinds),
         "level": data["level"],
         "event_id": data["event_id"],
         "incident_id": data["incident_id"],
@@ -115,10 +125,9 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """The agent's sensors."""
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     async_add_entities(LanGuardSensor(coordinator, description) for description in SENSORS)
-    if isinstance(coordinator.classifier, Learner):
-        async_add_entities([ModelAccuracySensor(coordinator, coordinator.classifier)])
+    async_add_entities([ModelAccuracySensor(coordinator, entry.runtime_data.learner)])
 
 
 class LanGuardSensor(LanGuardEntity, RestoreSensor):

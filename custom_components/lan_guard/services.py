@@ -25,7 +25,7 @@ from .const import (
     SERVICE_LABEL_EVENT,
     Label,
 )
-from .coordinator import LanGuardConfigEntry
+from .runtime import LanGuardConfigEntry
 
 LABEL_SCHEMA = vol.Schema(
     {
@@ -48,8 +48,9 @@ def _loaded_entries(hass: HomeAssistant) -> list[LanGuardConfigEntry]:
 async def _async_label_event(call: ServiceCall) -> None:
     event_id: str = call.data[ATTR_EVENT_ID]
     for entry in _loaded_entries(call.hass):
-        if (event := entry.runtime_data.history.get(event_id)) is not None:
-            await entry.runtime_data.async_label(event, call.data[ATTR_VERDICT])
+        coordinator = entry.runtime_data.coordinator
+        if (event := coordinator.history.get(event_id)) is not None:
+            await coordinator.async_label(event, call.data[ATTR_VERDICT])
             return
     raise ServiceValidationError(
         translation_domain=DOMAIN,
@@ -71,9 +72,9 @@ async def _async_export_events(call: ServiceCall) -> ServiceResponse:
     labelled_only: bool = call.data[ATTR_LABELLED_ONLY]
     agents: list[Any] = [
         {
-            "agent_id": entry.runtime_data.agent_id,
+            "agent_id": entry.runtime_data.coordinator.agent_id,
             "config_entry_id": entry.entry_id,
-            "events": entry.runtime_data.history.export(labelled_only),
+            "events": entry.runtime_data.coordinator.history.export(labelled_only),
         }
         for entry in entries
     ]

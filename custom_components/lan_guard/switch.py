@@ -8,9 +8,11 @@ from homeassistant.components.switch import SwitchEntity
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import LanGuardConfigEntry, LanGuardCoordinator
+from .coordinator import LanGuardCoordinator
 from .entity import LanGuardEntity
-from .evacuation import EvacuationManager, Reason
+from .evacuation.record import Reason
+from .evacuation.runner import EvacuationRunner
+from .runtime import LanGuardConfigEntry
 
 PARALLEL_UPDATES = 0
 
@@ -21,23 +23,22 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """One evacuation switch per agent."""
-    coordinator = entry.runtime_data
-    assert coordinator.evacuation is not None  # set up before the platforms
-    async_add_entities([EvacuationSwitch(coordinator, coordinator.evacuation)])
+    data = entry.runtime_data
+    async_add_entities([EvacuationSwitch(data.coordinator, data.evacuation)])
 
 
 class EvacuationSwitch(LanGuardEntity, SwitchEntity):
     """On while evacuation mode runs; the owner can start or end it by hand."""
 
-    def __init__(self, coordinator: LanGuardCoordinator, manager: EvacuationManager) -> None:
-        """Follow the evacuation manager as well as the agent."""
+    def __init__(self, coordinator: LanGuardCoordinator, runner: EvacuationRunner) -> None:
+        """Follow the evacuation as well as the agent."""
         super().__init__(coordinator, "evacuation_mode")
-        self._manager = manager
+        self._runner = runner
 
     async def async_added_to_hass(self) -> None:
         """Refresh on every evacuation step."""
         await super().async_added_to_hass()
-        self.async_on_remove(self._manager.async_add_listener(self._handle_coordinator_update))
+        self.async_on_remove(self._runner.async_add_listener(self._handle_coordinator_update))
 
     @property
     def available(self) -> bool:
@@ -47,17 +48,17 @@ class EvacuationSwitch(LanGuardEntity, SwitchEntity):
     @property
     def is_on(self) -> bool:
         """Evacuation mode runs (also while waiting for the owner to confirm a restore)."""
-        return self._manager.active
+        return self._runner.active
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
         """Phase, culprits with their quarantine outcome, isolated appliances."""
-        return self._manager.attributes()
+        return self._runner.attributes()
 
     async def async_turn_on(self, **kwargs: Any) -> None:
         """Start evacuation by hand: isolate the appliances (no culprit to quarantine)."""
-        await self._manager.async_start(Reason.MANUAL)
+        await self._runner.async_start()
 
     async def async_turn_off(self, **kwargs: Any) -> None:
         """End evacuation: lift quarantines, restore the appliances."""
-        await self._manager.async_stop(Reason.OWNER)
+        await self._runner.async_stop(Reason.OWNER)

@@ -29,10 +29,9 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.event import async_call_later
 
 from .const import DOMAIN, MAX_EVENTS, MAX_LABELLED, Label
-from .coordinator import LanGuardConfigEntry
-from .evacuation import Reason
-from .learner import Learner
+from .evacuation.record import Reason
 from .models import LanGuardEvent, Verdict
+from .runtime import LanGuardConfigEntry
 
 # A page is what one screen shows; the whole history is at most MAX_EVENTS + MAX_LABELLED.
 PAGE_SIZE_MAX = 100
@@ -92,17 +91,16 @@ def _entry(hass: HomeAssistant, entry_id: str) -> LanGuardConfigEntry | None:
 
 def agent_view(entry: LanGuardConfigEntry) -> dict[str, Any]:
     """One agent: online, its classifier's figures, its evacuation (as the switch shows it)."""
-    coordinator = entry.runtime_data
-    learner = coordinator.classifier
-    evacuation = coordinator.evacuation
+    data = entry.runtime_data
+    coordinator = data.coordinator
     return {
         "config_entry_id": entry.entry_id,
         "agent_id": coordinator.agent_id,
         "title": entry.title,
         "online": coordinator.online,
         "level": coordinator.level,
-        "classifier": learner.stats() if isinstance(learner, Learner) else None,
-        "evacuation": evacuation.attributes() if evacuation is not None else None,
+        "classifier": data.learner.stats(),
+        "evacuation": data.evacuation.attributes(),
     }
 
 
@@ -181,7 +179,7 @@ def ws_events_list(hass: HomeAssistant, connection: ActiveConnection, msg: dict[
     found = [
         (entry, event)
         for entry in entries
-        for event in entry.runtime_data.history
+        for event in entry.runtime_data.coordinator.history
         if event.is_threat
         and (verdict is None or event.verdict is verdict)
         and (status == STATUS_ALL or (status == STATUS_UNLABELLED) == (event.label is None))
@@ -196,7 +194,7 @@ def ws_events_list(hass: HomeAssistant, connection: ActiveConnection, msg: dict[
             "unlabelled": sum(
                 1
                 for entry in entries
-                for event in entry.runtime_data.history
+                for event in entry.runtime_data.coordinator.history
                 if event.is_threat and event.label is None
             ),
         },
@@ -218,7 +216,7 @@ def ws_events_list(hass: HomeAssistant, connection: ActiveConnection, msg: dict[
 async def ws_label(hass: HomeAssistant, connection: ActiveConnection, msg: dict[str, Any]) -> None:
     """The owner's judgement of an event: stored, learned, acted on (as the buttons do)."""
     for entry in _entries(hass):
-        coordinator = entry.runtime_data
+        coordinator = entry.runtime_data.coordinator
         event = coordinator.history.get(msg["event_id"])
         if event is None or not event.is_threat:
             continue
@@ -245,9 +243,10 @@ def _evacuation_command(name: str) -> Callable[..., Any]:
         hass: HomeAssistant, connection: ActiveConnection, msg: dict[str, Any]
     ) -> None:
         entry = _entry(hass, msg["config_entry_id"])
-        if entry is None or (evacuation := entry.runtime_data.evacuation) is None:
+        if entry is None:
             connection.send_error(msg["id"], ERR_NOT_FOUND, "Unknown agent")
             return
+        evacuation = entry.runtime_data.evacuation
         if name == "restore":
             await evacuation.async_stop(Reason.OWNER)
         else:
@@ -294,12 +293,9 @@ class _Watcher:
     def _attach(self) -> None:
         self._detach()
         for entry in _entries(self._hass):
-            coordinator = entry.runtime_data
-            self._attached.append(coordinator.async_add_listener(self._async_changed))
-            if coordinator.evacuation is not None:
-                self._attached.append(
-                    coordinator.evacuation.async_add_listener(self._async_changed)
-                )
+            data = entry.runtime_data
+            self._attached.append(data.coordinator.async_add_listener(self._async_changed))
+            self._attached.append(data.evacuation.async_add_listener(self._async_changed))
 
     def _detach(self) -> None:
         while self._attached:

@@ -18,7 +18,7 @@ ECHONET Lite has no authentication: whoever sends a Set changes the appliance. S
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ..bounded import BoundedTable
 from ..echonet import DESCRIPTIVE_EPCS, PROPERTY_MAPS, SETS, Frame, matches
@@ -73,7 +73,13 @@ def _eoj(eoj: bytes) -> str:
     return eoj.hex()
 
 
+CONTROL: Final = "echonet_control"
+SWEEP: Final = "echonet_sweep"
+
+
 class EchonetDetector:
+    kinds = (CONTROL, SWEEP)  # the event kinds it reports
+
     def __init__(
         self, decoy_objects: tuple[bytes, ...], config: EchonetConfig | None = None
     ) -> None:
@@ -118,7 +124,7 @@ class EchonetDetector:
         state.last = now
         state.ip = ip
         self._note(state, frame, b"", eoj)
-        return self._detection("echonet_control", LEVEL_SESSION, mac, state, decoy=True)
+        return self._detection(CONTROL, LEVEL_SESSION, mac, state, decoy=True)
 
     def _sweep(
         self, now: float, mac: bytes, ip: bytes, dst: bytes, frame: Frame
@@ -130,7 +136,7 @@ class EchonetDetector:
         is_new = (dst, frame.deoj) not in state.objects
         self._note(state, frame, dst, frame.deoj)
         if state.reported:
-            return self._detection("echonet_sweep", LEVEL_SYN_SCAN, mac, state) if is_new else None
+            return self._detection(SWEEP, LEVEL_SYN_SCAN, mac, state) if is_new else None
         horizon = now - cfg.window_s
         for old in [key for key, seen in state.objects.items() if seen < horizon]:
             del state.objects[old]
@@ -138,7 +144,7 @@ class EchonetDetector:
             return None
         state.reported = True
         state.first = min(state.objects.values())
-        return self._detection("echonet_sweep", LEVEL_SYN_SCAN, mac, state)
+        return self._detection(SWEEP, LEVEL_SYN_SCAN, mac, state)
 
     def _new_controller(
         self, now: float, mac: bytes, ip: bytes, dst: bytes, frame: Frame
@@ -158,7 +164,7 @@ class EchonetDetector:
         state.last = now
         state.ip = ip
         self._note(state, frame, dst, frame.deoj)
-        return self._detection("echonet_control", LEVEL_SYN_SCAN, mac, state, decoy=False)
+        return self._detection(CONTROL, LEVEL_SYN_SCAN, mac, state, decoy=False)
 
     def _note(self, state: _Source, frame: Frame, dst: bytes, eoj: bytes) -> None:
         state.packets += 1

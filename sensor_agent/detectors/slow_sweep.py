@@ -15,8 +15,9 @@ What it counts, and why:
 * Probes of the node's ports, per kind (SYN, stealth, UDP): nothing legitimate touches the
   node, only the pace differs from a fast scan.
 
-It reports each kind once per episode (the fast detectors report the details of fast scans);
-an episode ends when the source has been quiet for a whole horizon.
+It reports each kind once per episode, and never an episode the fast detector of that kind
+already reported (it gives the details of fast scans: a second event for the same scan would
+be noise); an episode ends when the source has been quiet for a whole horizon.
 """
 
 from __future__ import annotations
@@ -110,17 +111,27 @@ class SlowSweepDetector:
         return sum(table.evictions for table in self.tables.values())
 
     def on_dark_arp(
-        self, now: float, mac: bytes, sender_ip: bytes | None, target: bytes
+        self,
+        now: float,
+        mac: bytes,
+        sender_ip: bytes | None,
+        target: bytes,
+        *,
+        fast: bool = False,
     ) -> Detection | None:
-        """An ARP request from ``mac`` for ``target``, an address no host is known to hold."""
-        return self._add(now, mac, sender_ip, "arp_scan", target)
+        """An ARP request from ``mac`` for ``target``, an address no host is known to hold.
+        ``fast``: the fast ARP scan detector reported this request (this episode is its)."""
+        return self._add(now, mac, sender_ip, "arp_scan", target, fast=fast)
 
-    def on_port(self, now: float, mac: bytes, ip: bytes, kind: str, port: int) -> Detection | None:
-        """A probe of ``port`` of the node (``kind``: syn_scan, stealth_scan or udp_scan)."""
-        return self._add(now, mac, ip, kind, port)
+    def on_port(
+        self, now: float, mac: bytes, ip: bytes, kind: str, port: int, *, fast: bool = False
+    ) -> Detection | None:
+        """A probe of ``port`` of the node (``kind``: syn_scan, stealth_scan or udp_scan).
+        ``fast``: the fast detector of ``kind`` reported this probe (this episode is its)."""
+        return self._add(now, mac, ip, kind, port, fast=fast)
 
     def _add(
-        self, now: float, mac: bytes, ip: bytes | None, kind: str, target: Any
+        self, now: float, mac: bytes, ip: bytes | None, kind: str, target: Any, *, fast: bool
     ) -> Detection | None:
         epoch = int(now // self._half)
         table = self.tables[kind]
@@ -139,6 +150,8 @@ class SlowSweepDetector:
             track.first = now
             track.probes = 1
             track.reported = False
+        if fast:
+            track.reported = True
         # bytes hash with the interpreter's per-process salt: a scanner cannot pick targets
         # that all fall on one bit (an int would hash to itself)
         key = target if isinstance(target, bytes) else int(target).to_bytes(2, "big")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sensor_agent.detectors.cache_exhaustion import CacheExhaustionDetector
 from sensor_agent.formats import mac_bytes
 from tests.agent.craft import ATTACKER_MAC, GW_IP, HOST_IP, HOST_MAC, T0, arp_request, make_pipeline
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 
 def test_claims_of_many_addresses_within_the_window() -> None:
@@ -27,6 +27,6 @@ def test_arp_claims_through_the_pipeline_but_not_a_host_repeating_its_own() -> N
         pipeline.feed(T0 + 60 + i * 0.01, arp_request(ATTACKER_MAC, ip, ip))
     assert ("cache_exhaustion", 2) in sink.kinds()
     event = next(e for e in sink.events if e["kind"] == "cache_exhaustion")
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert event["source"]["mac"] == ATTACKER_MAC
     assert len(event["evidence"]["claimed"]) == 16

@@ -15,7 +15,7 @@ from sensor_agent.config import AgentConfig, CaptureConfig, DecoyConfig, load
 from sensor_agent.formats import ip_bytes
 from sensor_agent.live import LiveAgent
 from tests.agent.craft import ATTACKER_MAC, T0, RecordingSink, arp_request, base_config
-from tests.contract import validate
+from tests.contract import validate, validate_from_pipeline
 
 
 def agent_config(ports: tuple[int, ...], **decoys: object) -> AgentConfig:
@@ -99,7 +99,7 @@ def test_unbindable_port_is_reported_and_the_others_work(busy_port: int) -> None
     assert session["evidence"]["port"] == working[0]
     assert session["evidence"]["sample"] == ".SMB negotiate"
     assert session["evidence"]["bytes"] == 14
-    validate("event", session)
+    validate_from_pipeline("event", session)
 
 
 def test_connect_scan_of_the_decoys_is_level_2() -> None:
@@ -202,7 +202,7 @@ def test_decoys_listen_on_the_nodes_ipv6_addresses_too() -> None:
             client.sendall(b"GET / HTTP/1.0\r\n\r\n")
             wait_for(lambda: any(e["kind"] == "session" for e in sink.events))
     session = next(e for e in sink.events if e["kind"] == "session")
-    validate("event", session)
+    validate_from_pipeline("event", session)
     assert session["source"]["mac"] == ATTACKER_MAC
     assert session["source"]["ipv6"] == ["::1"]
 

@@ -20,7 +20,7 @@ from tests.agent.craft import (
     dhcp_request,
     make_pipeline,
 )
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 
 def discover(ether_src: str, client_mac: str, giaddr: str = "0.0.0.0") -> bytes:
@@ -69,7 +69,7 @@ def test_starvation_from_one_sender_names_it() -> None:
         pipeline.feed(T0 + 1 + i * 0.01, discover(ATTACKER_MAC, f"02:aa:00:00:00:{i:02x}"))
     assert sink.kinds() == [("dhcp_starvation", 2)]
     event = sink.events[0]
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert event["source"]["mac"] == ATTACKER_MAC and event["source"]["ip"] == ATTACKER_IP
     assert event["evidence"]["scope"] == "source"
     assert event["evidence"]["client_count"] == 4
@@ -116,7 +116,7 @@ def test_rogue_server_offering_another_router_is_level_3_the_real_one_nothing() 
     pipeline.feed(T0 + 1, offer(ATTACKER_MAC, ATTACKER_IP, ATTACKER_IP, ATTACKER_IP))
     assert sink.kinds() == [("rogue_dhcp", 3)]
     event = sink.events[0]
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert event["source"]["ip"] == ATTACKER_IP
     evidence = event["evidence"]
     assert evidence["routers"] == [ATTACKER_IP] and evidence["old_mac"] == GW_MAC

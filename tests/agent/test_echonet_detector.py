@@ -22,7 +22,7 @@ from tests.agent.craft import (
     T0,
     make_pipeline,
 )
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 CONTROLLER = b"\x05\xff\x01"
 APPLIANCE_IP = "198.18.10.40"
@@ -66,7 +66,7 @@ def test_a_set_to_the_decoy_is_level_3() -> None:
     pipeline.feed(T0, el(ATTACKER_MAC, ATTACKER_IP, NODE_IP, setc(AIR_CONDITIONER, 0x80, b"\x30")))
     assert sink.kinds() == [("echonet_control", 3)]
     event = sink.events[0]
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert event["source"]["ip"] == ATTACKER_IP
     evidence = event["evidence"]
     assert evidence["services"] == ["SetC"] and evidence["epcs"] == [0x80]
@@ -85,7 +85,7 @@ def test_a_sweep_of_objects_is_level_2() -> None:
     for i, deoj in enumerate(classes):  # battery, water heater, smart meter, solar...
         pipeline.feed(T0 + i * 0.1, el(ATTACKER_MAC, ATTACKER_IP, NODE_IP, get(deoj, 0x9F)))
     assert sink.kinds() == [("echonet_sweep", 2)]
-    validate("event", sink.events[0])
+    validate_from_pipeline("event", sink.events[0])
     assert sink.events[0]["evidence"]["target_count"] == 4
 
 
@@ -112,7 +112,7 @@ def test_a_set_from_a_new_controller_after_learning_is_level_2() -> None:
     pipeline.feed(T0 + 300, frame)
     assert sink.kinds() == [("echonet_control", 2)]
     event = sink.events[0]
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert event["evidence"]["decoy"] is False
     assert event["evidence"]["objects"] == [f"{APPLIANCE_IP}/013001"]
     attacker_multicast = el(

@@ -20,7 +20,7 @@ from scapy.layers.l2 import Ether
 from sensor_agent.detectors.ipv6 import Ipv6Config
 from sensor_agent.formats import addr_bytes, mac_bytes
 from tests.agent.craft import ATTACKER_MAC, GW_MAC, HOST_MAC, NODE_MAC, T0, make_pipeline
-from tests.contract import validate
+from tests.contract import validate, validate_from_pipeline
 
 PREFIX = "fd00:db8:10::"
 NODE6 = PREFIX + "10"
@@ -68,7 +68,7 @@ def test_neighbour_solicitation_sweep_is_level_1() -> None:
         pipeline.feed(T0 + i * 0.1, ns(ATTACKER_MAC, ATTACKER6, f"{PREFIX}{100 + i:x}"))
     assert sink.kinds() == [("ipv6_sweep", 1)]
     event = sink.events[0]
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert event["source"]["mac"] == ATTACKER_MAC
     assert event["source"]["ipv6"][0] == ATTACKER6
     assert event["evidence"]["target_count"] == 10
@@ -118,7 +118,7 @@ def test_tcp_scan_of_the_node_over_ipv6_is_level_2_with_ipv6_identity() -> None:
         )
     assert sink.kinds() == [("syn_scan", 2)]
     source = sink.events[0]["source"]
-    validate("event", sink.events[0])
+    validate_from_pipeline("event", sink.events[0])
     assert source["ipv6"] == [ATTACKER6] and source["ip"] is None
 
 
@@ -130,7 +130,7 @@ def test_ndp_spoof_of_the_router_is_level_3_and_of_a_host_level_2() -> None:
     pipeline.feed(T0 + 1, na(ATTACKER_MAC, HOST6, lladdr=ATTACKER_MAC))
     assert sink.kinds() == [("ndp_spoof", 3)]  # then an update of the same kind, held back
     event = sink.events[0]
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert event["source"]["mac"] == ATTACKER_MAC
     evidence = event["evidence"]
     assert (evidence["ip"], evidence["old_mac"], evidence["is_gateway"]) == (GW_LL, GW_MAC, True)
@@ -155,7 +155,7 @@ def test_rogue_router_advertisement_is_level_3_but_not_the_router_or_a_border_ro
     pipeline.feed(T0 + 2, ra(ATTACKER_MAC, ATTACKER_LL))  # fake_router6
     assert sink.kinds() == [("rogue_ra", 3)]
     event = sink.events[0]
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert event["source"]["ipv6"][0] == ATTACKER_LL
     assert event["evidence"]["old_mac"] == GW_MAC
     assert event["evidence"]["prefixes"] == ["fd00:bad::"]

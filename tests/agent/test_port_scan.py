@@ -22,7 +22,7 @@ from tests.agent.craft import (
     make_pipeline,
     tcp,
 )
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 MAC = mac_bytes(ATTACKER_MAC)
 IP4 = ip_bytes(ATTACKER_IP)
@@ -94,7 +94,7 @@ def test_fin_null_and_xmas_scans_through_the_pipeline() -> None:
         pipeline.finish()
         assert set(sink.kinds()) == {("stealth_scan", 2)}, (name, sink.events)
         event = sink.events[0]
-        validate("event", event)
+        validate_from_pipeline("event", event)
         assert event["evidence"]["techniques"] == [name]
         assert event["source"]["mac"] == ATTACKER_MAC and event["source"]["ip"] == ATTACKER_IP
 
@@ -139,7 +139,7 @@ def test_decoy_source_addresses_are_attributed_to_the_sending_mac() -> None:
         for decoy in decoys:  # nmap -D: each probe from every decoy and from the real address
             pipeline.feed(T0 + 1, tcp(ip=decoy, dport=port, flags="F"))
     event = sink.events[0]
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert event["source"]["ip"] == ATTACKER_IP
     assert sorted(event["evidence"]["forged_ips"]) == sorted(set(decoys) - {ATTACKER_IP})
 
@@ -158,7 +158,7 @@ def test_scan_through_the_gateway_says_so() -> None:
     for port in (22, 80, 443):
         pipeline.feed(T0, tcp(GW_MAC, "203.0.113.9", port, flags="FPU"))
     event = sink.events[0]
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert event["source"]["mac"] == GW_MAC
     assert event["evidence"]["via_gateway"] is True
     assert event["evidence"]["source_ips"] == ["203.0.113.9"]
@@ -182,7 +182,7 @@ def test_an_ipv6_scan_by_a_host_known_only_by_its_ipv4_forges_nothing() -> None:
         )
         pipeline.feed(T0 + 1, bytes(frame))
     event = sink.events[0]
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert "forged_ips" not in event["evidence"]
     assert event["source"]["ip"] == ATTACKER_IP
     assert event["source"]["ipv6"] == ["fd00:db8:10::66"]

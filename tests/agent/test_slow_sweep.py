@@ -18,7 +18,7 @@ from tests.agent.craft import (
     make_pipeline,
     tcp,
 )
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 MAC = mac_bytes(ATTACKER_MAC)
 IP4 = ip_bytes(ATTACKER_IP)
@@ -94,7 +94,7 @@ def test_a_paced_arp_sweep_through_the_pipeline_but_not_a_host_resolving_its_pee
         pipeline.feed(start + 2 * i, arp_request(ATTACKER_MAC, ATTACKER_IP, f"198.18.10.{200 + i}"))
     assert sink.kinds() == [("arp_scan", 1)]
     event = sink.events[0]
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert event["evidence"]["slow"] is True
     assert event["source"]["ip"] == ATTACKER_IP
     took = datetime.fromisoformat(event["detected_at"]) - datetime.fromisoformat(
@@ -120,3 +120,16 @@ def test_raised_fast_thresholds_apply_to_slow_sweeps_too() -> None:
     for i in range(10):
         pipeline.feed(T0 + 60 * i, tcp(dport=2000 + i))
     assert sink.events == []
+
+
+def test_a_fast_scan_is_reported_by_the_fast_detector_alone() -> None:
+    # every detection an event: a slow report of the same scan would show as a second one
+    from sensor_agent.incidents import IncidentConfig
+
+    pipeline, sink = make_pipeline(incidents=IncidentConfig(update_interval_s=0))
+    for i in range(8):
+        pipeline.feed(T0 + 0.01 * i, tcp(dport=2000 + i))
+    for i in range(20):
+        pipeline.feed(T0 + 0.01 * i, arp_request(ATTACKER_MAC, ATTACKER_IP, f"198.18.10.{200 + i}"))
+    assert {kind for kind, _ in sink.kinds()} == {"syn_scan", "arp_scan"}
+    assert not any(event["evidence"].get("slow") for event in sink.events)

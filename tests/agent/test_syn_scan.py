@@ -13,7 +13,7 @@ from tests.agent.craft import (
     make_pipeline,
     tcp,
 )
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 MAC = mac_bytes(ATTACKER_MAC)
 IP = ip_bytes(ATTACKER_IP)
@@ -47,7 +47,7 @@ def test_ransomware_probe_through_the_pipeline() -> None:
     assert event["source"]["mac"] == ATTACKER_MAC
     assert event["source"]["ip"] == ATTACKER_IP
     assert event["evidence"]["ports"] == sorted(RANSOMWARE_PORTS)
-    validate("event", event)
+    validate_from_pipeline("event", event)
 
 
 def test_connect_scan_without_data_is_level_2_with_handshakes() -> None:
@@ -99,7 +99,7 @@ def test_decoy_sources_of_a_syn_scan_are_named_as_forged() -> None:
         for ip in (*decoys, ATTACKER_IP):  # nmap -sS -D: the decoys' SYNs, then its own
             pipeline.feed(1.0, tcp(ip=ip, dport=port))
     event = sink.events[0]
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert event["source"]["ip"] == ATTACKER_IP
     assert sorted(event["evidence"]["forged_ips"]) == sorted(decoys)
 

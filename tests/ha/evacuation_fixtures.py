@@ -19,7 +19,7 @@ from custom_components.lan_guard.const import (
     CONF_ISOLATE_ENTITIES,
     CONF_NOTIFY_TARGETS,
 )
-from custom_components.lan_guard.evacuation import EvacuationManager
+from custom_components.lan_guard.evacuation.runner import EvacuationRunner
 
 from .conftest import BASE, example, make_entry, publish, setup_entry
 
@@ -74,7 +74,7 @@ async def setup_appliances(hass: HomeAssistant) -> None:
 
 async def setup_evacuation(
     hass: HomeAssistant, mqtt_mock: Any, **options: Any
-) -> tuple[MockConfigEntry, EvacuationManager, FakeAgent, list[ServiceCall]]:
+) -> tuple[MockConfigEntry, EvacuationRunner, FakeAgent, list[ServiceCall]]:
     """Appliances, a phone, the fake agent and an entry with evacuation options."""
     await setup_appliances(hass)
     phone = async_mock_service(hass, "notify", PHONE)
@@ -87,9 +87,7 @@ async def setup_evacuation(
         **options,
     }
     entry = await setup_entry(hass, make_entry(**settings))
-    manager = entry.runtime_data.evacuation
-    assert manager is not None
-    return entry, manager, agent, phone
+    return entry, entry.runtime_data.evacuation, agent, phone
 
 
 def info_without_enforcer() -> dict[str, Any]:

@@ -60,7 +60,7 @@ def landed(name: str, raw: bytes) -> None:
 
 async def test_how_long_a_payload_holds_the_event_loop(hass: HomeAssistant) -> None:
     entry = await setup_entry(hass)
-    coordinator = entry.runtime_data
+    coordinator = entry.runtime_data.coordinator
     cases = [
         ("hosts: 100,000", "hosts", "hosts", hosts(100_000)),
         ("hosts: 4,096", "hosts", "hosts", hosts(4096)),

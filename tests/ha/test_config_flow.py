@@ -12,7 +12,7 @@ import pytest
 from homeassistant.components import mqtt
 from homeassistant.config_entries import SOURCE_MQTT, SOURCE_USER
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 from pytest_homeassistant_custom_component.common import (
     async_fire_mqtt_message,
@@ -286,7 +286,7 @@ async def test_options_set_notifications_key_allowlist_and_offline_limit(
             CONF_NOTIFY_TARGETS: ["mobile_app_pixel"],
             CONF_NOTIFY_LEVEL: "3",
             CONF_SIGNING_KEY: "  s3cret key ",
-            CONF_ALLOWLIST: ["AA-BB-CC-DD-EE-FF", "192.168.1.0/24", " ", "10.0.0.2"],
+            CONF_ALLOWLIST: "AA-BB-CC-DD-EE-FF\n192.168.1.0/24\n \n10.0.0.2",
             CONF_OFFLINE_MINUTES: 30.0,
         },
     )
@@ -310,11 +310,11 @@ async def test_options_refuse_a_bad_allowlist_entry_and_clear_the_key(
     entry = make_entry(**{CONF_SIGNING_KEY: "old"})
     entry.add_to_hass(hass)
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    user_input = {CONF_NOTIFY_LEVEL: "2", CONF_OFFLINE_MINUTES: 10, CONF_ALLOWLIST: ["kitchen"]}
+    user_input = {CONF_NOTIFY_LEVEL: "2", CONF_OFFLINE_MINUTES: 10, CONF_ALLOWLIST: "kitchen"}
     result = await hass.config_entries.options.async_configure(result["flow_id"], user_input)
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {CONF_ALLOWLIST: "invalid_allowlist"}
-    assert result["description_placeholders"] == {"entry": "kitchen"}
+    assert result["description_placeholders"]["entry"] == "kitchen"
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {CONF_NOTIFY_LEVEL: "2", CONF_OFFLINE_MINUTES: 10}
     )
@@ -339,13 +339,68 @@ async def test_options_name_a_bad_entry_of_the_evacuation_section(hass: HomeAssi
                 "evacuation_restore": "auto",
                 "quarantine_backend": "none",
                 "quarantine_block_state": "off",
-                "protected_hosts": ["the router"],
+                "protected_hosts": "the router",
             },
         },
     )
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"protected_hosts": "invalid_protected_hosts"}
-    assert result["description_placeholders"] == {"entry": "the router"}
+    assert result["description_placeholders"]["entry"] == "the router"
+
+
+@pytest.mark.usefixtures("mqtt_mock")
+async def test_phones_are_notify_actions_that_exist_companion_apps_first(
+    hass: HomeAssistant,
+) -> None:
+    for name in ("mobile_app_pixel", "family", "mobile_app_iphone"):
+        async_mock_service(hass, "notify", name)
+    # Not phones: the persistent notification is made anyway; send_message needs an entity.
+    async_mock_service(hass, "notify", "persistent_notification")
+    async_mock_service(hass, "notify", "send_message")
+    entry = make_entry(**{CONF_NOTIFY_TARGETS: ["notify.mobile_app_pixel", "notify.old_phone"]})
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    config = result["data_schema"].schema[CONF_NOTIFY_TARGETS].config
+    # What exists, companion apps first; a stored phone that is gone is shown to be taken out.
+    assert config["options"] == ["mobile_app_iphone", "mobile_app_pixel", "family", "old_phone"]
+    assert not config.get("custom_value")
+    suggested = {
+        str(key): key.description["suggested_value"]
+        for key in result["data_schema"].schema
+        if key.description
+    }
+    assert suggested[CONF_NOTIFY_TARGETS] == ["mobile_app_pixel", "old_phone"]
+    for not_offered in ("persistent_notification", "send_message", "nowhere"):
+        with pytest.raises(InvalidData):
+            await hass.config_entries.options.async_configure(
+                result["flow_id"],
+                {
+                    CONF_NOTIFY_TARGETS: [not_offered],
+                    CONF_NOTIFY_LEVEL: "2",
+                    CONF_OFFLINE_MINUTES: 10,
+                },
+            )
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_NOTIFY_TARGETS: ["mobile_app_pixel", "old_phone"],
+            CONF_NOTIFY_LEVEL: "2",
+            CONF_OFFLINE_MINUTES: 10,
+        },
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_NOTIFY_TARGETS: "unknown_notify_target"}
+    assert result["description_placeholders"]["entry"] == "notify.old_phone"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_NOTIFY_TARGETS: ["mobile_app_pixel", "family"],
+            CONF_NOTIFY_LEVEL: "2",
+            CONF_OFFLINE_MINUTES: 10,
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[CONF_NOTIFY_TARGETS] == ["mobile_app_pixel", "family"]
 
 
 @pytest.mark.usefixtures("mqtt_mock")

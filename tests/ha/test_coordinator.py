@@ -53,9 +53,14 @@ def now_ts() -> float:
     return dt_util.utcnow().timestamp()
 
 
+def agent_sign(payload: dict[str, Any], ts: float, topic: str = "event") -> dict[str, Any]:
+    """Signed by the agent's own code, for this agent's ``topic``, as on the wire."""
+    return agent_signing.sign(payload, KEY, ts, agent_id=AGENT, topic=topic)
+
+
 async def test_an_event_goes_everywhere_once(hass: HomeAssistant) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     bus = async_capture_events(hass, EVENT_LAN_GUARD)
     seen: list[LanGuardEvent] = []
     coordinator.async_add_event_listener(seen.append)
@@ -73,11 +78,13 @@ async def test_an_event_goes_everywhere_once(hass: HomeAssistant) -> None:
     assert bus[0].data["culprit"] == event["source"]
     assert bus[0].data["evidence"] == event["evidence"]
     assert bus[0].data["verdict"] == "alarm"  # the classifier's level prior
-    # The same event again (a QoS 1 redelivery or a replay) is dropped.
+    # The same event again (a QoS 1 redelivery, or published again on request) is dropped:
+    # a normal part of delivery, counted there, not a refused payload.
     publish(hass, "event", event)
     await hass.async_block_till_done()
     assert len(bus) == 1
-    assert coordinator.bad_payloads[BadPayload.REPLAYED] == 1
+    assert coordinator.delivery.duplicates == 1
+    assert not coordinator.bad_payloads
     await unload(hass, entry)
 
 
@@ -108,7 +115,7 @@ async def test_bad_payloads_are_refused_counted_and_logged_once(
     reason: BadPayload,
 ) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     entities = len(entity_registry.entities)
     states = {s.entity_id: s.state for s in hass.states.async_all()}
     caplog.clear()
@@ -131,37 +138,47 @@ async def test_bad_payloads_are_refused_counted_and_logged_once(
 
 async def test_with_a_key_only_signed_fresh_unique_payloads_pass(hass: HomeAssistant) -> None:
     entry = await setup_entry(hass, make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY}), online=False)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     publish(hass, "status", "online", retain=True)
-    # Signed by the agent's own code, as on the wire.
-    good = agent_signing.sign(make_event(), KEY, now_ts())
+    good = agent_sign(make_event(), now_ts())
     publish(hass, "event", good)
     unsigned = make_event()
     publish(hass, "event", unsigned)
-    forged = {**agent_signing.sign(make_event(), KEY, now_ts()), "level": 3}
+    forged = {**agent_sign(make_event(), now_ts()), "level": 3}
     publish(hass, "event", forged)
-    wrong_key = agent_signing.sign(make_event(), b"not the key", now_ts())
+    wrong_key = agent_signing.sign(
+        make_event(), b"not the key", now_ts(), agent_id=AGENT, topic="event"
+    )
     publish(hass, "event", wrong_key)
-    stale = agent_signing.sign(make_event(), KEY, now_ts() - 3600)
+    other_agent = agent_signing.sign(
+        make_event(), KEY, now_ts(), agent_id="pi-garage", topic="event"
+    )
+    publish(hass, "event", {**other_agent, "agent_id": AGENT})
+    other_topic = agent_sign(make_event(), now_ts(), topic="state")
+    publish(hass, "event", other_topic)
+    stale = agent_sign(make_event(), now_ts() - 3600)
     publish(hass, "event", stale)
-    publish(hass, "event", good)  # replayed
+    old_format = sign(make_event(), KEY, now_ts(), None, None)
+    publish(hass, "event", old_format)
+    publish(hass, "event", good)  # replayed: the same seq
     await hass.async_block_till_done()
     assert [e.id for e in coordinator.history] == [good["id"]]
     assert "sig" not in coordinator.history.get(good["id"]).payload  # type: ignore[union-attr]
     assert coordinator.bad_payloads == {
         BadPayload.SIGNATURE_MISSING: 1,
-        BadPayload.SIGNATURE_BAD: 2,
+        BadPayload.SIGNATURE_BAD: 4,
         BadPayload.STALE: 1,
-        BadPayload.REPLAYED: 1,
+        BadPayload.SIGNATURE_LEGACY: 1,
     }
+    assert coordinator.delivery.duplicates == 1
     # Retained payloads: a day old is fine, an older one than already seen is a replay.
-    old = sign(example("info"), KEY, now_ts() - 86_400)
-    publish(hass, "info", sign(example("info"), KEY, now_ts()), retain=True)
+    old = sign(example("info"), KEY, now_ts() - 86_400, AGENT, "info")
+    publish(hass, "info", sign(example("info"), KEY, now_ts(), AGENT, "info"), retain=True)
     publish(hass, "info", old)
     publish(hass, "info", example("info"))  # unsigned
     await hass.async_block_till_done()
     assert coordinator.info is not None
-    assert coordinator.bad_payloads[BadPayload.REPLAYED] == 2
+    assert coordinator.bad_payloads[BadPayload.REPLAYED] == 1
     assert coordinator.bad_payloads[BadPayload.SIGNATURE_MISSING] == 2
     await unload(hass, entry)
 
@@ -169,9 +186,9 @@ async def test_with_a_key_only_signed_fresh_unique_payloads_pass(hass: HomeAssis
 async def test_a_signature_is_checked_on_the_payload_as_sent(hass: HomeAssistant) -> None:
     """A contract-valid level of 2.0 is signed as 2.0; validation makes it 2 afterwards."""
     entry = await setup_entry(hass, make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY}))
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     event = {**make_event(), "level": 2.0}
-    publish(hass, "event", agent_signing.sign(event, KEY, now_ts()))
+    publish(hass, "event", agent_sign(event, now_ts()))
     await hass.async_block_till_done()
     assert BadPayload.SIGNATURE_BAD not in coordinator.bad_payloads
     accepted = coordinator.history.get(event["id"])
@@ -182,7 +199,7 @@ async def test_a_signature_is_checked_on_the_payload_as_sent(hass: HomeAssistant
 
 async def test_availability_follows_status_and_the_mqtt_connection(hass: HomeAssistant) -> None:
     entry = await setup_entry(hass, online=False)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     assert hass.states.get(THREAT).state == "unavailable"
     publish(hass, "status", "online", retain=True)
     await hass.async_block_till_done()
@@ -207,7 +224,7 @@ async def test_the_agents_state_closes_stale_incidents_but_not_newer_news(
     hass: HomeAssistant,
 ) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     start = datetime.now(UTC)
     old = make_event(level=2, detected_at=start)
     publish(hass, "event", old)
@@ -242,7 +259,7 @@ async def test_the_agents_state_closes_stale_incidents_but_not_newer_news(
 
 async def test_retained_topics_update_the_model(hass: HomeAssistant) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     publish(hass, "hosts", example("hosts"), retain=True)
     publish(hass, "quarantine", example("quarantine"), retain=True)
     publish(hass, "state", example("state"), retain=True)
@@ -264,7 +281,7 @@ async def test_commands_are_signed_and_results_reach_listeners(
     hass: HomeAssistant, mqtt_mock: Any
 ) -> None:
     entry = await setup_entry(hass, make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY}))
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     results: list[dict[str, Any]] = []
     coordinator.async_add_result_listener(results.append)
     command_id = await coordinator.async_send_command("quarantine", "b8:27:eb:4c:21:9a", None)
@@ -272,9 +289,11 @@ async def test_commands_are_signed_and_results_reach_listeners(
     assert (topic, qos, retain) == (f"{BASE}/command", 1, False)
     command = json.loads(raw)
     assert command["id"] == command_id
-    agent_signing.Verifier(KEY).verify(command, now=now_ts())
-    result = agent_signing.sign(
-        {"id": command_id, "ok": True, "error": None, "action": "quarantine"}, KEY, now_ts()
+    agent_signing.Verifier(KEY, agent_id=AGENT, topic="command").verify(command, now=now_ts())
+    result = agent_sign(
+        {"id": command_id, "ok": True, "error": None, "action": "quarantine"},
+        now_ts(),
+        topic="command/result",
     )
     publish(hass, "command/result", result)
     await hass.async_block_till_done()
@@ -284,7 +303,9 @@ async def test_commands_are_signed_and_results_reach_listeners(
 
 async def test_unsigned_commands_without_a_key(hass: HomeAssistant, mqtt_mock: Any) -> None:
     entry = await setup_entry(hass)
-    await entry.runtime_data.async_send_command("release", "b8:27:eb:4c:21:9a", "192.168.1.23")
+    await entry.runtime_data.coordinator.async_send_command(
+        "release", "b8:27:eb:4c:21:9a", "192.168.1.23"
+    )
     command = json.loads(mqtt_mock.async_publish.call_args.args[1])
     assert "sig" not in command
     assert command["ip"] == "192.168.1.23"
@@ -309,7 +330,7 @@ async def test_the_classifier_hook_sees_events_first_and_learns_labels(
     hass: HomeAssistant,
 ) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     classifier = FakeClassifier("alarm")
     coordinator.classifier = classifier
     seen: list[dict[str, Any] | None] = []
@@ -335,7 +356,7 @@ async def test_acknowledge_clears_the_threat_until_an_incident_escalates(
     hass: HomeAssistant,
 ) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     event = make_event(level=2)
     publish(hass, "event", event)
     await hass.async_block_till_done()
@@ -362,7 +383,7 @@ async def test_allowlisted_sources_are_no_threat(hass: HomeAssistant) -> None:
     entry = await setup_entry(hass, make_entry(allowlist=["192.168.1.0/24"]))
     publish(hass, "event", make_event(level=3, ip="192.168.1.40"))
     await hass.async_block_till_done()
-    assert entry.runtime_data.level == 3
+    assert entry.runtime_data.coordinator.level == 3
     assert hass.states.get(THREAT).state == "off"
     publish(hass, "event", make_event(level=3, ip="10.0.0.5"))
     await hass.async_block_till_done()
@@ -372,7 +393,7 @@ async def test_allowlisted_sources_are_no_threat(hass: HomeAssistant) -> None:
 
 async def test_host_left_is_information_not_an_incident(hass: HomeAssistant) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     publish(hass, "event", make_event("host_left", level=0))
     await hass.async_block_till_done()
     assert len(coordinator.history) == 1
@@ -395,7 +416,7 @@ async def test_subscription_is_reported_when_acknowledged(
 
     mqtt_client_mock.subscribe.side_effect = subscribe_without_ack
     entry = await setup_entry(hass)
-    subscribed = entry.runtime_data.subscribed
+    subscribed = entry.runtime_data.coordinator.subscribed
     async with asyncio.timeout(5):  # the MQTT client batches subscriptions after a cooldown
         await sent.wait()
     await hass.async_block_till_done()
@@ -416,7 +437,7 @@ async def test_a_late_event_does_not_reopen_an_incident_the_state_closed(
 ) -> None:
     """The agent publishes state and events on different topics; MQTT orders each topic only."""
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     start = datetime.now(UTC)
     publish(hass, "state", make_state([], updated_at=start + timedelta(seconds=60)))
     publish(hass, "event", make_event(level=2, detected_at=start))  # older than the state
@@ -447,7 +468,7 @@ async def test_a_failing_hook_never_costs_an_event_or_a_label(
     hass: HomeAssistant, caplog: pytest.LogCaptureFixture
 ) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     coordinator.classifier = BrokenClassifier()
 
     def broken_listener(event: LanGuardEvent) -> None:

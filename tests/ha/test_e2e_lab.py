@@ -129,9 +129,8 @@ async def test_scan_evacuates_quarantines_and_restores_when_the_culprit_leaves(
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
-    coordinator = entry.runtime_data
-    manager = coordinator.evacuation
-    assert manager is not None
+    coordinator = entry.runtime_data.coordinator
+    manager = entry.runtime_data.evacuation
     unsub_results = coordinator.async_add_result_listener(
         lambda result: timeline.append(
             (f"result:{result.get('action')}:{result['ok']}", time.time())

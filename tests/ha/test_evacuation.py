@@ -19,12 +19,13 @@ from custom_components.lan_guard.const import (
     EVENT_MOBILE_APP_NOTIFICATION_ACTION,
     Label,
 )
-from custom_components.lan_guard.evacuation import Phase, Reason, storage_key
-from custom_components.lan_guard.evacuation_notify import (
-    Choice,
+from custom_components.lan_guard.evacuation.machine import Choice
+from custom_components.lan_guard.evacuation.record import Phase, Reason
+from custom_components.lan_guard.evacuation.runner import (
     action_id,
     notification_id,
     parse_action,
+    storage_key,
 )
 from custom_components.lan_guard.models import LanGuardEvent
 
@@ -112,7 +113,7 @@ async def test_level_2_event_isolates_quarantines_notifies_then_restores_when_cu
     assert f"{CULPRIT_MAC} ({CULPRIT_IP})" in phone[-1].data["message"]
     steps = [event.data["message"] for event in logbook]
     assert steps[-2] == f"Culprit {CULPRIT_MAC} ({CULPRIT_IP}) left the network"
-    assert steps[-1].startswith("Service restored.")
+    assert steps[-1].startswith("Service restored (the culprit left the network).")
     assert manager.record.phase is Phase.IDLE
     await unload(hass, entry)
 
@@ -131,6 +132,7 @@ async def test_below_the_level_allowlisted_or_manual_policy_do_not_start(
     publish_event(hass, make_event("session", level=3))
     await hass.async_block_till_done()
     assert manager.active
+    await manager.async_stop()
     await unload(hass, entry)
 
     hass.config_entries.async_update_entry(
@@ -166,7 +168,9 @@ async def test_verdict_policy_reads_the_classifier_and_falls_back_to_the_level(
         hass, mqtt_mock, **{CONF_EVACUATION_TRIGGER: "verdict"}
     )
     # None: no classifier at all (the integration's own one is taken out).
-    entry.runtime_data.classifier = _Classifier(verdict) if verdict is not None else None
+    entry.runtime_data.coordinator.classifier = (
+        _Classifier(verdict) if verdict is not None else None
+    )
     publish_event(hass, make_event("arp_scan" if level == 1 else "syn_scan", level=level))
     await hass.async_block_till_done()
     assert manager.active is starts
@@ -208,6 +212,76 @@ async def test_confirm_policy_waits_for_the_owner_and_keep_holds_isolation(
     assert not manager.active
     assert hass.states.get(TV).state == "on"
     assert agent.actions()[-1] == ("release", CULPRIT_MAC)
+    await unload(hass, entry)
+
+
+async def test_alarm_after_the_culprit_left_has_a_defined_outcome_in_the_logbook(
+    hass: HomeAssistant, mqtt_mock: Any
+) -> None:
+    """The event notification asks "Normal or Alarm?"; the owner answers after the culprit
+    left. Evacuation stays waiting for the owner (no host_left would come again), says so in
+    the logbook and asks again where to restore."""
+    logbook = async_capture_events(hass, EVENT_LOGBOOK_ENTRY)
+    entry, manager, agent, phone = await setup_evacuation(
+        hass, mqtt_mock, **{CONF_EVACUATION_RESTORE: "confirm"}
+    )
+    event = make_event(level=2)
+    publish_event(hass, event)
+    await hass.async_block_till_done()
+    publish_event(hass, host_left())
+    await hass.async_block_till_done()
+    assert manager.record.phase is Phase.CULPRIT_LEFT
+    commands = len(agent.commands)
+
+    alarm = f"LAN_GUARD_ALARM_{event['id']}"  # the event notification's button
+    hass.bus.async_fire(EVENT_MOBILE_APP_NOTIFICATION_ACTION, {"action": alarm})
+    await hass.async_block_till_done()
+    assert manager.record.phase is Phase.CULPRIT_LEFT
+    assert hass.states.get(SWITCH).attributes["phase"] == "culprit_left"
+    assert len(agent.commands) == commands  # nobody to isolate
+    assert logbook[-1].data["message"] == (
+        f"You marked the activity of {CULPRIT_MAC} ({CULPRIT_IP}) as an alarm. It has already"
+        " left the network: there is nothing more to isolate."
+    )
+    assert logbook[-1].data["entity_id"] == SWITCH
+    asked = _ours(phone)[-1].data
+    assert asked["title"] == "LAN Guard: the culprit left"
+    assert [a["title"] for a in asked["data"]["actions"]] == ["Restore service"]
+    # The persistent notification has no buttons: it links to the inbox, which has them.
+    assert _notification(hass, entry.entry_id)["message"].endswith(
+        "[Answer in the LAN Guard inbox](/lan-guard)"
+    )
+    # ... and the owner's "Restore service" still ends it.
+    hass.bus.async_fire(
+        EVENT_MOBILE_APP_NOTIFICATION_ACTION,
+        {"action": action_id(Choice.RESTORE, entry.entry_id)},
+    )
+    await hass.async_block_till_done()
+    assert not manager.active
+    assert hass.states.get(TV).state == "on"
+    await unload(hass, entry)
+
+
+async def test_a_false_alarm_among_two_culprits_keeps_the_other_isolated(
+    hass: HomeAssistant, mqtt_mock: Any
+) -> None:
+    logbook = async_capture_events(hass, EVENT_LOGBOOK_ENTRY)
+    entry, manager, agent, _ = await setup_evacuation(hass, mqtt_mock)
+    other = "02:00:00:00:00:42"
+    first = make_event(level=2)
+    publish_event(hass, first)
+    publish_event(hass, make_event(level=3, mac=other, ip="192.168.1.42"))
+    await hass.async_block_till_done()
+    await hass.services.async_call(
+        DOMAIN, "label_event", {"event_id": first["id"], "verdict": "normal"}, blocking=True
+    )
+    await hass.async_block_till_done()
+    assert agent.actions()[-1] == ("release", CULPRIT_MAC)
+    assert list(manager.record.culprits) == [other]
+    assert manager.active and hass.states.get(TV).state == "off"
+    assert logbook[-1].data["message"] == (
+        f"{CULPRIT_MAC} ({CULPRIT_IP}) was a false alarm: its quarantine is lifted."
+    )
     await unload(hass, entry)
 
 
@@ -332,8 +406,11 @@ async def test_a_culprit_that_comes_back_is_quarantined_again(
     await hass.async_block_till_done()
     assert manager.record.phase is Phase.ACTIVE
     assert not manager.record.culprits[CULPRIT_MAC].left
+    assert _ours(phone)[-1].data["title"] == "LAN Guard: the culprit is back"
     assert (
-        _ours(phone)[-1].data["message"].startswith("pi-livingroom: the culprit is isolated again.")
+        _ours(phone)[-1]
+        .data["message"]
+        .startswith("pi-livingroom: a culprit that had left is back on the network.")
     )
     await unload(hass, entry)
 
@@ -371,7 +448,7 @@ async def test_a_failed_quarantine_is_retried_on_the_next_event_quietly(
     publish_event(hass, make_event(level=2))
     await hass.async_block_till_done()
     assert manager.record.culprits[CULPRIT_MAC].in_force
-    assert "isolated again" in _ours(phone)[-1].data["message"]
+    assert "the culprit is isolated now" in _ours(phone)[-1].data["message"]
     assert agent.actions() == [("quarantine", CULPRIT_MAC)] * 3
     await unload(hass, entry)
 

@@ -9,7 +9,8 @@ import pytest
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 
-from custom_components.lan_guard.evacuation import Reason
+from custom_components.lan_guard.evacuation.machine import QuarantineListed
+from custom_components.lan_guard.evacuation.record import Reason
 
 from .conftest import example, make_event, publish, unload
 from .evacuation_fixtures import CULPRIT_MAC, publish_event, setup_evacuation
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("mqtt_mock")
 async def test_a_quarantine_answered_after_the_timeout_is_released_on_restore(
     hass: HomeAssistant, mqtt_mock: Any
 ) -> None:
-    with patch("custom_components.lan_guard.evacuation.COMMAND_TIMEOUT", 0.05):
+    with patch("custom_components.lan_guard.evacuation.runner.COMMAND_TIMEOUT", 0.05):
         entry, manager, agent, _ = await setup_evacuation(hass, mqtt_mock)
     agent.answer = "silent"
     publish_event(hass, make_event(level=2))
@@ -28,7 +29,7 @@ async def test_a_quarantine_answered_after_the_timeout_is_released_on_restore(
     culprit = manager.record.culprits[CULPRIT_MAC]
     assert not culprit.in_force
     assert culprit.unsure
-    assert culprit.quarantine is not None and culprit.quarantine["reason"] == "timeout"
+    assert culprit.quarantine is not None and culprit.quarantine.reason == "timeout"
     # The agent applies the command late; its answer finds nobody waiting.
     late = {"id": agent.commands[0]["id"], "ok": True, "error": None}
     publish(hass, "command/result", late)
@@ -40,7 +41,7 @@ async def test_a_quarantine_answered_after_the_timeout_is_released_on_restore(
     await unload(hass, entry)
 
 
-async def test_a_failed_publish_is_released_on_unload(hass: HomeAssistant, mqtt_mock: Any) -> None:
+async def test_a_failed_publish_is_released_on_restore(hass: HomeAssistant, mqtt_mock: Any) -> None:
     entry, manager, agent, _ = await setup_evacuation(hass, mqtt_mock)
     answer = mqtt_mock.async_publish.side_effect
     mqtt_mock.async_publish.side_effect = HomeAssistantError("broker gone")
@@ -48,8 +49,9 @@ async def test_a_failed_publish_is_released_on_unload(hass: HomeAssistant, mqtt_
     await hass.async_block_till_done()
     assert manager.record.culprits[CULPRIT_MAC].unsure
     mqtt_mock.async_publish.side_effect = answer
-    await unload(hass, entry)
+    await manager.async_stop()
     assert agent.actions() == [("release", CULPRIT_MAC)]
+    await unload(hass, entry)
 
 
 async def test_a_culprit_the_agent_lists_as_quarantined_is_released(
@@ -99,8 +101,7 @@ async def test_a_stale_lost_quarantine_is_not_chased_once_released(
     await hass.async_block_till_done()
     # A stale empty payload is only acted upon under the lock, after the restore ran.
     await manager.async_stop(Reason.OWNER)
-    publish(hass, "quarantine", {**example("quarantine"), "hosts": []})
-    await manager._async_requarantine()
+    await manager.async_handle(QuarantineListed(frozenset()))
     await hass.async_block_till_done()
     assert agent.actions() == [("quarantine", CULPRIT_MAC), ("release", CULPRIT_MAC)]
     await unload(hass, entry)

@@ -11,7 +11,7 @@ from homeassistant.exceptions import ServiceValidationError
 
 from custom_components.lan_guard.const import CONF_QUARANTINE_BACKEND, DOMAIN
 
-from .conftest import unload
+from .conftest import example, publish, unload
 from .evacuation_fixtures import CULPRIT_IP, CULPRIT_MAC, TV, setup_evacuation
 
 pytestmark = pytest.mark.usefixtures("mqtt_mock")
@@ -38,6 +38,32 @@ async def test_start_with_a_culprit_then_stop(hass: HomeAssistant, mqtt_mock: An
     )
     assert manager.active and manager.record.culprits == {}
     assert hass.states.get(TV).state == "off"
+    await unload(hass, entry)
+
+
+async def test_start_by_mac_names_the_host_as_the_agent_knows_it(
+    hass: HomeAssistant, mqtt_mock: Any
+) -> None:
+    entry, manager, agent, phone = await setup_evacuation(hass, mqtt_mock)
+    publish(hass, "hosts", example("hosts"))
+    await hass.async_block_till_done()
+    await hass.services.async_call(
+        DOMAIN,
+        "start_evacuation",
+        {"config_entry_id": entry.entry_id, "mac": CULPRIT_MAC},
+        blocking=True,
+    )
+    culprit = manager.record.culprits[CULPRIT_MAC]
+    assert (culprit.ip, culprit.vendor, culprit.hostname) == (
+        CULPRIT_IP,
+        "Raspberry Pi Foundation",
+        "kids-laptop",
+    )
+    assert agent.commands[0]["ip"] == CULPRIT_IP  # the inventory's address
+    assert (
+        f"Culprit {CULPRIT_MAC} (IP {CULPRIT_IP}, vendor Raspberry Pi Foundation,"
+        " host name kids-laptop): quarantined (agent)."
+    ) in phone[-1].data["message"]
     await unload(hass, entry)
 
 
@@ -100,7 +126,7 @@ async def test_without_a_backend_nothing_is_quarantined(
         {"config_entry_id": entry.entry_id, "mac": CULPRIT_MAC},
         blocking=True,
     )
-    assert manager.backend is None
+    assert manager.policy.backend == "none"
     assert "no quarantine backend is configured" in phone[-1].data["message"]
     assert agent.commands == []
     await manager.async_stop()

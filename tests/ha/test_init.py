@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
@@ -17,6 +19,7 @@ from custom_components.lan_guard.coordinator import LanGuardCoordinator
 
 from .conftest import AGENT, BASE, example, make_entry, make_event, publish, setup_entry, unload
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 ENTITIES = [
     "binary_sensor.lan_guard_pi_livingroom_threat",
     "button.lan_guard_pi_livingroom_acknowledge",
@@ -37,7 +40,7 @@ async def test_setup_creates_one_device_with_its_entities(
 ) -> None:
     entry = await setup_entry(hass)
     assert entry.state is ConfigEntryState.LOADED
-    assert isinstance(entry.runtime_data, LanGuardCoordinator)
+    assert isinstance(entry.runtime_data.coordinator, LanGuardCoordinator)
     device = device_registry.async_get_device(identifiers={(DOMAIN, AGENT)})
     assert device is not None
     assert device.sw_version == example("info")["version"]
@@ -51,9 +54,30 @@ async def test_setup_creates_one_device_with_its_entities(
     await unload(hass, entry)
 
 
+async def test_the_readme_names_the_entities_as_they_are(
+    hass: HomeAssistant, mqtt_mock: Any, entity_registry: er.EntityRegistry
+) -> None:
+    """Its entity table: the real entity ids, and what stays usable while the agent is away."""
+    table = re.findall(
+        r"^\| `([a-z_]+\.lan_guard_<agent>_[a-z0-9_]+)` \|[^|]*\| (available|unavailable) \|$",
+        README.read_text(encoding="utf-8"),
+        re.MULTILINE,
+    )
+    readme = {entity.replace("<agent>", "pi_livingroom"): when for entity, when in table}
+    entry = await setup_entry(hass)
+    entities = er.async_entries_for_config_entry(entity_registry, entry.entry_id)
+    assert set(readme) == {e.entity_id for e in entities}
+    publish(hass, "status", "offline")
+    await hass.async_block_till_done()
+    for entity_id, when in readme.items():
+        unavailable = hass.states.get(entity_id).state == "unavailable"
+        assert unavailable is (when == "unavailable"), entity_id
+    await unload(hass, entry)
+
+
 async def test_unload_leaves_nothing_behind(hass: HomeAssistant, mqtt_mock: Any) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     listeners_before = hass.bus.async_listeners()
     assert any(c.args[0] == f"{BASE}/#" for c in mqtt_mock.async_subscribe.call_args_list)
     await unload(hass, entry)
@@ -73,6 +97,23 @@ async def test_unload_leaves_nothing_behind(hass: HomeAssistant, mqtt_mock: Any)
     assert len(coordinator.history) == 0
 
 
+async def test_a_failed_set_up_leaves_nothing_subscribed(
+    hass: HomeAssistant, mqtt_mock: Any
+) -> None:
+    entry = make_entry()
+    entry.add_to_hass(hass)
+    before = hass.bus.async_listeners().get("mobile_app_notification_action", 0)
+    with patch(
+        "custom_components.lan_guard.EvacuationRunner.async_setup",
+        side_effect=OSError("storage broken"),
+    ):
+        assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert hass.bus.async_listeners().get("mobile_app_notification_action", 0) == before
+    publish(hass, "event", make_event())  # reaches nobody
+    await hass.async_block_till_done()
+
+
 async def test_reload_keeps_history_and_entities(hass: HomeAssistant, mqtt_mock: Any) -> None:
     entry = await setup_entry(hass)
     publish(hass, "event", make_event(level=3))
@@ -80,7 +121,7 @@ async def test_reload_keeps_history_and_entities(hass: HomeAssistant, mqtt_mock:
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
-    assert len(entry.runtime_data.history) == 1
+    assert len(entry.runtime_data.coordinator.history) == 1
     assert len(hass.states.async_entity_ids()) >= len(ENTITIES)
     await unload(hass, entry)
 

@@ -204,7 +204,7 @@ async def test_a_payload_nested_10000_levels_is_refused_not_raised(
     hass: HomeAssistant, caplog: pytest.LogCaptureFixture
 ) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     deep = "[" * 10_000 + "]" * 10_000
     publish(hass, "state", deep)
     publish(hass, "info", f'{{"agent_id": "{AGENT}", "x": {deep}}}')
@@ -223,8 +223,10 @@ async def test_with_a_key_an_evidence_of_1e400_is_refused_not_raised(
     hass: HomeAssistant, caplog: pytest.LogCaptureFixture
 ) -> None:
     entry = await setup_entry(hass, make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY}), online=False)
-    coordinator: LanGuardCoordinator = entry.runtime_data
-    signed = json.dumps(agent_signing.sign(make_event(), KEY, dt_now()))
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
+    signed = json.dumps(
+        agent_signing.sign(make_event(), KEY, dt_now(), agent_id=AGENT, topic="event")
+    )
     assert '"rate": 4.0' in signed
     publish(hass, "event", signed.replace('"rate": 4.0', '"rate": 1e400'))
     publish(hass, "event", signed.replace('"rate": 4.0', '"rate": 4.0, "x": -1e400'))
@@ -241,7 +243,7 @@ async def test_an_event_nested_300_levels_is_refused_and_the_entry_unloads(
     hass: HomeAssistant, hass_storage: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     too_deep = make_event()
     too_deep["evidence"]["deep"] = nested(300)
     publish(hass, "event", too_deep)
@@ -264,7 +266,7 @@ async def test_huge_strings_and_integers_are_never_stored(
     hass: HomeAssistant, caplog: pytest.LogCaptureFixture
 ) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     five_mb = "x" * 5_000_000
     publish(hass, "event", make_event(source={**make_event()["source"], "hostname": five_mb}))
     publish(hass, "hosts", {**example("hosts"), "note": five_mb}, retain=True)
@@ -287,7 +289,7 @@ async def test_huge_strings_and_integers_are_never_stored(
 
 async def test_an_event_dated_9999_is_refused_and_opens_nothing(hass: HomeAssistant) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     far = make_event(level=3, kind="session")
     far.update(detected_at="9999-12-31T23:59:59Z", last_seen="9999-12-31T23:59:59Z")
     publish(hass, "event", far)
@@ -321,7 +323,7 @@ async def test_100000_hosts_are_refused_and_big_payloads_decoded_off_the_loop(
     hass: HomeAssistant,
 ) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     flood = json.dumps(many_hosts(100_000)).encode()
     assert len(flood) > intake.MAX_RETAINED_BYTES
     publish(hass, "hosts", flood)
@@ -360,7 +362,7 @@ async def test_a_failing_handler_is_counted_and_logged_never_raised(
     hass: HomeAssistant, caplog: pytest.LogCaptureFixture
 ) -> None:
     entry = await setup_entry(hass)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
 
     def broken(_result: dict[str, Any]) -> None:
         raise KeyError("a bug")
@@ -530,7 +532,8 @@ def messages(draw: st.DrawFn) -> tuple[str, bytes]:
     payload_of = topic if topic in TOPICS else "event"
     payload = valid_payload(payload_of) if source == "valid" else draw(mutated(payload_of))
     if isinstance(payload, dict) and draw(st.booleans()):  # signed as the agent signs
-        payload = agent_signing.sign(payload, KEY, dt_now() + draw(st.sampled_from([0, -1e6])))
+        when = dt_now() + draw(st.sampled_from([0, -1e6]))
+        payload = agent_signing.sign(payload, KEY, when, agent_id=AGENT, topic=topic)
     return topic, json.dumps(payload).encode()
 
 
@@ -558,7 +561,7 @@ async def test_fuzz_every_topic_of_a_loaded_entry(
     message: tuple[str, bytes],
 ) -> None:
     topic, raw = message
-    coordinator: LanGuardCoordinator = fuzz_entry.runtime_data
+    coordinator: LanGuardCoordinator = fuzz_entry.runtime_data.coordinator
     before = sum(coordinator.bad_payloads.values())
     caplog.clear()
     publish(hass, topic, raw)

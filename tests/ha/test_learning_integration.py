@@ -85,7 +85,7 @@ async def test_the_verdict_travels_with_the_event(hass: HomeAssistant) -> None:
     assert (attributes["verdict"], attributes["probability"]) == ("alarm", pytest.approx(0.9))
     culprit = hass.states.get(CULPRIT).attributes
     assert (culprit["verdict"], culprit["probability"]) == ("alarm", pytest.approx(0.9))
-    stored = entry.runtime_data.history.get(event["id"])
+    stored = entry.runtime_data.coordinator.history.get(event["id"])
     assert stored is not None
     assert stored.assessment == {
         "verdict": "alarm",
@@ -203,7 +203,7 @@ async def test_another_feature_version_starts_afresh(
     with caplog.at_level(logging.WARNING):
         await setup_entry(hass, entry)
     assert "feature version" in caplog.text
-    learner = entry.runtime_data.classifier
+    learner = entry.runtime_data.learner
     assert isinstance(learner, Learner)
     assert learner.reset_reason is not None
     assert learner.stats()["labels"] == 0
@@ -234,7 +234,7 @@ async def test_reset_export_and_import(hass: HomeAssistant) -> None:
     text = json.dumps(model)
     assert OWNER_LAPTOP not in text
     assert "192.168." not in text
-    for stored in entry.runtime_data.history:
+    for stored in entry.runtime_data.coordinator.history:
         assert stored.id not in text
 
     await hass.services.async_call(DOMAIN, "reset_model", {}, blocking=True)
@@ -273,7 +273,7 @@ async def test_a_classifier_failure_loses_no_event(
     hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     entry = await setup_entry(hass)
-    learner = entry.runtime_data.classifier
+    learner = entry.runtime_data.learner
     assert isinstance(learner, Learner)
 
     def broken(payload: dict[str, Any]) -> Any:
@@ -283,7 +283,7 @@ async def test_a_classifier_failure_loses_no_event(
     event = make_event("session", level=3)
     await deliver(hass, event)
     assert "classifier failed on event" in caplog.text
-    stored = entry.runtime_data.history.get(event["id"])
+    stored = entry.runtime_data.coordinator.history.get(event["id"])
     assert stored is not None
     assert stored.assessment is not None
     assert (stored.assessment["verdict"], stored.assessment["source"]) == ("alarm", "prior")
@@ -304,7 +304,4 @@ async def test_diagnostics_show_the_classifier(hass: HomeAssistant) -> None:
         DEFAULT_ALARM_FROM,
     )
     assert classifier["reset_reason"] is None
-    learner, entry.runtime_data.classifier = entry.runtime_data.classifier, None
-    assert (await async_get_config_entry_diagnostics(hass, entry))["classifier"] is None
-    entry.runtime_data.classifier = learner
     await unload(hass, entry)

@@ -13,6 +13,7 @@ from homeassistant.components.persistent_notification import (
 )
 from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_mock_service
 
@@ -21,13 +22,17 @@ from custom_components.lan_guard.const import (
     CONF_ALLOWLIST,
     CONF_NOTIFY_LEVEL,
     CONF_NOTIFY_TARGETS,
+    DOMAIN,
     Label,
 )
-from custom_components.lan_guard.models import LanGuardEvent
+from custom_components.lan_guard.models import IncidentView, LanGuardEvent
 from custom_components.lan_guard.notifications import (
+    Delivery,
+    Rendered,
     action_id,
     notification_id,
     parse_action,
+    push_decision,
     render,
     wanted,
 )
@@ -85,19 +90,27 @@ async def test_a_threat_notifies_the_phone_with_buttons(
     await unload(hass, entry)
 
 
-async def test_each_event_has_its_own_action_ids(
+async def test_the_buttons_judge_the_incidents_most_telling_event(
     hass: HomeAssistant, phone: list[ServiceCall]
 ) -> None:
     entry = await notify_setup(hass)
     incident = "c" * 32
-    publish(hass, "event", make_event(level=2, incident_id=incident))
-    publish(hass, "event", make_event(level=3, kind="session", incident_id=incident))
+    scan = make_event(level=2, incident_id=incident)
+    session = make_event(level=3, kind="session", incident_id=incident)
+    publish(hass, "event", scan)
     await hass.async_block_till_done()
-    actions = [a["action"] for call in phone for a in call.data["data"]["actions"]]
-    assert len(actions) == len(set(actions)) == 4
-    # One persistent notification per incident, showing the newest event.
-    notifications = _async_get_or_create_notifications(hass)
-    assert "level 3" in notifications[notification_id(incident)]["title"]
+    publish(hass, "event", session)
+    await hass.async_block_till_done()
+    actions = [[a["action"] for a in call.data["data"]["actions"]] for call in phone]
+    assert actions == [
+        [f"LAN_GUARD_NORMAL_{scan['id']}", f"LAN_GUARD_ALARM_{scan['id']}"],
+        [f"LAN_GUARD_NORMAL_{session['id']}", f"LAN_GUARD_ALARM_{session['id']}"],
+    ]
+    # Both arrive before the first notification is sent: it shows the incident as it is.
+    publish(hass, "event", make_event(level=2, incident_id="f" * 32))
+    publish(hass, "event", make_event(level=3, kind="session", incident_id="f" * 32))
+    await hass.async_block_till_done()
+    assert all("(level 3)" in call.data["title"] for call in phone[2:])
     await unload(hass, entry)
 
 
@@ -165,7 +178,7 @@ async def test_a_button_press_labels_the_event(
     alarm = phone[0].data["data"]["actions"][1]["action"]
     hass.bus.async_fire("mobile_app_notification_action", {"action": alarm})
     await hass.async_block_till_done()
-    stored = entry.runtime_data.history.get(event["id"])
+    stored = entry.runtime_data.coordinator.history.get(event["id"])
     assert stored.label is Label.ALARM
     assert stored.labelled_at is not None
     culprit = hass.states.get("sensor.lan_guard_pi_livingroom_last_culprit")
@@ -189,7 +202,7 @@ async def test_other_actions_are_ignored(hass: HomeAssistant, action: Any) -> No
     await hass.async_block_till_done()
     hass.bus.async_fire("mobile_app_notification_action", {"action": action})
     await hass.async_block_till_done()
-    assert entry.runtime_data.history.get(event["id"]).label is None
+    assert entry.runtime_data.coordinator.history.get(event["id"]).label is None
     await unload(hass, entry)
 
 
@@ -200,7 +213,7 @@ async def test_acknowledging_dismisses_the_incidents_notification(
     publish(hass, "event", make_event(level=2))
     await hass.async_block_till_done()
     assert len(_async_get_or_create_notifications(hass)) == 1
-    entry.runtime_data.async_acknowledge()
+    entry.runtime_data.coordinator.async_acknowledge()
     assert _async_get_or_create_notifications(hass) == {}
     await unload(hass, entry)
 
@@ -221,13 +234,167 @@ def test_the_classifiers_normal_verdict_is_not_notified() -> None:
     assert not wanted(event, 2, nobody)
 
 
-def test_an_arp_scan_tells_how_many_addresses() -> None:
-    texts = {
+def _texts() -> dict[str, str]:
+    return {
         f"component.lan_guard.common.{key}": text
         for key, text in json.loads(EN.read_text(encoding="utf-8"))["common"].items()
     }
-    event = LanGuardEvent(make_event("arp_scan", level=1), dt_util.utcnow())
-    title, summary, fields = render(texts, {}, event, "pi")
-    assert title == "LAN Guard: arp_scan (level 1)"  # no kind names given: the raw kind
-    assert summary == "pi detected arp_scan from kids-laptop."
-    assert ("Addresses probed", "48") in fields
+
+
+def _render(*events: dict[str, Any]) -> Rendered:
+    view = IncidentView.of([LanGuardEvent(event, dt_util.utcnow()) for event in events])
+    assert view is not None
+    return render(_texts(), {}, view, "pi")
+
+
+def test_an_arp_scan_tells_how_many_addresses() -> None:
+    shown = _render(make_event("arp_scan", level=1))
+    assert shown.title == "LAN Guard: arp_scan (level 1)"  # no kind names given: the raw kind
+    assert shown.summary == "pi detected arp_scan from kids-laptop."
+    assert ("Addresses probed", "48") in shown.fields
+    sample = ", ".join(f"192.168.1.{n}" for n in range(1, 7))
+    assert ("Addresses", f"{sample} and 42 more") in shown.fields
+    assert not any(name.startswith("Ports") for name, _ in shown.fields)
+
+
+def test_a_syn_scan_counts_ports_and_says_how_many_are_not_listed() -> None:
+    ports = list(range(1, 31))
+    event = make_event("syn_scan", level=2)
+    event["evidence"].update(ports=ports, target_count=30)
+    shown = _render(event)
+    listed = ", ".join(str(port) for port in ports[:20])
+    assert ("Ports", f"{listed} and 10 more") in shown.fields
+    assert ("Ports probed", "30") in shown.fields
+    assert not any(name == "Addresses probed" for name, _ in shown.fields)
+    # A short list is shown whole.
+    assert ("Ports", "554, 445, 9100, 80, 515, 139") in _render(make_event(level=2)).fields
+
+
+def test_a_long_sample_is_cut_with_an_ellipsis() -> None:
+    event = make_event("session", level=3)
+    event["evidence"]["sample"] = "A" * 200
+    assert ("Data sent", "A" * 79 + "…") in _render(event).fields
+
+
+def test_a_spray_lists_the_addresses_it_used() -> None:
+    fields = dict(_render(make_event("arp_spray", level=2)).fields)
+    assert fields["Addresses used"] == "10.4.17.203, 10.201.9.44, 10.77.130.5 and 61 more"
+
+
+def test_a_session_names_its_port_once() -> None:
+    event = make_event("session", level=3)
+    event["evidence"]["ports"] = [445]
+    names = [name for name, _ in _render(event).fields]
+    assert "Port" in names and "Ports" not in names
+    event["evidence"]["ports"] = [139, 445]
+    assert ("Ports", "139, 445") in _render(event).fields
+
+
+def test_flood_and_spoofing_show_their_own_evidence() -> None:
+    flood = dict(_render(make_event("flood", level=2)).fields)
+    assert flood["Frames per second"] == "12500"
+    spoof = dict(_render(make_event("arp_spoof", level=3)).fields)
+    assert spoof["Address claimed"] == "192.168.1.1"
+    assert spoof["MAC address it replaced"] == "a0:63:91:0e:12:34"
+
+
+async def test_an_incident_keeps_showing_its_most_severe_event(
+    hass: HomeAssistant, phone: list[ServiceCall]
+) -> None:
+    """A level-3 session, then the scan's level-2 update: still level 3, with the sample."""
+    entry = await notify_setup(hass)
+    incident = "d" * 32
+    session = make_event("session", level=3, incident_id=incident)
+    publish(hass, "event", session)
+    await hass.async_block_till_done()
+    publish(hass, "event", make_event("syn_scan", level=2, incident_id=incident))
+    await hass.async_block_till_done()
+
+    notifications = _async_get_or_create_notifications(hass)
+    assert list(notifications) == [notification_id(incident)]  # one, updated in place
+    persistent = notifications[notification_id(incident)]
+    assert persistent["title"] == "LAN Guard: Session with the monitoring node (level 3)"
+    assert "Also seen: SYN scan of the monitoring node." in persistent["message"]
+    assert "PC NETWORK PROGRAM 1.0" in persistent["message"]  # the level-3 sample
+    assert f"- **Event ID**: {session['id']}" in persistent["message"]
+    assert len(phone) == 2
+    update = phone[-1].data
+    assert update["title"] == persistent["title"]
+    assert "Data sent: ....SMBr" in update["message"]
+    assert update["data"]["tag"] == phone[0].data["data"]["tag"] == notification_id(incident)
+    # The buttons still judge the session; the update does not ring the phone again.
+    assert update["data"]["actions"][1]["action"] == f"LAN_GUARD_ALARM_{session['id']}"
+    assert update["data"]["alert_once"] is True
+    assert update["data"]["push"] == {"interruption-level": "passive"}
+    assert "alert_once" not in phone[0].data["data"]
+    # The last culprit is the incident's most severe event too.
+    culprit = hass.states.get("sensor.lan_guard_pi_livingroom_last_culprit")
+    assert culprit.attributes["kind"] == "session"
+    assert culprit.attributes["level"] == 3
+    assert culprit.attributes["kinds"] == ["session", "syn_scan"]
+    assert culprit.attributes["event_id"] == session["id"]
+    await unload(hass, entry)
+
+
+async def test_a_phone_is_alerted_again_only_when_the_incident_escalates(
+    hass: HomeAssistant, phone: list[ServiceCall]
+) -> None:
+    entry = await notify_setup(hass)
+    incident = "e" * 32
+    for kind, level in (("syn_scan", 2), ("syn_scan", 2), ("session", 3), ("syn_scan", 2)):
+        publish(hass, "event", make_event(kind, level=level, incident_id=incident))
+        await hass.async_block_till_done()
+    alerts = [call.data["data"].get("alert_once") is not True for call in phone]
+    assert alerts == [True, False, True, False]
+    assert push_decision(None, _view(2)) is Delivery.PUSH
+    assert push_decision(2, _view(2)) is Delivery.SILENT
+    assert push_decision(2, _view(3)) is Delivery.PUSH
+    await unload(hass, entry)
+
+
+def _view(level: int) -> IncidentView:
+    view = IncidentView.of([LanGuardEvent(make_event(level=level), dt_util.utcnow())])
+    assert view is not None
+    return view
+
+
+async def test_the_persistent_notification_says_where_to_answer(
+    hass: HomeAssistant, phone: list[ServiceCall]
+) -> None:
+    """It has no buttons: it links to the inbox at the event the buttons are for."""
+    entry = await notify_setup(hass)
+    incident = "a" * 32
+    session = make_event("session", level=3, incident_id=incident)
+    publish(hass, "event", session)
+    publish(hass, "event", make_event(level=2, incident_id=incident))
+    await hass.async_block_till_done()
+    message = _async_get_or_create_notifications(hass)[notification_id(incident)]["message"]
+    assert message.endswith(f"[Answer in the LAN Guard inbox](/lan-guard?event={session['id']})")
+    assert phone[-1].data["data"]["url"] == f"/lan-guard?event={session['id']}"
+    assert "LAN Guard inbox" not in phone[-1].data["message"]  # the phone has the buttons
+    await unload(hass, entry)
+
+
+async def test_a_failing_phone_raises_a_repair_issue_until_it_works(
+    hass: HomeAssistant, phone: list[ServiceCall], issue_registry: ir.IssueRegistry
+) -> None:
+    async_mock_service(
+        hass, "notify", "broken_phone", raise_exception=HomeAssistantError("phone is off")
+    )
+    entry = await setup_entry(
+        hass, make_entry(**{CONF_NOTIFY_TARGETS: ["broken_phone", "mobile_app_pixel"]})
+    )
+    publish(hass, "event", make_event(level=2))
+    await hass.async_block_till_done()
+    issue = issue_registry.async_get_issue(DOMAIN, f"notify_failed_{entry.entry_id}")
+    assert issue is not None
+    assert issue.translation_placeholders["targets"] == "notify.broken_phone (phone is off)"
+    hass.config_entries.async_update_entry(
+        entry, options={**entry.options, CONF_NOTIFY_TARGETS: ["mobile_app_pixel"]}
+    )
+    await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    publish(hass, "event", make_event(level=2))
+    await hass.async_block_till_done()
+    assert issue_registry.async_get_issue(DOMAIN, f"notify_failed_{entry.entry_id}") is None
+    await unload(hass, entry)

@@ -20,14 +20,14 @@ from custom_components.lan_guard.const import (
     CONF_QUARANTINE_BACKEND,
     CONF_QUARANTINE_ENTITIES,
 )
-from custom_components.lan_guard.quarantine import (
+from custom_components.lan_guard.evacuation.protected import ProtectedHosts
+from custom_components.lan_guard.evacuation.quarantine import (
     AgentEnforcer,
     EntityBlocker,
-    Outcome,
-    ProtectedHosts,
     interface_macs,
     parse_entity_map,
 )
+from custom_components.lan_guard.evacuation.record import Outcome
 
 from .conftest import BASE, example, make_event, publish, unload
 from .evacuation_fixtures import (
@@ -113,14 +113,14 @@ async def test_the_gateways_mac_is_never_quarantined(hass: HomeAssistant, mqtt_m
     publish_event(hass, make_event(level=2, mac=GATEWAY_MAC, ip="192.168.1.77"))
     await hass.async_block_till_done()
     culprit = manager.record.culprits[GATEWAY_MAC]
-    assert culprit.quarantine == Outcome(False, "protected_gateway").as_dict()
+    assert culprit.quarantine == Outcome(False, "protected_gateway")
     assert agent.actions() == []
     await unload(hass, entry)
 
 
 async def test_home_assistants_own_macs_are_protected(hass: HomeAssistant, mqtt_mock: Any) -> None:
     with patch(
-        "custom_components.lan_guard.evacuation.interface_macs", return_value=[HA_MAC]
+        "custom_components.lan_guard.evacuation.runner.interface_macs", return_value=[HA_MAC]
     ) as read:
         entry, manager, _, _ = await setup_evacuation(hass, mqtt_mock)
     assert read.call_args.args[0]  # the names of HA's network adapters
@@ -149,7 +149,7 @@ def test_entity_map_parsing() -> None:
 
 async def _agent_backend(hass: HomeAssistant, mqtt_mock: Any) -> tuple[Any, AgentEnforcer, Any]:
     entry, manager, agent, _ = await setup_evacuation(hass, mqtt_mock)
-    backend = manager.backend
+    backend = manager.backends["agent"]
     assert isinstance(backend, AgentEnforcer)
     return entry, backend, agent
 
@@ -185,7 +185,7 @@ async def test_agent_enforcer_answer_after_the_publish(hass: HomeAssistant, mqtt
 async def test_agent_enforcer_timeout_offline_no_enforcer_and_publish_failure(
     hass: HomeAssistant, mqtt_mock: Any
 ) -> None:
-    with patch("custom_components.lan_guard.evacuation.COMMAND_TIMEOUT", 0.05):
+    with patch("custom_components.lan_guard.evacuation.runner.COMMAND_TIMEOUT", 0.05):
         entry, backend, agent = await _agent_backend(hass, mqtt_mock)
     agent.answer = "silent"
     assert await backend.async_quarantine(CULPRIT_MAC, CULPRIT_IP) == Outcome(
@@ -227,7 +227,8 @@ async def test_router_entity_blocks_and_unblocks(hass: HomeAssistant, mqtt_mock:
             CONF_QUARANTINE_ENTITIES: [f"{CULPRIT_MAC} = input_boolean.laptop_allowed"],
         },
     )
-    assert isinstance(manager.backend, EntityBlocker)
+    assert isinstance(manager.backends["entity"], EntityBlocker)
+    assert manager.policy.backend == "entity"
     publish_event(hass, make_event(level=2))
     await hass.async_block_till_done()
     assert hass.states.get("input_boolean.laptop_allowed").state == "off"  # blocked

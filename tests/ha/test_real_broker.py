@@ -138,7 +138,7 @@ async def test_the_real_agent_drives_the_entities(
     entry = make_entry(**{CONF_SIGNING_KEY: KEY, CONF_NOTIFY_LEVEL: 2})
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     # Publishing before HA's subscription is acknowledged would lose the first messages.
     await asyncio.wait_for(coordinator.subscribed.wait(), timeout=10)
 
@@ -266,7 +266,7 @@ async def test_a_new_agent_is_discovered_from_its_retained_info(
     assert result["data"] == {"topic_prefix": PREFIX, "agent_id": "garage-pi"}
     entry = result["result"]
     await hass.async_block_till_done()
-    coordinator: LanGuardCoordinator = entry.runtime_data
+    coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     # The retained info, state and hosts reach the new entry; the agent is offline now.
     await until(
         lambda: coordinator.info is not None and coordinator.status == "offline",

@@ -87,7 +87,7 @@ async def test_the_fix_flow_sets_a_new_limit_and_rechecks(
     assert entry.options[CONF_OFFLINE_MINUTES] == 60
     # Reloaded: the issue is gone, and comes back only after the new limit.
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
-    assert entry.runtime_data.offline_minutes == 60
+    assert entry.runtime_data.coordinator.offline_minutes == 60
     await go_offline_for(hass, freezer, 30)
     assert issue_registry.async_get_issue(DOMAIN, issue_id) is None
     await go_offline_for(hass, freezer, 31)

@@ -29,7 +29,7 @@ async def test_label_event_stores_the_label_and_persists_it(
         {"event_id": event["id"].upper(), "verdict": "normal"},
         blocking=True,
     )
-    assert entry.runtime_data.history.get(event["id"]).label is Label.NORMAL
+    assert entry.runtime_data.coordinator.history.get(event["id"]).label is Label.NORMAL
     await unload(hass, entry)
     stored = hass_storage[f"{DOMAIN}.{entry.entry_id}"]["data"]["events"]
     assert stored[0]["label"] == "normal"

@@ -32,8 +32,8 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.lan_guard import untrusted
 from custom_components.lan_guard.const import CONF_NOTIFY_TARGETS, DOMAIN
-from custom_components.lan_guard.evacuation_notify import issue_id
-from custom_components.lan_guard.evacuation_notify import notification_id as evac_id
+from custom_components.lan_guard.evacuation.runner import issue_id
+from custom_components.lan_guard.evacuation.runner import notification_id as evac_id
 from custom_components.lan_guard.notifications import inbox_url, notification_id
 from custom_components.lan_guard.untrusted import inert, printable
 
@@ -204,7 +204,7 @@ async def test_event_notifications(hass: HomeAssistant, language: str) -> None:
     # The raw values stay in the data: attributes and the bus event are not markup.
     culprit = hass.states.get("sensor.lan_guard_pi_livingroom_last_culprit")
     assert culprit.attributes["hostname"] == benign[-1]["source"]["hostname"]
-    stored = entry.runtime_data.history.get(events[0]["id"])
+    stored = entry.runtime_data.coordinator.history.get(events[0]["id"])
     assert stored.source["hostname"] == INJECTIONS[0]
     await unload(hass, entry)
 

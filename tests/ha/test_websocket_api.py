@@ -149,8 +149,8 @@ async def test_labelling_from_the_inbox_teaches_the_classifier(
     assert response["success"], response
     assert response["result"]["event"]["label"] == "normal"
     assert response["result"]["agent"]["classifier"]["labels"] == 1
-    assert entry.runtime_data.classifier.stats()["labels_normal"] == 1
-    assert entry.runtime_data.history.get(syn["id"]).label == "normal"
+    assert entry.runtime_data.learner.stats()["labels_normal"] == 1
+    assert entry.runtime_data.coordinator.history.get(syn["id"]).label == "normal"
 
     unknown = await send(
         client, {"type": "lan_guard/label", "event_id": "e" * 32, "verdict": "alarm"}
@@ -171,7 +171,7 @@ async def test_a_host_leaving_is_not_a_question(
         client, {"type": "lan_guard/label", "event_id": left["id"], "verdict": "alarm"}
     )
     assert response["error"]["code"] == "not_found"
-    assert entry.runtime_data.history.get(left["id"]).label is None
+    assert entry.runtime_data.coordinator.history.get(left["id"]).label is None
     await unload(hass, entry)
 
 

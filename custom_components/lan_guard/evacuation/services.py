@@ -9,8 +9,8 @@ from homeassistant.core import HomeAssistant, ServiceCall, callback
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
-from .allowlist import normalize_entry
-from .const import (
+from ..allowlist import normalize_entry
+from ..const import (
     ATTR_CONFIG_ENTRY_ID,
     ATTR_IP,
     ATTR_MAC,
@@ -18,8 +18,9 @@ from .const import (
     SERVICE_START_EVACUATION,
     SERVICE_STOP_EVACUATION,
 )
-from .coordinator import LanGuardConfigEntry
-from .evacuation import EvacuationManager, Reason
+from ..runtime import LanGuardConfigEntry
+from .record import Host, Reason
+from .runner import EvacuationRunner
 
 
 def _mac(value: object) -> str:
@@ -46,7 +47,7 @@ START_SCHEMA = vol.Schema(
 STOP_SCHEMA = vol.Schema({vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string})
 
 
-def _manager(call: ServiceCall) -> EvacuationManager:
+def _runner(call: ServiceCall) -> EvacuationRunner:
     entry_id: str = call.data[ATTR_CONFIG_ENTRY_ID]
     entry: LanGuardConfigEntry | None = call.hass.config_entries.async_get_entry(entry_id)
     if entry is None or entry.domain != DOMAIN or entry not in _loaded(call.hass):
@@ -55,7 +56,6 @@ def _manager(call: ServiceCall) -> EvacuationManager:
             translation_key="entry_not_loaded",
             translation_placeholders={"entry_id": entry_id},
         )
-    assert entry.runtime_data.evacuation is not None
     return entry.runtime_data.evacuation
 
 
@@ -63,24 +63,33 @@ def _loaded(hass: HomeAssistant) -> list[LanGuardConfigEntry]:
     return hass.config_entries.async_loaded_entries(DOMAIN)
 
 
+def _known_host(runner: EvacuationRunner, mac: str, ip: str | None) -> Host:
+    """The host as the agent's inventory knows it (vendor, host name, its IP if none given)."""
+    hosts = runner.coordinator.hosts
+    for host in hosts["hosts"] if hosts is not None else []:
+        if host["mac"] == mac:
+            return Host(mac, ip or host.get("ip"), host.get("vendor"), host.get("hostname"))
+    return Host(mac, ip)
+
+
 async def _async_start(call: ServiceCall) -> None:
-    manager = _manager(call)
+    runner = _runner(call)
     mac: str | None = call.data.get(ATTR_MAC)
     if mac is None:
-        await manager.async_start(Reason.MANUAL)
+        await runner.async_start()
         return
-    ip: str | None = call.data.get(ATTR_IP)
-    if (refusal := manager.protected().reason(mac, ip)) is not None:
+    host = _known_host(runner, mac, call.data.get(ATTR_IP))
+    if (refusal := runner.protected().reason(host.mac, host.ip)) is not None:
         raise ServiceValidationError(
             translation_domain=DOMAIN,
             translation_key=f"protected_{refusal}",
-            translation_placeholders={"host": f"{mac} ({ip})" if ip else mac},
+            translation_placeholders={"host": f"{mac} ({host.ip})" if host.ip else mac},
         )
-    await manager.async_start(Reason.MANUAL, {"mac": mac, "ip": ip})
+    await runner.async_start(host)
 
 
 async def _async_stop(call: ServiceCall) -> None:
-    await _manager(call).async_stop(Reason.OWNER)
+    await _runner(call).async_stop(Reason.OWNER)
 
 
 @callback

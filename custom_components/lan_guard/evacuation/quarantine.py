@@ -1,8 +1,8 @@
-"""Quarantine of a culprit: the hosts never isolated, and the two backends that isolate.
+"""Quarantine of a culprit: the backends that isolate a host, and HA's own MACs.
 
 * ``AgentEnforcer``: the agent's nftables enforcer, commanded over MQTT (signed when a key
-  is set, see ``coordinator.async_send_command``); the answer on ``command/result`` is
-  awaited with a timeout.
+  is set) through a ``CommandChannel``; the answer on ``command/result`` is awaited with a
+  timeout.
 * ``EntityBlocker``: an entity of another integration that blocks a client on the owner's
   router (for example UniFi's per-client "block" switch, which is *off* while blocked),
   mapped per MAC in the options.
@@ -14,107 +14,32 @@ owner reads why a culprit was not isolated.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import voluptuous as vol
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 
-from .allowlist import Allowlist, normalize_entry
-from .const import APPLIANCE_TIMEOUT, COMMAND_TIMEOUT
-
-if TYPE_CHECKING:
-    from .coordinator import LanGuardCoordinator
+from ..allowlist import normalize_entry
+from ..const import (
+    ACTION_QUARANTINE,
+    ACTION_RELEASE,
+    APPLIANCE_TIMEOUT,
+    BACKEND_AGENT,
+    BACKEND_ENTITY,
+    CAPABILITY_ENFORCER,
+    COMMAND_TIMEOUT,
+)
+from .record import Outcome
 
 _ENTITY_ID = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 _RECENT_RESULTS = 64
 _SYS_NET = Path("/sys/class/net")
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a backend did: ``reason`` names why not (``common.quarantine_<reason>``)."""
-
-    ok: bool
-    reason: str | None = None
-    detail: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready (storage, entity attributes)."""
-        return {"ok": self.ok, "reason": self.reason, "detail": self.detail}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Outcome:
-        """Inverse of ``as_dict``."""
-        return cls(bool(data["ok"]), data.get("reason"), data.get("detail"))
-
-
-# --------------------------------------------------------------------- protected hosts
-
-
-@dataclass(frozen=True, slots=True)
-class ProtectedHosts:
-    """Hosts a quarantine must never touch, each group with the reason it is refused."""
-
-    gateway: Allowlist
-    agent_node: Allowlist
-    ha_host: Allowlist
-    protected: Allowlist
-    allowlist: Allowlist
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        info: dict[str, Any] | None,
-        ha_ips: Iterable[str],
-        protected: Iterable[str],
-        allowlist: Allowlist,
-        ha_macs: Iterable[str] = (),
-    ) -> ProtectedHosts:
-        """From the agent's info (gateway, node), HA's own addresses and the options.
-
-        Gateway and HA host are protected by MAC as well as by IP: a culprit can claim
-        either IP, not both identities.
-        """
-        info = info or {}
-        node = info.get("node") or {}
-        gateway = [info.get("gateway"), info.get("gateway_mac")]
-        return cls(
-            gateway=Allowlist.parse(value for value in gateway if value),
-            agent_node=Allowlist.parse(value for value in node.values() if value),
-            ha_host=Allowlist.parse([*ha_ips, *ha_macs]),
-            protected=Allowlist.parse(protected),
-            allowlist=allowlist,
-        )
-
-    def reason(self, mac: str, ip: str | None) -> str | None:
-        """Why ``mac``/``ip`` may not be quarantined (a reason key), or None."""
-        if mac == "00:00:00:00:00:00" or int(mac[:2], 16) & 1:
-            return "not_unicast"
-        if ip is not None:
-            address = ipaddress.ip_address(ip)
-            # As the agent's command handler: reserved includes 255.255.255.255.
-            if (
-                address.is_multicast
-                or address.is_unspecified
-                or address.is_loopback
-                or address.is_reserved
-            ):
-                return "not_unicast"
-        host = {"mac": mac, "ip": ip}
-        for reason in ("gateway", "agent_node", "ha_host", "protected", "allowlist"):
-            group: Allowlist = getattr(self, reason)
-            if group.contains(host):
-                return reason
-        return None
 
 
 def interface_macs(names: Iterable[str], sys_net: Path = _SYS_NET) -> list[str]:
@@ -138,6 +63,33 @@ def interface_macs(names: Iterable[str], sys_net: Path = _SYS_NET) -> list[str]:
 # --------------------------------------------------------------------- backends
 
 
+class CommandChannel(Protocol):
+    """What the enforcer backend may use of the agent: commands, their answers, its reports.
+
+    The coordinator is one; nothing else of it is within the backend's reach.
+    """
+
+    @property
+    def online(self) -> bool:
+        """The agent is online and HA's MQTT client connected."""
+
+    @property
+    def info(self) -> Mapping[str, Any] | None:
+        """The agent's retained info (capabilities)."""
+
+    @property
+    def quarantine(self) -> Mapping[str, Any] | None:
+        """The agent's retained quarantine payload (what its enforcer isolates)."""
+
+    async def async_send_command(self, action: str, mac: str, ip: str | None) -> str:
+        """Publish a command; returns its id."""
+
+    def async_add_result_listener(
+        self, listener: Callable[[dict[str, Any]], None]
+    ) -> CALLBACK_TYPE:
+        """Call ``listener`` with every accepted command result."""
+
+
 class QuarantineBackend(Protocol):
     """Isolates a host from the LAN and lets it back."""
 
@@ -157,16 +109,16 @@ class QuarantineBackend(Protocol):
 class AgentEnforcer:
     """The agent's nftables enforcer: a command over MQTT, its result awaited."""
 
-    name = "agent"
+    name = BACKEND_AGENT
 
-    def __init__(self, coordinator: LanGuardCoordinator, timeout: float = COMMAND_TIMEOUT) -> None:
+    def __init__(self, channel: CommandChannel, timeout: float = COMMAND_TIMEOUT) -> None:
         """Listen to the agent's command results from now on."""
-        self._coordinator = coordinator
+        self._channel = channel
         self._timeout = timeout
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         # A result can arrive before the publish returns; keep the latest few unclaimed ones.
         self._early: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._unsubscribe: CALLBACK_TYPE | None = coordinator.async_add_result_listener(
+        self._unsubscribe: CALLBACK_TYPE | None = channel.async_add_result_listener(
             self._async_result
         )
 
@@ -179,26 +131,33 @@ class AgentEnforcer:
 
     async def async_quarantine(self, mac: str, ip: str | None) -> Outcome:
         """Command ``quarantine`` and await the agent's answer."""
-        return await self._async_command("quarantine", mac, ip)
+        return await self._async_command(ACTION_QUARANTINE, mac, ip)
 
     async def async_release(self, mac: str, ip: str | None) -> Outcome:
         """Command ``release`` and await the agent's answer."""
-        return await self._async_command("release", mac, ip)
+        return await self._async_command(ACTION_RELEASE, mac, ip)
+
+    def listed(self) -> frozenset[str] | None:
+        """The MACs the agent's retained quarantine payload lists (None: not known)."""
+        payload = self._channel.quarantine
+        if payload is None:
+            return None
+        return frozenset(host["mac"] for host in payload["hosts"])
 
     async def _async_command(self, action: str, mac: str, ip: str | None) -> Outcome:
-        coordinator = self._coordinator
-        info = coordinator.info
-        if info is not None and "enforcer" not in info["capabilities"]:
+        channel = self._channel
+        info = channel.info
+        if info is not None and CAPABILITY_ENFORCER not in info["capabilities"]:
             return Outcome(False, "no_enforcer")
-        if not coordinator.online:
+        if not channel.online:
             return Outcome(False, "agent_offline")
         try:
-            command_id = await coordinator.async_send_command(action, mac, ip)
+            command_id = await channel.async_send_command(action, mac, ip)
         except (HomeAssistantError, vol.Invalid) as err:
             return Outcome(False, "publish_failed", str(err))
         result = self._early.pop(command_id, None)
         if result is None:
-            future: asyncio.Future[dict[str, Any]] = coordinator.hass.loop.create_future()
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             self._waiting[command_id] = future
             try:
                 async with asyncio.timeout(self._timeout):
@@ -247,7 +206,7 @@ def parse_entity_map(entries: Iterable[str]) -> dict[str, str]:
 class EntityBlocker:
     """A router integration's entity that blocks one client, mapped per MAC."""
 
-    name = "entity"
+    name = BACKEND_ENTITY
 
     def __init__(self, hass: HomeAssistant, mapping: dict[str, str], block_state: str) -> None:
         """``block_state`` is the state meaning "blocked" (``off`` for UniFi's switches)."""
@@ -286,3 +245,18 @@ class EntityBlocker:
             seen = state.state if state else None
             return Outcome(False, "entity_failed", f"{entity_id} is {seen}, not {target}")
         return Outcome(True)
+
+
+def build_backends(
+    hass: HomeAssistant,
+    channel: CommandChannel,
+    mapping: dict[str, str],
+    block_state: str,
+    timeout: float = COMMAND_TIMEOUT,
+) -> dict[str, QuarantineBackend]:
+    """Both backends, by name: a culprit is released by the one that quarantined it, even if
+    the options name another since."""
+    return {
+        BACKEND_AGENT: AgentEnforcer(channel, timeout),
+        BACKEND_ENTITY: EntityBlocker(hass, mapping, block_state),
+    }

@@ -1,0 +1,26 @@
+"""What one agent's config entry runs, built in one place (``async_setup_entry``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from homeassistant.config_entries import ConfigEntry
+
+from .coordinator import LanGuardCoordinator
+from .evacuation.runner import EvacuationRunner
+from .learner import Learner
+from .notifications import IncidentNotifier
+
+
+@dataclass(frozen=True, slots=True)
+class LanGuardData:
+    """``entry.runtime_data``: the agent's model, its classifier, notifier and evacuation."""
+
+    coordinator: LanGuardCoordinator
+    learner: Learner
+    notifier: IncidentNotifier
+    evacuation: EvacuationRunner
+
+
+LanGuardConfigEntry: TypeAlias = ConfigEntry[LanGuardData]

@@ -1,0 +1,194 @@
+"""The live feed: new events and audit rows, read from the database, pushed over SSE.
+
+The database is the one truth (any number of workers write it), so the console tails two
+tables by their integer keys. On PostgreSQL keys are handed out before commit, so a smaller
+key can become visible after a larger one: ``Tail`` remembers skipped keys ("holes") for a
+while and asks for them again, so a late commit is still shown; a hole that never fills (a
+rolled-back insert, a duplicate) is forgotten after ``hold_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from psoc.console.auth import Principal
+from psoc.store import Store, kinds_of
+
+_LOGGER = logging.getLogger(__name__)
+
+
+SAMPLE = 100
+
+
+class Tail:
+    """Which keys of a table to read next (pure; see the module doc)."""
+
+    def __init__(self, after: int, hold_s: float = 5.0, max_holes: int = 10_000) -> None:
+        self.after = after
+        self.hold_s = hold_s
+        self.max_holes = max_holes
+        self.holes: dict[int, float] = {}  # key -> when first missed
+
+    def seen(self, keys: Iterable[int], now: float) -> None:
+        for key in sorted(keys):
+            self.holes.pop(key, None)
+            if key > self.after:
+                for missing in range(self.after + 1, min(key, self.after + 1 + self.max_holes)):
+                    self.holes.setdefault(missing, now)
+                self.after = key
+        for key, since in list(self.holes.items()):
+            if now - since > self.hold_s:
+                del self.holes[key]
+        while len(self.holes) > self.max_holes:
+            self.holes.pop(min(self.holes))
+
+
+def incident_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """What the queue shows of an incident (strings stay strings: the page sets textContent)."""
+    return {
+        "id": row["id"],
+        "site_id": row["site_id"],
+        "agent_id": row["agent_id"],
+        "level": row["level"],
+        "status": row["status"],
+        "kinds": kinds_of(row["kinds"]),
+        "events": row["events"],
+        "mac": row["mac"],
+        "ip": row["ip"],
+        "vendor": row["vendor"],
+        "hostname": row["hostname"],
+        "received_at": row["received_at"],
+        "updated_at": row["updated_at"],
+        "verdict": row["verdict"],
+        "probability": row["probability"],
+        "isolation": row["isolation"],
+        "assignee": row["assignee"],
+    }
+
+
+class Hub:
+    """Polls the store and fans changes out to each connected browser's queue."""
+
+    def __init__(
+        self, store: Store, interval_s: float = 0.1, clock: Callable[[], float] | None = None
+    ) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self._clock = clock or time.time
+        self._subscribers: dict[asyncio.Queue[dict[str, Any]], Principal] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._events: Tail | None = None
+        self._actions: Tail | None = None
+
+    async def start(self) -> None:
+        events, actions = await run_in_threadpool(self.store.last_ids)
+        self._events, self._actions = Tail(events), Tail(actions)
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def subscribe(self, user: Principal) -> asyncio.Queue[dict[str, Any]]:
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=256)
+        self._subscribers[q] = user
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        self._subscribers.pop(q, None)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._tick()
+            except Exception:  # the feed must outlive a database hiccup
+                _LOGGER.exception("live feed poll failed")
+            await asyncio.sleep(self.interval_s)
+
+    async def _tick(self) -> None:
+        assert self._events is not None and self._actions is not None
+        events = await run_in_threadpool(
+            self.store.tail, "events", self._events.after, list(self._events.holes)
+        )
+        actions = await run_in_threadpool(
+            self.store.tail, "actions", self._actions.after, list(self._actions.holes), 1000
+        )
+        now = self._clock()
+        self._events.seen((e.id for e in events), now)
+        self._actions.seen((a.id for a in actions), now)
+        if (not events and not actions) or not self._subscribers:
+            return
+        actions = [a._mapping for a in actions]
+        touched = {(e.site_id, e.incident_id) for e in events}
+        incidents = [
+            incident_summary(r)
+            for r in await run_in_threadpool(self.store.incidents_by_key, touched)
+        ]
+        by_pk = {a["incident"] for a in actions if a["incident"]} - {i["id"] for i in incidents}
+        incidents += [
+            incident_summary(r) for r in await run_in_threadpool(self.store.incidents_by_pk, by_pk)
+        ]
+        # a person reads a few lines a second: at most SAMPLE events per update and user,
+        # spread evenly over what arrived, and how many there were
+        samples: dict[asyncio.Queue[dict[str, Any]], list[int]] = {}
+        totals: dict[asyncio.Queue[dict[str, Any]], int] = {}
+        for q, user in self._subscribers.items():
+            visible = [e.id for e in events if user.may_see(e.site_id)]
+            totals[q] = len(visible)
+            samples[q] = visible[:: len(visible) // SAMPLE + 1]
+        wanted = {key for ids in samples.values() for key in ids}
+        details = {
+            e["id"]: _event(e) for e in await run_in_threadpool(self.store.events_by_id, wanted)
+        }
+        for q, user in list(self._subscribers.items()):
+            message = {
+                "events": [details[key] for key in samples.get(q, []) if key in details],
+                "events_total": totals.get(q, 0),
+                "incidents": [i for i in incidents if user.may_see(i["site_id"])],
+                "actions": [
+                    _action(a)
+                    for a in actions
+                    if user.operator or (a["site_id"] and user.may_see(a["site_id"]))
+                ],
+            }
+            if not (message["events"] or message["incidents"] or message["actions"]):
+                continue
+            try:
+                q.put_nowait(message)
+            except asyncio.QueueFull:  # a stalled browser: drop it, EventSource reconnects
+                self.unsubscribe(q)
+
+
+def _event(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: row[k]
+        for k in (
+            "id",
+            "site_id",
+            "event_id",
+            "agent_id",
+            "incident",
+            "kind",
+            "level",
+            "mac",
+            "ip",
+            "detected_at",
+            "stored_at",
+        )
+    }
+
+
+def _action(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: row[k]
+        for k in ("id", "at", "actor", "action", "site_id", "incident", "detail", "result")
+    }
