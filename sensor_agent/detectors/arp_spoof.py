@@ -3,7 +3,8 @@
 The bindings, their protection against sprays and the claims are the mechanism ARP shares
 with Neighbour Discovery (:mod:`.bindings`). Here: the gateway's IP is the protected address
 (level 3); its binding, configured or the first claim the gateway's IP made for itself, is
-pinned, and a configured one never moves.
+pinned and never moves: a claim by another MAC is a level 3 spoof every time, however long
+the gateway has been silent.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ NO_IP = b"\x00\x00\x00\x00"
 class ArpSpoofConfig:
     # 300 s: a device that has said nothing for 5 minutes may have left and its DHCP lease
     # gone to another device; a spoofer races a live owner that answers within seconds.
+    # Never for the gateway's address: its binding does not move.
     hold_s: float = 300.0
     max_bindings: int = 4096
 

@@ -1,19 +1,27 @@
 """Address -> MAC bindings as claims announce them: the mechanism of ARP and NDP spoofing.
 
 ARP (IPv4) and Neighbour Discovery (IPv6) carry the same unauthenticated claim, "address X
-is at MAC Y". The first MAC heard claiming an address for itself owns it; ownership moves to
-another MAC only after the owner has been silent for ``hold_s`` (a device left and its
-address went to another one). Until then every claim by another MAC is a detection of the
-frame's sender, so the real owner, which keeps answering too, is never the one accused. The
-addresses of the LAN's gateway (router) are what an attacker in the middle claims, hence
-level 3 for them and 2 for any other address.
+is at MAC Y". The first MAC heard claiming an address for itself owns it; ownership of an ordinary
+address moves to another MAC only after the owner has been silent for ``hold_s`` (a device
+left and its address went to another one). Until then every claim by another MAC is a
+detection of the frame's sender, so the real owner, which keeps answering too, is never the
+one accused. The addresses of the LAN's gateway (router) are what an attacker in the middle
+claims, hence level 3 for them and 2 for any other address.
+
+The gateway's bindings never move by themselves, however long the router is quiet: an
+attacker who waits until the router has said nothing for a while (it only speaks when asked)
+would otherwise be adopted as the gateway, and from then on the real router would be the
+one reported, and the attacker protected from quarantine as the gateway. A router that
+really was replaced is reported as a spoof, every time, until the owner says so (the
+configured ``gateway_mac``, or a restart of the agent, which learns the gateway again).
 
 What a spray of forged claims cannot do:
 
 * only a claim a host makes for itself (the frame's source MAC is the claimed MAC) creates,
   refreshes or moves a binding, so claims on behalf of other MACs never write one;
-* the gateway's bindings are pinned (never evicted) and those of the router's MAC never move
-  to another MAC, however quiet it is; a configured binding never moves either;
+* the gateway's bindings are pinned (never evicted); neither the gateway's addresses nor
+  those of the router's MAC ever move to another MAC, however quiet it is; a configured
+  binding never moves either;
 * the other bindings live in a :class:`BoundedTable`, where one-frame claims only push out
   each other, and a binding the caller's ``keep`` names (a host the inventory knows) is
   never pushed out.
@@ -121,7 +129,8 @@ class SpoofDetector:
                     bindings.touch(ip)
             return None
         routers = router is not None and binding.mac == router
-        if own and not routers and ip not in self._fixed and now - binding.last > self.hold_s:
+        held = gateway_address or routers or ip in self._fixed  # the gateway's: never moves
+        if own and not held and now - binding.last > self.hold_s:
             bindings.discard(ip)  # the owner left: a new owner, on probation again
             self._bind(ip, Binding(now, claimed_mac), protect)
             return None

@@ -41,9 +41,9 @@ class Ipv6Config:
     # Spoofing: as arp_spoof.hold_s (a device silent 5 minutes may have gone).
     hold_s: float = 300.0
     max_bindings: int = 4096
-    # The LAN's router is re-learned only after 30 minutes without its advertisements
-    # (routers advertise at least every 10 minutes: three missed).
-    router_hold_s: float = 1800.0
+    # A rogue advertiser quiet for 30 minutes starts a new episode (routers advertise at
+    # least every 10 minutes: three missed). The LAN's router itself is never re-learned.
+    advert_window_s: float = 1800.0
 
 
 class _Sweep:
@@ -166,9 +166,11 @@ class RogueRaDetector:
 
     def __init__(self, config: Ipv6Config | None = None) -> None:
         self.config = config or Ipv6Config()
-        self.router: Binding | None = None  # the first router heard, when none is configured
+        # The first router heard, when the IPv4 gateway's MAC is not known: kept for good, as
+        # the gateway's ARP binding (a quiet router is not replaced by the next advertiser).
+        self.router: Binding | None = None
         self.adverts: BoundedTable[_Advert] = BoundedTable(
-            256, self.config.router_hold_s, remember=False
+            256, self.config.advert_window_s, remember=False
         )
 
     def router_mac(self, gateway_mac: bytes | None) -> bytes | None:
@@ -192,9 +194,7 @@ class RogueRaDetector:
             return None
         router = self.router
         if gateway_mac is None:
-            if router is None or (
-                router.mac != mac and now - router.last > self.config.router_hold_s
-            ):
+            if router is None:
                 self.router = router = Binding(now, mac)
             expected = router.mac
         else:
@@ -203,7 +203,9 @@ class RogueRaDetector:
             if router is not None and router.mac == mac:
                 router.last = now
             return None
-        advert = self.adverts.current(mac, now, self.config.router_hold_s, lambda: _Advert(now, ip))
+        advert = self.adverts.current(
+            mac, now, self.config.advert_window_s, lambda: _Advert(now, ip)
+        )
         advert.last = now
         advert.ip = ip
         advert.packets += 1

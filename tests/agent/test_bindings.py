@@ -29,6 +29,20 @@ def test_the_routers_binding_is_pinned_outlives_a_spray_and_never_moves() -> Non
     assert det.claim(T0 + 10_001, ROUTER, ROUTER, ROUTER_LL, router=ROUTER) is None
 
 
+def test_the_gateways_address_never_moves_and_every_claim_of_it_is_level_3() -> None:
+    gateway = addr_bytes("192.0.2.1")
+    det = SpoofDetector("arp_spoof", hold_s=10, max_bindings=64)
+    assert det.claim(T0, ROUTER, ROUTER, gateway, gateway_address=True) is None
+    for i in range(1, 4):  # the router silent a thousand times hold_s
+        found = det.claim(T0 + i * 10_000, ATTACKER, ATTACKER, gateway, gateway_address=True)
+        assert found is not None and (found.mac, found.level) == (ATTACKER, 3)
+    assert det.mac_of(gateway) == ROUTER
+    # an ordinary address does move once its owner has been silent for hold_s
+    det.claim(T0, HOST, HOST, addr_bytes("192.0.2.31"))
+    assert det.claim(T0 + 11, ATTACKER, ATTACKER, addr_bytes("192.0.2.31")) is None
+    assert det.mac_of(addr_bytes("192.0.2.31")) == ATTACKER
+
+
 def test_a_router_known_only_after_its_address_is_pinned_by_its_next_claim() -> None:
     det = SpoofDetector("ndp_spoof", hold_s=10, max_bindings=64)
     det.claim(T0, ROUTER, ROUTER, ROUTER_LL)  # before any advertisement named the router

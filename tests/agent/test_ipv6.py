@@ -19,6 +19,7 @@ from scapy.layers.l2 import Ether
 
 from sensor_agent.detectors.ipv6 import Ipv6Config
 from sensor_agent.formats import addr_bytes, mac_bytes
+from sensor_agent.incidents import IncidentConfig
 from tests.agent.craft import ATTACKER_MAC, GW_MAC, HOST_MAC, NODE_MAC, T0, make_pipeline
 from tests.contract import validate, validate_from_pipeline
 
@@ -168,6 +169,21 @@ def test_without_a_known_gateway_the_first_router_heard_is_the_router() -> None:
     assert sink.events == []
     pipeline.feed(T0 + 601, ra(ATTACKER_MAC, ATTACKER_LL))
     assert sink.kinds() == [("rogue_ra", 3)]
+
+
+def test_the_first_router_heard_is_kept_however_long_it_is_silent() -> None:
+    pipeline, sink = make_pipeline(
+        node_ip6=(addr_bytes(NODE6),), incidents=IncidentConfig(update_interval_s=0)
+    )
+    pipeline.feed(T0, ra(GW_MAC, GW_LL))
+    day = 86_400.0  # the router says nothing for days (a lost advertisement or a few)
+    for i in range(1, 4):
+        pipeline.feed(T0 + i * day, ra(ATTACKER_MAC, ATTACKER_LL))
+    pipeline.feed(T0 + 4 * day, na(ATTACKER_MAC, GW_LL, lladdr=ATTACKER_MAC))
+    found = [e for e in sink.events if e["kind"] != "host_left"]  # (the quiet router left)
+    # every advertisement reported, never taken for the router; its address still its own
+    assert [(e["kind"], e["level"]) for e in found] == [("rogue_ra", 3)] * 3 + [("ndp_spoof", 3)]
+    assert {e["source"]["mac"] for e in found} == {ATTACKER_MAC}
 
 
 @given(st.binary(max_size=160), st.sampled_from([58, 6, 17, 0, 44]))
