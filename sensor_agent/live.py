@@ -21,7 +21,7 @@ from .capture import ArpProber, LiveCapture, kernel_arp_lookup
 from .config import AgentConfig
 from .contract import BASE_CAPABILITIES, CAPABILITY_DECOYS
 from .decoys import Decoys, EchonetDecoy
-from .formats import addr_bytes
+from .formats import addr_bytes, mac_str
 from .pipeline import Pipeline, info_payload
 from .sinks import Sink
 
@@ -129,7 +129,27 @@ class LiveAgent:
                 self._probe_dhcp(now)
                 pipeline.tick(now)
                 if self._info_gateway_mac is None and pipeline.gateway_mac() is not None:
+                    self._gateway_learnt()
                     self._publish_info()  # heard from the gateway's first ARP reply
+
+    def _gateway_learnt(self) -> None:
+        """The gateway's MAC, learnt from its first claim, is kept until the agent restarts:
+        say which it is, and loudly when the node's own ARP table named another at start
+        (the router replaced while the node was down, or one of them is a spoofer)."""
+        learnt, kernel = self.pipeline.gateway_mac(), self.kernel_gateway_mac
+        if learnt is None or self.config.pipeline.gateway_mac is not None:
+            return
+        if kernel is not None and kernel != learnt:
+            log.warning(
+                "the gateway's MAC is now %s, first heard on the LAN, but the node's ARP table "
+                "had %s at start: if %s is not your router, set network.gateway_mac to the "
+                "router's MAC and restart the agent",
+                mac_str(learnt),
+                mac_str(kernel),
+                mac_str(learnt),
+            )
+        else:
+            log.info("the gateway's MAC is %s (first heard; kept until restart)", mac_str(learnt))
 
     def _probe_dhcp(self, now: float) -> None:
         interval = self.config.pipeline.dhcp.probe_interval_s
