@@ -665,3 +665,24 @@ def test_any_valid_event_gives_bounded_finite_features(
     assert np.all(np.isfinite(x))
     assert np.all(x >= -1.0)
     assert np.all(x <= 2.0)
+
+
+def test_kinds_of_version_3_count_as_the_kind_they_resemble() -> None:
+    evidence = {"ports": [22, 80, 443], "slow": True, "rate": 0.02}
+    stealth = make_event("stealth_scan", evidence=evidence)
+    assert not errors("event", stealth)
+    x = extract(stealth, History())
+    assert x[INDEX["kind_port_scan"]] == 1.0
+    assert x[INDEX["slow_probe"]] == 1.0  # paced, as the agent says
+    udp = make_event("udp_scan", evidence={"ports": [53]})
+    assert event_shape(udp).bucket == event_shape(stealth).bucket == "port_scan"
+    decoy = extract(make_event("echonet_control", level=3, evidence={"decoy": True}), History())
+    assert decoy[INDEX["kind_session"]] == 1.0
+    claims = extract(make_event("cache_exhaustion", evidence={"target_count": 214}), History())
+    assert claims[INDEX["kind_spray"]] == 1.0  # many addresses claimed by one sender
+    for kind, bucket in (
+        ("ipv6_sweep", "sweep"),
+        ("rogue_ra", "spoof"),
+        ("dhcp_starvation", "flood"),
+    ):
+        assert kind_bucket(kind) == bucket

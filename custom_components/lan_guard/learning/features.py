@@ -33,7 +33,9 @@ from the host name, ``quiet_class_scan``, ``host_age``, ``quiet_host_wakes``, ``
 ``new_hour``, ``grown``, ``shape_*``, ``routine``, ``incident_steps`` and ``sustained``; novelty
 is judged against the source's habits before its current block of 6 h (see SourceHistory).
 Version 4 added the ``spray`` bucket for the kinds ``arp_spray`` and ``source_spray`` (one
-sender using many addresses not its own; their address count is ``log_targets``). An earlier
+sender using many addresses not its own; their address count is ``log_targets``), put the
+kinds of the agent's kinds list version 3 in the buckets they resemble, and counts a scan the
+agent reports as paced (``evidence.slow``) as ``slow_probe``. An earlier
 integration's version 3 had a one-hot per kind instead of buckets: its stored models reset.
 
 Every value is scaled to roughly [0, 1] so that one prior variance fits all weights.
@@ -69,6 +71,19 @@ KIND_BUCKETS: Final[Mapping[str, str]] = {
     "host_left": "info",
     "arp_spray": "spray",
     "source_spray": "spray",
+    # Kinds list version 3, each in the bucket of what it resembles: a scan of the node, a
+    # sweep, driving a decoy, a DoS, many addresses claimed by one sender, a hijack of an
+    # address or of the route.
+    "stealth_scan": "port_scan",
+    "udp_scan": "port_scan",
+    "echonet_sweep": "port_scan",
+    "ipv6_sweep": "sweep",
+    "echonet_control": "session",
+    "dhcp_starvation": "flood",
+    "cache_exhaustion": "spray",
+    "ndp_spoof": "spoof",
+    "rogue_ra": "spoof",
+    "rogue_dhcp": "spoof",
 }
 BUCKETS: Final = ("sweep", "port_scan", "session", "flood", "spoof", "spray", "info", "other")
 SCAN_BUCKETS: Final = frozenset({"sweep", "port_scan"})
@@ -793,7 +808,9 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
     # a streaming box's burst of a dozen); only far slower is slow.
     few = shape.bucket == "sweep" and shape.size == "few"
     slow = _SLOW_FEW_RATE if few else SLOW_RATE
-    if scan and isinstance(rate, int | float) and 0 < rate < slow:
+    # The agent's paced-scan detectors say so themselves (``slow``).
+    paced = evidence.get("slow") is True
+    if scan and (paced or (isinstance(rate, int | float) and 0 < rate < slow)):
         x[INDEX["slow_probe"]] = 1.0
     if (protocol := _sample_protocol(evidence)) is not None:
         x[INDEX[f"sample_{protocol}"]] = 1.0
