@@ -7,7 +7,8 @@ Run config (``lan-guard-psoc federate`` writes it; names are Flower's kebab-case
   are carried into every global model, so a site's integration loads the result with its own
   code and refuses it when its feature version differs.
 - ``rounds-db``: the :class:`~psoc.federation.rounds.RoundStore` file.
-- ``num-rounds``, ``min-sites`` (no round with fewer sites), ``round-timeout`` (s).
+- ``num-rounds``, ``min-sites`` (no round with fewer sites), ``round-timeout`` (s),
+  ``evaluate`` (each round, the sites score the new global model on their examples).
 - ``dp`` with ``noise-multiplier``, ``clipping-norm``, ``target-delta``, ``max-epsilon``
   (0: none): Flower's central differential privacy with server-side fixed clipping (each
   site's update is clipped to the norm, the average gets Gaussian noise) and its RDP
@@ -115,7 +116,8 @@ def main(grid: Grid, context: Context) -> None:
 
     base = FedAvg(
         fraction_train=1e-9 if dp else 1.0,  # with dp: exactly min-sites (see the docstring)
-        fraction_evaluate=1.0,
+        # Federated evaluation: each site scores the new global model on its own examples.
+        fraction_evaluate=1.0 if bool(_config(context, "evaluate", True)) else 0.0,
         min_train_nodes=min_sites,
         min_evaluate_nodes=min_sites,
         min_available_nodes=min_sites,
