@@ -16,6 +16,7 @@ from .coordinator import LanGuardCoordinator
 from .evacuation.record import Reason
 from .evacuation.runner import EvacuationRunner, async_end_for_removed_entry
 from .evacuation.services import async_setup_evacuation_services
+from .federation import Federation
 from .history import EventHistory
 from .learner import Learner
 from .learner_services import async_setup_learner_services
@@ -67,7 +68,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> 
     except Exception:
         await coordinator.async_stop()  # nothing of the agent stays subscribed
         raise
-    entry.runtime_data = LanGuardData(coordinator, learner, notifier, evacuation)
+    federation = Federation(hass, coordinator, learner)
+    await federation.async_start()
+    entry.runtime_data = LanGuardData(coordinator, learner, notifier, evacuation, federation)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
@@ -82,6 +85,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) ->
             # While the agent's topics are still subscribed, so quarantines can be lifted.
             await data.evacuation.async_stop(Reason.REMOVED)
         await data.evacuation.async_close()
+        data.federation.async_stop()
         await data.coordinator.async_stop()
         await data.learner.async_flush()
         issues.async_delete_agent_offline(hass, entry)

@@ -35,6 +35,7 @@ from .const import (
     AGENT_ANSWER_TIMEOUT,
     CONF_AGENT_ID,
     CONF_ALLOWLIST,
+    CONF_CONTRIBUTE_LABELS,
     CONF_EVACUATION,
     CONF_LEGACY_SIGNATURES,
     CONF_NOTIFY_LEVEL,
@@ -314,6 +315,8 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
             options[CONF_SIGNING_KEY] = key
         if user_input.get(CONF_LEGACY_SIGNATURES):
             options[CONF_LEGACY_SIGNATURES] = True
+        if user_input.get(CONF_CONTRIBUTE_LABELS):
+            options[CONF_CONTRIBUTE_LABELS] = True
         return options
 
     def _schema(self, chosen: list[str], info: dict[str, Any] | None) -> vol.Schema:
@@ -337,6 +340,7 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                     TextSelectorConfig(type=TextSelectorType.PASSWORD)
                 ),
                 vol.Optional(CONF_LEGACY_SIGNATURES, default=False): BooleanSelector(),
+                vol.Optional(CONF_CONTRIBUTE_LABELS, default=False): BooleanSelector(),
                 vol.Optional(CONF_ALLOWLIST): TextSelector(TextSelectorConfig(multiline=True)),
                 vol.Required(CONF_OFFLINE_MINUTES): NumberSelector(
                     NumberSelectorConfig(

@@ -31,6 +31,7 @@ CONF_ALLOWLIST: Final = "allowlist"
 CONF_OFFLINE_MINUTES: Final = "offline_minutes"
 # Accept agents signing in format 1 (no agent id, no topic): only while upgrading agents.
 CONF_LEGACY_SIGNATURES: Final = "legacy_signatures"
+CONF_CONTRIBUTE_LABELS: Final = "contribute_labels"
 
 # Level 1 (ARP scan) is also what HA's own nmap tracker and NetAlertX do every few minutes,
 # so by default only a scan of the monitoring node (level 2) or worse notifies.
@@ -50,6 +51,11 @@ TOPIC_HOSTS: Final = "hosts"
 TOPIC_QUARANTINE: Final = "quarantine"
 TOPIC_COMMAND: Final = "command"
 TOPIC_COMMAND_RESULT: Final = "command/result"
+# Federated learning: the owner's labelled examples to the agent's node (never bridged), the
+# request to forget them, and the provider's global model (bridged in from the PSOC).
+SUB_TRAINING_EXAMPLE: Final = "training/example"
+SUB_TRAINING_DELETE: Final = "training/delete"
+SUB_GLOBAL_MODEL: Final = "site/global_model"
 
 STATUS_ONLINE: Final = "online"
 STATUS_OFFLINE: Final = "offline"

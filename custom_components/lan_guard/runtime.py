@@ -9,18 +9,21 @@ from homeassistant.config_entries import ConfigEntry
 
 from .coordinator import LanGuardCoordinator
 from .evacuation.runner import EvacuationRunner
+from .federation import Federation
 from .learner import Learner
 from .notifications import IncidentNotifier
 
 
 @dataclass(frozen=True, slots=True)
 class LanGuardData:
-    """``entry.runtime_data``: the agent's model, its classifier, notifier and evacuation."""
+    """``entry.runtime_data``: the agent's model, its classifier, notifier, evacuation and
+    federated learning."""
 
     coordinator: LanGuardCoordinator
     learner: Learner
     notifier: IncidentNotifier
     evacuation: EvacuationRunner
+    federation: Federation
 
 
 LanGuardConfigEntry: TypeAlias = ConfigEntry[LanGuardData]
