@@ -10,6 +10,7 @@ own runtime API stays on loopback. Both stop with the command (SIGTERM, SIGINT).
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -105,7 +106,10 @@ def run(settings: NodeSettings, mqtt: MqttSettings, stop: threading.Event) -> in
     listener = threading.Thread(target=serve, args=(mqtt, intake, stop), daemon=True)
     listener.start()
     bin_dir = Path(sys.executable).parent
-    supernode = subprocess.Popen(supernode_command(settings, mqtt.agent_id, bin_dir))
+    # The SuperNode starts Flower's other executables (flower-superexec, flwr-clientapp) by
+    # name: this venv's first.
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    supernode = subprocess.Popen(supernode_command(settings, mqtt.agent_id, bin_dir), env=env)
     _LOGGER.info("federation: SuperNode for site %s to %s", settings.site_id, settings.superlink)
     try:
         while not stop.wait(1.0):
