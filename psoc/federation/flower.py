@@ -11,6 +11,7 @@ Runtime dependency installation is off: a SuperLink must not fetch packages for 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,8 +39,7 @@ def _toml(value: str | int | float | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
+        return json.dumps(value)  # a JSON string is a TOML basic string
     return repr(value)
 
 
@@ -72,11 +72,12 @@ def app_pyproject() -> str:
 
 
 def run_config(values: Mapping[str, str | int | float | bool]) -> str:
-    """``--run-config`` text for ``flwr run`` (only keys the app declares)."""
+    """A TOML file's text for ``flwr run --run-config`` (only keys the app declares). A file,
+    not key=value words: Flower splits those on spaces and cannot take a quote in a value."""
     unknown = set(values) - set(RUN_CONFIG_DEFAULTS)
     if unknown:
         raise ValueError(f"not run config keys of the app: {sorted(unknown)}")
-    return " ".join(f"{key}={_toml(value)}" for key, value in values.items())
+    return "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,15 @@ class FlowerEnv:
         ]
 
     def run_command(self, app: Path, values: Mapping[str, str | int | float | bool]) -> list[str]:
+        """``flwr run`` of the app with ``values`` (written to the run's config file)."""
+        config = self.home / "run-config.toml"
+        config.write_text(run_config(values), encoding="utf-8")
         return [
             str(self.bin_dir / "flwr"),
             "run",
             str(app),
             CONNECTION,
             "--run-config",
-            run_config(values),
+            str(config),
             "--stream",
         ]
