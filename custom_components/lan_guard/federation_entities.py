@@ -57,6 +57,11 @@ class DeleteContributedButton(LanGuardEntity, ButtonEntity):
         super().__init__(federation.coordinator, "delete_contributed")
         self.federation = federation
 
+    @property
+    def available(self) -> bool:
+        """The request waits at the broker for an agent that is away (its session is kept)."""
+        return True
+
     async def async_press(self) -> None:
         """Send the signed request (the agent acts when it is online: QoS 1)."""
         await self.federation.async_delete_contributed()

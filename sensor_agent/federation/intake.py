@@ -110,8 +110,10 @@ def serve(settings: MqttSettings, intake: Intake, stop: threading.Event) -> None
     key = settings.shared_key.encode()
     client = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
+        # A kept session: examples and a delete request sent while this process is away wait
+        # at the broker (QoS 1) instead of being lost.
         client_id=f"lan-guard-{settings.agent_id}-federation",
-        clean_session=True,
+        clean_session=False,
         protocol=paho.MQTTv311,
     )
     client.suppress_exceptions = True  # one bad message never ends the loop
