@@ -58,11 +58,9 @@ class Federation:
         self.learner = learner
         options = coordinator.entry.options
         self.contribute: bool = bool(options.get(CONF_CONTRIBUTE_LABELS, False))
-        secret: str | None = options.get(CONF_SIGNING_KEY) or None
-        self._key = None if secret is None else signing_key(secret)
-        self._verifier = (
-            None if self._key is None else PayloadVerifier(self._key, coordinator.agent_id)
-        )
+        # Without a key nothing is sent nor received (``active`` is False).
+        self._key = signing_key(options.get(CONF_SIGNING_KEY) or "")
+        self._verifier = PayloadVerifier(self._key, coordinator.agent_id)
         self.contributed = 0
         self.refused: str | None = None  # why the last global model was not used
         self._unsubscribe: list[CALLBACK_TYPE] = []
@@ -70,11 +68,11 @@ class Federation:
     @property
     def active(self) -> bool:
         """Contributing needs the signing key: examples and the model are signed."""
-        return self.contribute and self._key is not None
+        return self.contribute and bool(self._key)
 
     async def async_start(self) -> None:
         """Listen for labels and the global model (only when the owner contributes)."""
-        if self.contribute and self._key is None:
+        if self.contribute and not self._key:
             self.refused = "contributing needs the shared signing key (options)"
             _LOGGER.warning("LAN Guard federation: %s", self.refused)
         if not self.active:
@@ -97,7 +95,6 @@ class Federation:
             self._unsubscribe.pop()()
 
     async def _async_publish(self, sub: str, payload: dict[str, Any]) -> None:
-        assert self._key is not None
         signed = sign(
             payload, self._key, dt_util.utcnow().timestamp(), self.coordinator.agent_id, sub
         )
@@ -126,8 +123,6 @@ class Federation:
 
     async def async_delete_contributed(self) -> None:
         """Ask the agent's node to forget every example this home contributed."""
-        if self._key is None:
-            raise ModelError("the shared signing key is needed to ask the agent")
         await self._async_publish(SUB_TRAINING_DELETE, {"schema": 1, "id": secrets.token_hex(16)})
         self.contributed = 0
         self.coordinator.async_update_listeners()
@@ -141,7 +136,6 @@ class Federation:
                 raise ModelError("not a global model payload")
             if payload.get("agent_id") != self.coordinator.agent_id:
                 raise ModelError("a global model for another agent")
-            assert self._verifier is not None
             # Retained and signed once by the PSOC: no freshness window, but never older
             # than the one accepted last (a replayed old model is refused).
             self._verifier.verify_retained(SUB_GLOBAL_MODEL, payload)

@@ -106,7 +106,10 @@ class Learner:
         if self.global_prior is not None:
             model = self.classifier.model
             self.classifier.model = federated.replace_prior(
-                model, federated.hand_set_prior(model), self._global_arrays(), global_model=True
+                model,
+                federated.hand_set_prior(model),
+                _arrays(self.global_prior),
+                global_model=True,
             )
         self._schedule_save()
 
@@ -124,19 +127,16 @@ class Learner:
             )
         new = federated.prior_of(model)
         current = self.classifier.model
-        old = self._global_arrays() if self.global_prior else federated.hand_set_prior(current)
+        old = (
+            _arrays(self.global_prior)
+            if self.global_prior is not None
+            else federated.hand_set_prior(current)
+        )
         self.classifier.model = federated.replace_prior(current, old, new, global_model=True)
         self.global_prior = {
             key: payload[key] for key in ("version", "round", "run_id", "sites", "privacy")
         } | {"weights": new[0].tolist(), "precision": new[1].tolist()}
         self._schedule_save()
-
-    def _global_arrays(self) -> federated.Prior:
-        assert self.global_prior is not None
-        return (
-            np.asarray(self.global_prior["weights"], dtype=np.float64),
-            np.asarray(self.global_prior["precision"], dtype=np.float64),
-        )
 
     def export(self) -> dict[str, Any]:
         """Weights and counts only (raises ModelError with too few labels)."""
@@ -161,6 +161,14 @@ class Learner:
     async def async_remove(self) -> None:
         """Delete the stored state (the entry was removed)."""
         await self._store.async_remove()
+
+
+def _arrays(prior: dict[str, Any]) -> federated.Prior:
+    """The mean and precision of a stored global prior."""
+    return (
+        np.asarray(prior["weights"], dtype=np.float64),
+        np.asarray(prior["precision"], dtype=np.float64),
+    )
 
 
 __all__ = ["Learner", "ModelError"]

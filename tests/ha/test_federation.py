@@ -37,16 +37,16 @@ def published(mqtt_mock: MagicMock, sub: str) -> list[dict[str, Any]]:
     ]
 
 
-def global_model(version: int, **changes: Any) -> dict[str, Any]:
+def global_model(number: int, **changes: Any) -> dict[str, Any]:
     """A global model that calls every event an alarm (a large bias)."""
     model = OnlineLogisticModel().to_dict()
     model["weights"] = [5.0] + [0.0] * (N_FEATURES - 1)
     model.update(changes.pop("model", {}))
     payload = {
         "schema": 1,
-        "id": f"m{version}",
+        "id": f"m{number}",
         "agent_id": AGENT,
-        "version": version,
+        "version": number,
         "round": 2,
         "run_id": "c" * 32,
         "feature_version": model["feature_version"],
@@ -136,15 +136,22 @@ async def test_a_verified_global_model_becomes_the_prior_and_decides(
     await hass.async_block_till_done()
     assert bus[-1].data["verdict"] == "alarm"
     # An older model (replayed, or a PSOC's mistake) and the same one again change nothing.
-    publish(hass, "site/global_model", global_model(3), retain=True)
-    publish(hass, "site/global_model", global_model(4), retain=True)
+    # (Published while HA is subscribed, the broker delivers them without the retain flag.)
+    publish(hass, "site/global_model", global_model(3))
+    publish(hass, "site/global_model", global_model(4))
     await hass.async_block_till_done()
     assert hass.states.get(SENSOR).state == "4"  # type: ignore[union-attr]
+    # A newer one replaces it, under the owner's labels; resetting the model keeps it.
+    publish(hass, "site/global_model", global_model(5))
+    await hass.async_block_till_done()
+    assert hass.states.get(SENSOR).state == "5"  # type: ignore[union-attr]
+    await hass.services.async_call(DOMAIN, "reset_model", {}, blocking=True)
+    assert entry.runtime_data.learner.stats()["prior"] == "global model"
     # The prior stays across a restart of the integration.
     await unload(hass, entry)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    assert hass.states.get(SENSOR).state == "4"  # type: ignore[union-attr]
+    assert hass.states.get(SENSOR).state == "5"  # type: ignore[union-attr]
     await unload(hass, entry)
 
 
@@ -164,6 +171,7 @@ async def test_a_verified_global_model_becomes_the_prior_and_decides(
             "signature",
         ),
         (global_model(5, agent_id="pi-kitchen"), "another agent"),
+        (global_model(5, version="5"), "not an integer"),
         ({"schema": 1}, "not a global model"),
     ],
 )
