@@ -146,7 +146,8 @@ async def test_a_verified_global_model_becomes_the_prior_and_decides(
     await hass.async_block_till_done()
     assert hass.states.get(SENSOR).state == "5"  # type: ignore[union-attr]
     await hass.services.async_call(DOMAIN, "reset_model", {}, blocking=True)
-    assert entry.runtime_data.learner.stats()["prior"] == "global model"
+    accuracy = hass.states.get("sensor.lan_guard_pi_livingroom_classifier_accuracy")
+    assert accuracy is not None and accuracy.attributes["prior"] == "global model"
     # The prior stays across a restart of the integration.
     await unload(hass, entry)
     assert await hass.config_entries.async_setup(entry.entry_id)
