@@ -86,8 +86,11 @@ class Intake:
             return "stored"
         except (ValueError, signing.SignatureError) as err:
             reason = type(err).__name__
+            # A flood of bad payloads must not flood the log: the first of each kind is a
+            # warning, the rest are counted (training/status) and logged at debug level.
+            level = logging.DEBUG if self.refused[reason] else logging.WARNING
             self.refused[reason] += 1
-            _LOGGER.warning("training payload on %r refused: %s", sub, err)
+            _LOGGER.log(level, "training payload on %r refused: %s", sub, err)
             return f"refused: {err}"
 
     def status(self) -> dict[str, Any]:
@@ -135,8 +138,9 @@ def serve(settings: MqttSettings, intake: Intake, stop: threading.Event) -> None
         publish_status()
 
     def on_message(_client: paho.Client, _data: Any, message: paho.MQTTMessage) -> None:
-        intake.handle(message.topic.removeprefix(base), bytes(message.payload))
-        publish_status()
+        done = intake.handle(message.topic.removeprefix(base), bytes(message.payload))
+        if not done.startswith("refused"):  # refusals show at the next change, not one each
+            publish_status()
 
     client.on_connect = on_connect
     client.on_message = on_message
