@@ -11,7 +11,8 @@ Sites B and C have learned from their owners that a low-level flood of a new dev
 alarm and a sweep is not (their integrations sent those examples, signed, to their agents);
 site A's owner labelled three sweeps. Before the federation site A's classifier goes by the
 level rule and calls a level-1 flood normal; after two rounds the global model reaches it, and
-the same kind of flood is an alarm. On the PSOC broker: no training example ever, nothing of
+the same kind of flood is an alarm. The run uses differential privacy's whole path (clipping,
+noise, Flower's accountant; the budget shown in HA) with negligible noise. On the PSOC broker: no training example ever, nothing of
 ``pi-d``, and the global model only for the agents that trained.
 """
 
@@ -387,6 +388,13 @@ async def test_labels_stay_home_and_the_global_model_changes_a_homes_verdicts(
             "--min-sites",
             "3",
             "--no-evaluate",
+            # Differential privacy's path (clipping, noise, Flower's accountant, the budget
+            # in HA) with noise too small to matter: what DP costs is the benchmark's part.
+            "--dp",
+            "--noise-multiplier",
+            "0.001",
+            "--clipping-norm",
+            "100",
             "--round-timeout",
             "60",
             "--timeout",
@@ -408,6 +416,7 @@ async def test_labels_stay_home_and_the_global_model_changes_a_homes_verdicts(
         )
         assert hass.states.get(sensor).attributes["round"] == 2  # type: ignore[union-attr]
         assert hass.states.get(sensor).attributes["sites"] == 3  # type: ignore[union-attr]
+        assert hass.states.get(sensor).attributes["epsilon"] > 0  # type: ignore[union-attr]
         # ... and a level-1 flood of a new device is now an alarm there.
         after = flood("02:00:00:0a:00:02")
         send_event(SITES["A"], after)
