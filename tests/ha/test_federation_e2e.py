@@ -12,8 +12,9 @@ alarm and a sweep is not (their integrations sent those examples, signed, to the
 site A's owner labelled three sweeps. Before the federation site A's classifier goes by the
 level rule and calls a level-1 flood normal; after two rounds the global model reaches it, and
 the same kind of flood is an alarm. The run uses differential privacy's whole path (clipping,
-noise, Flower's accountant; the budget shown in HA) with negligible noise. On the PSOC broker: no training example ever, nothing of
-``pi-d``, and the global model only for the agents that trained.
+noise, Flower's accountant; the budget shown in HA) with negligible noise. On the PSOC
+broker: no training example ever, nothing of ``pi-d``, and the global model only for the
+agents that trained.
 """
 
 from __future__ import annotations
