@@ -61,9 +61,7 @@ def test_every_sub_topic_has_a_schema_and_an_example() -> None:
     assert {name_of(p) for p in VALID} == set(SUB)
     inbound = ("request", "provider_label", "global_model")
     assert {f"site/{s}" for s in inbound} <= set(topics.INBOUND)
-    assert {v for k, v in SUB.items() if k not in inbound} <= set(
-        topics.OUTBOUND
-    )
+    assert {v for k, v in SUB.items() if k not in inbound} <= set(topics.OUTBOUND)
 
 
 @pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)
