@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -13,10 +15,11 @@ from custom_components.lan_guard.learning.model import ModelError, OnlineLogisti
 def trained(labels: int, seed: int) -> OnlineLogisticModel:
     rng = np.random.default_rng(seed)
     model = OnlineLogisticModel()
+    # The event's level is an argument of ``learn`` only in feature versions before 3.
+    level = (2,) if "level" in inspect.signature(model.learn).parameters else ()
     for _ in range(labels):
-        model.learn(
-            np.abs(rng.normal(size=N_FEATURES)), "alarm" if rng.random() < 0.3 else "normal", 2
-        )
+        label = "alarm" if rng.random() < 0.3 else "normal"
+        model.learn(np.abs(rng.normal(size=N_FEATURES)), label, *level)
     return model
 
 
