@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sensor_agent import cli
 from sensor_agent.federation.node import FederationError, NodeSettings, supernode_command
 
 SECTION: dict[str, Any] = {"superlink": "psoc.example:9092", "site_id": "home-1"}
@@ -49,3 +51,17 @@ def test_the_supernode_speaks_tls_to_the_superlink_unless_told_otherwise() -> No
     )
     plain = NodeSettings.from_config({**SECTION, "insecure": True}, "/x/o.sqlite")
     assert "--insecure" in supernode_command(plain, "pi-hall", Path("/venv/bin"))
+
+
+def test_federate_refuses_to_start_without_what_it_needs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [n for n in os.environ if n.startswith("LAN_GUARD_")]:
+        monkeypatch.delenv(name)
+    assert cli.main(["federate"]) == 2
+    assert "federate needs mqtt.host" in capsys.readouterr().err
+    assert cli.main(["federate", "--mqtt-host", "127.0.0.1"]) == 2
+    assert "federation.superlink" in capsys.readouterr().err
+    args = ["federate", "--mqtt-host", "127.0.0.1", "--superlink", "127.0.0.1:9", "--site-id", "s"]
+    assert cli.main(args) == 2  # examples must be signed: no shared key, no federation
+    assert "mqtt.shared_key" in capsys.readouterr().err
