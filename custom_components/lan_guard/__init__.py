@@ -21,6 +21,7 @@ from .learner import Learner
 from .learner_services import async_setup_learner_services
 from .notifications import IncidentNotifier
 from .panel import async_register_panel
+from .provider.link import ProviderLink
 from .runtime import LanGuardConfigEntry, LanGuardData
 from .services import async_setup_services
 from .websocket_api import async_setup_websocket_api
@@ -62,12 +63,16 @@ async def async_setup_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> 
     evacuation = EvacuationRunner.from_entry(hass, entry, coordinator)
     entry.async_on_unload(coordinator.async_add_event_listener(notifier.async_event))
     await coordinator.async_start()
+    provider = ProviderLink(hass, entry, coordinator, learner, evacuation)
     try:
         await evacuation.async_setup()
+        await provider.async_start()
     except Exception:
+        await provider.async_stop()
+        await evacuation.async_close()
         await coordinator.async_stop()  # nothing of the agent stays subscribed
         raise
-    entry.runtime_data = LanGuardData(coordinator, learner, notifier, evacuation)
+    entry.runtime_data = LanGuardData(coordinator, learner, notifier, evacuation, provider)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
@@ -81,6 +86,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) ->
         if entry.disabled_by is not None:
             # While the agent's topics are still subscribed, so quarantines can be lifted.
             await data.evacuation.async_stop(Reason.REMOVED)
+        await data.provider.async_stop()
         await data.evacuation.async_close()
         await data.coordinator.async_stop()
         await data.learner.async_flush()

@@ -124,6 +124,23 @@ ATTR_IP: Final = "ip"
 EVACUATION_ACTION_PREFIX: Final = "LAN_GUARD_EVAC_"
 ISSUE_EVACUATION_INCOMPLETE: Final = "evacuation_incomplete"
 
+# The owner's provider and its operations center (PSOC), over the site channel: what the
+# owner allows, in the options form's "provider" section. Both off by default.
+CONF_PROVIDER: Final = "provider"  # the options form's section
+CONF_PROVIDER_MAY_SEE: Final = "provider_may_see"
+CONF_PROVIDER_MAY_EVACUATE: Final = "provider_may_evacuate"
+# Site channel sub-topics below <prefix>/<agent_id>/ (schema/site/).
+TOPIC_SITE_CONSENT: Final = "site/consent"
+TOPIC_SITE_EVACUATION: Final = "site/evacuation"
+TOPIC_SITE_VERDICT: Final = "site/verdict"
+TOPIC_SITE_LABEL: Final = "site/label"
+TOPIC_SITE_ACK: Final = "site/ack"
+TOPIC_SITE_REQUEST: Final = "site/request"
+TOPIC_SITE_REQUEST_RESULT: Final = "site/request/result"
+TOPIC_SITE_PROVIDER_LABEL: Final = "site/provider_label"
+# One provider notification per agent: each request replaces the text.
+PROVIDER_NOTIFICATION_PREFIX: Final = "lan_guard_provider_"
+
 
 class Kind(StrEnum):
     """What the agent saw (``schema/common.schema.json#/$defs/kind``)."""

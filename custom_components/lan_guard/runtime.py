@@ -11,16 +11,19 @@ from .coordinator import LanGuardCoordinator
 from .evacuation.runner import EvacuationRunner
 from .learner import Learner
 from .notifications import IncidentNotifier
+from .provider.link import ProviderLink
 
 
 @dataclass(frozen=True, slots=True)
 class LanGuardData:
-    """``entry.runtime_data``: the agent's model, its classifier, notifier and evacuation."""
+    """``entry.runtime_data``: the agent's model, its classifier, notifier, evacuation and
+    the site channel to the owner's provider."""
 
     coordinator: LanGuardCoordinator
     learner: Learner
     notifier: IncidentNotifier
     evacuation: EvacuationRunner
+    provider: ProviderLink
 
 
 LanGuardConfigEntry: TypeAlias = ConfigEntry[LanGuardData]
