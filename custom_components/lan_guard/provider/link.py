@@ -10,7 +10,7 @@ a request must be verified here). Without "may see" only the integration's own r
 consent is corrected, should an earlier one still say more than the owner allows now.
 Requests are bounded in size (``intake``), checked like the agent's command results
 (signature for this agent and sub-topic, ``ts`` within 300 s, an id never seen before) and
-handled one at a time, with at most ``MAX_PENDING`` waiting; every refusal is counted.
+handled one at a time, at most ``MAX_PENDING`` at once; every refusal is counted.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ from .channel import Consent, Do, Evacuation, Tell
 
 _LOGGER = logging.getLogger(__name__)
 
-# Requests waiting for the one being handled (an evacuation step may wait for the agent).
+# Requests at once, the one being handled included (an evacuation step may wait for the
+# agent); more are answered "failed" at once.
 MAX_PENDING: Final = 8
 _SCHEMA_OF: Final = {
     TOPIC_SITE_REQUEST: "site_request",
@@ -108,6 +109,7 @@ class ProviderLink:
         self._lock = asyncio.Lock()
         self._pending = 0
         self._unsubscribe: list[CALLBACK_TYPE] = []
+        self.subscribed = asyncio.Event()  # the broker took the request subscription
 
     @property
     def on(self) -> bool:
@@ -136,6 +138,9 @@ class ProviderLink:
             return
         coordinator = self.coordinator
         self._unsubscribe += [
+            mqtt.async_on_subscribe_done(
+                hass, self._topic(TOPIC_SITE_REQUEST), 1, self.subscribed.set
+            ),
             await mqtt.async_subscribe(
                 hass,
                 self._topic(TOPIC_SITE_REQUEST),
@@ -286,14 +291,9 @@ class ProviderLink:
             self.hass, self._async_request(payload), f"{DOMAIN} provider request"
         )
 
-    def _accept(self, sub: str, raw: Any) -> dict[str, Any] | None:
+    def _accept(self, sub: str, raw: bytes | str) -> dict[str, Any] | None:
         assert self._verifier is not None  # subscribed only with a key
-        name = _SCHEMA_OF.get(sub)
-        if name is None:
-            return None
-        decoded = decode(
-            name, raw if isinstance(raw, bytes | str) else bytes(raw), dt_util.utcnow()
-        )
+        decoded = decode(_SCHEMA_OF[sub], raw, dt_util.utcnow())
         if isinstance(decoded, Refused):
             self._refuse(decoded.reason.value, decoded.detail)
             return None
