@@ -291,7 +291,7 @@ class ProviderLink:
             self.hass, self._async_request(payload), f"{DOMAIN} provider request"
         )
 
-    def _accept(self, sub: str, raw: bytes | str) -> dict[str, Any] | None:
+    def _accept(self, sub: str, raw: bytes | bytearray | str) -> dict[str, Any] | None:
         assert self._verifier is not None  # subscribed only with a key
         decoded = decode(_SCHEMA_OF[sub], raw, dt_util.utcnow())
         if isinstance(decoded, Refused):
