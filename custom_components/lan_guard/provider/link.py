@@ -129,12 +129,12 @@ class ProviderLink:
                     self.agent_id,
                 )
             return
-        self._unsubscribe.append(
-            await mqtt.async_subscribe(
-                hass, self._topic(TOPIC_SITE_CONSENT), self._async_consent_seen, qos=1
-            )
-        )
         if not self.consent.may_see:
+            self._unsubscribe.append(
+                await mqtt.async_subscribe(
+                    hass, self._topic(TOPIC_SITE_CONSENT), self._async_consent_seen, qos=1
+                )
+            )
             return
         coordinator = self.coordinator
         self._unsubscribe += [
@@ -218,8 +218,7 @@ class ProviderLink:
     def _async_consent_seen(self, msg: mqtt.ReceiveMessage) -> None:
         """Our own retained consent: one that says more than the owner allows now (written
         before the owner turned "may see" off) is replaced by the current one."""
-        if self.consent.may_see or self._verifier is None:
-            return  # published at start when on; off: only a stale one is corrected
+        assert self._verifier is not None  # subscribed only with a key
         try:
             stored = loads(msg.payload, 4096)
             if not isinstance(stored, dict):
