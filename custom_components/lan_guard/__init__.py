@@ -66,14 +66,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> 
     provider = ProviderLink(hass, entry, coordinator, learner, evacuation)
     try:
         await evacuation.async_setup()
-        await provider.async_start()
     except Exception:
-        await provider.async_stop()
-        await evacuation.async_close()
         await coordinator.async_stop()  # nothing of the agent stays subscribed
         raise
     entry.runtime_data = LanGuardData(coordinator, learner, notifier, evacuation, provider)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    # After the entities: the agent's events arriving meanwhile find them all there.
+    await provider.async_start()
     return True
 
 
