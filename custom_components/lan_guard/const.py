@@ -151,8 +151,20 @@ class Kind(StrEnum):
     FLOOD = "flood"
     ARP_SPOOF = "arp_spoof"
     HOST_LEFT = "host_left"
+    # kinds list version 2
     ARP_SPRAY = "arp_spray"
     SOURCE_SPRAY = "source_spray"
+    # kinds list version 3
+    STEALTH_SCAN = "stealth_scan"
+    UDP_SCAN = "udp_scan"
+    IPV6_SWEEP = "ipv6_sweep"
+    NDP_SPOOF = "ndp_spoof"
+    ROGUE_RA = "rogue_ra"
+    DHCP_STARVATION = "dhcp_starvation"
+    ROGUE_DHCP = "rogue_dhcp"
+    CACHE_EXHAUSTION = "cache_exhaustion"
+    ECHONET_CONTROL = "echonet_control"
+    ECHONET_SWEEP = "echonet_sweep"
 
 
 class Label(StrEnum):

@@ -67,8 +67,18 @@ def test_event_kinds() -> None:
         pipeline.arp_spoof,
         pipeline.arp_spray,
         pipeline.source_spray,
+        pipeline.stealth_scan,
+        pipeline.udp_scan,
+        pipeline.ipv6_sweep,
+        pipeline.ndp_spoof,
+        pipeline.rogue_ra,
+        pipeline.dhcp_starvation,
+        pipeline.rogue_dhcp,
+        pipeline.cache_exhaustion,
     ]
-    assert {detector.kind for detector in detectors} | {"host_left"} == set(agent.KINDS)
+    # The slow sweep detector reports the kinds of the fast scans it paces.
+    kinds = {detector.kind for detector in detectors} | {"host_left"} | set(pipeline.echonet.kinds)
+    assert kinds == set(agent.KINDS)
 
 
 def test_capabilities_and_actions() -> None:
