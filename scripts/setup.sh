@@ -13,7 +13,7 @@ what=${1:-all}
 
 APT_PACKAGES=(mosquitto mosquitto-clients nmap arp-scan hping3 smbclient nftables tcpdump
               iproute2 netcat-openbsd iputils-ping dnsmasq-base isc-dhcp-client openssl
-              postgresql chromium chromium-driver)
+              postgresql chromium chromium-driver masscan thc-ipv6)
 
 find_python() {  # $1 = minor version, e.g. 3.13; a pyenv shim that cannot run it does not count
   local candidate

@@ -24,9 +24,11 @@ from . import __version__
 from .capture import (
     ArpProber,
     CaptureOpenError,
+    DhcpProber,
     LiveCapture,
     default_gateway,
     interface_addresses,
+    interface_addresses6,
     interface_subnet,
     kernel_arp_lookup,
 )
@@ -446,7 +448,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not interface:
         raise ConfigError("network.interface: required for run (--interface IFACE)")
     ip, mac = interface_addresses(interface)
-    config = config.with_network(ip, mac, default_gateway(interface), interface_subnet(interface))
+    config = config.with_network(
+        ip,
+        mac,
+        default_gateway(interface),
+        interface_subnet(interface),
+        tuple(interface_addresses6(interface)),
+    )
     node = config.pipeline
     if node.node_ip is None:
         log.warning(
@@ -481,11 +489,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             prober = ArpProber(interface, node.node_mac, node.node_ip)
         except OSError as exc:
             log.warning("no ARP probing of silent culprits: %s", exc)
+    dhcp_prober = None
+    if node.node_mac and node.dhcp.probe_interval_s > 0:
+        try:
+            dhcp_prober = DhcpProber(interface, node.node_mac)
+        except OSError as exc:
+            log.warning("no DHCP discovery of rogue servers: %s", exc)
     agent = LiveAgent(
         config,
         sinks,
         capture,
         prober=prober,
+        dhcp_prober=dhcp_prober,
         capabilities=capabilities,
         kernel_gateway_mac=kernel_gateway_mac,
     )
@@ -503,6 +518,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         agent.run(stop)
     finally:
         agent.close()
+        if dhcp_prober is not None:
+            dhcp_prober.close()
         if handler is not None:
             handler.enforcer.close()
         _close(sinks)

@@ -77,6 +77,7 @@ async def async_get_config_entry_diagnostics(
         "history": coordinator.history.export(),
         "evacuation": entry.runtime_data.evacuation.attributes(),
         "classifier": _classifier(entry.runtime_data.learner),
+        "provider": entry.runtime_data.provider.diagnostics(),
         "federation": _federation(entry.runtime_data.federation),
     }
     redacted: dict[str, Any] = async_redact_data(data, TO_REDACT)

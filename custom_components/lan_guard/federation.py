@@ -29,9 +29,9 @@ from homeassistant.util import dt as dt_util
 from .const import (
     CONF_CONTRIBUTE_LABELS,
     CONF_SIGNING_KEY,
-    SUB_GLOBAL_MODEL,
     SUB_TRAINING_DELETE,
     SUB_TRAINING_EXAMPLE,
+    TOPIC_SITE_GLOBAL_MODEL,
     Label,
 )
 from .coordinator import LanGuardCoordinator
@@ -81,7 +81,7 @@ class Federation:
         self._unsubscribe.append(
             await mqtt.async_subscribe(
                 self.hass,
-                f"{self.coordinator.base_topic}/{SUB_GLOBAL_MODEL}",
+                f"{self.coordinator.base_topic}/{TOPIC_SITE_GLOBAL_MODEL}",
                 self._async_global_model,
                 qos=1,
                 encoding=None,
@@ -138,7 +138,7 @@ class Federation:
                 raise ModelError("a global model for another agent")
             # Retained and signed once by the PSOC: no freshness window, but never older
             # than the one accepted last (a replayed old model is refused).
-            self._verifier.verify_retained(SUB_GLOBAL_MODEL, payload)
+            self._verifier.verify_retained(TOPIC_SITE_GLOBAL_MODEL, payload)
             current = self.learner.global_prior
             version = payload["version"]
             if not isinstance(version, int) or isinstance(version, bool):

@@ -12,17 +12,19 @@ from .evacuation.runner import EvacuationRunner
 from .federation import Federation
 from .learner import Learner
 from .notifications import IncidentNotifier
+from .provider.link import ProviderLink
 
 
 @dataclass(frozen=True, slots=True)
 class LanGuardData:
     """``entry.runtime_data``: the agent's model, its classifier, notifier, evacuation and
-    federated learning."""
+    the site channel to the owner's provider, federated learning."""
 
     coordinator: LanGuardCoordinator
     learner: Learner
     notifier: IncidentNotifier
     evacuation: EvacuationRunner
+    provider: ProviderLink
     federation: Federation
 
 
