@@ -1,6 +1,6 @@
 """The PSOC's side of the site channel: signed requests and labels to a site's Home Assistant.
 
-Topics (``schema/site_request.schema.json``, ``schema/site_provider_label.schema.json``):
+Topics (``schema/site/request.schema.json``, ``schema/site/provider_label.schema.json``):
 ``sites/<site_id>/lan_guard/<agent_id>/site/request`` and ``.../site/provider_label`` on the
 PSOC broker, ``<prefix>/<agent_id>/site/...`` at the site once the bridge has carried them.
 The integration honours a request only when its owner allowed the provider to act, answers

@@ -25,7 +25,7 @@ OUTBOUND: tuple[str, ...] = (
     "quarantine",
     "event",
     "command/result",
-    # the integration's side of the site channel (schema/site_*.schema.json)
+    # the integration's side of the site channel (schema/site/*.schema.json)
     "site/consent",
     "site/evacuation",
     "site/verdict",
