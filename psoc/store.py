@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Engine,
     Text,
     and_,
@@ -211,17 +212,48 @@ class Store:
     # -- ingest ------------------------------------------------------------------------
 
     def ingest(self, records: Sequence[d.Decoded], now: float) -> IngestResult:
-        """Store one batch of decoded messages in one transaction (see the module doc)."""
+        """Store one batch of decoded messages in one transaction (see the module doc).
+
+        A handful of statements whatever the batch's size: the events (returning which were
+        new), one upsert for every agent heard from, the states (one read, one update), the
+        rarer facts one by one, and last the incidents, the rows that workers contend for
+        most, so that their locks are held for the shortest time before the commit."""
         result = IngestResult()
+        events: list[d.EventIn] = []
+        states: dict[tuple[str, str], d.RetainedIn] = {}
+        facts: list[d.Decoded] = []
+        for record in records:
+            if isinstance(record, d.EventIn):
+                events.append(record)
+            elif isinstance(record, d.RetainedIn) and record.sub == "state":
+                # newer wins: of a batch's states for one agent only the newest can apply
+                key = (record.site_id, record.agent_id)
+                if key not in states or states[key].at < record.at:
+                    states[key] = record
+            else:
+                facts.append(record)
+        heard: dict[tuple[str, str], int | None] = {
+            (r.site_id, r.agent_id): None for r in records if not isinstance(r, d.BridgeIn)
+        }
         with self.engine.begin() as conn:
-            self._ingest_events(conn, [r for r in records if isinstance(r, d.EventIn)], now, result)
-            for record in records:
-                if isinstance(record, d.EventIn):
-                    continue
+            fresh = self._insert_events(conn, events, now, result)
+            for event in fresh:  # only events actually inserted move the agent's last_seq
+                if event.seq is not None:
+                    key = (event.site_id, event.agent_id)
+                    heard[key] = max(heard[key] or 0, event.seq)
+            self._upsert_agents(conn, heard, now)
+            self._states(conn, sorted(states.values(), key=lambda r: (r.site_id, r.agent_id)), now)
+            for record in facts:
                 # a fact that cannot apply is refused before it writes anything
                 refused = self._ingest_fact(conn, record, now)
                 if refused:
                     result.rejected[(record.site_id, refused)] += 1
+            per_incident: dict[tuple[str, str], list[d.EventIn]] = {}
+            for event in fresh:
+                per_incident.setdefault((event.site_id, event.incident_id), []).append(event)
+            if per_incident:
+                self._upsert_incidents(conn, per_incident, now)
+                result.incidents.update(per_incident)
         return result
 
     def count(self, tallies: Tally[tuple[str, str]]) -> None:
@@ -246,13 +278,12 @@ class Store:
         with self.engine.connect() as conn:
             return {(r.site_id, r.name): r.value for r in conn.execute(query)}
 
-    def _ingest_events(
+    def _insert_events(
         self, conn: Connection, events: list[d.EventIn], now: float, result: IngestResult
-    ) -> None:
-        """A batch of events in a handful of statements, whatever its size: the events
-        (returning which were new), then one upsert each for their incidents and agents."""
+    ) -> list[d.EventIn]:
+        """Insert the events (one statement); returns those that were new, in key order."""
         if not events:
-            return
+            return []
         unique: dict[tuple[str, str], d.EventIn] = {}
         for event in events:
             unique.setdefault((event.site_id, event.event_id), event)
@@ -287,24 +318,10 @@ class Store:
                 index_elements=["site_id", "event_id"]
             ).returning(table.c.site_id, table.c.event_id),
         )
-        found = conn.execute(stmt, params)
-        inserted = {(row.site_id, row.event_id) for row in found}
+        inserted = {(row.site_id, row.event_id) for row in conn.execute(stmt, params)}
         result.events_new += len(inserted)
         result.events_duplicate += len(events) - len(inserted)
-        fresh = [unique[key] for key in sorted(inserted)]
-        per_incident: dict[tuple[str, str], list[d.EventIn]] = {}
-        highest: dict[tuple[str, str], int | None] = {}
-        for event in unique.values():
-            highest.setdefault((event.site_id, event.agent_id), None)
-        for event in fresh:
-            per_incident.setdefault((event.site_id, event.incident_id), []).append(event)
-            if event.seq is not None:
-                key = (event.site_id, event.agent_id)
-                highest[key] = max(highest[key] or 0, event.seq)
-        self._upsert_agents(conn, highest, now)
-        if per_incident:
-            self._upsert_incidents(conn, per_incident, now)
-            result.incidents.update(per_incident)
+        return [unique[key] for key in sorted(inserted)]
 
     def _upsert_incidents(
         self, conn: Connection, groups: dict[tuple[str, str], list[d.EventIn]], now: float
@@ -403,14 +420,6 @@ class Store:
             )
 
         conn.execute(*self._bulk(table, rows, ("site_id", "agent_id"), upsert))
-        conn.execute(
-            update(Site)
-            .where(Site.site_id.in_(sorted({site for site, _ in agents})))
-            .values(last_seen_at=self._greatest(func.coalesce(Site.last_seen_at, 0), now))
-        )
-
-    def _touch_agents(self, conn: Connection, keys: Iterable[tuple[str, str]], now: float) -> None:
-        self._upsert_agents(conn, dict.fromkeys(keys), now)
 
     def _newer(
         self,
@@ -443,8 +452,7 @@ class Store:
             return None
         if isinstance(record, d.EventIn):
             return None
-        self._touch_agents(conn, [(record.site_id, record.agent_id)], now)
-        site_id, agent_id = record.site_id, record.agent_id
+        site_id, agent_id = record.site_id, record.agent_id  # the agent exists: see ingest
         if isinstance(record, d.StatusIn):
             self._newer(
                 conn,
@@ -504,72 +512,111 @@ class Store:
         return None
 
     def _retained(self, conn: Connection, record: d.RetainedIn, now: float) -> None:
-        site_id, agent_id = record.site_id, record.agent_id
-        if record.sub == "info":
-            self._newer(
-                conn,
-                site_id,
-                agent_id,
-                Agent.info_ts,
-                at=record.at,
-                values={"info": record.payload, "info_ts": record.at},
-            )
+        """``info`` or ``quarantine`` (states go through ``_states``)."""
+        column = Agent.info_ts if record.sub == "info" else Agent.quarantine_ts
+        self._newer(
+            conn,
+            record.site_id,
+            record.agent_id,
+            column,
+            at=record.at,
+            values={record.sub: record.payload, column.key: record.at},
+        )
+
+    def _states(self, conn: Connection, states: list[d.RetainedIn], now: float) -> None:
+        """The agents' states, newer wins: one read and one update for them all. A state
+        whose ``last_seq`` is below what is already stored means the agent's store was wiped
+        (its numbers start again): rare, handled one by one, and said in the audit log."""
+        if not states:
             return
-        if record.sub == "quarantine":
-            self._newer(
-                conn,
-                site_id,
-                agent_id,
-                Agent.quarantine_ts,
-                at=record.at,
-                values={"quarantine": record.payload, "quarantine_ts": record.at},
-            )
-            return
-        values: dict[str, Any] = {
-            "state": record.payload,
-            "state_ts": record.at,
-            "level": record.level or 0,
-        }
-        if record.oldest_seq is not None:
-            values["oldest_seq"] = record.oldest_seq
-        if not self._newer(conn, site_id, agent_id, Agent.state_ts, at=record.at, values=values):
-            return
-        if record.last_seq is None:
-            return
-        agent = conn.execute(
-            select(Agent.seq_done, Agent.last_seq).where(
-                Agent.site_id == site_id, Agent.agent_id == agent_id
-            )
-        ).one()
-        if record.last_seq < agent.seq_done:
-            # The agent's store was wiped (its numbers start again): follow it, without a
-            # false gap, and say so.
-            conn.execute(
-                update(Agent)
-                .where(Agent.site_id == site_id, Agent.agent_id == agent_id)
-                .values(
-                    seq_done=0,
-                    last_seq=record.last_seq,
-                    seq_epoch_at=now,
-                    gap_since=None,
-                    replay_at=None,
+        current = {
+            (r.site_id, r.agent_id): r
+            for r in conn.execute(
+                select(Agent.site_id, Agent.agent_id, Agent.state_ts, Agent.seq_done).where(
+                    tuple_(Agent.site_id, Agent.agent_id).in_(
+                        [(r.site_id, r.agent_id) for r in states]
+                    )
                 )
             )
-            self._log(
-                conn,
-                now,
-                "system",
-                "sequence_reset",
-                site_id=site_id,
-                detail=f"agent {agent_id} numbers its events from the start again "
-                f"(last_seq {record.last_seq} < {agent.seq_done} already stored)",
+        }
+        rows = []
+        for record in states:
+            row = current[(record.site_id, record.agent_id)]
+            if row.state_ts is not None and row.state_ts >= record.at:
+                continue  # an old copy delivered late
+            if record.last_seq is not None and record.last_seq < row.seq_done:
+                self._wiped(conn, record, row.seq_done, now)
+                continue
+            rows.append(
+                {
+                    "k_site": record.site_id,
+                    "k_agent": record.agent_id,
+                    "k_at": record.at,
+                    "state": record.payload,
+                    "state_ts": record.at,
+                    "level": record.level or 0,
+                    "oldest": record.oldest_seq,
+                    "last": record.last_seq,
+                }
             )
-        else:
-            conn.execute(
+        if rows:
+            conn.execute(self._state_update(), rows)
+
+    def _state_update(self) -> Any:
+        """The bulk state update (executemany); the condition on ``state_ts`` keeps newer-wins
+        exact even against another worker's update since the read."""
+        statement = self._statements.get(("agents", ("state",)))
+        if statement is None:
+            last = bindparam("last", type_=BigInteger)
+            oldest = bindparam("oldest", type_=BigInteger)
+            statement = (
                 update(Agent)
-                .where(Agent.site_id == site_id, Agent.agent_id == agent_id)
-                .values(last_seq=self._greatest(func.coalesce(Agent.last_seq, 0), record.last_seq))
+                .where(
+                    Agent.site_id == bindparam("k_site"),
+                    Agent.agent_id == bindparam("k_agent"),
+                    or_(Agent.state_ts.is_(None), Agent.state_ts < bindparam("k_at")),
+                )
+                .values(
+                    state=bindparam("state"),
+                    state_ts=bindparam("state_ts"),
+                    level=bindparam("level"),
+                    oldest_seq=func.coalesce(oldest, Agent.oldest_seq),
+                    last_seq=case(
+                        (last.is_(None), Agent.last_seq),
+                        else_=self._greatest(func.coalesce(Agent.last_seq, 0), last),
+                    ),
+                )
             )
+            self._statements[("agents", ("state",))] = statement
+        return statement
+
+    def _wiped(self, conn: Connection, record: d.RetainedIn, seq_done: int, now: float) -> None:
+        """A newer state whose numbers start again: follow it, without a false gap."""
+        site_id, agent_id = record.site_id, record.agent_id
+        conn.execute(
+            update(Agent)
+            .where(Agent.site_id == site_id, Agent.agent_id == agent_id)
+            .values(
+                state=record.payload,
+                state_ts=record.at,
+                level=record.level or 0,
+                oldest_seq=func.coalesce(record.oldest_seq, Agent.oldest_seq),
+                seq_done=0,
+                last_seq=record.last_seq,
+                seq_epoch_at=now,
+                gap_since=None,
+                replay_at=None,
+            )
+        )
+        self._log(
+            conn,
+            now,
+            "system",
+            "sequence_reset",
+            site_id=site_id,
+            detail=f"agent {agent_id} numbers its events from the start again "
+            f"(last_seq {record.last_seq} < {seq_done} already stored)",
+        )
 
     def _hosts(self, conn: Connection, record: d.HostsIn) -> None:
         site_id, agent_id = record.site_id, record.agent_id
@@ -1018,13 +1065,16 @@ class Store:
             sites = select(Site.__table__).order_by(Site.site_id)
             if site_id is not None:
                 sites = sites.where(Site.site_id == site_id)
+            # a site is last seen when one of its agents was: the workers write agents
+            # only, so that sites are no rows for them to contend for
             agents = {
-                r.site_id: (r.total, r.online or 0)
+                r.site_id: (r.total, r.online or 0, r.seen)
                 for r in conn.execute(
                     select(
                         Agent.site_id,
                         func.count().label("total"),
                         func.sum(case((Agent.status == "online", 1), else_=0)).label("online"),
+                        func.max(Agent.last_seen_at).label("seen"),
                     ).group_by(Agent.site_id)
                 )
             }
@@ -1044,7 +1094,9 @@ class Store:
             for row in conn.execute(sites):
                 site = dict(row._mapping)
                 site.pop("key")
-                site["agents"], site["agents_online"] = agents.get(row.site_id, (0, 0))
+                site["agents"], site["agents_online"], site["last_seen_at"] = agents.get(
+                    row.site_id, (0, 0, None)
+                )
                 site["open_incidents"], site["level"] = open_.get(row.site_id, (0, 0))
                 out.append(site)
             return out

@@ -244,12 +244,15 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_JSON = json.JSONDecoder(parse_constant=_no_constant)  # built once: json.loads builds one a call
+
+
 def load_json(raw: bytes) -> dict[str, Any]:
     """A JSON object of bounded size and depth, without NaN/Infinity or huge integers."""
     if len(raw) > MAX_PAYLOAD:
         raise Rejected("too_large", f"{len(raw)} bytes")
     try:
-        value = json.loads(raw, parse_constant=_no_constant)
+        value = _JSON.decode(raw.decode())
     except RecursionError as err:
         raise Rejected("too_deep") from err
     except (ValueError, UnicodeDecodeError) as err:  # also int digits limit
@@ -266,13 +269,15 @@ def _shallow(value: Any, what: str) -> None:
 
 
 def _depth(value: Any, level: int = 1) -> int:
-    if level > MAX_DEPTH:
+    """How deep ``value`` nests (a scalar is 1), counted no further than past ``MAX_DEPTH``."""
+    if level > MAX_DEPTH or not isinstance(value, dict | list):
         return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level)
-    return level
+    children = value.values() if isinstance(value, dict) else value
+    deepest = level + 1 if children else level  # an element's scalars are one level down
+    for child in children:
+        if isinstance(child, dict | list):  # only containers nest further
+            deepest = max(deepest, _depth(child, level + 1))
+    return deepest
 
 
 def _str(
