@@ -12,7 +12,9 @@ sorted key order, so two workers never deadlock on PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import secrets
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Sequence
@@ -54,6 +56,8 @@ KIND_BITS = {
     "arp_spray": 64,
     "source_spray": 128,
 }
+_LOGGER = logging.getLogger(__name__)
+
 OPEN_STATUSES = ("open", "acknowledged")
 ROLES = ("viewer", "responder", "admin", "customer")
 
@@ -79,6 +83,57 @@ class ReplayRequest:
     agent_id: str
     after_seq: int
     command_id: str
+
+
+FEED_CHANNEL = "lan_guard_feed"
+
+
+class Changes:
+    """Waits for the workers' commits that the live feed shows (PostgreSQL LISTEN).
+
+    One connection of its own, outside the pool, listens on ``FEED_CHANNEL``; ``wait``
+    returns at the first notification (one that came while nobody waited is kept by the
+    connection and returns at once) or after ``timeout``. Without PostgreSQL, or while its
+    connection is down (it is opened again at the next wait), ``wait`` returns at once and
+    the feed falls back to polling.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Any = None
+
+    @property
+    def pushed(self) -> bool:
+        """True where commits are announced (PostgreSQL), so waiting is worth it."""
+        return self._engine.dialect.name == "postgresql"
+
+    def wait(self, timeout: float) -> None:
+        if not self.pushed:
+            return
+        try:
+            if self._conn is None:
+                self._conn = self._listen()
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                break
+            for _ in self._conn.notifies(timeout=0):  # the rest of a burst: one tick for all
+                pass
+        except self._engine.dialect.loaded_dbapi.Error:
+            # the feed must outlive a database restart: it polls until this is back
+            _LOGGER.warning("live feed: no notifications from the database, polling")
+            self.close()
+
+    def _listen(self) -> Any:
+        args, kwargs = self._engine.dialect.create_connect_args(self._engine.url)
+        conn = self._engine.dialect.loaded_dbapi.connect(*args, **kwargs)
+        conn.autocommit = True
+        conn.execute(f"LISTEN {FEED_CHANNEL}")
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
 
 
 class Store:
@@ -130,6 +185,17 @@ class Store:
 
     def _least(self, a: Any, b: Any) -> Any:
         return func.least(a, b) if self._dialect == "postgresql" else func.min(a, b)
+
+    def _changed(self, conn: Connection) -> None:
+        """Tell the live feed (``Changes``) that this transaction adds something it shows:
+        PostgreSQL delivers the notification at commit, once per transaction, and never for
+        one rolled back. SQLite has no such thing; its console polls."""
+        if self._dialect == "postgresql":
+            conn.execute(select(func.pg_notify(FEED_CHANNEL, "")))
+
+    def changes(self) -> Changes:
+        """A way to wait until something the live feed shows was committed (see ``Changes``)."""
+        return Changes(self.engine)
 
     # -- sites and users ---------------------------------------------------------------
 
@@ -216,8 +282,8 @@ class Store:
 
         A handful of statements whatever the batch's size: the events (returning which were
         new), one upsert for every agent heard from, the states (one read, one update), the
-        rarer facts one by one, and last the incidents, the rows that workers contend for
-        most, so that their locks are held for the shortest time before the commit."""
+        incidents (the rows workers contend for most: late, so that their locks are held
+        briefly before the commit), then the rarer facts one by one."""
         result = IngestResult()
         events: list[d.EventIn] = []
         states: dict[tuple[str, str], d.RetainedIn] = {}
@@ -243,17 +309,19 @@ class Store:
                     heard[key] = max(heard[key] or 0, event.seq)
             self._upsert_agents(conn, heard, now)
             self._states(conn, sorted(states.values(), key=lambda r: (r.site_id, r.agent_id)), now)
-            for record in facts:
-                # a fact that cannot apply is refused before it writes anything
-                refused = self._ingest_fact(conn, record, now)
-                if refused:
-                    result.rejected[(record.site_id, refused)] += 1
             per_incident: dict[tuple[str, str], list[d.EventIn]] = {}
             for event in fresh:
                 per_incident.setdefault((event.site_id, event.incident_id), []).append(event)
             if per_incident:
                 self._upsert_incidents(conn, per_incident, now)
                 result.incidents.update(per_incident)
+            for record in facts:  # after the incidents: a verdict may be for this batch's event
+                # a fact that cannot apply is refused before it writes anything
+                refused = self._ingest_fact(conn, record, now)
+                if refused:
+                    result.rejected[(record.site_id, refused)] += 1
+            if fresh or facts or states:
+                self._changed(conn)
         return result
 
     def count(self, tallies: Tally[tuple[str, str]]) -> None:
@@ -935,6 +1003,7 @@ class Store:
                 request_id=request_id,
             )
         )
+        self._changed(conn)
         pk = done.inserted_primary_key
         return int(pk[0]) if pk else 0
 
@@ -1162,13 +1231,14 @@ class Store:
 
     def tail(self, table: str, after: int, holes: Sequence[int], limit: int = 5000) -> list[Any]:
         """Keys above ``after`` or in ``holes``: for ``events`` only (id, site_id,
-        incident_id) rows, cheap at thousands a second; ``actions`` whole (they are few)."""
+        incident_id, level) rows, cheap at thousands a second; ``actions`` whole (they are
+        few)."""
         model: Any = Event if table == "events" else Action
         cond = model.id > after
         if holes:
             cond = or_(cond, model.id.in_(list(holes)))
         if model is Event:
-            query = select(Event.id, Event.site_id, Event.incident_id)
+            query = select(Event.id, Event.site_id, Event.incident_id, Event.level)
         else:
             query = select(Action.__table__)
         with self.engine.connect() as conn:
