@@ -86,6 +86,7 @@ class ReplayRequest:
 
 
 FEED_CHANNEL = "lan_guard_feed"
+GAPS_LOCK = 0x4C47_5053  # PostgreSQL advisory lock key: one sequence check at a time
 
 
 class Changes:
@@ -865,12 +866,30 @@ class Store:
     ) -> tuple[list[ReplayRequest], Tally[tuple[str, str]]]:
         """Advance each agent's ``seq_done``; count what is gone; claim replays to ask for.
 
-        A replay is claimed with a conditional update, so with several workers only one
-        of them sends it.
+        One worker at a time checks (a PostgreSQL advisory lock; the others skip their turn),
+        and it leaves the agents whose rows a worker is writing to the next check: it takes
+        the rest in key order, as the workers do, and never waits for a row, so neither can
+        deadlock the other. A replay is claimed with a conditional update, so even two
+        checks at once send it only once.
         """
         requests: list[ReplayRequest] = []
         lost: Tally[tuple[str, str]] = Tally()
         with self.engine.begin() as conn:
+            if self._dialect == "postgresql" and not conn.execute(
+                select(func.pg_try_advisory_xact_lock(GAPS_LOCK))
+            ).scalar():
+                return requests, lost  # another worker is checking right now
+            behind = and_(Agent.last_seq.is_not(None), Agent.last_seq > Agent.seq_done)
+
+            def free() -> Any:  # the agents behind whose rows nobody else holds, locked
+                return (
+                    select(Agent.site_id, Agent.agent_id)
+                    .where(behind)
+                    .order_by(Agent.site_id, Agent.agent_id)
+                    .with_for_update(skip_locked=True)
+                    .subquery()
+                )
+
             # Fast path, one statement for every agent: all seqs up to last_seq are stored.
             kept = (
                 select(func.count(distinct(Event.seq)))
@@ -879,9 +898,10 @@ class Store:
                 .where(Event.stored_at >= Agent.seq_epoch_at)
                 .scalar_subquery()
             )
+            mine = free()
             conn.execute(
                 update(Agent)
-                .where(Agent.last_seq.is_not(None), Agent.last_seq > Agent.seq_done)
+                .where(Agent.site_id == mine.c.site_id, Agent.agent_id == mine.c.agent_id)
                 .where(or_(Agent.oldest_seq.is_(None), Agent.oldest_seq <= Agent.seq_done + 1))
                 .where(kept == Agent.last_seq - Agent.seq_done)
                 .values(seq_done=Agent.last_seq, gap_since=None)
@@ -889,10 +909,11 @@ class Store:
             # The rest have a hole, or events still on their way. Note when each was first
             # seen behind (one statement), and look closer, one by one, only at those behind
             # for longer than the grace time: events in flight arrive by themselves.
+            mine = free()
             conn.execute(
                 update(Agent)
-                .where(Agent.last_seq.is_not(None), Agent.last_seq > Agent.seq_done)
-                .where(Agent.gap_since.is_(None))
+                .where(Agent.site_id == mine.c.site_id, Agent.agent_id == mine.c.agent_id)
+                .where(behind, Agent.gap_since.is_(None))
                 .values(gap_since=now)
             )
             agents = conn.execute(
@@ -906,10 +927,10 @@ class Store:
                     Agent.gap_since,
                     Agent.replay_at,
                 )
-                .where(Agent.last_seq.is_not(None), Agent.last_seq > Agent.seq_done)
-                .where(Agent.gap_since <= now - gaps.GRACE_S)
+                .where(behind, Agent.gap_since <= now - gaps.GRACE_S)
                 .order_by(Agent.site_id, Agent.agent_id)
                 .limit(limit)
+                .with_for_update(skip_locked=True)
             ).all()
             for a in agents:
                 stored = (

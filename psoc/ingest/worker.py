@@ -44,6 +44,7 @@ from psoc.store import IngestResult, ReplayRequest, Store
 _LOGGER = logging.getLogger(__name__)
 
 SNAPSHOT_S = 3.0  # how long the plain subscription to retained topics is held
+_CONFLICTS = ("40001", "40P01")  # serialization failure, deadlock: PostgreSQL rolled back
 
 
 @dataclass(frozen=True)
@@ -253,12 +254,17 @@ class Worker:
 
     def _handle(self, batch: list[_Message]) -> None:
         delay = 0.5
+        conflicts = 0
         while not self._stop.is_set():
             now = self._clock()
             records, refused = self._decode(batch, now)
             try:
                 result = self.store.ingest(records, now)
             except DBAPIError as err:
+                if getattr(err.orig, "sqlstate", None) in _CONFLICTS and conflicts < 5:
+                    conflicts += 1  # another transaction won a race: at once, again
+                    _LOGGER.info("batch in conflict (%s); again", err.orig)
+                    continue
                 if err.connection_invalidated or isinstance(err, OperationalError):
                     _LOGGER.warning(
                         "database unavailable (%s); retrying in %.1f s", err.orig, delay
