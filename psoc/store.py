@@ -13,7 +13,6 @@ sorted key order, so two workers never deadlock on PostgreSQL.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import secrets
 from collections import Counter as Tally
@@ -21,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Engine,
@@ -154,32 +154,38 @@ class Store:
 
     def _bulk(
         self,
+        conn: Connection,
         table: Any,
         rows: list[dict[str, Any]],
         key: tuple[str, ...],
         finish: Callable[[Any], Any],
-    ) -> tuple[Any, Any]:
-        """An INSERT of many rows (``finish`` adds its ON CONFLICT clause), and its
-        parameters. PostgreSQL gets the rows as one JSON parameter expanded by
-        ``json_to_recordset`` in key order (no deadlocks between workers): a VALUES list of
-        thousands of bound parameters costs the driver more than the database takes to insert
-        them. SQLite gets an executemany. Built once per table and reused (SQLAlchemy would
-        otherwise compile these statements for every batch)."""
+    ) -> Any:
+        """An INSERT of many rows (``finish`` adds its ON CONFLICT clause), executed.
+        PostgreSQL gets the rows as one JSON parameter expanded by ``json_to_recordset`` in
+        key order (no deadlocks between workers): a VALUES list of thousands of bound
+        parameters costs the driver more than the database takes to insert them. SQLite gets
+        an executemany. Compiled once per table and kept: SQLAlchemy cannot cache these
+        statements (PostgreSQL's INSERT ... ON CONFLICT has no cache key) and compiling
+        them took milliseconds a batch."""
         names = tuple(rows[0])
         statement = self._statements.get((table.name, names))
+        if self._dialect != "postgresql":
+            if statement is None:
+                statement = self._statements[(table.name, names)] = finish(sqlite.insert(table))
+            return conn.execute(statement, rows)
         if statement is None:
-            if self._dialect == "postgresql":
-                source = (
-                    func.json_to_recordset(cast(bindparam("rows", type_=Text), postgresql.JSON))
-                    .table_valued(*(column(name, table.c[name].type) for name in names))
-                    .render_derived(with_types=True)
-                )
-                query = select(*(source.c[n] for n in names)).order_by(*(source.c[k] for k in key))
-                statement = finish(postgresql.insert(table).from_select(names, query))
-            else:
-                statement = finish(sqlite.insert(table))
-            self._statements[(table.name, names)] = statement
-        return statement, {"rows": json.dumps(rows)} if self._dialect == "postgresql" else rows
+            source = (
+                func.json_to_recordset(cast(bindparam("rows", type_=Text), postgresql.JSON))
+                .table_valued(*(column(name, table.c[name].type) for name in names))
+                .render_derived(with_types=True)
+            )
+            query = select(*(source.c[n] for n in names)).order_by(*(source.c[k] for k in key))
+            compiled = finish(postgresql.insert(table).from_select(names, query)).compile(
+                dialect=self.engine.dialect
+            )
+            statement = self._statements[(table.name, names)] = (str(compiled), compiled.params)
+        sql, constants = statement
+        return conn.exec_driver_sql(sql, {**constants, "rows": orjson.dumps(rows).decode()})
 
     def _greatest(self, a: Any, b: Any) -> Any:
         return func.greatest(a, b) if self._dialect == "postgresql" else func.max(a, b)
@@ -379,7 +385,8 @@ class Store:
             for _, e in sorted(unique.items())
         ]
         table = Event.__table__
-        stmt, params = self._bulk(
+        found = self._bulk(
+            conn,
             table,
             rows,
             ("site_id", "event_id"),
@@ -387,7 +394,7 @@ class Store:
                 index_elements=["site_id", "event_id"]
             ).returning(table.c.site_id, table.c.event_id),
         )
-        inserted = {(row.site_id, row.event_id) for row in conn.execute(stmt, params)}
+        inserted = {(row.site_id, row.event_id) for row in found}
         result.events_new += len(inserted)
         result.events_duplicate += len(events) - len(inserted)
         return [unique[key] for key in sorted(inserted)]
@@ -448,7 +455,7 @@ class Store:
                 },
             )
 
-        conn.execute(*self._bulk(incidents, rows, ("site_id", "incident_id"), upsert))
+        self._bulk(conn, incidents, rows, ("site_id", "incident_id"), upsert)
 
     def _upsert_agents(
         self, conn: Connection, agents: dict[tuple[str, str], int | None], now: float
@@ -488,7 +495,7 @@ class Store:
                 },
             )
 
-        conn.execute(*self._bulk(table, rows, ("site_id", "agent_id"), upsert))
+        self._bulk(conn, table, rows, ("site_id", "agent_id"), upsert)
 
     def _newer(
         self,
@@ -875,9 +882,10 @@ class Store:
         requests: list[ReplayRequest] = []
         lost: Tally[tuple[str, str]] = Tally()
         with self.engine.begin() as conn:
-            if self._dialect == "postgresql" and not conn.execute(
-                select(func.pg_try_advisory_xact_lock(GAPS_LOCK))
-            ).scalar():
+            if (
+                self._dialect == "postgresql"
+                and not conn.execute(select(func.pg_try_advisory_xact_lock(GAPS_LOCK))).scalar()
+            ):
                 return requests, lost  # another worker is checking right now
             behind = and_(Agent.last_seq.is_not(None), Agent.last_seq > Agent.seq_done)
 
