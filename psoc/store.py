@@ -16,7 +16,7 @@ import contextlib
 import logging
 import secrets
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1219,14 +1219,16 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def incidents_by_pk(self, pks: Iterable[int]) -> list[dict[str, Any]]:
+    def incidents_by_pk(
+        self, pks: Iterable[int], conn: Connection | None = None
+    ) -> list[dict[str, Any]]:
         keys = sorted(set(pks))
         if not keys:
             return []
-        with self.engine.connect() as conn:
+        with self._reading(conn) as reader:
             return [
                 dict(r._mapping)
-                for r in conn.execute(select(Incident.__table__).where(Incident.id.in_(keys)))
+                for r in reader.execute(select(Incident.__table__).where(Incident.id.in_(keys)))
             ]
 
     def incident_events(self, pk: int, limit: int = 500) -> list[dict[str, Any]]:
@@ -1258,7 +1260,14 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query.limit(limit))]
 
-    def tail(self, table: str, after: int, holes: Sequence[int], limit: int = 5000) -> list[Any]:
+    def tail(
+        self,
+        table: str,
+        after: int,
+        holes: Sequence[int],
+        limit: int = 5000,
+        conn: Connection | None = None,
+    ) -> list[Any]:
         """Keys above ``after`` or in ``holes``: for ``events`` only (id, site_id,
         incident_id, level) rows, cheap at thousands a second; ``actions`` whole (they are
         few)."""
@@ -1270,10 +1279,12 @@ class Store:
             query = select(Event.id, Event.site_id, Event.incident_id, Event.level)
         else:
             query = select(Action.__table__)
-        with self.engine.connect() as conn:
-            return list(conn.execute(query.where(cond).order_by(model.id).limit(limit)))
+        with self._reading(conn) as reader:
+            return list(reader.execute(query.where(cond).order_by(model.id).limit(limit)))
 
-    def events_by_id(self, ids: Iterable[int]) -> list[dict[str, Any]]:
+    def events_by_id(
+        self, ids: Iterable[int], conn: Connection | None = None
+    ) -> list[dict[str, Any]]:
         """What the live feed shows of a few events, with their incident's key."""
         keys = sorted(set(ids))
         if not keys:
@@ -1299,10 +1310,12 @@ class Store:
             .where(Event.id.in_(keys))
             .order_by(Event.id)
         )
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        with self._reading(conn) as reader:
+            return [dict(r._mapping) for r in reader.execute(query)]
 
-    def incidents_by_key(self, keys: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    def incidents_by_key(
+        self, keys: Iterable[tuple[str, str]], conn: Connection | None = None
+    ) -> list[dict[str, Any]]:
         """Incidents by (site id, incident id)."""
         wanted = sorted(set(keys))
         if not wanted:
@@ -1310,8 +1323,20 @@ class Store:
         query = select(Incident.__table__).where(
             tuple_(Incident.site_id, Incident.incident_id).in_(wanted)
         )
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        with self._reading(conn) as reader:
+            return [dict(r._mapping) for r in reader.execute(query)]
+
+    def reading(self) -> contextlib.AbstractContextManager[Connection]:
+        """One connection for several reads (the live feed's tick): one checkout, one end."""
+        return self.engine.connect()
+
+    @contextlib.contextmanager
+    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.connect() as own:
+            yield own
 
     def last_ids(self) -> tuple[int, int]:
         with self.engine.connect() as conn:

@@ -58,6 +58,13 @@ class Tail:
 
 
 IncidentKey = tuple[str, str]  # (site id, incident id)
+_News = tuple[
+    list[Any],  # new audit rows
+    list[dict[str, Any]],  # incidents to send
+    dict[int, dict[str, Any]],  # details of the sampled events
+    dict["asyncio.Queue[dict[str, Any]]", list[int]],  # each browser's sample
+    dict["asyncio.Queue[dict[str, Any]]", int],  # how many each browser may see
+]
 
 
 class Pushes:
@@ -165,43 +172,10 @@ class Hub:
             await run_in_threadpool(self._changes.wait, 1.0)
 
     async def _tick(self) -> None:
-        assert self._events is not None and self._actions is not None
-        events = await run_in_threadpool(
-            self.store.tail, "events", self._events.after, list(self._events.holes)
-        )
-        actions = await run_in_threadpool(
-            self.store.tail, "actions", self._actions.after, list(self._actions.holes), 1000
-        )
-        now = self._clock()
-        self._events.seen((e.id for e in events), now)
-        self._actions.seen((a.id for a in actions), now)
-        touched: dict[IncidentKey, int] = {}
-        for e in events:
-            key = (e.site_id, e.incident_id)
-            touched[key] = max(touched.get(key, 0), e.level)
-        due = self._pushes.due(touched, now)  # also when nobody listens: no burst at login
-        if not self._subscribers or (not events and not actions and not due):
+        news = await run_in_threadpool(self._read, dict(self._subscribers))
+        if news is None:
             return
-        actions = [a._mapping for a in actions]
-        incidents = [
-            incident_summary(r) for r in await run_in_threadpool(self.store.incidents_by_key, due)
-        ]
-        by_pk = {a["incident"] for a in actions if a["incident"]} - {i["id"] for i in incidents}
-        incidents += [
-            incident_summary(r) for r in await run_in_threadpool(self.store.incidents_by_pk, by_pk)
-        ]
-        # a person reads a few lines a second: at most SAMPLE events per update and user,
-        # spread evenly over what arrived, and how many there were
-        samples: dict[asyncio.Queue[dict[str, Any]], list[int]] = {}
-        totals: dict[asyncio.Queue[dict[str, Any]], int] = {}
-        for q, user in self._subscribers.items():
-            visible = [e.id for e in events if user.may_see(e.site_id)]
-            totals[q] = len(visible)
-            samples[q] = visible[:: len(visible) // SAMPLE + 1]
-        wanted = {key for ids in samples.values() for key in ids}
-        details = {
-            e["id"]: _event(e) for e in await run_in_threadpool(self.store.events_by_id, wanted)
-        }
+        actions, incidents, details, samples, totals = news
         for q, user in list(self._subscribers.items()):
             message = {
                 "events": [details[key] for key in samples.get(q, []) if key in details],
@@ -219,6 +193,43 @@ class Hub:
                 q.put_nowait(message)
             except asyncio.QueueFull:  # a stalled browser: drop it, EventSource reconnects
                 self.unsubscribe(q)
+
+    def _read(self, subscribers: dict[asyncio.Queue[dict[str, Any]], Principal]) -> _News | None:
+        """Everything a tick reads, on one connection (in a worker thread)."""
+        assert self._events is not None and self._actions is not None
+        with self.store.reading() as conn:
+            events = self.store.tail(
+                "events", self._events.after, list(self._events.holes), conn=conn
+            )
+            rows = self.store.tail(
+                "actions", self._actions.after, list(self._actions.holes), 1000, conn=conn
+            )
+            now = self._clock()
+            self._events.seen((e.id for e in events), now)
+            self._actions.seen((a.id for a in rows), now)
+            touched: dict[IncidentKey, int] = {}
+            for e in events:
+                key = (e.site_id, e.incident_id)
+                touched[key] = max(touched.get(key, 0), e.level)
+            due = self._pushes.due(touched, now)  # also when nobody listens: no burst at login
+            if not subscribers or (not events and not rows and not due):
+                return None
+            actions = [a._mapping for a in rows]
+            incidents = [incident_summary(r) for r in self.store.incidents_by_key(due, conn=conn)]
+            by_pk = {a["incident"] for a in actions if a["incident"]}
+            by_pk -= {i["id"] for i in incidents}
+            incidents += [incident_summary(r) for r in self.store.incidents_by_pk(by_pk, conn=conn)]
+            # a person reads a few lines a second: at most SAMPLE events per update and
+            # user, spread evenly over what arrived, and how many there were
+            samples: dict[asyncio.Queue[dict[str, Any]], list[int]] = {}
+            totals: dict[asyncio.Queue[dict[str, Any]], int] = {}
+            for q, user in subscribers.items():
+                visible = [e.id for e in events if user.may_see(e.site_id)]
+                totals[q] = len(visible)
+                samples[q] = visible[:: len(visible) // SAMPLE + 1]
+            wanted = {key for ids in samples.values() for key in ids}
+            details = {e["id"]: _event(e) for e in self.store.events_by_id(wanted, conn=conn)}
+        return actions, incidents, details, samples, totals
 
 
 def _event(row: Mapping[str, Any]) -> dict[str, Any]:
