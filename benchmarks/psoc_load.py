@@ -5,15 +5,16 @@ Everything runs on this machine: a mosquitto (the PSOC broker), a throw-away Pos
 stream through a shared subscription, and a ``lan-guard-psoc console`` whose live feed (SSE)
 an operator's session reads. The sites are simulated the way their bridges deliver them:
 signed events on ``sites/<site>/lan_guard/<agent>/event`` and a retained ``state`` every
-``--state-every`` seconds per site, over ``--connections`` MQTT connections.
+``--state-every`` seconds per site, over ``--connections`` MQTT connections (pre-encoded
+packets: see ``Bridges``).
 
 Printed:
-- baseline, same run: a bare paho publisher -> mosquitto -> paho subscriber at the same rate
-  (no PSOC): publish -> receive lag p50/p99;
+- baseline, same run: the same simulated bridges -> mosquitto -> a paho subscriber at the
+  same rate (no PSOC): publish -> receive lag p50/p99;
 - the PSOC at ``--rate`` events/s for ``--seconds``: sustained stored events/s, lag from
   publish to stored (the row's ``stored_at``) and to visible in the console's live feed,
-  p50/p99; CPU (share of one core) and peak RSS of the broker, the workers, the console and
-  PostgreSQL; duplicates and losses (must be 0);
+  p50/p99; CPU (share of one core) and peak RSS of the broker, the workers, the console,
+  PostgreSQL and this script; losses and events counted twice towards incidents (must be 0);
 - the console's queries on the resulting tables (ms): incident queue, one incident's
   timeline and audit, sites list, SOC figures, the feed's tail.
 
@@ -48,7 +49,7 @@ from sqlalchemy import func, select
 from psoc import signatures, topics
 from psoc.console.auth import hash_password
 from psoc.db.engine import make_engine, upgrade
-from psoc.db.models import Event
+from psoc.db.models import Event, Incident
 from psoc.store import Store
 from tests.broker import Collector, Mosquitto, free_port
 from tests.psoc.pg import Postgres
@@ -289,7 +290,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument(
-        "--state-every", type=float, default=10, help="seconds between a site's states"
+        "--state-every",
+        type=float,
+        default=1,
+        help="seconds between a site's states (an agent sends one within a second of an event)",
     )
     parser.add_argument("--drain-s", type=float, default=60, help="wait this long for a backlog")
     args = parser.parse_args()
@@ -422,6 +426,7 @@ def main() -> int:
                 stored_n = count()
                 last = conn.execute(select(func.max(Event.stored_at))).scalar() or t0
                 rows = conn.execute(select(Event.event_id, Event.stored_at)).all()
+                counted = int(conn.execute(select(func.sum(Incident.events))).scalar() or 0)
             usage = sampler.stop()
             time.sleep(1.0)  # the feed's last poll
             pub.close()
@@ -429,7 +434,8 @@ def main() -> int:
             feed_lag = [(at - sent[e]) * 1000 for e, at in seen_in_feed.items() if e in sent]
             print(
                 f"PSOC      {stored_n:,} of {total:,} events stored within {args.drain_s:g} s "
-                f"of the end (duplicates: 0, by the unique key), sustained "
+                f"of the end (lost: {total - stored_n:,}; stored twice: none, by the unique key; "
+                f"counted towards incidents: {counted:,}), sustained "
                 f"{stored_n / (last - t0):,.0f} events/s"
             )
             print(
