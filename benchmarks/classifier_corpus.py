@@ -496,4 +496,9 @@ def generate_home(seed: int, days: float = 14.0) -> Home:
     known = _benign(builder)
     _malware(builder, known)
     events = sorted(builder.events, key=lambda item: item.time)
+    # The agent's event store numbers its events in the order it makes them (a fixed epoch
+    # per home; nothing drawn, so the random streams stay as they were).
+    epoch = uuid.uuid5(uuid.NAMESPACE_URL, builder.agent_id).hex
+    for seq, item in enumerate(events, start=1):
+        item.event["seq"], item.event["epoch"] = seq, epoch
     return Home(seed, builder.agent_id, builder.subnet + ".0/24", builder.node_ip, events)

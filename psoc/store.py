@@ -78,11 +78,31 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
+class Numbered:
+    """An event's number and the event store (``epoch``) that gave it."""
+
+    seq: int
+    epoch: str | None
+
+
+def _of_the_agents_store() -> Any:
+    """Events numbered by the agent's current event store: of its epoch, or (agents that
+    name none) stored since its numbers last started again."""
+    return or_(
+        and_(Agent.epoch.is_not(None), Event.epoch == Agent.epoch),
+        and_(Agent.epoch.is_(None), Event.stored_at >= Agent.seq_epoch_at),
+    )
+
+
+@dataclass(frozen=True)
 class ReplayRequest:
+    """Events of an agent to ask for again: after ``after_seq`` (up to ``through_seq``)."""
+
     site_id: str
     agent_id: str
     after_seq: int
     command_id: str
+    through_seq: int | None = None
 
 
 FEED_CHANNEL = "lan_guard_feed"
@@ -305,7 +325,7 @@ class Store:
                     states[key] = record
             else:
                 facts.append(record)
-        heard: dict[tuple[str, str], int | None] = {
+        heard: dict[tuple[str, str], Numbered | None] = {
             (r.site_id, r.agent_id): None for r in records if not isinstance(r, d.BridgeIn)
         }
         with self.engine.begin() as conn:
@@ -313,7 +333,8 @@ class Store:
             for event in fresh:  # only events actually inserted move the agent's last_seq
                 if event.seq is not None:
                     key = (event.site_id, event.agent_id)
-                    heard[key] = max(heard[key] or 0, event.seq)
+                    if (known := heard[key]) is None or event.seq > known.seq:
+                        heard[key] = Numbered(event.seq, event.epoch)
             self._upsert_agents(conn, heard, now)
             self._states(conn, sorted(states.values(), key=lambda r: (r.site_id, r.agent_id)), now)
             per_incident: dict[tuple[str, str], list[d.EventIn]] = {}
@@ -369,6 +390,7 @@ class Store:
                 "agent_id": e.agent_id,
                 "incident_id": e.incident_id,
                 "seq": e.seq,
+                "epoch": e.epoch,
                 "kind": e.kind,
                 "level": e.level,
                 "mac": e.source.mac,
@@ -458,10 +480,11 @@ class Store:
         self._bulk(conn, incidents, rows, ("site_id", "incident_id"), upsert)
 
     def _upsert_agents(
-        self, conn: Connection, agents: dict[tuple[str, str], int | None], now: float
+        self, conn: Connection, agents: dict[tuple[str, str], Numbered | None], now: float
     ) -> None:
         """Make sure the agents exist (a first event may come before any retained payload),
-        mark them seen, and move ``last_seq`` to the highest seq stored."""
+        mark them seen, and move ``last_seq`` to the highest seq stored of the agent's event
+        store (the first epoch heard is taken; a new one comes with the agent's ``state``)."""
         if not agents:
             return
         table = Agent.__table__
@@ -470,14 +493,15 @@ class Store:
                 "site_id": site_id,
                 "agent_id": agent_id,
                 "last_seen_at": now,
-                "last_seq": seq,
+                "last_seq": None if numbered is None else numbered.seq,
+                "epoch": None if numbered is None else numbered.epoch,
                 "level": 0,
                 "seq_done": 0,
                 "seq_epoch_at": 0.0,
                 "replays": 0,
                 "events_lost": 0,
             }
-            for (site_id, agent_id), seq in sorted(agents.items())
+            for (site_id, agent_id), numbered in sorted(agents.items())
         ]
 
         def upsert(stmt: Any) -> Any:
@@ -490,8 +514,18 @@ class Store:
                     ),
                     "last_seq": case(
                         (x.last_seq.is_(None), table.c.last_seq),
+                        # numbers of another store say nothing about this one's
+                        (
+                            and_(
+                                table.c.epoch.is_not(None),
+                                x.epoch.is_not(None),
+                                table.c.epoch != x.epoch,
+                            ),
+                            table.c.last_seq,
+                        ),
                         else_=self._greatest(func.coalesce(table.c.last_seq, 0), x.last_seq),
                     ),
+                    "epoch": func.coalesce(table.c.epoch, x.epoch),
                 },
             )
 
@@ -600,15 +634,18 @@ class Store:
         )
 
     def _states(self, conn: Connection, states: list[d.RetainedIn], now: float) -> None:
-        """The agents' states, newer wins: one read and one update for them all. A state
-        whose ``last_seq`` is below what is already stored means the agent's store was wiped
-        (its numbers start again): rare, handled one by one, and said in the audit log."""
+        """The agents' states, newer wins: one read and one update for them all. A state of
+        a new event store (another epoch), or whose ``last_seq`` is below what is already
+        stored (the store was wiped), numbers its events from the start again: rare, handled
+        one by one, and said in the audit log."""
         if not states:
             return
         current = {
             (r.site_id, r.agent_id): r
             for r in conn.execute(
-                select(Agent.site_id, Agent.agent_id, Agent.state_ts, Agent.seq_done).where(
+                select(
+                    Agent.site_id, Agent.agent_id, Agent.state_ts, Agent.seq_done, Agent.epoch
+                ).where(
                     tuple_(Agent.site_id, Agent.agent_id).in_(
                         [(r.site_id, r.agent_id) for r in states]
                     )
@@ -620,9 +657,11 @@ class Store:
             row = current[(record.site_id, record.agent_id)]
             if row.state_ts is not None and row.state_ts >= record.at:
                 continue  # an old copy delivered late
-            if record.last_seq is not None and record.last_seq < row.seq_done:
-                self._wiped(conn, record, row.seq_done, now)
-                continue
+            if record.last_seq is not None:
+                new_store = record.epoch is not None and row.epoch not in (None, record.epoch)
+                if new_store or record.last_seq < row.seq_done:
+                    self._restarted(conn, record, row, new_store, now)
+                    continue
             rows.append(
                 {
                     "k_site": record.site_id,
@@ -633,6 +672,8 @@ class Store:
                     "level": record.level or 0,
                     "oldest": record.oldest_seq,
                     "last": record.last_seq,
+                    # the first epoch heard is taken with the numbers it gave
+                    "epoch": None if record.last_seq is None else record.epoch,
                 }
             )
         if rows:
@@ -661,17 +702,23 @@ class Store:
                         (last.is_(None), Agent.last_seq),
                         else_=self._greatest(func.coalesce(Agent.last_seq, 0), last),
                     ),
+                    epoch=func.coalesce(Agent.epoch, bindparam("epoch", type_=Text)),
                 )
             )
             self._statements[("agents", ("state",))] = statement
         return statement
 
-    def _wiped(self, conn: Connection, record: d.RetainedIn, seq_done: int, now: float) -> None:
-        """A newer state whose numbers start again: follow it, without a false gap."""
+    def _restarted(
+        self, conn: Connection, record: d.RetainedIn, agent: Any, new_store: bool, now: float
+    ) -> None:
+        """A newer state from a replaced or wiped event store (its numbers start again):
+        follow it, without a false gap, and say so. Its events already stored count (same
+        epoch)."""
         site_id, agent_id = record.site_id, record.agent_id
-        conn.execute(
+        done = conn.execute(
             update(Agent)
             .where(Agent.site_id == site_id, Agent.agent_id == agent_id)
+            .where(or_(Agent.state_ts.is_(None), Agent.state_ts < record.at))
             .values(
                 state=record.payload,
                 state_ts=record.at,
@@ -679,10 +726,18 @@ class Store:
                 oldest_seq=func.coalesce(record.oldest_seq, Agent.oldest_seq),
                 seq_done=0,
                 last_seq=record.last_seq,
+                epoch=record.epoch,
                 seq_epoch_at=now,
                 gap_since=None,
                 replay_at=None,
             )
+        )
+        if not done.rowcount:
+            return  # another worker stored a newer state since the read
+        why = (
+            f"a new event store {record.epoch} after {agent.epoch}"
+            if new_store
+            else f"last_seq {record.last_seq} < {agent.seq_done} already stored"
         )
         self._log(
             conn,
@@ -690,8 +745,7 @@ class Store:
             "system",
             "sequence_reset",
             site_id=site_id,
-            detail=f"agent {agent_id} numbers its events from the start again "
-            f"(last_seq {record.last_seq} < {seq_done} already stored)",
+            detail=f"agent {agent_id} numbers its events from the start again ({why})",
         )
 
     def _hosts(self, conn: Connection, record: d.HostsIn) -> None:
@@ -903,7 +957,7 @@ class Store:
                 select(func.count(distinct(Event.seq)))
                 .where(Event.site_id == Agent.site_id, Event.agent_id == Agent.agent_id)
                 .where(Event.seq > Agent.seq_done, Event.seq <= Agent.last_seq)
-                .where(Event.stored_at >= Agent.seq_epoch_at)
+                .where(_of_the_agents_store())
                 .scalar_subquery()
             )
             mine = free()
@@ -931,6 +985,7 @@ class Store:
                     Agent.seq_done,
                     Agent.last_seq,
                     Agent.oldest_seq,
+                    Agent.epoch,
                     Agent.seq_epoch_at,
                     Agent.gap_since,
                     Agent.replay_at,
@@ -945,14 +1000,20 @@ class Store:
                     conn.execute(
                         select(Event.seq)
                         .where(Event.site_id == a.site_id, Event.agent_id == a.agent_id)
-                        .where(Event.seq > a.seq_done, Event.stored_at >= a.seq_epoch_at)
+                        .where(
+                            Event.seq > a.seq_done,
+                            Event.epoch == a.epoch
+                            if a.epoch is not None
+                            else Event.stored_at >= a.seq_epoch_at,
+                        )
                         .order_by(Event.seq)
                         .limit(10_000)
                     )
                     .scalars()
                     .all()
                 )
-                step = gaps.advance(a.seq_done, [s for s in stored if s is not None], a.oldest_seq)
+                numbers = [s for s in stored if s is not None]
+                step = gaps.advance(a.seq_done, numbers, a.oldest_seq)
                 still = gaps.behind(step.done, a.last_seq, stored[-1] if stored else None)
                 values: dict[str, Any] = {"seq_done": step.done}
                 if step.lost:
@@ -991,15 +1052,19 @@ class Store:
                     ).rowcount
                     if claimed:
                         command_id = secrets.token_hex(16)
-                        requests.append(ReplayRequest(a.site_id, a.agent_id, step.done, command_id))
+                        through = gaps.hole_end(step.done, numbers)
+                        requests.append(
+                            ReplayRequest(a.site_id, a.agent_id, step.done, command_id, through)
+                        )
+                        upto = "" if through is None else f" through {through}"
                         self._log(
                             conn,
                             now,
                             "system",
                             "replay_requested",
                             site_id=a.site_id,
-                            detail=f"agent {a.agent_id}: events after {step.done} (it has up to "
-                            f"{a.last_seq})",
+                            detail=f"agent {a.agent_id}: events after {step.done}{upto} (it has"
+                            f" up to {a.last_seq})",
                             result="sent",
                             request_id=command_id,
                         )

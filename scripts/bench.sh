@@ -10,6 +10,7 @@ run() { echo; echo "== $*"; "$@"; }
 run .venv-agent/bin/python benchmarks/agent_throughput.py
 run .venv-agent/bin/python benchmarks/latency_mqtt.py
 run .venv-agent/bin/python benchmarks/latency_mqtt.py --signed
+run .venv/bin/python benchmarks/delivery_e2e.py
 run .venv/bin/python benchmarks/agent_live_flood.py
 run .venv/bin/python benchmarks/evacuation_latency.py
 run .venv/bin/python benchmarks/ha_intake.py

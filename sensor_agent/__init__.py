@@ -9,12 +9,14 @@ Data flows one way; I/O only at the edges (functional core, imperative shell)::
                                 arp_spray / source_spray; state in bounded.py's tables
          -> incidents.py        per-source incidents: first crossing, escalation, rate limit
          -> hosts.py            inventory: IP, vendor (OUI), hostname, host left
-      -> sinks/                 stdout, jsonl, mqtt (signing.py, outbox.py)
+      -> sinks/                 stdout, jsonl, mqtt (signing.py; outbox.py: the event store,
+                                seq and epoch, kept for replay)
     decoys.py                   TCP listeners on the node -> pipeline.observe_session
     live.py                     the selector loop: capture + decoys + timers
     config.py / cli.py          TOML + environment + flags -> ``lan-guard-agent``
     synth.py / timeline.py      generated captures (demo, benchmarks), the demo's timeline
     enforcer.py / commands.py   quarantine on signed commands (nftables); safejson.py
+    redelivery.py               replay commands: kept events published again, bounded
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

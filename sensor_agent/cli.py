@@ -108,6 +108,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("capture", type=Path, help="capture file (pcap or pcapng)")
     replay.add_argument(
+        "--speed",
+        type=float,
+        help="replay at this multiple of the capture's own pace (1 = as recorded);"
+        " default: as fast as possible",
+    )
+    replay.add_argument(
+        "--stay",
+        action="store_true",
+        help="with a broker: after the capture, stay connected (online, answering commands"
+        " and replays) until SIGTERM or SIGINT",
+    )
+    replay.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -123,11 +135,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("-i", "--interface")
     generate = commands.add_parser(
-        "generate", help="write a generated capture (demo, mixed benchmark, many sources)"
+        "generate",
+        help="write a generated capture (demo, mixed benchmark, many sources, a stream of scans)",
     )
-    generate.add_argument("kind", choices=["demo", "mixed", "many-sources"])
+    generate.add_argument("kind", choices=["demo", "mixed", "many-sources", "scans"])
     generate.add_argument("output", type=Path)
-    generate.add_argument("--count", type=int, help="frames (mixed) or sources (many-sources)")
+    generate.add_argument(
+        "--count",
+        type=int,
+        help="frames (mixed), sources (many-sources) or events (scans: each port of a SYN scan"
+        " is an event with incidents.update_interval_s = 0)",
+    )
     return parser
 
 
@@ -162,15 +180,24 @@ def _sinks(config: AgentConfig) -> list[Sink]:
     return sinks
 
 
-def _mqtt_sink(config: AgentConfig, command_handler: Any = None) -> Sink | None:
+def _mqtt(config: AgentConfig, *, may_enforce: bool) -> tuple[Any, CommandHandler, list[str]]:
+    """The MQTT sink, its command handler and the capabilities for ``info``; the event store
+    is shared: the sink publishes from it, the handler's replays re-queue in it."""
     settings = mqtt_settings(config)
-    if settings is None:
-        return None
-    from .sinks.mqtt import MqttSink  # noqa: PLC0415 - paho only when a broker is set
+    from .redelivery import Redelivery  # noqa: PLC0415 - with the sink: paho only when needed
+    from .sinks.mqtt import MqttSink  # noqa: PLC0415
 
     try:
-        return MqttSink(settings, command_handler=command_handler)
+        outbox = settings.open_outbox()
     except (ValueError, OSError) as exc:
+        raise ConfigError(f"mqtt: {exc}") from exc
+    handler, capabilities = _command_handler(
+        config, may_enforce=may_enforce, replay=Redelivery(outbox)
+    )
+    try:
+        return MqttSink(settings, command_handler=handler, outbox=outbox), handler, capabilities
+    except (ValueError, OSError) as exc:
+        outbox.close()
         raise ConfigError(f"mqtt: {exc}") from exc
 
 
@@ -182,10 +209,16 @@ def _close(sinks: Sequence[Sink]) -> None:
             log.exception("closing %s failed", type(sink).__name__)
 
 
-def _command_handler(config: AgentConfig, *, may_enforce: bool) -> tuple[CommandHandler, list[str]]:
+def _command_handler(
+    config: AgentConfig,
+    *,
+    may_enforce: bool,
+    replay: Callable[[int, int | None], dict[str, Any]] | None = None,
+) -> tuple[CommandHandler, list[str]]:
     """The MQTT command handler and the capabilities for ``info``. Built even without an
     enforcer (backend ``none``, or a replay, which never touches the firewall): commands are
     then refused with the reason, and the retained ``quarantine`` says ``enforcer: none``.
+    ``replay`` re-publishes kept events (``Redelivery`` over the sink's event store).
 
     The gateway is the resolved one (``config.pipeline``: configured, else the default
     route's); a MAC not configured is looked up per command (see :func:`_wire_mqtt`)."""
@@ -204,6 +237,8 @@ def _command_handler(config: AgentConfig, *, may_enforce: bool) -> tuple[Command
         node_ips=[ip_str(node.node_ip)] if node.node_ip else [],
         node_macs=[mac_str(node.node_mac)] if node.node_mac else [],
         key=key.encode() if key else None,
+        accept_legacy=config.raw["mqtt"]["accept_legacy_signatures"],
+        replay=replay,
         subnet=node.subnet,
         learns=True,  # the lookups come with _wire_mqtt, once the pipeline exists
     )
@@ -242,6 +277,7 @@ def _wire_mqtt(
     mqtt.retained("quarantine", handler.state_payload())
     pipeline.extra_counters["outbox_dropped"] = lambda: mqtt.counters()["dropped"]
     pipeline.extra_counters["outbox_pending"] = lambda: mqtt.counters()["pending"]
+    pipeline.extra_counters["outbox_kept"] = lambda: mqtt.counters()["kept"]
     pipeline.extra_counters["mqtt_reconnects"] = lambda: mqtt.counters()["reconnects"]
 
 
@@ -249,11 +285,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = _load(args)
     _setup_logging(config.log_level)
     sinks = _sinks(config)
-    handler, capabilities = None, list(BASE_CAPABILITIES)
+    mqtt, handler, capabilities = None, None, list(BASE_CAPABILITIES)
     if config.raw["mqtt"]["host"]:
-        handler, capabilities = _command_handler(config, may_enforce=False)
-    mqtt = _mqtt_sink(config, handler)
-    if mqtt is not None:
+        mqtt, handler, capabilities = _mqtt(config, may_enforce=False)
         sinks.append(mqtt)
     if config.pipeline.node_ip is None:
         log.warning("no --node-ip: SYN scans of the node and decoy sessions cannot be seen")
@@ -273,15 +307,34 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 started_at=time.time(),
             ),
         )
+    stop = _stop_on_signals() if args.stay else None
     try:
-        stats = replay(args.capture, pipeline, show_progress=args.progress)
+        if args.speed is not None and args.speed <= 0:
+            raise ConfigError(f"--speed: {args.speed:g} is not a positive factor")
+        stats = replay(args.capture, pipeline, show_progress=args.progress, speed=args.speed)
+        print(stats.summary(), file=sys.stderr, flush=True)
+        if stop is not None and mqtt is not None:
+            log.info("capture replayed; staying connected until SIGTERM or SIGINT")
+            stop.wait()
     except CaptureError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
     finally:
         _close(sinks)
-    print(stats.summary(), file=sys.stderr)
     return EXIT_OK
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (a clean stop: the sinks are closed)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -411,11 +464,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         else None
     )
     sinks = _sinks(config)
-    handler, capabilities = None, list(BASE_CAPABILITIES)
+    mqtt, handler, capabilities = None, None, list(BASE_CAPABILITIES)
     if config.raw["mqtt"]["host"]:
-        handler, capabilities = _command_handler(config, may_enforce=True)
-    mqtt = _mqtt_sink(config, handler)
-    if mqtt is not None:
+        mqtt, handler, capabilities = _mqtt(config, may_enforce=True)
         sinks.append(mqtt)
     prober = None
     if config.probe_hosts and node.node_ip and node.node_mac:
@@ -433,14 +484,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if mqtt is not None and handler is not None:
         _wire_mqtt(mqtt, handler, agent.pipeline, agent.gateway_mac)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = _stop_on_signals()
     agent.start()
     log.info(
         "watching %s (node %s), decoys %s",
@@ -484,6 +528,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         frames = synth.write_pcap(args.output, synth.demo_frames())
     elif args.kind == "mixed":
         frames = synth.write_pcap(args.output, synth.mixed_frames(args.count or 200_000))
+    elif args.kind == "scans":
+        frames = synth.write_pcap(args.output, synth.scan_frames(args.count or 4000))
     else:
         frames = synth.write_pcap(args.output, synth.many_sources_frames(args.count or 100_000))
     print(f"{args.output}: {frames:,} frames", file=sys.stderr)

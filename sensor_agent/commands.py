@@ -1,4 +1,4 @@
-"""Quarantine/release commands from MQTT: check them, apply them, answer every one.
+"""Commands from MQTT (quarantine, release, replay): check them, apply them, answer every one.
 
 ``CommandHandler`` is the callable ``MqttSink`` gives each ``<prefix>/<agent_id>/command``
 payload to; what it returns is published on ``.../command/result``
@@ -7,14 +7,16 @@ payload to; what it returns is published on ``.../command/result``
 1. parse JSON, nested at most ``MAX_NESTING`` deep (too malformed to carry an id -> result
    with id ``""``);
 2. shape (the rules of schema/command.schema.json, with voluptuous);
-3. with a shared key (``sensor_agent.signing``): signature present and valid, ``ts``
-   within 300 s of the agent's clock, ``id`` never accepted before;
+3. with a shared key (``sensor_agent.signing``): signature present and valid for *this*
+   agent's ``command`` topic (a command signed for another agent sharing the key is
+   refused), ``ts`` within 300 s of the agent's clock, ``id`` never accepted before;
 4. quarantine only: only one host's addresses (never a broadcast, multicast or zero MAC;
    never a network, broadcast, multicast, link-local, loopback, unspecified or reserved IP,
    nor one outside the agent's subnet), never the gateway (its MAC too, once resolved), the
    node itself, an allowlisted MAC/IP, or an ``ip`` the agent's hosts inventory binds to
    another established host (a forged sender IP must not cut off an innocent host);
-5. the enforcer; its failure becomes the result's error.
+5. the enforcer (quarantine, release) or the event store (replay: ``replay``, see
+   ``sensor_agent.redelivery``); a failure becomes the result's error.
 
 After a change of the quarantine state ``on_change`` receives the new retained
 ``quarantine`` payload, to be re-published.
@@ -35,6 +37,7 @@ from typing import Any
 import voluptuous as vol
 
 from sensor_agent import safejson, signing
+from sensor_agent.contract import ACTION_REPLAY, ACTIONS, TOPIC_COMMAND
 from sensor_agent.enforcer import (
     Enforcer,
     EnforcerError,
@@ -42,6 +45,7 @@ from sensor_agent.enforcer import (
     build_enforcer,
     quarantine_payload,
 )
+from sensor_agent.redelivery import RedeliveryRefused
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -77,21 +81,51 @@ _COMMAND_ID = vol.All(
     str, vol.Length(min=1, max=64), vol.Match(_ID_PATTERN, msg="id must be 1-64 of A-Z a-z 0-9 _ -")
 )
 
-COMMAND_SCHEMA = vol.Schema(
+MAX_SEQ = 2**53 - 1  # the largest integer every JSON reader keeps exact
+
+
+def _seq(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
+        raise vol.Invalid(f"expected an event seq (integer 0..{MAX_SEQ})")
+    return value
+
+
+_COMMON = {
+    vol.Required("id"): _COMMAND_ID,
+    vol.Required("action"): vol.In(ACTIONS, msg="unknown action"),
+    vol.Required("ts"): _unix_time,
+    vol.Optional("sig"): vol.All(
+        str, vol.Match(r"^[0-9a-f]{64}$", msg="sig must be 64 lower-case hex digits")
+    ),
+}
+_HOST_COMMAND = vol.Schema(
     {
-        vol.Required("id"): _COMMAND_ID,
-        vol.Required("action"): vol.In(["quarantine", "release"], msg="unknown action"),
+        **_COMMON,
         vol.Required("mac"): vol.All(
             str, vol.Match(_MAC_PATTERN, msg="mac must be lower-case aa:bb:cc:dd:ee:ff")
         ),
         vol.Optional("ip"): _ipv4_or_null,
-        vol.Required("ts"): _unix_time,
-        vol.Optional("sig"): vol.All(
-            str, vol.Match(r"^[0-9a-f]{64}$", msg="sig must be 64 lower-case hex digits")
-        ),
     },
     extra=vol.PREVENT_EXTRA,
 )
+_REPLAY_COMMAND = vol.Schema(
+    {
+        **_COMMON,
+        vol.Required("after_seq"): _seq,
+        vol.Optional("through_seq"): vol.All(_seq, vol.Range(min=1)),
+    },
+    extra=vol.PREVENT_EXTRA,
+)
+
+
+def _command_shape(payload: Any) -> Any:
+    """quarantine/release name a host; replay names the last event seq the sender has."""
+    if isinstance(payload, dict) and payload.get("action") == ACTION_REPLAY:
+        return _REPLAY_COMMAND(payload)
+    return _HOST_COMMAND(payload)
+
+
+COMMAND_SCHEMA = vol.Schema(_command_shape)
 
 
 def _normalise_mac(mac: str) -> str:
@@ -199,6 +233,12 @@ class CommandHandler:
     host_mac: Callable[[str], str | None] | None = None
     clock: Callable[[], float] = time.time
     max_skew_s: float = signing.MAX_SKEW_S
+    # Commands signed in format 1 (no agent id, no topic): only when explicitly configured.
+    accept_legacy: bool = False
+    # Re-publishes kept events after a seq (up to another, optionally); returns the result's
+    # ``replay`` object or raises ``RedeliveryRefused`` (``sensor_agent.redelivery``). None:
+    # this agent keeps no events.
+    replay: Callable[[int, int | None], dict[str, Any]] | None = None
     # True: the lookups above come later, through wire() (the MQTT sink that delivers commands
     # starts before the pipeline that learns them). A quarantine arriving earlier waits for
     # them up to ``wire_timeout_s``, else is refused: never checked without them.
@@ -209,7 +249,13 @@ class CommandHandler:
 
     def __post_init__(self) -> None:
         if self.key is not None:
-            self._verifier = signing.Verifier(self.key, max_skew_s=self.max_skew_s)
+            self._verifier = signing.Verifier(
+                self.key,
+                agent_id=self.agent_id,
+                topic=TOPIC_COMMAND,
+                max_skew_s=self.max_skew_s,
+                accept_legacy=self.accept_legacy,
+            )
         if not self.learns:
             self._wired.set()
 
@@ -253,6 +299,10 @@ class CommandHandler:
             problems = "; ".join(sorted(str(e) for e in err.errors))
             return _result(command_id, False, f"invalid command: {problems}")
         action: str = command["action"]
+        if action == ACTION_REPLAY:
+            return self._replay(
+                payload, command_id, command["after_seq"], command.get("through_seq")
+            )
         mac: str = command["mac"]
         ip: str | None = command.get("ip")
 
@@ -280,6 +330,33 @@ class CommandHandler:
         if changed:
             self._publish_state()
         return _result(command_id, True, None, action, mac)
+
+    def _replay(
+        self,
+        payload: Mapping[str, Any],
+        command_id: str,
+        after_seq: int,
+        through_seq: int | None,
+    ) -> dict[str, Any]:
+        """Re-publish the kept events after ``after_seq`` (signed afresh by the sink)."""
+        refusal = self._authenticity_problem(payload)
+        if refusal is None and self.replay is None:
+            refusal = "refused: this agent keeps no events to replay (it publishes no MQTT)"
+        if refusal is None and self.replay is not None:
+            try:
+                answer = self.replay(after_seq, through_seq)
+            except RedeliveryRefused as err:
+                refusal = f"refused: {err}"
+            else:
+                _LOGGER.info(
+                    "command %s: replay after seq %d: %d event(s)",
+                    command_id,
+                    after_seq,
+                    answer["count"],
+                )
+                return {**_result(command_id, True, None, ACTION_REPLAY), "replay": answer}
+        _LOGGER.warning("command %s (replay after %d) refused: %s", command_id, after_seq, refusal)
+        return _result(command_id, False, refusal, ACTION_REPLAY)
 
     def _learnt_refusal(self, mac: str, ip: str | None) -> str | None:
         """Refusals from what the agent learnt: the gateway's MAC, the IP's owner."""
@@ -344,17 +421,22 @@ def build_command_handler(
     node_ips: Iterable[str],
     node_macs: Iterable[str],
     key: bytes | None,
+    accept_legacy: bool = False,
+    replay: Callable[[int, int | None], dict[str, Any]] | None = None,
     nft: Sequence[str] = ("nft",),
     subnet: ipaddress.IPv4Network | None = None,
     learns: bool = False,
 ) -> CommandHandler:
     """The agent's handler with its enforcer started (a ``NoEnforcer`` if it cannot start).
 
-    Wiring (the caller owns the sink)::
+    Wiring (the caller owns the sink; the event store is shared, see ``cli._mqtt``)::
 
+        outbox = mqtt_settings.open_outbox()
         handler = build_command_handler(settings, agent_id=..., node_ips=[ip],
-                                        node_macs=[mac], key=shared_key, learns=True)
-        sink = MqttSink(mqtt_settings, command_handler=handler)  # commands may come now
+                                        node_macs=[mac], key=shared_key, learns=True,
+                                        replay=Redelivery(outbox))
+        # commands may come now:
+        sink = MqttSink(mqtt_settings, command_handler=handler, outbox=outbox)
         pipeline = Pipeline(..., [sink, ...])
         handler.wire(gateway_mac=..., host_mac=...,  # from the pipeline: now they are checked
                      on_change=lambda state: sink.retained("quarantine", state))
@@ -377,4 +459,12 @@ def build_command_handler(
         allowlist=settings.allowlist,
         subnet=subnet,
     )
-    return CommandHandler(enforcer, agent_id=agent_id, protected=protected, key=key, learns=learns)
+    return CommandHandler(
+        enforcer,
+        agent_id=agent_id,
+        protected=protected,
+        key=key,
+        accept_legacy=accept_legacy,
+        replay=replay,
+        learns=learns,
+    )

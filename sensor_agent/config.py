@@ -35,7 +35,7 @@ from .enforcer import DEFAULT_ALLOWED_SERVICES, EnforcerSettings
 from .formats import ip_bytes, ip_str, mac_bytes
 from .hosts import HostsConfig
 from .incidents import IncidentConfig
-from .outbox import DEFAULT_MAX_ROWS
+from .outbox import DEFAULT_KEEP_ROWS, DEFAULT_KEEP_S, DEFAULT_MAX_ROWS
 from .pipeline import DEFAULT_DECOY_PORTS, PipelineConfig
 
 ENV_PREFIX = "LAN_GUARD_"
@@ -222,6 +222,11 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         ),
         "outbox_path": (None, _TEXT),
         "outbox_max": (DEFAULT_MAX_ROWS, _int(1)),
+        "replay_events": (DEFAULT_KEEP_ROWS, _int(0)),
+        "replay_age_s": (DEFAULT_KEEP_S, vol.All(vol.Coerce(float), vol.Range(min=0))),
+        # Commands signed in format 1 (no agent id, no topic): only for an integration or
+        # service centre that is not upgraded yet.
+        "accept_legacy_signatures": (False, _BOOL),
     },
     # Shapes here; the values (backend, family, allowlist entries, allowed_services) are
     # checked by sensor_agent.enforcer.EnforcerSettings, in _check_consistency().
@@ -505,6 +510,8 @@ def mqtt_settings(config: AgentConfig) -> Any:
             agent_id=config.agent_id,
             shared_key=mqtt["shared_key"],
             outbox_max=mqtt["outbox_max"],
+            replay_events=mqtt["replay_events"],
+            replay_age_s=mqtt["replay_age_s"],
             **extra,
         )
     except ValueError as exc:

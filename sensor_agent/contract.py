@@ -1,5 +1,6 @@
 """The agent's side of the MQTT contract in one place: topics, status payloads,
-capabilities, event kinds, the payload format version and the default topic prefix.
+capabilities, command actions, event kinds, the payload format version and the default topic
+prefix.
 
 ``schema/`` defines the payloads; the Home Assistant integration is installed on its own and
 keeps its copy of these values (``custom_components/lan_guard/const.py``). A test checks the
@@ -33,6 +34,12 @@ CAPABILITY_DECOYS: Final = "decoys"
 CAPABILITY_SIGNING: Final = "signing"
 CAPABILITY_ENFORCER: Final = "enforcer"
 BASE_CAPABILITIES: Final = (CAPABILITY_DETECT, CAPABILITY_HOSTS)  # every agent
+
+# Command actions: the enforcer's, and a receiver's request for events it missed.
+ACTION_QUARANTINE: Final = "quarantine"
+ACTION_RELEASE: Final = "release"
+ACTION_REPLAY: Final = "replay"
+ACTIONS: Final = (ACTION_QUARANTINE, ACTION_RELEASE, ACTION_REPLAY)
 
 # Event kinds (the detectors' ``kind``, and host_left from the hosts inventory).
 KINDS: Final = (

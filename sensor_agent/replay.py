@@ -1,4 +1,4 @@
-"""Read a capture file and push it through the pipeline as fast as it can.
+"""Read a capture file and push it through the pipeline: as fast as it can, or at its pace.
 
 Classic pcap (both byte orders, microsecond and nanosecond timestamps) is read in blocks
 with ``struct.unpack_from`` over the record headers, no scapy and no per-frame objects
@@ -18,7 +18,7 @@ import struct
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -222,8 +222,43 @@ def _pcapng_blocks(path: Path, skipped: Counter[str]) -> Iterator[Batch]:
         yield stamps, frames
 
 
-def replay(path: Path, pipeline: Pipeline, show_progress: bool | None = None) -> ReplayStats:
-    """Push every frame of ``path`` through ``pipeline``; raises :class:`CaptureError`."""
+def paced(
+    batches: Iterable[Batch],
+    speed: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[Batch]:
+    """``batches`` re-cut so that each frame comes out when it is due: its offset from the
+    first frame, divided by ``speed``, after the first frame came out. Frames that are due
+    already (or behind) come out at once, so a slow consumer only stretches the replay."""
+    origin: float | None = None
+    started = 0.0
+    for stamps, frames in batches:
+        i, count = 0, len(stamps)
+        while i < count:
+            if origin is None:
+                origin, started = stamps[i], clock()
+            wait = started + (stamps[i] - origin) / speed - clock()
+            if wait > 0:
+                sleep(min(wait, 0.1))
+                continue
+            due = origin + (clock() - started) * speed
+            j = i + 1
+            while j < count and stamps[j] <= due:
+                j += 1
+            yield stamps[i:j], frames[i:j]
+            i = j
+
+
+def replay(
+    path: Path,
+    pipeline: Pipeline,
+    show_progress: bool | None = None,
+    speed: float | None = None,
+) -> ReplayStats:
+    """Push every frame of ``path`` through ``pipeline`` (``speed``: at that multiple of the
+    capture's pace, see :func:`paced`; None: as fast as possible); raises
+    :class:`CaptureError`."""
     if show_progress is None:
         show_progress = sys.stderr.isatty()
     size = path.stat().st_size if path.exists() else 0
@@ -234,7 +269,8 @@ def replay(path: Path, pipeline: Pipeline, show_progress: bool | None = None) ->
     feed = pipeline.feed_many
     skipped: Counter[str] = Counter()
     try:
-        for stamps, frames in read_blocks(path, bar.update if bar else None, skipped):
+        batches = read_blocks(path, bar.update if bar else None, skipped)
+        for stamps, frames in batches if speed is None else paced(batches, speed):
             feed(stamps, frames)
     except _Truncated:
         stats.truncated = True

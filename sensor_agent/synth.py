@@ -378,6 +378,36 @@ def many_sources_frames(sources: int = 100_000, seed: int = 2) -> Iterable[tuple
         yield ts, bytes(frame)
 
 
+def scan_frames(
+    events: int = 4000, sources: int = 40, fps: float = 1000.0
+) -> Iterable[tuple[float, bytes]]:
+    """SYN scans of the benchmark node by ``sources`` hosts taking turns, one new port per
+    frame, ``fps`` frames per second of capture: with ``incidents.update_interval_s = 0``
+    (every detection is an event) the agent reports exactly ``events`` syn_scan events,
+    one per port from each source's third on. A steady, countable stream of events for the
+    delivery tests and benchmark (replayed at its pace with ``replay --speed``)."""
+    if sources < 1 or events < sources:
+        raise ValueError("need at least one source and one event per source")
+    node = DemoHost("node", _BENCH_NODE_MAC, _BENCH_NODE, "node")
+    template = bytearray(
+        bytes(_tcp(DemoHost("x", "02:00:00:00:00:00", "198.18.5.5", "x"), node, 40000, 1, "S"))
+    )
+    # Each source's first two ports are below the scan threshold: two more frames than events.
+    ports = [2 + events // sources + (1 if i < events % sources else 0) for i in range(sources)]
+    ts = DEMO_START
+    for port in range(1, max(ports) + 1):
+        for i in range(sources):
+            if port > ports[i]:
+                continue
+            ip, mac = _bench_host(i)
+            frame = template
+            frame[6:12] = mac_bytes(mac)
+            frame[26:30] = ip_bytes(ip)
+            frame[36:38] = port.to_bytes(2, "big")  # (checksums are not checked by the agent)
+            ts += 1 / fps
+            yield ts, bytes(frame)
+
+
 def demo_hosts_by_mac() -> dict[bytes, DemoHost]:
     return {mac_bytes(h.mac): h for h in DEMO_HOSTS}
 

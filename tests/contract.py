@@ -41,3 +41,29 @@ def validate(name: str, payload: Any) -> None:
 def errors(name: str, payload: Any) -> list[str]:
     """Every contract violation of ``payload``, as readable messages (empty when valid)."""
     return [e.message for e in validator(name).iter_errors(payload)]
+
+
+STORE_FIELDS = {"event": ("seq", "epoch"), "state": ("epoch", "last_seq", "oldest_seq")}
+"""Fields the MQTT sink adds from the agent's event store (``sensor_agent.outbox``)."""
+
+
+@cache
+def _pipeline_validator(name: str) -> Draft202012Validator:
+    contents = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
+    contents["required"] = [key for key in contents["required"] if key not in STORE_FIELDS[name]]
+    return Draft202012Validator(
+        contents, registry=_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def validate_from_pipeline(name: str, payload: Any) -> None:
+    """Raise unless ``payload`` is a ``name`` payload as the pipeline hands it to its sinks:
+    an ``event`` or ``state`` without the fields only the event store gives (stdout and JSON
+    lines carry events as detected; the MQTT sink adds the rest), any other as published."""
+    if name not in STORE_FIELDS:
+        validate(name, payload)
+        return
+    present = sorted(set(STORE_FIELDS[name]) & set(payload))
+    if present:
+        raise AssertionError(f"the pipeline set {present}: only the event store may")
+    _pipeline_validator(name).validate(payload)

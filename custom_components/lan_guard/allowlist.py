@@ -53,7 +53,7 @@ class Allowlist:
         if host.get("mac") in self.macs:
             return True
         ip = host.get("ip")
-        if not ip:
+        if not ip or not self.networks:
             return False
         address = ipaddress.ip_address(ip)
         return any(address in network for network in self.networks)

@@ -15,6 +15,7 @@ from homeassistant.config_entries import (
 )
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -35,6 +36,7 @@ from .const import (
     CONF_AGENT_ID,
     CONF_ALLOWLIST,
     CONF_EVACUATION,
+    CONF_LEGACY_SIGNATURES,
     CONF_NOTIFY_LEVEL,
     CONF_NOTIFY_TARGETS,
     CONF_OFFLINE_MINUTES,
@@ -310,6 +312,8 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
         }
         if key := (user_input.get(CONF_SIGNING_KEY) or "").strip():
             options[CONF_SIGNING_KEY] = key
+        if user_input.get(CONF_LEGACY_SIGNATURES):
+            options[CONF_LEGACY_SIGNATURES] = True
         return options
 
     def _schema(self, chosen: list[str], info: dict[str, Any] | None) -> vol.Schema:
@@ -332,6 +336,7 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                 vol.Optional(CONF_SIGNING_KEY): TextSelector(
                     TextSelectorConfig(type=TextSelectorType.PASSWORD)
                 ),
+                vol.Optional(CONF_LEGACY_SIGNATURES, default=False): BooleanSelector(),
                 vol.Optional(CONF_ALLOWLIST): TextSelector(TextSelectorConfig(multiline=True)),
                 vol.Required(CONF_OFFLINE_MINUTES): NumberSelector(
                     NumberSelectorConfig(

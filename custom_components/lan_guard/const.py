@@ -29,6 +29,8 @@ CONF_NOTIFY_LEVEL: Final = "notify_level"
 CONF_SIGNING_KEY: Final = "signing_key"
 CONF_ALLOWLIST: Final = "allowlist"
 CONF_OFFLINE_MINUTES: Final = "offline_minutes"
+# Accept agents signing in format 1 (no agent id, no topic): only while upgrading agents.
+CONF_LEGACY_SIGNATURES: Final = "legacy_signatures"
 
 # Level 1 (ARP scan) is also what HA's own nmap tracker and NetAlertX do every few minutes,
 # so by default only a scan of the monitoring node (level 2) or worse notifies.
@@ -53,9 +55,10 @@ STATUS_ONLINE: Final = "online"
 STATUS_OFFLINE: Final = "offline"
 # The agent's info lists this capability when its nftables enforcer runs.
 CAPABILITY_ENFORCER: Final = "enforcer"
-# Commands to the agent's enforcer.
+# Commands to the agent: its enforcer's, and replaying events Home Assistant missed.
 ACTION_QUARANTINE: Final = "quarantine"
 ACTION_RELEASE: Final = "release"
+ACTION_REPLAY: Final = "replay"
 
 # The owner's inbox (sidebar panel): /lan-guard, linked from the notifications.
 PANEL_URL_PATH: Final = "lan-guard"
@@ -150,6 +153,7 @@ class BadPayload(StrEnum):
     AGENT_MISMATCH = "agent_mismatch"
     SIGNATURE_MISSING = "signature_missing"
     SIGNATURE_BAD = "signature_bad"
+    SIGNATURE_LEGACY = "signature_legacy"  # format 1 while legacy signatures are off
     STALE = "stale"
     REPLAYED = "replayed"
     # Bounds on what a payload may contain (``intake.py``).

@@ -3,10 +3,13 @@
 Every message from the agent enters through ``_async_message_received`` and is refused
 (counted, logged once per reason) unless it is JSON within the bounds of ``intake`` (size,
 nesting, strings, items, numbers, dates), follows the contract, names this agent and, when a
-key is set, is signed, fresh and not replayed; nothing it contains makes the callback raise.
-Every accepted event then goes through ``async_process_event``, the one place where an event
-becomes visible: the verdict is attached there (classifier hook) before history, incidents,
-listeners (event entity, evacuation, notifications) and the bus event see it.
+key is set, is signed for this agent and topic, fresh and not replayed; nothing it contains
+makes the callback raise. An accepted event is then checked against the delivery state
+(``delivery.py``: duplicates and events of a replaced store are dropped, what is missing is
+asked for with a ``replay`` command, what is gone is reported) and goes through
+``async_process_event``, the one place where an event becomes visible: the verdict is
+attached there (classifier hook) before history, incidents, listeners (event entity,
+evacuation, notifications) and the bus event see it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeAlias
 
 import voluptuous as vol
@@ -35,6 +39,7 @@ from .allowlist import Allowlist
 from .const import (
     CONF_AGENT_ID,
     CONF_ALLOWLIST,
+    CONF_LEGACY_SIGNATURES,
     CONF_NOTIFY_LEVEL,
     CONF_OFFLINE_MINUTES,
     CONF_SIGNING_KEY,
@@ -58,11 +63,13 @@ from .const import (
     BadPayload,
     Label,
 )
+from .delivery import DeliveryTracker
+from .delivery_requests import DeliveryRequests
 from .history import EventHistory
 from .intake import MAX_BYTES, OFF_LOOP_BYTES, Decoded, Refused, decode
 from .models import EventClassifier, Incident, LanGuardEvent
 from .payloads import parse_timestamp, validate
-from .signing import PayloadVerifier, SignatureError, sign, signing_key
+from .signing import PayloadVerifier, SignatureError, signing_key
 from .untrusted import printable
 
 _LOGGER = logging.getLogger(__name__)
@@ -113,15 +120,25 @@ class LanGuardCoordinator:
         )
         self.allowlist = Allowlist.parse(options.get(CONF_ALLOWLIST, []))
         secret: str | None = options.get(CONF_SIGNING_KEY) or None
-        self._key = signing_key(secret) if secret else None
-        self.verifier = PayloadVerifier(self._key) if self._key else None
+        # Agents before 0.2: signature format 1, no seq (their events are not tracked).
+        self.legacy: bool = bool(options.get(CONF_LEGACY_SIGNATURES, False))
+        self.verifier = (
+            PayloadVerifier(signing_key(secret), self.agent_id, accept_legacy=self.legacy)
+            if secret
+            else None
+        )
         self.history = EventHistory(hass, entry.entry_id)
+        # Asks the agent for events HA missed (QoS 1 only reaches the broker).
+        self.delivery_requests = DeliveryRequests(
+            hass, entry, self.history, self._async_publish_command, lambda: self.mqtt_connected
+        )
 
         # Extension points: a classifier gives verdicts; evacuation, notifications and the
         # entities listen to events, labels and command results.
         self.classifier = classifier
         self._unsubscribe: list[CALLBACK_TYPE] = []
         self._update_listeners: list[CALLBACK_TYPE] = []
+        self._refresh_scheduled = False
         self._event_listeners: list[EventListener] = []
         self._label_listeners: list[LabelListener] = []
         self._result_listeners: list[ResultListener] = []
@@ -170,6 +187,7 @@ class LanGuardCoordinator:
                 cancel_on_shutdown=True,
             ),
             self._cancel_offline_timer,
+            self.delivery_requests.cancel,
         ]
         # No status yet counts as offline: an agent that never shows up is reported too.
         self._start_offline_timer()
@@ -232,7 +250,26 @@ class LanGuardCoordinator:
         for update in list(self._update_listeners):
             update()
 
+    @callback
+    def _async_update_listeners_soon(self) -> None:
+        """Refresh the entities once for all the agent's messages of one loop iteration: HA's
+        MQTT client hands over many at a time when the agent catches up after an outage, and
+        refreshing every entity for each event would make catching up slow."""
+        if not self._refresh_scheduled:
+            self._refresh_scheduled = True
+            self.hass.loop.call_soon(self._async_refresh_entities)
+
+    @callback
+    def _async_refresh_entities(self) -> None:
+        self._refresh_scheduled = False
+        self.async_update_listeners()
+
     # ----------------------------------------------------------------- derived state
+
+    @property
+    def delivery(self) -> DeliveryTracker:
+        """Which of the agent's events were processed (stored with the history)."""
+        return self.history.delivery
 
     @property
     def online(self) -> bool:
@@ -283,15 +320,17 @@ class LanGuardCoordinator:
 
     async def async_send_command(self, action: str, mac: str, ip: str | None) -> str:
         """Publish a (signed, when a key is set) command to the agent; returns its id."""
-        command: dict[str, Any] = {
-            "id": uuid.uuid4().hex,
-            "action": action,
-            "mac": mac,
-            "ip": ip,
-            "ts": dt_util.utcnow().timestamp(),
-        }
-        if self._key is not None:
-            command = sign(command, self._key, command["ts"])
+        command_id = uuid.uuid4().hex
+        await self._async_publish_command(
+            {"id": command_id, "action": action, "mac": mac, "ip": ip}
+        )
+        return command_id
+
+    async def _async_publish_command(self, command: dict[str, Any]) -> None:
+        """Stamp, sign (for this agent's command topic) and publish a command."""
+        command = {**command, "ts": dt_util.utcnow().timestamp()}
+        if self.verifier is not None:
+            command = self.verifier.sign_command(command, command["ts"], TOPIC_COMMAND)
         validate("command", command)
         await mqtt.async_publish(
             self.hass,
@@ -299,13 +338,14 @@ class LanGuardCoordinator:
             json_dumps(command),
             qos=1,
         )
-        return str(command["id"])
 
     # ----------------------------------------------------------------- MQTT intake
 
     @callback
     def _async_subscribed(self) -> None:
+        """(Re)subscribed: with a clean session, anything published meanwhile was missed."""
         self.subscribed.set()
+        self.delivery_requests.resubscribed()
 
     @callback
     def _async_connection_changed(self, connected: bool) -> None:
@@ -325,7 +365,8 @@ class LanGuardCoordinator:
             elif topic in _RETAINED and (len(raw) > OFF_LOOP_BYTES or topic in self._decoding):
                 self._async_decode_off_loop(topic, raw)
             else:
-                self._async_take(topic, decode(_SCHEMA_OF[topic], raw, dt_util.utcnow()))
+                decoded = decode(_SCHEMA_OF[topic], raw, dt_util.utcnow(), legacy=self.legacy)
+                self._async_take(topic, decoded)
         except Exception as err:  # a bug, not the sender's fault: counted, with its traceback
             self._refuse(topic, BadPayload.HANDLER_ERROR, repr(err), exc_info=True)
 
@@ -350,7 +391,7 @@ class LanGuardCoordinator:
         try:
             while (raw := self._waiting.pop(topic, None)) is not None:
                 decoded = await self.hass.async_add_executor_job(
-                    decode, _SCHEMA_OF[topic], raw, dt_util.utcnow()
+                    partial(decode, legacy=self.legacy), _SCHEMA_OF[topic], raw, dt_util.utcnow()
                 )
                 try:
                     self._async_take(topic, decoded)
@@ -366,8 +407,9 @@ class LanGuardCoordinator:
         if payload is None:
             return
         if topic == TOPIC_EVENT:
-            self.async_process_event(payload)
+            self._async_handle_event(payload)
         elif topic == TOPIC_COMMAND_RESULT:
+            self.delivery_requests.result(payload)
             for listener in list(self._result_listeners):
                 listener(payload)
         elif topic == TOPIC_INFO:
@@ -393,17 +435,19 @@ class LanGuardCoordinator:
         if self.verifier is not None:
             # The signature covers the bytes as sent: verify the decoded payload, not the
             # validated one (validation coerces, e.g. a level of 2.0 becomes 2).
+            # Events with a seq are de-duplicated by it (an event published again on request
+            # keeps its id), every other live payload by its id.
+            now = dt_util.utcnow().timestamp()
             try:
                 if topic in _RETAINED:
                     self.verifier.verify_retained(topic, decoded.sent)
+                elif topic == TOPIC_EVENT and "seq" in payload:
+                    self.verifier.verify_fresh(topic, decoded.sent, now)
                 else:
-                    self.verifier.verify_live(decoded.sent, dt_util.utcnow().timestamp())
+                    self.verifier.verify_live(topic, decoded.sent, now)
             except SignatureError as err:
                 self._refuse(topic, err.reason, str(err))
                 return None
-        if topic == TOPIC_EVENT and payload["id"] in self.history:
-            self._refuse(topic, BadPayload.REPLAYED, f"event {payload['id']} already seen")
-            return None
         payload.pop("sig", None)
         payload.pop("ts", None)
         return payload
@@ -451,6 +495,18 @@ class LanGuardCoordinator:
         self.async_update_listeners()
 
     @callback
+    def _async_handle_event(self, payload: dict[str, Any]) -> None:
+        """Process a new event once; drop duplicates and events of a replaced store."""
+        if "seq" not in payload:  # an agent before 0.2: only its id tells a duplicate
+            if payload["id"] in self.history:
+                self._refuse(TOPIC_EVENT, BadPayload.REPLAYED, f"event {payload['id']} seen")
+                return
+        elif not self.delivery_requests.take(payload):
+            return
+        self.async_process_event(payload)
+        self.delivery_requests.processed()
+
+    @callback
     def _async_handle_info(self, info: dict[str, Any]) -> None:
         self.info = info
         registry = dr.async_get(self.hass)
@@ -488,7 +544,9 @@ class LanGuardCoordinator:
         if stale_acks:
             self.history.schedule_save()
         self.incidents_known = True
-        self.async_update_listeners()
+        if "epoch" in state:  # what the agent created and keeps: anything we missed?
+            self.delivery_requests.state(state)
+        self._async_update_listeners_soon()
 
     @callback
     def async_process_event(self, payload: dict[str, Any]) -> LanGuardEvent:
@@ -515,7 +573,7 @@ class LanGuardCoordinator:
                 **event.event_data(),
             },
         )
-        self.async_update_listeners()
+        self._async_update_listeners_soon()
         return event
 
     def _update_incident(self, event: LanGuardEvent) -> None:

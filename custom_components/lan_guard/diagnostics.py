@@ -68,8 +68,11 @@ async def async_get_config_entry_diagnostics(
         },
         "signing": {
             "enabled": verifier is not None,
+            "legacy_signatures": coordinator.legacy,
+            "agent_format": verifier.agent_format if verifier else None,
             "remembered_ids": verifier.remembered_ids if verifier else 0,
         },
+        "delivery": coordinator.delivery.diagnostics(),
         "history": coordinator.history.export(),
         "evacuation": entry.runtime_data.evacuation.attributes(),
         "classifier": _classifier(entry.runtime_data.learner),

@@ -101,12 +101,15 @@ class Refused:
     detail: str
 
 
-def decode(name: str, raw: bytes | bytearray | str, now: datetime) -> Decoded | Refused:
-    """``raw`` decoded within the bounds, checked against the contract ``name`` and dated
-    no later than ``now`` plus ``MAX_AHEAD``. Never raises for anything ``raw`` contains."""
+def decode(
+    name: str, raw: bytes | bytearray | str, now: datetime, *, legacy: bool = False
+) -> Decoded | Refused:
+    """``raw`` decoded within the bounds, checked against the contract ``name`` (``legacy``:
+    as agents before 0.2 send it) and dated no later than ``now`` plus ``MAX_AHEAD``. Never
+    raises for anything ``raw`` contains."""
     try:
         sent = loads(raw, MAX_BYTES[name])
-        payload = validate(name, sent)
+        payload = validate(name, sent, legacy=legacy)
         check_dates(name, payload, now)
     except PayloadRefused as err:
         return Refused(err.reason, str(err))

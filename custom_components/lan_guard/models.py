@@ -70,7 +70,8 @@ class LanGuardEvent:
     @property
     def is_threat(self) -> bool:
         """False for information-only events (a host that left)."""
-        return self.kind is not Kind.HOST_LEFT
+        # A string comparison: entities ask this of every stored event on each refresh.
+        return bool(self.payload["kind"] != Kind.HOST_LEFT)
 
     def event_data(self) -> dict[str, Any]:
         """What automations see: event entity attributes and the ``lan_guard_event`` bus event."""

@@ -49,6 +49,7 @@ from .untrusted import SAMPLE, inert
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigEntry
 
+    from .delivery import Gap
     from .history import EventHistory
 
 _LOGGER = logging.getLogger(__name__)
@@ -101,6 +102,29 @@ def inbox_url(event_id: str | None = None) -> str:
 def inbox_link(texts: Mapping[str, str], event_id: str | None = None) -> str:
     """A markdown link to the inbox: persistent notifications have no buttons, it has."""
     return texts[f"{_COMMON}notify_inbox_link"].format(url=inbox_url(event_id))
+
+
+def lost_notification_id(entry_id: str) -> str:
+    """One notification per agent about lost events: a later loss updates it."""
+    return f"{DOMAIN}_lost_{entry_id}"
+
+
+async def async_notify_lost(
+    hass: HomeAssistant, entry: ConfigEntry, gaps: list[Gap], total: int
+) -> None:
+    """Tell the owner that events of the agent are gone for good (persistent notification)."""
+    texts = await async_get_translations(hass, hass.config.language, "common", [DOMAIN])
+    lines = [
+        texts[f"{_COMMON}lost_range"].format(count=gap.count, first=gap.first, last=gap.last)
+        for gap in gaps
+    ]
+    message = texts[f"{_COMMON}lost_message"].format(agent=entry.data[CONF_AGENT_ID], total=total)
+    persistent_notification.async_create(
+        hass,
+        "\n".join([message, "", *(f"- {line}" for line in lines)]),
+        texts[f"{_COMMON}lost_title"],
+        lost_notification_id(entry.entry_id),
+    )
 
 
 def async_dismiss(hass: HomeAssistant, incident_id: str) -> None:

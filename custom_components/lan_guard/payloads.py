@@ -36,6 +36,7 @@ _TIMESTAMP = re.compile(
 )
 
 SCHEMA_VERSION: Final = 1
+MAX_SEQ: Final = 2**53 - 1  # the largest integer every JSON reader keeps exact
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -171,6 +172,8 @@ TEXT_OR_NULL = _or_null(_string(max_length=255))
 NON_NEGATIVE = _integer(0)
 TS = _number()
 SIG = _string(_HEX64)
+SEQ = _integer(1, MAX_SEQ)
+EPOCH = _string(_HEX32)
 
 _HOST_FIELDS: dict[Any, Validator] = {
     vol.Required("mac"): MAC,
@@ -219,21 +222,30 @@ EVIDENCE = vol.Schema(
 )
 
 
-EVENT = _signed(
-    {
-        vol.Required("schema"): _const(SCHEMA_VERSION),
-        vol.Required("id"): EVENT_ID,
-        vol.Required("incident_id"): EVENT_ID,
-        vol.Required("agent_id"): AGENT_ID,
-        vol.Required("kind"): KIND,
-        vol.Required("level"): LEVEL,
-        vol.Required("source"): HOST,
-        vol.Required("first_seen"): _timestamp,
-        vol.Required("last_seen"): _timestamp,
-        vol.Required("detected_at"): _timestamp,
-        vol.Required("evidence"): EVIDENCE,
-    }
-)
+def _event(delivery: type[vol.Marker]) -> Validator:
+    return _signed(
+        {
+            vol.Required("schema"): _const(SCHEMA_VERSION),
+            vol.Required("id"): EVENT_ID,
+            vol.Required("incident_id"): EVENT_ID,
+            vol.Required("agent_id"): AGENT_ID,
+            delivery("seq"): SEQ,
+            delivery("epoch"): EPOCH,
+            vol.Required("kind"): KIND,
+            vol.Required("level"): LEVEL,
+            vol.Required("source"): HOST,
+            vol.Required("first_seen"): _timestamp,
+            vol.Required("last_seen"): _timestamp,
+            vol.Required("detected_at"): _timestamp,
+            vol.Required("evidence"): EVIDENCE,
+        }
+    )
+
+
+EVENT = _event(vol.Required)
+# Agents before 0.2 (signature format 1) send no seq, epoch, last_seq nor oldest_seq: while
+# the owner accepts legacy signatures, their payloads are taken without (and not tracked).
+LEGACY_EVENT = _event(vol.Optional)
 
 INFO = _signed(
     {
@@ -260,37 +272,46 @@ INFO = _signed(
     }
 )
 
-STATE = _signed(
-    {
-        vol.Required("schema"): _const(SCHEMA_VERSION),
-        vol.Required("agent_id"): AGENT_ID,
-        vol.Required("level"): LEVEL,
-        vol.Required("incidents"): _array(
-            vol.Schema(
+
+def _state(delivery: type[vol.Marker]) -> Validator:
+    return _signed(
+        {
+            vol.Required("schema"): _const(SCHEMA_VERSION),
+            vol.Required("agent_id"): AGENT_ID,
+            delivery("epoch"): EPOCH,
+            delivery("last_seq"): _integer(0, MAX_SEQ),
+            delivery("oldest_seq"): _integer(1, MAX_SEQ + 1),
+            vol.Required("level"): LEVEL,
+            vol.Required("incidents"): _array(
+                vol.Schema(
+                    {
+                        vol.Required("incident_id"): EVENT_ID,
+                        vol.Required("source"): HOST,
+                        vol.Required("level"): LEVEL,
+                        vol.Required("kinds"): _array(KIND, unique=True),
+                        vol.Required("first_seen"): _timestamp,
+                        vol.Required("last_seen"): _timestamp,
+                        vol.Required("events"): _integer(1),
+                    }
+                )
+            ),
+            vol.Required("counters"): vol.Schema(
                 {
-                    vol.Required("incident_id"): EVENT_ID,
-                    vol.Required("source"): HOST,
-                    vol.Required("level"): LEVEL,
-                    vol.Required("kinds"): _array(KIND, unique=True),
-                    vol.Required("first_seen"): _timestamp,
-                    vol.Required("last_seen"): _timestamp,
-                    vol.Required("events"): _integer(1),
+                    vol.Required("frames"): NON_NEGATIVE,
+                    vol.Required("events"): NON_NEGATIVE,
+                    vol.Required("parse_errors"): NON_NEGATIVE,
+                    vol.Required("kernel_drops"): NON_NEGATIVE,
+                    vol.Required("outbox_dropped"): NON_NEGATIVE,
+                    str: NON_NEGATIVE,
                 }
-            )
-        ),
-        vol.Required("counters"): vol.Schema(
-            {
-                vol.Required("frames"): NON_NEGATIVE,
-                vol.Required("events"): NON_NEGATIVE,
-                vol.Required("parse_errors"): NON_NEGATIVE,
-                vol.Required("kernel_drops"): NON_NEGATIVE,
-                vol.Required("outbox_dropped"): NON_NEGATIVE,
-                str: NON_NEGATIVE,
-            }
-        ),
-        vol.Required("updated_at"): _timestamp,
-    }
-)
+            ),
+            vol.Required("updated_at"): _timestamp,
+        }
+    )
+
+
+STATE = _state(vol.Required)
+LEGACY_STATE = _state(vol.Optional)
 
 HOSTS = _signed(
     {
@@ -330,14 +351,42 @@ QUARANTINE = _signed(
     }
 )
 
-COMMAND = vol.Schema(
+_COMMAND_FIELDS: dict[Any, Validator] = {
+    vol.Required("id"): _string(_COMMAND_ID, min_length=1, max_length=64),
+    vol.Required("action"): _one_of("quarantine", "release", "replay"),
+    vol.Required("ts"): TS,
+    vol.Optional("sig"): SIG,
+}
+_HOST_COMMAND = vol.Schema(
+    {**_COMMAND_FIELDS, vol.Required("mac"): MAC, vol.Optional("ip"): _or_null(_ipv4)}
+)
+_REPLAY_COMMAND = vol.Schema(
     {
-        vol.Required("id"): _string(_COMMAND_ID, min_length=1, max_length=64),
-        vol.Required("action"): _one_of("quarantine", "release"),
-        vol.Required("mac"): MAC,
-        vol.Optional("ip"): _or_null(_ipv4),
-        vol.Required("ts"): TS,
-        vol.Optional("sig"): SIG,
+        **_COMMAND_FIELDS,
+        vol.Required("after_seq"): _integer(0, MAX_SEQ),
+        vol.Optional("through_seq"): SEQ,
+    }
+)
+
+
+def COMMAND(payload: Any) -> Any:
+    """quarantine/release name a host; replay names the last seq the sender has."""
+    if isinstance(payload, dict) and payload.get("action") == "replay":
+        return _REPLAY_COMMAND(payload)
+    return _HOST_COMMAND(payload)
+
+
+REPLAY_ANSWER = vol.Schema(
+    {
+        vol.Required("epoch"): EPOCH,
+        vol.Required("after_seq"): _integer(0, MAX_SEQ),
+        vol.Required("count"): NON_NEGATIVE,
+        vol.Required("first_seq"): _or_null(SEQ),
+        vol.Required("through_seq"): _or_null(SEQ),
+        vol.Required("last_seq"): _integer(0, MAX_SEQ),
+        vol.Required("gap"): _or_null(
+            vol.Schema({vol.Required("first_seq"): SEQ, vol.Required("last_seq"): SEQ})
+        ),
     }
 )
 
@@ -346,8 +395,9 @@ COMMAND_RESULT = _signed(
         vol.Required("id"): _string(max_length=64),
         vol.Required("ok"): _boolean,
         vol.Required("error"): _or_null(_string(max_length=512)),
-        vol.Optional("action"): _one_of("quarantine", "release"),
+        vol.Optional("action"): _one_of("quarantine", "release", "replay"),
         vol.Optional("mac"): MAC,
+        vol.Optional("replay"): REPLAY_ANSWER,
     }
 )
 
@@ -365,9 +415,17 @@ SCHEMAS: Final[dict[str, Validator]] = {
 }
 
 
-def validate(name: str, payload: Any) -> Any:
-    """``payload`` checked against the contract ``name``; ``vol.Invalid`` says what is wrong."""
-    return SCHEMAS[name](payload)
+LEGACY_SCHEMAS: Final[dict[str, Validator]] = {
+    **SCHEMAS,
+    "event": LEGACY_EVENT,
+    "state": LEGACY_STATE,
+}
+
+
+def validate(name: str, payload: Any, legacy: bool = False) -> Any:
+    """``payload`` checked against the contract ``name`` (``legacy``: as agents before 0.2
+    send it); ``vol.Invalid`` says what is wrong."""
+    return (LEGACY_SCHEMAS if legacy else SCHEMAS)[name](payload)
 
 
 def describe(err: vol.Invalid) -> str:

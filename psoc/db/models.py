@@ -79,7 +79,9 @@ class Agent(Base):
     hosts_ts: Mapped[float | None] = mapped_column(Float, default=None)
     level: Mapped[int] = mapped_column(Integer, default=0)
     # Event sequence (when the agent sends one): every seq <= seq_done is stored or counted
-    # lost; last_seq/oldest_seq are what the agent's state says it has.
+    # lost; last_seq/oldest_seq are what the agent's state says it has. ``epoch`` names the
+    # agent's event store: a new one numbers its events from 1 again.
+    epoch: Mapped[str | None] = mapped_column(String(32), default=None)
     last_seq: Mapped[int | None] = mapped_column(BigInteger, default=None)
     oldest_seq: Mapped[int | None] = mapped_column(BigInteger, default=None)
     seq_done: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -159,6 +161,7 @@ class Event(Base):
     agent_id: Mapped[str] = mapped_column(String(64))
     incident_id: Mapped[str] = mapped_column(String(32))
     seq: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    epoch: Mapped[str | None] = mapped_column(String(32), default=None)  # of ``seq``
     kind: Mapped[str] = mapped_column(String(16))
     level: Mapped[int] = mapped_column(Integer)
     mac: Mapped[str] = mapped_column(String(17))

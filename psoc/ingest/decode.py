@@ -104,6 +104,7 @@ class EventIn:
     event_id: str
     incident_id: str
     seq: int | None
+    epoch: str | None  # the agent's event store that numbered it (``seq``)
     kind: str
     level: int
     source: Host
@@ -137,6 +138,7 @@ class RetainedIn:
     at: float
     payload: dict[str, Any]
     level: int | None = None
+    epoch: str | None = None
     last_seq: int | None = None
     oldest_seq: int | None = None
 
@@ -398,6 +400,7 @@ def _event(site: str, agent: str, obj: dict[str, Any], signed: bool, now: float)
         event_id=_str(obj, "id", 32, _HEX32),
         incident_id=_str(obj, "incident_id", 32, _HEX32),
         seq=_opt_int(obj, "seq", 1, 2**62),
+        epoch=_opt_str(obj, "epoch", 32, _HEX32),
         kind=kind,
         level=_int(obj, "level", 0, 3),
         source=_host(obj.get("source")),
@@ -429,6 +432,7 @@ def _retained(
             at,
             obj,
             level=_int(obj, "level", 0, 3),
+            epoch=_opt_str(obj, "epoch", 32, _HEX32),
             last_seq=_opt_int(obj, "last_seq", 0, 2**62),
             oldest_seq=_opt_int(obj, "oldest_seq", 0, 2**62),
         )

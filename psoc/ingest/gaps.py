@@ -3,7 +3,8 @@
 An agent numbers its events (``seq``, 1, 2, ...). The PSOC keeps ``done``: every seq up to it
 is stored or counted lost. When stored seqs run ahead of ``done`` with a hole, or the agent's
 ``state`` says it has more (``last_seq``), the hole is asked for again with a ``replay``
-command after a grace period (events still in flight arrive by themselves); seqs older than
+command (``after_seq``, and ``through_seq`` when events beyond the hole are stored) after a
+grace period (events still in flight arrive by themselves); seqs older than
 what the agent still keeps (``oldest_seq``) can never come back and are counted lost.
 Agents without seq are de-duplicated by event id alone and never asked.
 """
@@ -39,6 +40,14 @@ def advance(done: int, stored: Iterable[int], oldest_seq: int | None) -> Advance
             break
         done = seq
     return Advance(done, lost, lost_range)
+
+
+def hole_end(done: int, stored: Iterable[int]) -> int | None:
+    """The last seq of the hole after ``done``: one before the next stored seq (ascending
+    ``stored``), so a replay fetches only what is missing; None when nothing beyond is stored
+    (ask up to the agent's newest)."""
+    following = next((seq for seq in stored if seq > done + 1), None)
+    return None if following is None else following - 1
 
 
 def behind(done: int, last_seq: int | None, highest_stored: int | None) -> bool:

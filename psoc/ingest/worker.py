@@ -81,6 +81,21 @@ class BrokerSettings:
         return client
 
 
+def replay_command(request: ReplayRequest, key: bytes, now: float) -> bytes:
+    """The agent's ``replay`` command (``schema/command.schema.json``) for ``request``, signed
+    for that agent's ``command`` topic. The agent answers for its current event store: its
+    result names the store (``epoch``), and a new store is followed from its ``state``."""
+    payload: dict[str, object] = {
+        "id": request.command_id,
+        "action": "replay",
+        "after_seq": request.after_seq,
+    }
+    if request.through_seq is not None:
+        payload["through_seq"] = request.through_seq
+    signed = signatures.sign(payload, key, request.agent_id, "command", now)
+    return json.dumps(signed, separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True)
 class _Message:
     topic: str
@@ -374,13 +389,7 @@ class Worker:
         key = self._keys.get(request.site_id) or self.store.site_keys().get(request.site_id)
         if key is None:
             return
-        payload = {
-            "id": request.command_id,
-            "action": "replay",
-            "after_seq": request.after_seq,
-        }
-        signed = signatures.sign(payload, key, request.agent_id, "command", self._clock())
         self.publish(
             topics.agent_topic(request.site_id, request.agent_id, "command"),
-            json.dumps(signed, separators=(",", ":")).encode(),
+            replay_command(request, key, self._clock()),
         )

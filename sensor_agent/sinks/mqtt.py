@@ -1,18 +1,24 @@
 """MQTT sink: the agent's side of the MQTT contract (``docs/architecture.md``, ``schema/``).
 
-- Events go through the durable ``Outbox`` first and leave it only on the broker's PUBACK
-  (QoS 1), so a broker outage or an agent restart loses nothing; they are sent in order and
-  signed at publish time (fresh ``ts``) when a shared key is set.
+- Events go through the durable event store (``Outbox``) first: it gives each its ``seq``
+  and ``epoch``; a row is published only once it is on disk, and stays pending until the
+  broker's PUBACK (QoS 1), so a broker outage or an agent restart loses nothing. Events are
+  sent in seq order and signed at publish time (fresh ``ts``) when a shared key is set.
+  Acknowledged events are kept for a while: a ``replay`` command (handled by the command
+  handler, ``sensor_agent.redelivery``) makes them pending again, and they go out once more.
 - ``status`` is ``online`` (retained) while connected and ``offline`` as the last will;
   ``info``/``state``/``hosts``/``quarantine`` are retained and re-published on reconnect.
+  ``state`` carries the store's ``epoch``, ``last_seq`` and ``oldest_seq`` as of publishing,
+  so a receiver can tell what it missed.
+- Every payload is signed (format 2, ``sensor_agent.signing``) for this agent and its topic.
 - Commands arriving on ``<prefix>/<agent_id>/command`` go to a handler callable; its result
   (or an error result when it fails) is published on ``.../command/result``.
 
 One supervisor thread owns the connection. Each connection is a fresh paho client (network
 thread via ``loop_start``, no automatic reconnect inside paho), so when a connection dies the
-events it had in flight are simply sent again, from the outbox, in order and freshly signed,
-on the next one; receivers de-duplicate on the event ``id``. Reconnects back off
-exponentially. A broker that is down at start-up is not an error: events wait in the outbox.
+events it had in flight are simply sent again, from the store, in order and freshly signed,
+on the next one; receivers de-duplicate on the event ``seq`` (and ``id``). Reconnects back off
+exponentially. A broker that is down at start-up is not an error: events wait in the store.
 """
 
 from __future__ import annotations
@@ -44,10 +50,11 @@ from sensor_agent.contract import (
     TOPIC_COMMAND,
     TOPIC_COMMAND_RESULT,
     TOPIC_EVENT,
+    TOPIC_STATE,
     TOPIC_STATUS,
 )
 from sensor_agent.formats import default_agent_id
-from sensor_agent.outbox import DEFAULT_MAX_ROWS, Outbox
+from sensor_agent.outbox import DEFAULT_KEEP_ROWS, DEFAULT_KEEP_S, DEFAULT_MAX_ROWS, Outbox
 from sensor_agent.signing import sign
 from sensor_agent.sinks import RetainedTopic
 
@@ -60,6 +67,7 @@ CommandHandler = Callable[[bytes], dict[str, Any]]
 _AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_COMMAND_BYTES = 65_536
 _INFLIGHT_MAX = 20  # events handed to paho and not yet acknowledged, per connection
+_SYNC_INTERVAL_S = 1.0  # while the broker is away: stored events to disk at least this often
 _RETAINED_TOPICS: tuple[str, ...] = RETAINED_TOPICS
 
 
@@ -99,6 +107,8 @@ class MqttSettings:
     shared_key: str | None = None  # signs every payload (HMAC-SHA256) when set
     outbox_path: str = field(default_factory=default_outbox_path)
     outbox_max: int = DEFAULT_MAX_ROWS
+    replay_events: int = DEFAULT_KEEP_ROWS  # acknowledged events kept for replay ...
+    replay_age_s: float = DEFAULT_KEEP_S  # ... and for at most this long
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     connect_timeout_s: float = 5.0
@@ -122,6 +132,8 @@ class MqttSettings:
             problems.append("shared_key: use at least 16 characters")
         if self.outbox_max < 1:
             problems.append(f"outbox_max: {self.outbox_max} must be at least 1")
+        if self.replay_events < 0 or self.replay_age_s < 0:
+            problems.append("replay_events/replay_age_s: must not be negative")
         if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
             problems.append("reconnect_min_s/reconnect_max_s: need 0 < min <= max")
         if problems:
@@ -130,6 +142,15 @@ class MqttSettings:
     def topic(self, name: str) -> str:
         """``<prefix>/<agent_id>/<name>``."""
         return f"{self.topic_prefix}/{self.agent_id}/{name}"
+
+    def open_outbox(self) -> Outbox:
+        """The event store these settings describe (``OutboxError`` when unusable)."""
+        return Outbox(
+            self.outbox_path,
+            self.outbox_max,
+            keep_rows=self.replay_events,
+            keep_s=self.replay_age_s,
+        )
 
 
 class MqttConnectionError(RuntimeError):
@@ -168,6 +189,12 @@ def _no_handler(raw: bytes) -> dict[str, Any]:
     return error_result(_command_id(raw), "this agent accepts no commands (no enforcer set up)")
 
 
+def state_with_delivery(state: Mapping[str, Any], store: Outbox) -> dict[str, Any]:
+    """The ``state`` payload as published: with the store's ``epoch``, ``last_seq`` and
+    ``oldest_seq`` at this moment."""
+    return {**state, **store.delivery()}
+
+
 class _Connection:
     """State of one broker connection (one paho client); touched under the sink's lock."""
 
@@ -178,7 +205,6 @@ class _Connection:
         self.closed = False
         self.inflight: dict[int, int | None] = {}  # mid -> outbox seq (None: not an event)
         self.early_acks: set[int] = set()  # PUBACKs that beat the registration of their mid
-        self.sent_seq = 0  # highest outbox seq handed to this connection
 
 
 class MqttSink:
@@ -189,13 +215,16 @@ class MqttSink:
         settings: MqttSettings,
         command_handler: CommandHandler | None = None,
         clock: Callable[[], float] = time.time,
+        outbox: Outbox | None = None,
     ) -> None:
+        """``outbox``: the event store, when the command handler needs it too (replays);
+        by default the sink opens the one its settings describe."""
         self.settings = settings
         self._tls = _tls_context(settings.tls) if settings.tls else None
         self._key = settings.shared_key.encode("utf-8") if settings.shared_key else None
         self._handler = command_handler or _no_handler
         self._clock = clock
-        self._outbox = Outbox(settings.outbox_path, settings.outbox_max)
+        self._outbox = outbox if outbox is not None else settings.open_outbox()
         self._cond = threading.Condition()
         self._retained: dict[RetainedTopic, Mapping[str, Any]] = {}
         self._dirty: set[RetainedTopic] = set()
@@ -259,12 +288,18 @@ class MqttSink:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    def delivery(self) -> dict[str, Any]:
+        """The event store's ``epoch``, ``last_seq`` and ``oldest_seq`` (as in ``state``)."""
+        return self._outbox.delivery()
+
     def counters(self) -> dict[str, int]:
-        """published / acknowledged events, pending and dropped outbox rows, reconnects."""
+        """published / acknowledged events, pending, kept and dropped outbox rows,
+        reconnects."""
         return {
             "published": self._published,
             "acknowledged": self._acknowledged,
             "pending": self._outbox.pending,
+            "kept": self._outbox.kept,
             "dropped": self._outbox.dropped,
             "reconnects": max(0, self._connections - 1),
         }
@@ -293,8 +328,14 @@ class MqttSink:
                 delay = self.settings.reconnect_min_s
             if self._stop.is_set():
                 break
-            with self._cond:  # back off, with jitter so many agents do not stampede
-                self._cond.wait_for(self._stop.is_set, delay * random.uniform(0.5, 1.0))
+            # Back off, with jitter so many agents do not stampede. Meanwhile the stored
+            # events go to disk every second: a power cut during a broker outage must not
+            # lose what was stored (nor hand its seqs to other events after the restart).
+            wake = time.monotonic() + delay * random.uniform(0.5, 1.0)
+            while not self._stop.is_set() and (left := wake - time.monotonic()) > 0:
+                self._outbox.sync()
+                with self._cond:
+                    self._cond.wait_for(self._stop.is_set, min(left, _SYNC_INTERVAL_S))
             delay = min(delay * 2, self.settings.reconnect_max_s)
 
     def _fail(self, message: str) -> None:
@@ -382,7 +423,7 @@ class MqttSink:
             retained = [(t, self._retained[t]) for t in sorted(self._retained)]
             self._dirty.clear()
         for topic, payload in retained:
-            self._publish(conn, topic, self._encode(payload), retain=True)
+            self._publish(conn, topic, self._encode(topic, payload), retain=True)
         conn.client.subscribe(s.topic(TOPIC_COMMAND), qos=1)
         with self._cond:
             # "connected" means commands can arrive: wait for the subscription's SUBACK.
@@ -407,13 +448,21 @@ class MqttSink:
                     break
                 retained = [(t, self._retained[t]) for t in sorted(self._dirty)]
                 self._dirty.clear()
-                room = _INFLIGHT_MAX - self._events_in_flight(conn)
+                sending = {seq for seq in conn.inflight.values() if seq is not None}
             for topic, payload in retained:
-                self._publish(conn, topic, self._encode(payload), retain=True)
+                self._publish(conn, topic, self._encode(topic, payload), retain=True)
+            room = _INFLIGHT_MAX - len(sending)
             if room > 0:
-                for entry in self._outbox.after(conn.sent_seq, room):
-                    conn.sent_seq = entry.seq
-                    self._publish(conn, TOPIC_EVENT, self._encode(entry.payload), seq=entry.seq)
+                # The oldest pending rows that are not in flight: new events, those a broken
+                # connection left unacknowledged, and those a replay made pending again.
+                entries = [
+                    e for e in self._outbox.after(0, room + len(sending)) if e.seq not in sending
+                ][:room]
+                if entries and entries[-1].seq > self._outbox.synced_seq:
+                    self._outbox.sync()  # never publish a seq a power cut could hand out again
+                for entry in entries:
+                    body = self._encode(TOPIC_EVENT, entry.payload)
+                    self._publish(conn, TOPIC_EVENT, body, seq=entry.seq)
                     self._published += 1
         self._say_goodbye(conn)
 
@@ -421,9 +470,8 @@ class MqttSink:
         """Called under the lock: is there something for the supervisor to do?"""
         if conn.closed or self._stop.is_set() or self._dirty:
             return True
-        return (
-            self._outbox.last_seq > conn.sent_seq and self._events_in_flight(conn) < _INFLIGHT_MAX
-        )
+        in_flight = self._events_in_flight(conn)
+        return self._outbox.pending > in_flight and in_flight < _INFLIGHT_MAX
 
     def _flushed(self, conn: _Connection) -> bool:
         return self._outbox.pending == 0 and not self._dirty and not conn.inflight
@@ -442,9 +490,15 @@ class MqttSink:
         except (RuntimeError, ValueError) as err:
             _LOGGER.warning("could not publish status offline: %s", err)
 
-    def _encode(self, payload: Mapping[str, Any]) -> bytes:
+    def _encode(self, topic: str, payload: Mapping[str, Any]) -> bytes:
+        """The bytes published on sub-topic ``topic``: state with the store's delivery
+        fields, signed for this agent and topic when a key is set."""
+        if topic == TOPIC_STATE:
+            payload = state_with_delivery(payload, self._outbox)
         if self._key is not None:
-            payload = sign(payload, self._key, self._clock())
+            payload = sign(
+                payload, self._key, self._clock(), agent_id=self.settings.agent_id, topic=topic
+            )
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     def _publish(
@@ -469,7 +523,7 @@ class MqttSink:
             self._acknowledge(seq)
 
     def _acknowledge(self, seq: int) -> None:
-        self._outbox.remove(seq)
+        self._outbox.acknowledge(seq)
         with self._cond:
             self._acknowledged += 1
             # The retained state counted the events still waiting when it was built; once
@@ -536,20 +590,28 @@ class MqttSink:
             if mid not in conn.inflight:
                 conn.early_acks.add(mid)
                 return
-            seq = conn.inflight.pop(mid)
-            self._cond.notify_all()
+            seq = conn.inflight[mid]
+        # Acknowledged in the store before it leaves ``inflight``: in between, the supervisor
+        # would take the row for one that still waits to be sent, and send it twice.
         if seq is not None:
             self._acknowledge(seq)
+        with self._cond:
+            conn.inflight.pop(mid, None)
+            self._cond.notify_all()
 
     def _on_message(self, client: paho.Client, conn: _Connection, msg: paho.MQTTMessage) -> None:
         raw = bytes(msg.payload)
         result = self._handle_command(raw)
         try:
-            body = self._encode(result)
+            body = self._encode(TOPIC_COMMAND_RESULT, result)
         except (TypeError, ValueError) as err:
             _LOGGER.error("command handler returned a result that is not JSON: %s", err)
-            body = self._encode(error_result(_command_id(raw), "internal error"))
+            body = self._encode(
+                TOPIC_COMMAND_RESULT, error_result(_command_id(raw), "internal error")
+            )
         self._publish(conn, TOPIC_COMMAND_RESULT, body)
+        with self._cond:  # a replay made events pending again: the supervisor sends them
+            self._cond.notify_all()
 
     def _handle_command(self, raw: bytes) -> dict[str, Any]:
         """Run the handler; any failure becomes an error result (never an exception)."""

@@ -13,7 +13,7 @@ from tests.agent.craft import (
     arp_request,
     make_pipeline,
 )
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 MAC = mac_bytes(ATTACKER_MAC)
 IP = ip_bytes(ATTACKER_IP)
@@ -115,7 +115,7 @@ def test_home_assistant_nmap_tracker_sweep_is_reported_as_level_1() -> None:
     assert sink.events[0]["source"]["vendor"] == "Raspberry Pi Trading Ltd"
     assert max(e["evidence"]["target_count"] for e in sink.events) == 253
     for event in sink.events:
-        validate("event", event)
+        validate_from_pipeline("event", event)
 
 
 def test_router_resolving_its_hosts_is_not_a_scan() -> None:

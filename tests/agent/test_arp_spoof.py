@@ -14,7 +14,7 @@ from tests.agent.craft import (
     arp_reply,
     make_pipeline,
 )
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 GW = ip_bytes(GW_IP)
 
@@ -33,7 +33,7 @@ def test_gateway_spoof_is_level_3_and_accuses_the_spoofer() -> None:
     assert first["evidence"]["old_mac"] == GW_MAC
     assert first["evidence"]["new_mac"] == ATTACKER_MAC
     assert first["evidence"]["ip"] == GW_IP
-    validate("event", first)
+    validate_from_pipeline("event", first)
 
 
 def test_other_host_spoof_is_level_2() -> None:

@@ -34,7 +34,7 @@ from sensor_agent.config import AgentConfig, CaptureConfig, DecoyConfig
 from sensor_agent.formats import ip_bytes, mac_bytes
 from sensor_agent.live import LiveAgent
 from tests.agent.craft import RecordingSink, base_config
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="packet capture needs root (CAP_NET_RAW)")
 
@@ -207,7 +207,7 @@ def test_a_full_ring_counts_every_frame_it_drops_into_the_state_counters() -> No
     counters = sink.last("state")["counters"]
     assert counters["kernel_drops"] > 0
     assert counters["frames"] + counters["kernel_drops"] == sent
-    validate("state", sink.last("state"))
+    validate_from_pipeline("state", sink.last("state"))
 
 
 @needs_root
@@ -258,8 +258,8 @@ def test_live_loop_on_loopback_sees_a_syn_scan_of_the_node() -> None:
     assert scans, f"no syn_scan among {sink.kinds()}"
     assert set(ports) <= set(scans[-1]["evidence"]["ports"])
     assert scans[0]["source"]["ip"] == "127.0.0.1"
-    validate("event", scans[0])
-    validate("state", sink.last("state"))
+    validate_from_pipeline("event", scans[0])
+    validate_from_pipeline("state", sink.last("state"))
     assert sink.last("state")["counters"]["frames"] >= len(ports)
 
 

@@ -19,7 +19,7 @@ from sensor_agent.cli import _load, _parser
 from sensor_agent.formats import default_agent_id
 from sensor_agent.sinks.mqtt import MqttSettings
 from sensor_agent.synth import CULPRIT, NODE, ROUTER
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 AGENT = str(Path(sys.executable).parent / "lan-guard-agent")
 
@@ -65,7 +65,7 @@ def test_demo_prints_a_graded_timeline(tmp_path: Path) -> None:
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert {e["level"] for e in events} == {0, 1, 2, 3}
     for event in events:
-        validate("event", event)
+        validate_from_pipeline("event", event)
 
 
 def test_replay_prints_events_and_writes_the_same_to_jsonl(demo_pcap: Path, tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_replay_prints_events_and_writes_the_same_to_jsonl(demo_pcap: Path, tmp_
     assert [e["kind"] for e in printed][:3] == ["arp_scan", "syn_scan", "session"]
     assert {e["agent_id"] for e in printed} == {"cli-test"}
     for event in printed:
-        validate("event", event)
+        validate_from_pipeline("event", event)
     assert "frames/s" in done.stderr and "parse errors 0" in done.stderr
 
 
@@ -266,3 +266,22 @@ def test_run_starts_on_loopback_and_stops_cleanly_on_sigterm(tmp_path: Path) -> 
             code = proc.wait(timeout=10)
     assert code == 0, log.read_text()
     assert "stopping" in log.read_text()
+
+
+def test_generate_scans_gives_one_event_per_port_with_updates_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "scans.pcap"
+    done = run("generate", "scans", str(path), "--count", "90")
+    assert done.returncode == 0, done.stderr
+    assert "170 frames" in done.stderr  # 40 sources: 2 frames each below the threshold
+    env = {**os.environ, "LAN_GUARD_INCIDENTS_UPDATE_INTERVAL_S": "0"}
+    replayed = run("replay", str(path), "--node-ip", "198.18.0.10", env=env)
+    assert replayed.returncode == 0, replayed.stderr
+    events = [json.loads(line) for line in replayed.stdout.splitlines()]
+    assert len(events) == 90
+    assert {event["kind"] for event in events} == {"syn_scan"}
+
+
+def test_replay_speed_must_be_positive(demo_pcap: Path) -> None:
+    done = run("replay", str(demo_pcap), "--speed", "0")
+    assert done.returncode == 2
+    assert "--speed: 0 is not a positive factor" in done.stderr

@@ -25,7 +25,7 @@ from sensor_agent.pipeline import Pipeline
 from sensor_agent.sinks.mqtt import MqttSettings, MqttSink
 from tests.agent.craft import base_config
 from tests.broker import Collector, Mosquitto
-from tests.contract import validate
+from tests.contract import validate, validate_from_pipeline
 
 pytestmark = pytest.mark.broker
 
@@ -113,7 +113,7 @@ def test_state_counters_carry_the_outbox_backlog_and_the_reconnects(tmp_path: Pa
             state = pipeline.state_payload(time.time())
         finally:
             sink.close()
-    validate("state", state)
+    validate_from_pipeline("state", state)
     assert state["counters"]["outbox_pending"] == 0
     assert state["counters"]["mqtt_reconnects"] == 1
     assert state["counters"]["outbox_dropped"] == 0
@@ -181,3 +181,32 @@ def test_run_without_enforcer_refuses_commands_over_mqtt(tmp_path: Path) -> None
     assert states, "the final state is published on a clean stop"
     validate("state", states[-1])
     assert {"outbox_pending", "mqtt_reconnects", "evictions"} <= states[-1]["counters"].keys()
+
+
+def test_the_sink_and_the_replay_command_share_one_event_store(tmp_path: Path) -> None:
+    """A replay re-queues in the store the sink publishes from (no broker needed here)."""
+    from sensor_agent import signing
+    from sensor_agent.cli import _mqtt
+    from tests.broker import free_port
+
+    sink, handler, capabilities = _mqtt(
+        config(
+            shared_key=KEY,
+            outbox_path=str(tmp_path / "store.sqlite"),
+            port=str(free_port()),  # nobody listens: the events wait in the store
+        ),
+        may_enforce=False,
+    )
+    try:
+        sink.event({"id": "a" * 32})
+        body = {"id": "r1", "action": "replay", "after_seq": 0, "ts": time.time()}
+        signed = signing.sign(body, KEY.encode(), time.time(), agent_id=AGENT_ID, topic="command")
+        result = handler(json.dumps(signed).encode())
+        epoch = sink.delivery()["epoch"]
+    finally:
+        sink.close()
+    validate("command_result", result)
+    assert result["ok"] is True, result
+    assert result["replay"]["epoch"] == epoch
+    assert (result["replay"]["count"], result["replay"]["last_seq"]) == (1, 1)
+    assert "signing" in capabilities

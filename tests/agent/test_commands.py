@@ -22,6 +22,7 @@ from sensor_agent.enforcer import (
     NoEnforcer,
     QuarantinedHost,
 )
+from sensor_agent.redelivery import RedeliveryRefused
 from tests.contract import validate
 
 KEY = b"shared-secret"
@@ -105,10 +106,18 @@ def command(
     return {"id": command_id, "action": action, "mac": mac, "ip": ip, "ts": ts}
 
 
-def hand_signed(payload: dict[str, Any], key: bytes = KEY) -> dict[str, Any]:
-    """Signed the way TEAM.md specifies it, independently of sensor_agent.signing."""
+def hand_signed(
+    payload: dict[str, Any],
+    key: bytes = KEY,
+    agent_id: str | None = "router-1",
+    topic: str = "command",
+) -> dict[str, Any]:
+    """Signed the way schema/common.schema.json specifies it, independently of
+    sensor_agent.signing: format 2 for ``agent_id``'s ``topic``; format 1 when ``agent_id``
+    is None."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    sig = hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
+    signed = canonical if agent_id is None else f"lan-guard/2\n{agent_id}\n{topic}\n{canonical}"
+    sig = hmac.new(key, signed.encode("utf-8"), hashlib.sha256).hexdigest()
     return {**payload, "sig": sig}
 
 
@@ -354,7 +363,37 @@ def test_signed_command_is_accepted() -> None:
 
 def test_command_signed_by_the_signing_module_is_accepted() -> None:
     handler, _, _, _ = make(key=KEY)
-    assert send(handler, signing.sign(command(), KEY, NOW))["ok"] is True
+    signed = signing.sign(command(), KEY, NOW, agent_id="router-1", topic="command")
+    assert send(handler, signed)["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("agent_id", "topic"), [("router-2", "command"), ("router-1", "event"), ("router-1", "state")]
+)
+def test_a_command_signed_for_another_agent_or_topic_is_refused_with_the_reason(
+    agent_id: str, topic: str
+) -> None:
+    """Agents may share the key: a command for router-2 must not move router-1's firewall."""
+    handler, enforcer, _, _ = make(key=KEY)
+    result = send(handler, hand_signed(command(), agent_id=agent_id, topic=topic))
+    assert result["ok"] is False
+    assert result["error"].startswith(
+        "refused: bad signature: not signed with this key for agent 'router-1', topic 'command'"
+    )
+    assert "meant for another agent or topic" in result["error"]
+    assert enforcer.calls == []
+
+
+def test_a_format_1_command_is_refused_unless_legacy_signatures_are_enabled() -> None:
+    handler, enforcer, _, _ = make(key=KEY)
+    result = send(handler, hand_signed(command(), agent_id=None))
+    assert result["ok"] is False
+    assert "format 1, which names neither the agent nor the topic" in result["error"]
+    assert enforcer.calls == []
+    legacy, enforcer, _, _ = make(key=KEY, accept_legacy=True)
+    assert send(legacy, hand_signed(command(), agent_id=None))["ok"] is True
+    assert send(legacy, hand_signed(command(command_id="c0ffee02")))["ok"] is True
+    assert len(enforcer.calls) == 2
 
 
 def test_unsigned_command_is_refused_when_a_key_is_set() -> None:
@@ -579,7 +618,8 @@ def test_build_from_settings_protects_gateway_node_and_allowlist() -> None:
     assert handler.protected.gateway_macs == {"02:00:00:00:00:01"}
     assert handler.protected.node_ips == {"198.18.4.2"}
     assert handler.protected.allow_ips == {"198.18.4.9"}
-    result = handler(json.dumps(signing.sign(command(), KEY, handler.clock())).encode())
+    signed = signing.sign(command(), KEY, handler.clock(), agent_id="node-1", topic="command")
+    result = handler(json.dumps(signed).encode())
     validate("command_result", result)
     assert result["ok"] is False
     assert "no enforcer" in result["error"]
@@ -599,3 +639,79 @@ def test_build_with_nftables_that_cannot_start_answers_why() -> None:
     assert result["ok"] is False
     assert "nftables enforcer failed to start" in result["error"]
     assert handler.state_payload()["enforcer"] == "none"
+
+
+# ---------------------------------------------------------------- replay
+
+
+def replay_command(after_seq: Any = 41, command_id: str = "r1", **extra: Any) -> dict[str, Any]:
+    return {"id": command_id, "action": "replay", "after_seq": after_seq, "ts": NOW, **extra}
+
+
+class FakeReplay:
+    def __init__(self, refuse: str | None = None) -> None:
+        self.calls: list[tuple[int, int | None]] = []
+        self.refuse = refuse
+
+    def __call__(self, after_seq: int, through_seq: int | None = None) -> dict[str, Any]:
+        self.calls.append((after_seq, through_seq))
+        if self.refuse is not None:
+            raise RedeliveryRefused(self.refuse)
+        return {
+            "epoch": "3f9c2e71a4b85d06c1e7f2a9b3d4e5f6",
+            "after_seq": after_seq,
+            "count": 2,
+            "first_seq": after_seq + 1,
+            "through_seq": after_seq + 2,
+            "last_seq": after_seq + 2,
+            "gap": None,
+        }
+
+
+def test_a_signed_replay_goes_to_the_event_store_and_says_what_comes() -> None:
+    replay = FakeReplay()
+    handler, enforcer, published, _ = make(key=KEY, replay=replay)
+    result = send(handler, hand_signed(replay_command()))
+    assert result == {
+        "id": "r1",
+        "ok": True,
+        "error": None,
+        "action": "replay",
+        "replay": replay(41),
+    }
+    assert send(handler, hand_signed(replay_command(command_id="r2", through_seq=50)))["ok"]
+    assert replay.calls == [(41, None), (41, None), (41, 50)]
+    assert (enforcer.calls, published) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (replay_command(), "missing signature"),
+        (hand_signed(replay_command(), agent_id="router-2"), "bad signature"),
+        (hand_signed(replay_command(after_seq=-1)), "invalid command"),
+        (hand_signed(replay_command(after_seq=True)), "invalid command"),
+        (hand_signed(replay_command(mac=CULPRIT_MAC)), "invalid command"),
+        (hand_signed({**replay_command(), "action": "quarantine"}), "invalid command"),
+        (hand_signed(replay_command(through_seq=0)), "invalid command"),
+    ],
+)
+def test_a_replay_that_is_unsigned_misdirected_or_malformed_never_reaches_the_store(
+    payload: dict[str, Any], why: str
+) -> None:
+    replay = FakeReplay()
+    handler, _, _, _ = make(key=KEY, replay=replay)
+    result = send(handler, payload)
+    assert result["ok"] is False
+    assert why in result["error"]
+    assert replay.calls == []
+
+
+def test_a_replay_is_refused_with_the_reason_when_rate_limited_or_nothing_is_kept() -> None:
+    handler, _, _, _ = make(key=KEY, replay=FakeReplay(refuse="too many replay requests"))
+    limited = send(handler, hand_signed(replay_command()))
+    assert (limited["ok"], limited["error"]) == (False, "refused: too many replay requests")
+    handler, _, _, _ = make(key=KEY)
+    result = send(handler, hand_signed(replay_command()))
+    assert result["ok"] is False
+    assert "keeps no events to replay" in result["error"]

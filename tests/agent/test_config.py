@@ -201,6 +201,24 @@ def test_the_nftables_enforcer_with_a_shared_key_is_accepted() -> None:
     assert load_raw(None, environ=env)["enforcer"]["backend"] == "nftables"
 
 
+def test_replay_retention_and_legacy_signatures_are_configurable() -> None:
+    raw = load_raw(None, environ={})["mqtt"]
+    assert (raw["replay_events"], raw["replay_age_s"]) == (10_000, 7 * 86_400.0)
+    assert raw["accept_legacy_signatures"] is False
+    env = {
+        "LAN_GUARD_MQTT_HOST": "127.0.0.1",
+        "LAN_GUARD_MQTT_REPLAY_EVENTS": "0",
+        "LAN_GUARD_MQTT_REPLAY_AGE_S": "3600",
+        "LAN_GUARD_MQTT_ACCEPT_LEGACY_SIGNATURES": "true",
+    }
+    config = load(None, environ=env)
+    settings = mqtt_settings(config)
+    assert (settings.replay_events, settings.replay_age_s) == (0, 3600.0)
+    assert config.raw["mqtt"]["accept_legacy_signatures"] is True
+    with pytest.raises(ConfigError, match=r"mqtt\.replay_events: value must be at least 0"):
+        load_raw(None, environ={"LAN_GUARD_MQTT_REPLAY_EVENTS": "-1"})
+
+
 def test_one_outbox_default_for_the_config_and_the_mqtt_settings() -> None:
     assert load_raw(None, environ={})["mqtt"]["outbox_max"] == DEFAULT_MAX_ROWS == 100_000
     assert MqttSettings(host="127.0.0.1").outbox_max == DEFAULT_MAX_ROWS

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from sensor_agent.signing import verify
-from sensor_agent.sinks.mqtt import error_result
+from sensor_agent.outbox import Outbox
+from sensor_agent.signing import SignatureError, verify
+from sensor_agent.sinks.mqtt import error_result, state_with_delivery
 from tests.contract import SCHEMA_DIR, errors, validate
 
 EXAMPLES = SCHEMA_DIR / "examples"
@@ -57,10 +58,15 @@ def test_every_payload_schema_and_event_kind_has_an_example() -> None:
     assert {schema_of(p) for p in INVALID} >= {"event", "command", "state"}
 
 
-@pytest.mark.parametrize("name", ["event.syn_scan.signed.json", "command.quarantine.json"])
-def test_signed_examples_verify_with_the_documented_key(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "topic"),
+    [("event.syn_scan.signed.json", "event"), ("command.quarantine.json", "command")],
+)
+def test_signed_examples_verify_with_the_documented_key(name: str, topic: str) -> None:
     payload = load(EXAMPLES / name)
-    verify(payload, EXAMPLE_KEY, now=payload["ts"])
+    assert verify(payload, EXAMPLE_KEY, payload["ts"], agent_id="pi-livingroom", topic=topic) == 2
+    with pytest.raises(SignatureError, match="bad signature"):  # bound to agent and topic
+        verify(payload, EXAMPLE_KEY, payload["ts"], agent_id="pi-garage", topic=topic)
 
 
 def test_timestamps_must_be_dates_even_without_a_format_checker() -> None:
@@ -103,28 +109,36 @@ def test_the_sinks_error_results_follow_the_schema(command_id: str, error: str) 
 
 
 class Recorder:
-    """A sink that keeps every event and retained payload the pipeline hands over."""
+    """Every event and retained payload the pipeline hands over, as the MQTT sink would
+    publish them: events through a real event store (which gives them seq and epoch), the
+    state with the store's delivery fields."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Path) -> None:
+        self.outbox = Outbox(store)
         self.events: list[dict[str, Any]] = []
         self.retained_payloads: list[tuple[str, dict[str, Any]]] = []
 
     def event(self, event: Any) -> None:
-        self.events.append(json.loads(json.dumps(event)))  # as it would travel
+        self.outbox.append(event)
+        for entry in self.outbox.after(0, 10):
+            self.events.append(json.loads(json.dumps(entry.payload)))  # as it would travel
+            self.outbox.acknowledge(entry.seq)
 
     def retained(self, topic: str, payload: Any) -> None:
+        if topic == "state":
+            payload = state_with_delivery(payload, self.outbox)
         self.retained_payloads.append((topic, json.loads(json.dumps(payload))))
 
     def close(self) -> None:
-        return None
+        self.outbox.close()
 
 
-def run_pipeline(frames: Any, **config: Any) -> Recorder:
+def run_pipeline(frames: Any, store: Path, **config: Any) -> Recorder:
     from sensor_agent.pipeline import Pipeline, PipelineConfig
     from sensor_agent.synth import demo_node
 
     node_ip, node_mac, gateway_ip = demo_node()
-    recorder = Recorder()
+    recorder = Recorder(store)
     pipeline = Pipeline(
         PipelineConfig(
             agent_id="contract", node_ip=node_ip, node_mac=node_mac, gateway_ip=gateway_ip, **config
@@ -134,20 +148,23 @@ def run_pipeline(frames: Any, **config: Any) -> Recorder:
     records = list(frames)
     pipeline.feed_many([ts for ts, _ in records], [frame for _, frame in records])
     pipeline.finish()
+    recorder.close()
     return recorder
 
 
 @pytest.fixture(scope="module")
-def demo_output() -> Recorder:
+def demo_output(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
     from sensor_agent.synth import demo_frames
 
-    return run_pipeline(demo_frames())
+    return run_pipeline(demo_frames(), tmp_path_factory.mktemp("store") / "outbox.sqlite")
 
 
 def test_every_event_of_the_demo_follows_the_schema(demo_output: Recorder) -> None:
     assert {e["kind"] for e in demo_output.events} >= {"arp_scan", "syn_scan", "session"}
     for event in demo_output.events:
         assert not errors("event", event), (event, errors("event", event))
+    assert [e["seq"] for e in demo_output.events] == list(range(1, len(demo_output.events) + 1))
+    assert {e["epoch"] for e in demo_output.events} == {demo_output.outbox.epoch}
 
 
 def test_every_retained_payload_of_the_demo_follows_the_schema(demo_output: Recorder) -> None:
@@ -155,12 +172,15 @@ def test_every_retained_payload_of_the_demo_follows_the_schema(demo_output: Reco
     assert topics >= {"state", "hosts"}
     for topic, payload in demo_output.retained_payloads:
         assert not errors(topic, payload), (topic, errors(topic, payload))
+    *_, (_, last_state) = (item for item in demo_output.retained_payloads if item[0] == "state")
+    assert last_state["last_seq"] == len(demo_output.events)
+    assert last_state["oldest_seq"] == 1  # every event is kept for replay
 
 
-def test_a_busy_mixed_capture_emits_only_valid_payloads() -> None:
+def test_a_busy_mixed_capture_emits_only_valid_payloads(tmp_path: Path) -> None:
     from sensor_agent.synth import mixed_frames
 
-    output = run_pipeline(mixed_frames(count=20_000))
+    output = run_pipeline(mixed_frames(count=20_000), tmp_path / "outbox.sqlite")
     assert output.events
     for event in output.events:
         assert not errors("event", event), (event, errors("event", event))
@@ -198,6 +218,8 @@ def test_the_info_payload_follows_the_schema() -> None:
         b'{"id": "c2", "action": "release", "mac": "b8:27:eb:4c:21:9a", "ts": 1}',
         b'{"id": "c3", "action": "quarantine", "mac": "b8:27:eb:4c:21:9a", "ip": null, "ts": 1}',
         b'{"id": "' + b"x" * 100 + b'", "action": "release"}',
+        b'{"id": "r1", "action": "replay", "after_seq": 0, "ts": 1}',
+        b'{"id": "r2", "action": "replay", "after_seq": -1, "ts": 1}',
     ],
 )
 def test_the_command_handlers_results_follow_the_schema(raw: bytes) -> None:
@@ -207,3 +229,20 @@ def test_the_command_handlers_results_follow_the_schema(raw: bytes) -> None:
     result = CommandHandler(enforcer=NoEnforcer(), agent_id="contract")(raw)
     validate("command_result", result)
     assert result["ok"] is False
+
+
+def test_a_replay_answer_of_the_real_event_store_follows_the_schema(tmp_path: Path) -> None:
+    from sensor_agent.commands import CommandHandler
+    from sensor_agent.enforcer import NoEnforcer
+    from sensor_agent.redelivery import Redelivery
+
+    store = Outbox(tmp_path / "store.sqlite", keep_rows=2)
+    for n in range(5):
+        store.acknowledge(store.append({"n": n}))
+    handler = CommandHandler(NoEnforcer(), agent_id="contract", replay=Redelivery(store))
+    for after in (0, 3, 5):
+        raw = json.dumps({"id": f"r{after}", "action": "replay", "after_seq": after, "ts": 1})
+        result = handler(raw.encode())
+        validate("command_result", result)
+        assert result["ok"] is True
+    store.close()

@@ -15,7 +15,7 @@ from sensor_agent.config import AgentConfig, CaptureConfig, DecoyConfig, load
 from sensor_agent.formats import ip_bytes
 from sensor_agent.live import LiveAgent
 from tests.agent.craft import ATTACKER_MAC, T0, RecordingSink, arp_request, base_config
-from tests.contract import validate
+from tests.contract import validate, validate_from_pipeline
 
 
 def agent_config(ports: tuple[int, ...], **decoys: object) -> AgentConfig:
@@ -99,7 +99,7 @@ def test_unbindable_port_is_reported_and_the_others_work(busy_port: int) -> None
     assert session["evidence"]["port"] == working[0]
     assert session["evidence"]["sample"] == ".SMB negotiate"
     assert session["evidence"]["bytes"] == 14
-    validate("event", session)
+    validate_from_pipeline("event", session)
 
 
 def test_connect_scan_of_the_decoys_is_level_2() -> None:

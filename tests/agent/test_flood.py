@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from sensor_agent.detectors.flood import FloodConfig
 from tests.agent.craft import ATTACKER_IP, ATTACKER_MAC, HOST_MAC, T0, make_pipeline, udp_frame
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 
 def test_one_source_above_the_threshold_is_reported_at_once() -> None:
@@ -20,7 +20,7 @@ def test_one_source_above_the_threshold_is_reported_at_once() -> None:
     event = sink.events[0]
     assert event["evidence"]["scope"] == "source"
     assert event["source"]["mac"] == ATTACKER_MAC
-    validate("event", event)
+    validate_from_pipeline("event", event)
 
 
 def test_below_the_threshold_in_every_second_is_quiet() -> None:

@@ -103,7 +103,10 @@ class Agent:
         client.connect("127.0.0.1", self.broker.port, keepalive=10)
         client.loop_start()
         try:
-            payload = json.dumps(signing.sign(body, KEY.encode(), time.time()))
+            signed = signing.sign(
+                body, KEY.encode(), time.time(), agent_id=AGENT_ID, topic="command"
+            )
+            payload = json.dumps(signed)
             client.publish(f"{TOPIC}/command", payload, qos=1).wait_for_publish(timeout=5)
         finally:
             client.disconnect()

@@ -45,7 +45,7 @@ class FakeSink:
         self.retained_payloads: list[tuple[str, dict[str, Any]]] = []
 
     def counters(self) -> dict[str, int]:
-        return {"dropped": 0, "pending": 0, "reconnects": 0}
+        return {"dropped": 0, "pending": 0, "kept": 0, "reconnects": 0}
 
     def retained(self, topic: str, payload: dict[str, Any]) -> None:
         self.retained_payloads.append((topic, payload))
@@ -216,9 +216,12 @@ def enforcing_handler(monkeypatch: pytest.MonkeyPatch) -> tuple[CommandHandler, 
     return handler, enforcer
 
 
-def signed_quarantine(mac: str, ip: str | None) -> bytes:
+def signed_quarantine(handler: CommandHandler, mac: str, ip: str | None) -> bytes:
     body = {"id": uuid.uuid4().hex, "action": "quarantine", "mac": mac, "ip": ip}
-    return json.dumps(signing.sign(body, KEY.encode(), time.time())).encode()
+    signed = signing.sign(
+        body, KEY.encode(), time.time(), agent_id=handler.agent_id, topic="command"
+    )
+    return json.dumps(signed).encode()
 
 
 def test_a_quarantine_before_the_agent_knows_its_lan_waits_for_it(
@@ -231,7 +234,7 @@ def test_a_quarantine_before_the_agent_knows_its_lan_waits_for_it(
     agent = LiveAgent(config, [], None, kernel_gateway_mac=mac_bytes(GW_MAC))
     results: list[dict[str, Any]] = []
     early = threading.Thread(
-        target=lambda: results.append(handler(signed_quarantine(GW_MAC, None)))
+        target=lambda: results.append(handler(signed_quarantine(handler, GW_MAC, None)))
     )
     early.start()
     time.sleep(0.2)
@@ -247,8 +250,11 @@ def test_a_quarantine_is_refused_when_the_lan_view_never_comes(
 ) -> None:
     handler, enforcer = enforcing_handler(monkeypatch)
     handler.wire_timeout_s = 0.1
-    result = handler(signed_quarantine(HOST_MAC, HOST_IP))
+    result = handler(signed_quarantine(handler, HOST_MAC, HOST_IP))
     validate("command_result", result)
     assert result["error"] == "refused: the agent is starting (it cannot check the target yet)"
-    assert handler(signed_quarantine(GW_MAC, GW_IP))["error"] == f"refused: {GW_IP} is the gateway"
+    assert (
+        handler(signed_quarantine(handler, GW_MAC, GW_IP))["error"]
+        == f"refused: {GW_IP} is the gateway"
+    )
     assert enforcer.quarantined == []

@@ -7,7 +7,7 @@ from typing import Any
 
 from sensor_agent.detectors import Detection
 from sensor_agent.incidents import IncidentConfig, IncidentTracker
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 MAC = bytes.fromhex("001b21420042")
 OTHER = bytes.fromhex("3c22fb1f001f")
@@ -39,7 +39,7 @@ def test_first_crossing_emits_a_valid_event() -> None:
     t = tracker()
     event = t.on_detection(detection("arp_scan", 1, T0), T0)
     assert event is not None
-    validate("event", event)
+    validate_from_pipeline("event", event)
     assert event["incident_id"] == f"{1:032x}"
     assert (event["kind"], event["level"], event["agent_id"]) == ("arp_scan", 1, "test-agent")
     assert event["detected_at"].endswith("Z")
@@ -123,4 +123,4 @@ def test_host_left_event_only_for_culprits() -> None:
     assert (left["kind"], left["level"]) == ("host_left", 0)
     assert left["incident_id"] == first["incident_id"]
     assert left["evidence"] == {"silent_s": 300}
-    validate("event", left)
+    validate_from_pipeline("event", left)

@@ -84,8 +84,10 @@ def payloads(messages: list[Received], name: str) -> list[Any]:
     return [json.loads(m.payload) for m in messages if m.topic == f"{PREFIX}/{name}"]
 
 
-def unsigned(payload: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in payload.items() if k not in ("ts", "sig")}
+def as_logged(payload: dict[str, Any]) -> dict[str, Any]:
+    """An event as the JSON-lines log has it: as detected, without what the event store and
+    signing add."""
+    return {k: v for k, v in payload.items() if k not in ("ts", "sig", "seq", "epoch")}
 
 
 def test_replay_publishes_signed_events_and_retained_state_over_mqtt(
@@ -111,9 +113,10 @@ def test_replay_publishes_signed_events_and_retained_state_over_mqtt(
         assert seen.wait_for(lambda m: m[-1].payload == b"offline", 10)
         messages = list(seen.messages)
     events = payloads(messages, "event")
-    assert [unsigned(e) for e in events] == logged  # the same events, in the same order
+    assert [as_logged(e) for e in events] == logged  # the same events, in the same order
+    assert [e["seq"] for e in events] == list(range(1, len(logged) + 1))
     assert {"arp_scan", "syn_scan", "session", "host_left"} <= {e["kind"] for e in events}
-    verifier = signing.Verifier(KEY.encode())
+    verifier = signing.Verifier(KEY.encode(), agent_id=AGENT, topic="event")
     for event in events:
         validate("event", event)
         verifier.verify(event, time.time())  # signed at publish time: fresh
@@ -122,7 +125,8 @@ def test_replay_publishes_signed_events_and_retained_state_over_mqtt(
     assert states and hosts
     for state in states:
         validate("state", state)
-        signing.verify(state, KEY.encode(), time.time())
+        signing.verify(state, KEY.encode(), time.time(), agent_id=AGENT, topic="state")
+    assert (states[-1]["last_seq"], states[-1]["oldest_seq"]) == (len(logged), 1)
     for inventory in hosts:
         validate("hosts", inventory)
     assert states[-1]["counters"]["events"] == len(logged)
@@ -131,6 +135,8 @@ def test_replay_publishes_signed_events_and_retained_state_over_mqtt(
     assert status == [b"online", b"offline"]
     outbox = Outbox(tmp_path / "outbox.sqlite")
     assert outbox.pending == 0  # everything acknowledged before the agent exited
+    assert outbox.kept == len(logged)  # and kept for a subscriber that missed them
+    assert states[-1]["epoch"] == outbox.epoch
     outbox.close()
 
 
@@ -154,8 +160,9 @@ def test_replay_with_the_broker_down_keeps_events_for_the_next_run(
         assert second.returncode == 0, second.stderr
         assert seen.wait_for(lambda m: len(m) >= 2 * len(logged), 10)
     events = [json.loads(m.payload) for m in seen.messages]
-    assert events[: len(logged)] == logged
+    assert [as_logged(e) for e in events[: len(logged)]] == logged
     assert len({e["id"] for e in events}) == 2 * len(logged)
+    assert [e["seq"] for e in events] == list(range(1, 2 * len(logged) + 1))  # one numbering
 
 
 def test_a_bad_broker_setting_is_refused_with_the_key_named(

@@ -46,10 +46,19 @@ def example(name: str) -> dict[str, Any]:
 
 
 def new_event(n: int = 0, kind: str = "arp_scan") -> dict[str, Any]:
+    """An event as the pipeline hands it over: the event store adds seq and epoch."""
     event = example(f"event.{kind}")
     event["id"] = uuid.uuid4().hex
     event["evidence"]["packets"] = n
+    del event["seq"], event["epoch"]
     return event
+
+
+DELIVERY = ("epoch", "last_seq", "oldest_seq")
+
+
+def without_delivery(state: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in state.items() if key not in DELIVERY}
 
 
 def event_ids(messages: list[Received]) -> list[str]:
@@ -149,12 +158,13 @@ def test_events_arrive_once_in_order_with_qos1_and_follow_the_schema(
         assert seen.wait_for(count_events(60), 10)
         received = on_topic(seen, f"{PREFIX}/event")
     assert event_ids(received) == [e["id"] for e in events]  # once each, in order
-    for message, sent in zip(received, events, strict=True):
+    epoch = sink.delivery()["epoch"]
+    for seq, (message, sent) in enumerate(zip(received, events, strict=True), start=1):
         assert message.qos == 1
         assert not message.retain
         payload = json.loads(message.payload)
         validate("event", payload)
-        assert payload == sent  # no key: published exactly as given
+        assert payload == {**sent, "seq": seq, "epoch": epoch}  # no key: as given, numbered
     assert wait_until(lambda: sink.counters()["pending"] == 0)
     counters = sink.counters()
     assert counters["published"] == counters["acknowledged"] == 60
@@ -195,7 +205,12 @@ def test_the_retained_state_says_no_event_waits_once_all_are_delivered(
         assert seen.wait_for(count_events(5), 5)
         assert seen.wait_for(lambda m: m[-1].payload == b"offline", 5)
     states = [json.loads(m.payload) for m in on_topic(seen, f"{PREFIX}/state")]
-    assert states[-1] == {**state, "counters": {**state["counters"], "outbox_pending": 0}}
+    delivery = {"epoch": states[-1]["epoch"], "last_seq": 5, "oldest_seq": 1}  # from the store
+    assert states[-1] == {
+        **state,
+        "counters": {**state["counters"], "outbox_pending": 0},
+        **delivery,
+    }
     validate("state", states[-1])
 
 
@@ -210,15 +225,17 @@ def test_events_are_signed_at_publish_time_and_verify(
             sink.event(new_event(n))
         assert seen.wait_for(count_events(5), 10)
         assert seen.wait_for(lambda m: any(x.topic == f"{PREFIX}/state" for x in m), 10)
-    verifier = signing.Verifier(KEY.encode())
+    verifier = signing.Verifier(KEY.encode(), agent_id=AGENT, topic="event")
     for message in on_topic(seen, f"{PREFIX}/event"):
         payload = json.loads(message.payload)
         validate("event", payload)
-        verifier.verify(payload, time.time())
+        assert verifier.verify(payload, time.time()) == 2
         assert before <= payload["ts"] <= time.time()
     state = json.loads(on_topic(seen, f"{PREFIX}/state")[0].payload)
     validate("state", state)
-    signing.verify(state, KEY.encode(), time.time())
+    signing.verify(state, KEY.encode(), time.time(), agent_id=AGENT, topic="state")
+    with pytest.raises(signing.SignatureError, match="bad signature"):  # bound to its topic
+        signing.verify(state, KEY.encode(), time.time(), agent_id=AGENT, topic="info")
 
 
 def test_status_is_online_while_connected_and_offline_after_close(
@@ -258,6 +275,11 @@ def assert_late_subscriber_sees_retained(port: int) -> None:
             name = message.topic.rsplit("/", 1)[1]
             if name == "status":
                 assert message.payload == b"online"
+            elif name == "state":  # with the event store's figures at publishing
+                payload = json.loads(message.payload)
+                validate(name, payload)
+                assert without_delivery(payload) == without_delivery(example("state"))
+                assert (payload["last_seq"], payload["oldest_seq"]) == (0, 1)
             else:
                 payload = json.loads(message.payload)
                 validate(name, payload)
@@ -282,10 +304,15 @@ def test_only_the_latest_retained_payload_is_kept_and_unknown_topics_are_refused
     with Collector(broker.port, f"{PREFIX}/state") as live:
         sink.retained("state", quiet)
         sink.retained("state", busy)
-        assert live.wait_for(lambda m: any(json.loads(x.payload) == busy for x in m), 10)
+        assert live.wait_for(
+            lambda m: any(
+                without_delivery(json.loads(x.payload)) == without_delivery(busy) for x in m
+            ),
+            10,
+        )
     with Collector(broker.port, f"{PREFIX}/state") as late:
         assert late.wait_for(lambda m: len(m) >= 1, 5)
-        assert json.loads(late.messages[0].payload) == busy
+        assert without_delivery(json.loads(late.messages[0].payload)) == without_delivery(busy)
     with pytest.raises(ValueError, match="not a retained topic"):
         sink.retained("event", busy)  # type: ignore[arg-type]
 
@@ -661,7 +688,11 @@ def test_signed_commands_through_the_real_command_handler(
     holder.append(sink)
     mac = "b8:27:eb:4c:21:9a"
     good = signing.sign(
-        {"id": "q1", "action": "quarantine", "mac": mac, "ip": "192.0.2.7"}, key, time.time()
+        {"id": "q1", "action": "quarantine", "mac": mac, "ip": "192.0.2.7"},
+        key,
+        time.time(),
+        agent_id=AGENT,
+        topic="command",
     )
     forged = {**good, "id": "q2", "sig": "0" * 64}
     with Collector(broker.port, f"{PREFIX}/quarantine") as quarantine:
@@ -675,9 +706,124 @@ def test_signed_commands_through_the_real_command_handler(
     assert by_order[0] == ("q1", True, None)
     assert by_order[1][:2] == ("q1", False) and "replayed" in str(by_order[1][2])
     assert by_order[2][:2] == ("q2", False) and "bad signature" in str(by_order[2][2])
-    for answer in answers:
-        signing.verify(answer, key, time.time())  # results are signed by the sink
+    for answer in answers:  # results are signed by the sink, for their topic
+        signing.verify(answer, key, time.time(), agent_id=AGENT, topic="command/result")
     state = json.loads(quarantine.messages[0].payload)
     validate("quarantine", state)
     assert [h["mac"] for h in state["hosts"]] == [mac]
     assert list(enforcer.quarantined) == [mac]
+
+
+# -- replay: events a subscriber missed, published again -------------------------------
+
+
+def replay_command(after_seq: int, command_id: str, agent_id: str = AGENT) -> bytes:
+    body = {"id": command_id, "action": "replay", "after_seq": after_seq, "ts": time.time()}
+    signed = signing.sign(body, KEY.encode(), time.time(), agent_id=agent_id, topic="command")
+    return json.dumps(signed).encode()
+
+
+def test_a_subscriber_that_missed_events_gets_them_again_by_replay(
+    broker: Mosquitto, make_sink: SinkFactory, tmp_path: Path
+) -> None:
+    """The broker took the events while nobody listened: QoS 1 alone loses them. The
+    subscriber asks for what follows the last seq it has; the agent publishes them again, in
+    order, signed afresh; the state tells it what there is."""
+    from sensor_agent.commands import CommandHandler
+    from sensor_agent.enforcer import NoEnforcer
+    from sensor_agent.outbox import Outbox
+    from sensor_agent.redelivery import Redelivery
+
+    outbox = Outbox(tmp_path / "store.sqlite")
+    handler = CommandHandler(
+        NoEnforcer(), agent_id=AGENT, key=KEY.encode(), replay=Redelivery(outbox, batch=15)
+    )
+    sink = MqttSink(
+        make_sink.settings(broker.port, shared_key=KEY), command_handler=handler, outbox=outbox
+    )
+    make_sink.sinks.append(sink)
+    events = [new_event(n) for n in range(20)]
+    for event in events:
+        sink.event(event)
+    sink.retained("state", without_delivery(example("state")))
+    assert wait_until(lambda: sink.counters()["pending"] == 0)  # all taken, nobody listened
+    assert outbox.synced_seq == 20  # on disk before they were published
+    with Collector(broker.port, f"{PREFIX}/#") as seen:
+        assert seen.wait_for(lambda m: any(x.topic == f"{PREFIX}/state" for x in m), 5)
+        state = json.loads(on_topic(seen, f"{PREFIX}/state")[0].payload)
+        validate("state", state)
+        assert (state["epoch"], state["last_seq"], state["oldest_seq"]) == (outbox.epoch, 20, 1)
+        asked = time.time()
+        answers = send_commands(
+            broker.port,
+            sink,
+            [
+                replay_command(3, "r1"),  # 4..18 (the batch is 15)
+                replay_command(3, "r2", agent_id="another-agent"),  # misdirected
+                replay_command(18, "r3"),  # the rest
+            ],
+        )
+        assert seen.wait_for(count_events(17), 10)
+        time.sleep(0.2)  # nothing more comes
+        replayed = [json.loads(m.payload) for m in on_topic(seen, f"{PREFIX}/event")]
+    by_id = {answer["id"]: answer for answer in answers}
+    assert by_id["r1"]["replay"] == {
+        "epoch": outbox.epoch,
+        "after_seq": 3,
+        "count": 15,
+        "first_seq": 4,
+        "through_seq": 18,
+        "last_seq": 20,
+        "gap": None,
+    }
+    assert (
+        by_id["r2"]["ok"] is False and "not signed with this key for agent" in by_id["r2"]["error"]
+    )
+    assert (by_id["r3"]["replay"]["first_seq"], by_id["r3"]["replay"]["count"]) == (19, 2)
+    assert [e["seq"] for e in replayed] == list(range(4, 21))
+    assert [e["id"] for e in replayed] == [e["id"] for e in events[3:]]
+    verifier = signing.Verifier(KEY.encode(), agent_id=AGENT, topic="event")
+    for event in replayed:
+        verifier.verify(event, time.time())
+        assert event["ts"] >= asked  # signed afresh: passes the freshness check
+    assert wait_until(lambda: sink.counters()["pending"] == 0)
+
+
+def test_a_replay_of_events_already_gone_reports_the_gap(
+    broker: Mosquitto, make_sink: SinkFactory, tmp_path: Path
+) -> None:
+    from sensor_agent.commands import CommandHandler
+    from sensor_agent.enforcer import NoEnforcer
+    from sensor_agent.outbox import Outbox
+    from sensor_agent.redelivery import Redelivery
+
+    outbox = Outbox(tmp_path / "store.sqlite", keep_rows=4)
+    handler = CommandHandler(
+        NoEnforcer(), agent_id=AGENT, key=KEY.encode(), replay=Redelivery(outbox)
+    )
+    sink = MqttSink(
+        make_sink.settings(broker.port, shared_key=KEY), command_handler=handler, outbox=outbox
+    )
+    make_sink.sinks.append(sink)
+    for n in range(10):
+        sink.event(new_event(n))
+    assert wait_until(lambda: sink.counters()["pending"] == 0 and sink.counters()["kept"] == 4)
+    [answer] = send_commands(broker.port, sink, [replay_command(2, "r1")])
+    assert answer["replay"]["gap"] == {"first_seq": 3, "last_seq": 6}
+    assert (answer["replay"]["first_seq"], answer["replay"]["count"]) == (7, 4)
+
+
+def test_events_stored_while_the_broker_is_away_go_to_disk_within_a_second(
+    make_sink: SinkFactory, tmp_path: Path
+) -> None:
+    """A power cut during an outage must not lose them (nor give their seqs away again)."""
+    from sensor_agent.outbox import Outbox
+    from tests.broker import free_port
+
+    outbox = Outbox(tmp_path / "store.sqlite")
+    sink = MqttSink(make_sink.settings(free_port()), outbox=outbox)  # nobody listens there
+    make_sink.sinks.append(sink)
+    for n in range(5):
+        sink.event(new_event(n))
+    assert wait_until(lambda: outbox.synced_seq == 5, timeout=5)
+    assert sink.counters()["pending"] == 5

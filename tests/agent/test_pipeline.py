@@ -31,14 +31,14 @@ from tests.agent.craft import (
     tcp,
     udp_frame,
 )
-from tests.contract import validate
+from tests.contract import validate, validate_from_pipeline
 
 
 def every_payload_valid(sink: RecordingSink) -> None:
     for event in sink.events:
-        validate("event", event)
+        validate_from_pipeline("event", event)
     for topic, payload in sink.payloads:
-        validate(topic, payload)
+        validate_from_pipeline(topic, payload)
 
 
 def scan(pipeline_feed: object) -> None:
@@ -59,7 +59,7 @@ def test_counters_and_state_payload() -> None:
     assert counters["parse_errors"] == 3
     assert counters["events"] == len(sink.events) >= 1
     state = sink.last("state")
-    validate("state", state)
+    validate_from_pipeline("state", state)
     assert state["level"] == 1
     assert state["incidents"][0]["source"]["mac"] == ATTACKER_MAC
     assert state["incidents"][0]["kinds"] == ["arp_scan"]
@@ -74,7 +74,7 @@ def test_state_is_refreshed_on_ticks() -> None:
     states = [p for t, p in sink.payloads if t == "state"]
     assert len(states) == 2  # at start, then every 30 s when nothing changes
     for state in states:
-        validate("state", state)
+        validate_from_pipeline("state", state)
         assert state["level"] == 0 and state["incidents"] == []
 
 

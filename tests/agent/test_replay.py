@@ -13,7 +13,7 @@ from sensor_agent.pipeline import Pipeline
 from sensor_agent.replay import CaptureError, read_blocks, replay
 from sensor_agent.synth import BENIGN, CULPRIT, demo_frames, demo_node, write_pcap
 from tests.agent.craft import ATTACKER_IP, ATTACKER_MAC, T0, RecordingSink, arp_request, base_config
-from tests.contract import validate
+from tests.contract import validate, validate_from_pipeline
 
 FRAMES = [
     (T0 + i * 0.25, arp_request(ATTACKER_MAC, ATTACKER_IP, f"198.18.10.{i}")) for i in range(1, 20)
@@ -116,7 +116,7 @@ def test_pcapng_timestamps_beyond_any_calendar_are_skipped(tmp_path: Path) -> No
     stats = replay(path, Pipeline(base_config(), [sink]), show_progress=False)
     assert stats.frames == 1 and stats.skipped == {"timestamp before 1970 or after 9999": 2}
     for _topic, payload in sink.payloads:
-        validate(_topic, payload)
+        validate_from_pipeline(_topic, payload)
     only_far = tmp_path / "only-far.pcapng"
     only_far.write_bytes(SHB + idb(tsresol=0) + epb(frame, far))
     with pytest.raises(CaptureError, match="timestamp before 1970 or after 9999"):
@@ -208,8 +208,8 @@ def test_demo_capture_gives_the_ransomware_timeline(tmp_path: Path) -> None:
     assert names[CULPRIT.mac] == CULPRIT.name
     assert all(names[h.mac] == h.name for h in BENIGN if h.role != "router (gateway)")
     for event in sink.events:
-        validate("event", event)
-    validate("state", sink.last("state"))
+        validate_from_pipeline("event", event)
+    validate_from_pipeline("state", sink.last("state"))
     assert ip_bytes(CULPRIT.ip) == bytes((192, 0, 2, 66))
 
 
@@ -237,3 +237,45 @@ def test_replay_shows_the_progress_bar_when_asked(
     stats = replay(path, Pipeline(base_config(), []), show_progress=True)
     assert stats.frames == len(FRAMES)
     assert "100%" in capsys.readouterr().err
+
+
+class FakeTime:
+    """A clock that ``sleep`` moves: pacing without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_paced_frames_come_out_when_due_at_the_chosen_speed() -> None:
+    from sensor_agent.replay import paced
+
+    stamps = [10.0, 10.5, 10.5, 12.0, 14.0]
+    time_ = FakeTime()
+    out = []
+    for _stamps, batch_frames in paced(
+        [(stamps[:3], [b"a", b"b", b"c"]), (stamps[3:], [b"d", b"e"])],
+        speed=2.0,
+        clock=time_.clock,
+        sleep=time_.sleep,
+    ):
+        out.append((time_.now, batch_frames))
+    # At twice the capture's pace: offsets 0, 0.25, 0.25, 1.0, 2.0 s; equal stamps together.
+    assert out == [(0.0, [b"a"]), (0.25, [b"b", b"c"]), (1.0, [b"d"]), (2.0, [b"e"])]
+    assert max(time_.slept) <= 0.1  # short sleeps: a stop is noticed soon
+
+
+def test_paced_replay_of_a_capture_takes_its_time(tmp_path: Path) -> None:
+    path = tmp_path / "slow.pcap"
+    write_pcap(path, [(T0 + i * 0.1, frame) for i, (_, frame) in enumerate(FRAMES[:6])])
+    sink = RecordingSink()
+    stats = replay(path, Pipeline(base_config(), [sink]), show_progress=False, speed=2.0)
+    assert stats.frames == 6
+    assert stats.seconds >= 0.5 * 0.25  # 0.5 s of capture at twice its pace, less the slack

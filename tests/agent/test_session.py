@@ -5,7 +5,7 @@ from __future__ import annotations
 from sensor_agent.detectors.session import SessionConfig, SessionDetector
 from sensor_agent.formats import ip_bytes, mac_bytes
 from tests.agent.craft import ATTACKER_IP, ATTACKER_MAC, T0, arp_request, make_pipeline, tcp
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 MAC = mac_bytes(ATTACKER_MAC)
 IP = ip_bytes(ATTACKER_IP)
@@ -32,7 +32,7 @@ def test_data_segment_to_a_decoy_port_in_frames() -> None:
     assert event["evidence"]["bytes"] == len(SMB)
     assert event["evidence"]["port"] == 445
     assert event["evidence"]["sample"].startswith("...f.SMB@")
-    validate("event", event)
+    validate_from_pipeline("event", event)
 
 
 def test_data_to_a_port_that_is_not_a_decoy_is_not_a_session() -> None:

@@ -1,4 +1,5 @@
-"""Signing: canonical form, HMAC round trip, tampering, freshness, replay guard."""
+"""Signing: canonical form, format 2 (bound to agent and topic), format 1 only when asked,
+HMAC round trip, tampering, freshness, replay guard."""
 
 from __future__ import annotations
 
@@ -11,19 +12,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sensor_agent import signing
 from sensor_agent.signing import (
     MAX_SKEW_S,
     ReplayGuard,
     SignatureError,
     Verifier,
     canonical,
-    sign,
+    legacy_signature,
+    message,
     signature,
-    verify,
 )
 
 KEY = b"a-shared-key-of-some-length"
 NOW = 1_800_000_000.0
+AGENT, TOPIC = "pi-livingroom", "event"
+
+
+def sign(data: dict[str, Any], key: bytes, now: float) -> dict[str, Any]:
+    return signing.sign(data, key, now, agent_id=AGENT, topic=TOPIC)
+
+
+def verify(data: dict[str, Any], key: bytes, now: float, **options: Any) -> int:
+    return signing.verify(data, key, now, agent_id=AGENT, topic=TOPIC, **options)
 
 
 def payload(**extra: Any) -> dict[str, Any]:
@@ -35,13 +46,49 @@ def test_canonical_form_is_sorted_compact_utf8_without_sig() -> None:
     assert canonical(data) == '{"a":"héllo","b":1,"n":[1,{"y":null,"z":0}]}'.encode()
 
 
-def test_signature_matches_an_independent_hmac_of_the_team_md_form() -> None:
+def test_signature_matches_an_independent_hmac_of_the_documented_format_2() -> None:
     signed = sign(payload(), KEY, NOW)
     body = {k: v for k, v in signed.items() if k != "sig"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    expected = hmac.new(KEY, text.encode("utf-8"), hashlib.sha256).hexdigest()
-    assert signed["sig"] == expected
+    signed_bytes = f"lan-guard/2\n{AGENT}\n{TOPIC}\n{text}".encode()
+    assert signed["sig"] == hmac.new(KEY, signed_bytes, hashlib.sha256).hexdigest()
+    assert message(signed, AGENT, TOPIC) == signed_bytes
     assert signed["ts"] == NOW
+
+
+@pytest.mark.parametrize(
+    ("agent_id", "topic"),
+    [("pi-garage", TOPIC), (AGENT, "state"), (AGENT, "command"), (AGENT, "command/result")],
+)
+def test_a_payload_signed_for_one_agent_or_topic_fails_on_any_other(
+    agent_id: str, topic: str
+) -> None:
+    signed = sign(payload(), KEY, NOW)
+    with pytest.raises(SignatureError, match=f"bad signature: not signed .* {agent_id!r}"):
+        signing.verify(signed, KEY, NOW, agent_id=agent_id, topic=topic)
+
+
+def test_the_topic_prefix_is_not_covered_so_a_bridge_may_rewrite_it() -> None:
+    """What is signed names the agent and sub-topic only: ``lan_guard/pi/event`` and
+    ``sites/42/lan_guard/pi/event`` carry the same signed bytes."""
+    assert b"lan_guard" not in message(payload(), AGENT, TOPIC)
+
+
+@pytest.mark.parametrize(("agent_id", "topic"), [("", TOPIC), (AGENT, ""), ("a\nb", TOPIC)])
+def test_an_empty_or_multi_line_agent_or_topic_cannot_be_signed(agent_id: str, topic: str) -> None:
+    with pytest.raises(ValueError, match="cannot be signed"):
+        signing.sign(payload(), KEY, NOW, agent_id=agent_id, topic=topic)
+
+
+def test_format_1_is_refused_unless_legacy_signatures_are_accepted() -> None:
+    old = {**payload(), "ts": NOW}
+    old["sig"] = legacy_signature(old, KEY)
+    with pytest.raises(SignatureError, match="format 1, which names neither"):
+        verify(old, KEY, NOW)
+    assert verify(old, KEY, NOW, accept_legacy=True) == 1
+    assert verify(sign(payload(), KEY, NOW), KEY, NOW, accept_legacy=True) == 2
+    with pytest.raises(SignatureError, match="bad signature"):  # the legacy form, wrong key
+        verify({**old, "sig": legacy_signature(old, b"other")}, KEY, NOW, accept_legacy=True)
 
 
 def test_round_trip_through_json_verifies() -> None:
@@ -111,7 +158,7 @@ def test_timestamp_at_the_limit_is_accepted(skew: float) -> None:
 
 
 def test_verifier_refuses_a_replay_and_accepts_new_ids() -> None:
-    verifier = Verifier(KEY)
+    verifier = Verifier(KEY, agent_id=AGENT, topic=TOPIC)
     first = sign(payload(), KEY, NOW)
     verifier.verify(first, NOW)
     with pytest.raises(SignatureError, match="replayed id"):
@@ -123,7 +170,7 @@ def test_verifier_refuses_a_payload_without_id() -> None:
     unsigned = payload()
     del unsigned["id"]
     with pytest.raises(SignatureError, match="missing 'id'"):
-        Verifier(KEY).verify(sign(unsigned, KEY, NOW), NOW)
+        Verifier(KEY, agent_id=AGENT, topic=TOPIC).verify(sign(unsigned, KEY, NOW), NOW)
 
 
 def test_replay_guard_forgets_ids_older_than_the_window() -> None:
@@ -169,4 +216,4 @@ json_values = st.recursive(
 def test_any_json_payload_round_trips_through_the_wire(data: dict[str, Any], key: bytes) -> None:
     signed = sign(data, key, NOW)
     verify(json.loads(json.dumps(signed, ensure_ascii=False)), key, NOW)
-    assert signed["sig"] == signature(signed, key)
+    assert signed["sig"] == signature(signed, key, AGENT, TOPIC)

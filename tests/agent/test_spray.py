@@ -37,7 +37,7 @@ from tests.agent.craft import (
     make_pipeline,
     tcp,
 )
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 ATTACKER = mac_bytes(ATTACKER_MAC)
 SCANNER_MAC = "00:1b:21:42:00:55"
@@ -51,9 +51,9 @@ def culprits(sink: RecordingSink, kind: str) -> set[str]:
 
 def valid(sink: RecordingSink) -> None:
     for event in sink.events:
-        validate("event", event)
+        validate_from_pipeline("event", event)
     for topic, payload in sink.payloads:
-        validate(topic, payload)
+        validate_from_pipeline(topic, payload)
 
 
 # --- the detector ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from tests.agent.craft import (
     make_pipeline,
     tcp,
 )
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 
 MAC = mac_bytes(ATTACKER_MAC)
 IP = ip_bytes(ATTACKER_IP)
@@ -47,7 +47,7 @@ def test_ransomware_probe_through_the_pipeline() -> None:
     assert event["source"]["mac"] == ATTACKER_MAC
     assert event["source"]["ip"] == ATTACKER_IP
     assert event["evidence"]["ports"] == sorted(RANSOMWARE_PORTS)
-    validate("event", event)
+    validate_from_pipeline("event", event)
 
 
 def test_connect_scan_without_data_is_level_2_with_handshakes() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import uuid
 from collections.abc import Iterator
@@ -33,6 +34,8 @@ PREFIX = "lan_guard"
 BASE = f"{PREFIX}/{AGENT}"
 EXAMPLE_KEY = "example-shared-key-0123"
 EVACUATION_TRIGGER = "evacuation_trigger"
+EPOCH = "3f9c2e71a4b85d06c1e7f2a9b3d4e5f6"  # the examples' event store
+_SEQS = itertools.count(1000)  # every made event a new seq of that store, in creation order
 
 
 @pytest.fixture(autouse=True)
@@ -62,13 +65,15 @@ def make_event(
     detected_at: datetime | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """A valid event of this agent with fresh ids (based on the contract's example)."""
+    """A valid event of this agent with fresh ids and the next seq (based on the contract's
+    example)."""
     event = example(f"event.{kind}")
     moment = detected_at or datetime.now(UTC)
     event.update(
         id=uuid.uuid4().hex,
         incident_id=incident_id or uuid.uuid4().hex,
         agent_id=AGENT,
+        seq=next(_SEQS),
         level=level,
         first_seen=iso(moment),
         last_seen=iso(moment),

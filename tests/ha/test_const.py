@@ -72,11 +72,13 @@ def test_capabilities_and_actions() -> None:
     ours = {value for key, value in vars(agent).items() if key.startswith("CAPABILITY_")}
     assert ours == offered
     assert const.CAPABILITY_ENFORCER == agent.CAPABILITY_ENFORCER
-    actions = set(_schema("command")["properties"]["action"]["enum"])
-    assert {const.ACTION_QUARANTINE, const.ACTION_RELEASE} <= actions
+    actions = _schema("command")["properties"]["action"]["enum"]
+    assert list(agent.ACTIONS) == actions
+    assert actions == [const.ACTION_QUARANTINE, const.ACTION_RELEASE, const.ACTION_REPLAY]
 
 
 def test_format_version_and_signature_window() -> None:
     assert payloads.SCHEMA_VERSION == agent.SCHEMA_VERSION
     assert _schema("common")["$defs"]["schema_version"]["const"] == agent.SCHEMA_VERSION
     assert signing.MAX_SKEW_S == agent_signing.MAX_SKEW_S
+    assert signing.FORMAT == agent_signing.FORMAT

@@ -53,6 +53,11 @@ def now_ts() -> float:
     return dt_util.utcnow().timestamp()
 
 
+def agent_sign(payload: dict[str, Any], ts: float, topic: str = "event") -> dict[str, Any]:
+    """Signed by the agent's own code, for this agent's ``topic``, as on the wire."""
+    return agent_signing.sign(payload, KEY, ts, agent_id=AGENT, topic=topic)
+
+
 async def test_an_event_goes_everywhere_once(hass: HomeAssistant) -> None:
     entry = await setup_entry(hass)
     coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
@@ -73,11 +78,13 @@ async def test_an_event_goes_everywhere_once(hass: HomeAssistant) -> None:
     assert bus[0].data["culprit"] == event["source"]
     assert bus[0].data["evidence"] == event["evidence"]
     assert bus[0].data["verdict"] == "alarm"  # the classifier's level prior
-    # The same event again (a QoS 1 redelivery or a replay) is dropped.
+    # The same event again (a QoS 1 redelivery, or published again on request) is dropped:
+    # a normal part of delivery, counted there, not a refused payload.
     publish(hass, "event", event)
     await hass.async_block_till_done()
     assert len(bus) == 1
-    assert coordinator.bad_payloads[BadPayload.REPLAYED] == 1
+    assert coordinator.delivery.duplicates == 1
+    assert not coordinator.bad_payloads
     await unload(hass, entry)
 
 
@@ -133,35 +140,45 @@ async def test_with_a_key_only_signed_fresh_unique_payloads_pass(hass: HomeAssis
     entry = await setup_entry(hass, make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY}), online=False)
     coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     publish(hass, "status", "online", retain=True)
-    # Signed by the agent's own code, as on the wire.
-    good = agent_signing.sign(make_event(), KEY, now_ts())
+    good = agent_sign(make_event(), now_ts())
     publish(hass, "event", good)
     unsigned = make_event()
     publish(hass, "event", unsigned)
-    forged = {**agent_signing.sign(make_event(), KEY, now_ts()), "level": 3}
+    forged = {**agent_sign(make_event(), now_ts()), "level": 3}
     publish(hass, "event", forged)
-    wrong_key = agent_signing.sign(make_event(), b"not the key", now_ts())
+    wrong_key = agent_signing.sign(
+        make_event(), b"not the key", now_ts(), agent_id=AGENT, topic="event"
+    )
     publish(hass, "event", wrong_key)
-    stale = agent_signing.sign(make_event(), KEY, now_ts() - 3600)
+    other_agent = agent_signing.sign(
+        make_event(), KEY, now_ts(), agent_id="pi-garage", topic="event"
+    )
+    publish(hass, "event", {**other_agent, "agent_id": AGENT})
+    other_topic = agent_sign(make_event(), now_ts(), topic="state")
+    publish(hass, "event", other_topic)
+    stale = agent_sign(make_event(), now_ts() - 3600)
     publish(hass, "event", stale)
-    publish(hass, "event", good)  # replayed
+    old_format = sign(make_event(), KEY, now_ts(), None, None)
+    publish(hass, "event", old_format)
+    publish(hass, "event", good)  # replayed: the same seq
     await hass.async_block_till_done()
     assert [e.id for e in coordinator.history] == [good["id"]]
     assert "sig" not in coordinator.history.get(good["id"]).payload  # type: ignore[union-attr]
     assert coordinator.bad_payloads == {
         BadPayload.SIGNATURE_MISSING: 1,
-        BadPayload.SIGNATURE_BAD: 2,
+        BadPayload.SIGNATURE_BAD: 4,
         BadPayload.STALE: 1,
-        BadPayload.REPLAYED: 1,
+        BadPayload.SIGNATURE_LEGACY: 1,
     }
+    assert coordinator.delivery.duplicates == 1
     # Retained payloads: a day old is fine, an older one than already seen is a replay.
-    old = sign(example("info"), KEY, now_ts() - 86_400)
-    publish(hass, "info", sign(example("info"), KEY, now_ts()), retain=True)
+    old = sign(example("info"), KEY, now_ts() - 86_400, AGENT, "info")
+    publish(hass, "info", sign(example("info"), KEY, now_ts(), AGENT, "info"), retain=True)
     publish(hass, "info", old)
     publish(hass, "info", example("info"))  # unsigned
     await hass.async_block_till_done()
     assert coordinator.info is not None
-    assert coordinator.bad_payloads[BadPayload.REPLAYED] == 2
+    assert coordinator.bad_payloads[BadPayload.REPLAYED] == 1
     assert coordinator.bad_payloads[BadPayload.SIGNATURE_MISSING] == 2
     await unload(hass, entry)
 
@@ -171,7 +188,7 @@ async def test_a_signature_is_checked_on_the_payload_as_sent(hass: HomeAssistant
     entry = await setup_entry(hass, make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY}))
     coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
     event = {**make_event(), "level": 2.0}
-    publish(hass, "event", agent_signing.sign(event, KEY, now_ts()))
+    publish(hass, "event", agent_sign(event, now_ts()))
     await hass.async_block_till_done()
     assert BadPayload.SIGNATURE_BAD not in coordinator.bad_payloads
     accepted = coordinator.history.get(event["id"])
@@ -272,9 +289,11 @@ async def test_commands_are_signed_and_results_reach_listeners(
     assert (topic, qos, retain) == (f"{BASE}/command", 1, False)
     command = json.loads(raw)
     assert command["id"] == command_id
-    agent_signing.Verifier(KEY).verify(command, now=now_ts())
-    result = agent_signing.sign(
-        {"id": command_id, "ok": True, "error": None, "action": "quarantine"}, KEY, now_ts()
+    agent_signing.Verifier(KEY, agent_id=AGENT, topic="command").verify(command, now=now_ts())
+    result = agent_sign(
+        {"id": command_id, "ok": True, "error": None, "action": "quarantine"},
+        now_ts(),
+        topic="command/result",
     )
     publish(hass, "command/result", result)
     await hass.async_block_till_done()

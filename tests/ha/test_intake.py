@@ -224,7 +224,9 @@ async def test_with_a_key_an_evidence_of_1e400_is_refused_not_raised(
 ) -> None:
     entry = await setup_entry(hass, make_entry(**{CONF_SIGNING_KEY: EXAMPLE_KEY}), online=False)
     coordinator: LanGuardCoordinator = entry.runtime_data.coordinator
-    signed = json.dumps(agent_signing.sign(make_event(), KEY, dt_now()))
+    signed = json.dumps(
+        agent_signing.sign(make_event(), KEY, dt_now(), agent_id=AGENT, topic="event")
+    )
     assert '"rate": 4.0' in signed
     publish(hass, "event", signed.replace('"rate": 4.0', '"rate": 1e400'))
     publish(hass, "event", signed.replace('"rate": 4.0', '"rate": 4.0, "x": -1e400'))
@@ -530,7 +532,8 @@ def messages(draw: st.DrawFn) -> tuple[str, bytes]:
     payload_of = topic if topic in TOPICS else "event"
     payload = valid_payload(payload_of) if source == "valid" else draw(mutated(payload_of))
     if isinstance(payload, dict) and draw(st.booleans()):  # signed as the agent signs
-        payload = agent_signing.sign(payload, KEY, dt_now() + draw(st.sampled_from([0, -1e6])))
+        when = dt_now() + draw(st.sampled_from([0, -1e6]))
+        payload = agent_signing.sign(payload, KEY, when, agent_id=AGENT, topic=topic)
     return topic, json.dumps(payload).encode()
 
 

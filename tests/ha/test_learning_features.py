@@ -50,6 +50,8 @@ def make_event(
         "id": f"{number:032x}",
         "incident_id": f"{number + 1:032x}",
         "agent_id": "pi-livingroom",
+        "seq": number + 1,
+        "epoch": "3f9c2e71a4b85d06c1e7f2a9b3d4e5f6",
         "kind": kind,
         "level": level,
         "source": {"mac": mac, "ip": "192.168.1.23", "vendor": vendor, "hostname": None},

@@ -184,3 +184,45 @@ def test_limits_that_no_example_reaches() -> None:
     event = load(EXAMPLES / "event.arp_scan.json")
     event["evidence"]["rate"] = float("inf")  # only possible from Python, never from JSON
     assert not integration_accepts("event", event)
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [(1, True), (2**53 - 1, True), (42.0, True), (0, False), (2**53, False), (True, False)],
+)
+def test_seq_limits_agree(value: Any, valid: bool) -> None:
+    event = load(EXAMPLES / "event.syn_scan.json")
+    event["seq"] = value
+    assert (not errors("event", event)) is valid
+    assert integration_accepts("event", event) is valid
+    command = load(EXAMPLES / "command.replay.json")
+    command["through_seq"] = value
+    assert (not errors("command", command)) is valid
+    assert integration_accepts("command", command) is valid
+
+
+def test_a_replay_names_no_host_and_a_host_command_no_seq() -> None:
+    replay = load(EXAMPLES / "command.replay.json")
+    quarantine = load(EXAMPLES / "command.quarantine.json")
+    for mixed in (
+        {**replay, "mac": quarantine["mac"]},
+        {**replay, "ip": None},
+        {**quarantine, "after_seq": 1},
+        {**quarantine, "through_seq": 2},
+        {k: v for k, v in replay.items() if k != "action"},
+    ):
+        assert errors("command", mixed)
+        assert not integration_accepts("command", mixed)
+
+
+def test_agents_before_0_2_are_accepted_only_by_the_legacy_schemas() -> None:
+    """Without seq, epoch, last_seq and oldest_seq (the integration's legacy option)."""
+    event = {k: v for k, v in load(EXAMPLES / "event.syn_scan.json").items()}
+    state = load(EXAMPLES / "state.json")
+    del event["seq"], event["epoch"], state["epoch"], state["last_seq"], state["oldest_seq"]
+    for name, payload in (("event", event), ("state", state)):
+        assert errors(name, payload)
+        assert not integration_accepts(name, payload)
+        payloads.validate(name, payload, legacy=True)
+    with pytest.raises(vol.Invalid):  # the rest of the contract still holds
+        payloads.validate("event", {**event, "level": 9}, legacy=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.contract import validate
+from tests.contract import validate_from_pipeline
 from tests.netlab import Host, Lab, wait_for
 
 GATEWAY_IP = "198.18.2.1"
@@ -76,6 +76,9 @@ class AgentRun:
         """Start the agent and wait until it logs that it is watching (capture and decoys up)."""
         events_path, log_path = workdir / "events.jsonl", workdir / "agent.log"
         args = [
+            # The test's own event store (the default is the machine's, shared by every run).
+            "env",
+            f"LAN_GUARD_MQTT_OUTBOX_PATH={workdir / 'outbox.sqlite'}",
             str(AGENT),
             "run",
             "--interface",
@@ -137,12 +140,13 @@ class AgentRun:
             return
         assert alive, f"the agent died during the test: {self.log_tail()}"
         for event in self.events():
-            validate("event", event)
+            validate_from_pipeline("event", event)
 
 
 def assert_culprit(event: Event, *, kind: str, level: int, culprit: Host) -> None:
-    """The event is valid, of ``kind`` and ``level``, and names ``culprit`` by MAC and IP."""
-    validate("event", event)
+    """The event is valid (as detected: the JSON-lines log has no seq/epoch, only MQTT does),
+    of ``kind`` and ``level``, and names ``culprit`` by MAC and IP."""
+    validate_from_pipeline("event", event)
     assert event["kind"] == kind, event
     assert event["level"] == level, event
     assert event["source"]["mac"] == culprit.mac, event

@@ -307,14 +307,19 @@ def test_signed_command_through_mosquitto_puts_the_rule_in_force(net: Net, tmp_p
                 return None
 
             def send(command: dict[str, Any], *, sign: bool = True) -> tuple[dict[str, Any], float]:
-                body = signing.sign(command, key, time.time()) if sign else command
+                body = (
+                    signing.sign(command, key, time.time(), agent_id=AGENT_ID, topic="command")
+                    if sign
+                    else command
+                )
                 sent_at = _publish(broker.port, f"{prefix}/command", body)
                 assert seen.wait_for(lambda _: result_of(command["id"]) is not None, 5)
                 result = result_of(command["id"])
                 assert result is not None
                 latency_ms = (result.pop("_at") - sent_at) * 1000
                 validate("command_result", result)
-                signing.verify(result, key, time.time())  # the agent signs its answers too
+                # the agent signs its answers too, for their topic
+                signing.verify(result, key, time.time(), agent_id=AGENT_ID, topic="command/result")
                 return result, latency_ms
 
             def quarantined() -> list[str]:
@@ -335,7 +340,9 @@ def test_signed_command_through_mosquitto_puts_the_rule_in_force(net: Net, tmp_p
             assert not pings(infected, appliance.ip), "command ok but the culprit is not cut off"
 
             # Refusals, each answered with its reason; nothing changes.
-            replay = signing.sign({**command, "id": "e2e-q1"}, key, time.time())
+            replay = signing.sign(
+                {**command, "id": "e2e-q1"}, key, time.time(), agent_id=AGENT_ID, topic="command"
+            )
             replay_at = _publish(broker.port, f"{prefix}/command", replay)
             assert seen.wait_for(
                 lambda msgs: any(
@@ -440,9 +447,8 @@ def test_the_real_agent_process_enforces_and_cleans_up_on_sigterm(net: Net, tmp_
 
         def command(action: str, cid: str) -> tuple[dict[str, Any], float]:
             body = {"id": cid, "action": action, "mac": infected.mac, "ip": infected.ip}
-            sent_at = _publish(
-                broker.port, f"{prefix}/command", signing.sign(body, key, time.time())
-            )
+            signed = signing.sign(body, key, time.time(), agent_id=AGENT_ID, topic="command")
+            sent_at = _publish(broker.port, f"{prefix}/command", signed)
 
             def answered(messages: list[Any]) -> bool:
                 return any(

@@ -27,7 +27,7 @@ import pytest
 
 from sensor_agent.hosts import HostsConfig
 from tests.broker import Collector, Mosquitto, free_port
-from tests.contract import validate
+from tests.contract import validate, validate_from_pipeline
 from tests.lab.agentlab import AgentRun, Network, assert_culprit
 from tests.netlab import Host, Lab, require_tools, wait_for
 
@@ -105,7 +105,7 @@ def test_a_culprit_that_unplugs_is_reported_gone_after_the_probe(lab: HostLeftLa
             gone.link_down()
             down_at = time.time()
             left = agent.wait_kind("host_left", gone, timeout=HOST_LEFT_WITHIN_S + 2)
-            validate("event", left)
+            validate_from_pipeline("event", left)
             assert left["level"] == 0
             assert left["source"]["mac"] == gone.mac and left["source"]["ip"] == gone.ip
             after_s = unix(left["detected_at"]) - down_at

@@ -10,6 +10,7 @@ from typing import Any
 from psoc import signatures
 
 KEY = b"site-key-for-tests-0123456789"
+EPOCH = "3f9c2e71a4b85d06c1e7f2a9b3d4e5f6"  # an agent's event store (events with a seq)
 
 
 def iso(ts: float) -> str:
@@ -26,6 +27,7 @@ def event(
     mac: str = "b8:27:eb:4c:21:9a",
     ip: str | None = "192.0.2.23",
     seq: int | None = None,
+    epoch: str = EPOCH,
     hostname: str | None = "kids-laptop",
 ) -> dict[str, Any]:
     payload: dict[str, Any] = {
@@ -41,8 +43,9 @@ def event(
         "detected_at": iso(at),
         "evidence": {"target_count": 12, "ports": [445, 139]},
     }
-    if seq is not None:
+    if seq is not None:  # numbered by the agent's event store, which names itself
         payload["seq"] = seq
+        payload["epoch"] = epoch
     return payload
 
 

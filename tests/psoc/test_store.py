@@ -273,7 +273,10 @@ def test_gaps_are_asked_for_once_then_counted_lost_when_gone(sites: Store) -> No
     assert sites.agents("s1")[0]["gap_since"] == NOW
     requests, _ = sites.check_gaps(NOW + 5)
     assert sites.agents("s1")[0]["seq_done"] == 2
-    assert [(r.site_id, r.agent_id, r.after_seq) for r in requests] == [("s1", "pi-a", 2)]
+    # only the hole: 3 and 4 (5 is stored)
+    assert [(r.site_id, r.agent_id, r.after_seq, r.through_seq) for r in requests] == [
+        ("s1", "pi-a", 2, 4)
+    ]
     [asked] = [a for a in sites.audit(site_id="s1") if a["action"] == "replay_requested"]
     assert asked["request_id"] == requests[0].command_id
     assert sites.check_gaps(NOW + 6)[0] == []  # not again before the retry time
@@ -288,17 +291,40 @@ def test_gaps_are_asked_for_once_then_counted_lost_when_gone(sites: Store) -> No
     assert any(a["action"] == "events_lost" for a in sites.audit(site_id="s1"))
 
 
+NEW_STORE = "0123456789abcdef0123456789abcdef"
+
+
 def test_a_wiped_agent_store_restarts_the_sequence_without_a_false_gap(sites: Store) -> None:
     sites.ingest([rec("s1", "pi-a", "event", p.event(at=NOW, seq=n)) for n in (1, 2, 3)], NOW)
     sites.check_gaps(NOW)
-    sites.ingest(
-        [rec("s1", "pi-a", "state", p.state(at=NOW + 1, last_seq=1, oldest_seq=1))], NOW + 1
-    )
-    sites.ingest([rec("s1", "pi-a", "event", p.event(at=NOW + 1, seq=1))], NOW + 2)
+    wiped = p.state(at=NOW + 1, epoch=NEW_STORE, last_seq=1, oldest_seq=1)
+    sites.ingest([rec("s1", "pi-a", "state", wiped)], NOW + 1)
+    sites.ingest([rec("s1", "pi-a", "event", p.event(at=NOW + 1, seq=1, epoch=NEW_STORE))], NOW + 2)
     requests, lost = sites.check_gaps(NOW + 10)
     assert requests == [] and not lost
     assert sites.agents("s1")[0]["seq_done"] == 1
     assert any(a["action"] == "sequence_reset" for a in sites.audit(site_id="s1"))
+
+
+def test_a_new_event_store_is_told_by_its_epoch_even_past_the_old_numbers(sites: Store) -> None:
+    """A replaced store that has already numbered more events than the old one had is not
+    taken for the old one going on; its events that came before its state count, and late
+    events of the old store move nothing."""
+    sites.ingest([rec("s1", "pi-a", "event", p.event(at=NOW, seq=n)) for n in (1, 2, 3)], NOW)
+    sites.check_gaps(NOW)
+    early = [p.event(at=NOW + 1, seq=n, epoch=NEW_STORE) for n in range(1, 6)]
+    sites.ingest([rec("s1", "pi-a", "event", e) for e in early], NOW + 1)
+    assert sites.agents("s1")[0]["last_seq"] == 3  # not the new store's numbers
+    state = p.state(at=NOW + 2, epoch=NEW_STORE, last_seq=6, oldest_seq=1)
+    sites.ingest([rec("s1", "pi-a", "state", state)], NOW + 2)
+    sites.ingest([rec("s1", "pi-a", "event", p.event(at=NOW, seq=9))], NOW + 3)  # old store, late
+    sites.ingest([rec("s1", "pi-a", "event", p.event(at=NOW + 3, seq=6, epoch=NEW_STORE))], NOW + 3)
+    requests, lost = sites.check_gaps(NOW + 10)
+    assert requests == [] and not lost
+    agent = sites.agents("s1")[0]
+    assert (agent["epoch"], agent["seq_done"], agent["last_seq"]) == (NEW_STORE, 6, 6)
+    [reset] = [a for a in sites.audit(site_id="s1") if a["action"] == "sequence_reset"]
+    assert "a new event store" in reset["detail"]
 
 
 def test_counters_add_up(sites: Store) -> None:

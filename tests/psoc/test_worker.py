@@ -1,5 +1,6 @@
 """psoc.ingest.worker against a real mosquitto: stores, snapshots retained, refuses and counts,
-and two worker processes sharing the stream lose and duplicate nothing when one is killed."""
+and two worker processes sharing the stream lose and duplicate nothing when one is killed;
+its replay requests are the agent's own command."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
 from psoc.db.models import Event
-from psoc.ingest.worker import BrokerSettings, Worker
-from psoc.store import Store
+from psoc.ingest.worker import BrokerSettings, Worker, replay_command
+from psoc.store import ReplayRequest, Store
 from psoc.topics import agent_topic
+from sensor_agent.commands import CommandHandler
+from sensor_agent.enforcer import NoEnforcer
 from tests.broker import Mosquitto
+from tests.contract import validate
 from tests.psoc import payloads as p
 
 pytestmark = pytest.mark.broker
@@ -43,6 +47,28 @@ def wait_for(predicate: object, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_the_replay_request_is_one_the_agent_takes_and_only_that_agent() -> None:
+    """What the worker publishes for a hole is the agent's own replay command (after_seq,
+    through_seq), signed for that agent's command topic: the agent runs it, another agent
+    sharing the site key refuses it."""
+    asked: list[tuple[int, int | None]] = []
+
+    def replay(after_seq: int, through_seq: int | None) -> dict[str, object]:
+        asked.append((after_seq, through_seq))
+        return {"count": 2}
+
+    def agent(agent_id: str) -> CommandHandler:
+        return CommandHandler(NoEnforcer(), agent_id=agent_id, key=p.KEY, replay=replay)
+
+    for through in (4, None):
+        raw = replay_command(ReplayRequest("s1", "pi-a", 2, "c" * 32, through), p.KEY, time.time())
+        validate("command", json.loads(raw))
+        assert agent("pi-a")(raw)["ok"] is True
+        refused = agent("pi-b")(raw)
+        assert refused["ok"] is False and "bad signature" in refused["error"]
+    assert asked == [(2, 4), (2, None)]
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """the workers write agents only: a site's last seen is its agents'; room for HOT updates
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-29 18:30:00.000000
 
 Every batch a worker stores touches the rows of the agents and incidents it heard from. A
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
