@@ -62,6 +62,11 @@ def iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
+def epoch_of(agent_id: str) -> str:
+    """The agent's event store id (32 hex digits), fixed per agent for the run."""
+    return uuid.uuid5(uuid.NAMESPACE_OID, f"store-{agent_id}").hex
+
+
 def event_payload(agent_id: str, n: int, now: float) -> dict[str, Any]:
     """An agent event as the demo's culprit produces them: a scan in escalating steps."""
     level = (1, 1, 2, 2, 3)[n % 5]
@@ -72,6 +77,7 @@ def event_payload(agent_id: str, n: int, now: float) -> dict[str, Any]:
         "incident_id": uuid.uuid5(uuid.NAMESPACE_OID, f"{agent_id}-{n // 25}").hex,
         "agent_id": agent_id,
         "seq": n + 1,
+        "epoch": epoch_of(agent_id),
         "kind": kind,
         "level": level,
         "source": {
@@ -106,6 +112,7 @@ def state_payload(agent_id: str, now: float, last_seq: int) -> dict[str, Any]:
             "outbox_dropped": 0,
         },
         "updated_at": iso(now),
+        "epoch": epoch_of(agent_id),
         "last_seq": last_seq,
         "oldest_seq": 1,
     }
