@@ -45,17 +45,12 @@ from sqlalchemy.engine import Connection
 from psoc.db.models import Action, Agent, Counter, Event, Host, Incident, Notification, Site, User
 from psoc.ingest import decode as d
 from psoc.ingest import gaps
+from sensor_agent import contract
 
-KIND_BITS = {
-    "arp_scan": 1,
-    "syn_scan": 2,
-    "session": 4,
-    "flood": 8,
-    "arp_spoof": 16,
-    "host_left": 32,
-    "arp_spray": 64,
-    "source_spray": 128,
-}
+# An incident's kinds as one bit each, in the agent's order: its kinds list only ever grows
+# at the end (a new version adds kinds), so a stored mask keeps its meaning. 18 kinds today,
+# room for 31 in the column (a signed 32-bit integer).
+KIND_BITS = {kind: 1 << bit for bit, kind in enumerate(contract.KINDS)}
 _LOGGER = logging.getLogger(__name__)
 
 OPEN_STATUSES = ("open", "acknowledged")

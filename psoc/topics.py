@@ -39,6 +39,7 @@ INBOUND: tuple[str, ...] = (
     "command",  # only `replay` requests for missing events: the PSOC never quarantines itself
     "site/request",  # start/stop evacuation, honoured only with the customer's consent
     "site/provider_label",  # the operator's judgement, a label for the site's classifier
+    "site/global_model",  # the federated global model, to the sites that trained it (retained)
 )
 """Sub-topics the PSOC may publish to a site (PSOC -> site)."""
 

@@ -13,6 +13,8 @@ run .venv-agent/bin/python benchmarks/latency_mqtt.py --signed
 run .venv/bin/python benchmarks/delivery_e2e.py
 run .venv/bin/python benchmarks/agent_live_flood.py
 run .venv/bin/python benchmarks/evacuation_latency.py
+run .venv/bin/python benchmarks/detect_latency.py
 run .venv/bin/python benchmarks/ha_intake.py
 run .venv/bin/python benchmarks/classifier_eval.py
+run .venv-agent/bin/python benchmarks/federated_eval.py  # Flower: only in the agent venv
 run .venv/bin/python benchmarks/psoc_load.py

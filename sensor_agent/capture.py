@@ -25,6 +25,7 @@ import ctypes
 import fcntl
 import logging
 import mmap
+import os
 import socket
 import struct
 import time
@@ -44,6 +45,8 @@ TPACKET_V3 = 2
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 PACKET_OUTGOING = 4  # our own frames: never evidence
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_ALLMULTI = 2
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
 SIOCGIFADDR = 0x8915
@@ -196,6 +199,8 @@ class LiveCapture:
             self._scapy.close()
             raise CaptureOpenError(f"{interface}: cannot attach the capture filter: {exc}") from exc
         self.sock.setblocking(False)
+        if not promiscuous:
+            self._all_multicast(interface)
         size = buffer_mb << 20
         self._ring: _Ring | None = None
         if ring:
@@ -209,6 +214,20 @@ class LiveCapture:
             self.buffer_bytes = self._socket_buffer(size)
         else:
             self.buffer_bytes = self._ring.blocks * RING_BLOCK_BYTES
+
+    def _all_multicast(self, interface: str) -> None:
+        """Receive every multicast frame (PACKET_MR_ALLMULTI; cheap next to promiscuous mode):
+        IPv6 neighbour solicitations go to per-address groups a NIC otherwise filters out,
+        and they are how an IPv6 sweep shows."""
+        try:
+            request = struct.pack(
+                "iHH8s", socket.if_nametoindex(interface), PACKET_MR_ALLMULTI, 0, b""
+            )
+            self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, request)
+        except OSError as exc:
+            log.warning(
+                "%s: no all-multicast reception (IPv6 sweeps may go unseen): %s", interface, exc
+            )
 
     @property
     def mode(self) -> str:
@@ -281,6 +300,23 @@ def interface_addresses(interface: str) -> tuple[bytes | None, bytes | None]:
     return ip, mac
 
 
+def interface_addresses6(interface: str, table: Path = Path("/proc/net/if_inet6")) -> list[bytes]:
+    """The IPv6 addresses of ``interface`` (link-local and global), from the kernel's table."""
+    try:
+        lines = table.read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 6 and fields[5] == interface:
+            with contextlib.suppress(ValueError):
+                raw = bytes.fromhex(fields[0])
+                if len(raw) == 16:
+                    found.append(raw)
+    return found
+
+
 def interface_subnet(interface: str) -> IPv4Network | None:
     """The IPv4 network ``interface`` is on (its address and netmask), ``None`` if unknown."""
     request = struct.pack("256s", interface.encode()[:15])
@@ -337,6 +373,55 @@ def arp_request(node_mac: bytes, node_ip: bytes, target_ip: bytes) -> bytes:
         + b"\x00" * 6
         + target_ip
     )
+
+
+def _checksum(header: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return int(~total & 0xFFFF)
+
+
+def dhcp_discover(node_mac: bytes, xid: int) -> bytes:
+    """A DHCPDISCOVER from the node with the broadcast flag set: every DHCP server of the LAN
+    answers with a broadcast offer, which the capture sees even on a switch."""
+    options = b"\x63\x82\x53\x63" + b"\x35\x01\x01" + b"\x37\x03\x01\x03\x06" + b"\xff"
+    bootp = (
+        b"\x01\x01\x06\x00"
+        + xid.to_bytes(4, "big")
+        + b"\x00\x00\x80\x00"  # secs, flags: broadcast
+        + bytes(16)  # ciaddr, yiaddr, siaddr, giaddr
+        + node_mac
+        + bytes(10 + 64 + 128)  # chaddr padding, sname, file
+        + options
+    )
+    udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp  # checksum 0: none (IPv4)
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, bytes(4), b"\xff" * 4
+    )
+    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    return b"\xff" * 6 + node_mac + b"\x08\x00" + header + udp
+
+
+class DhcpProber:
+    """Sends the node's DHCP discovery that makes rogue servers answer where it can hear
+    them (live only; the node never requests the address offered)."""
+
+    def __init__(self, interface: str, node_mac: bytes) -> None:
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        self.sock.bind((interface, 0))
+        self.node_mac = node_mac
+        self.sent = 0
+
+    def __call__(self) -> None:
+        try:
+            self.sock.send(dhcp_discover(self.node_mac, int.from_bytes(os.urandom(4), "big")))
+            self.sent += 1
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class ArpProber:

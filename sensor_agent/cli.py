@@ -24,9 +24,11 @@ from . import __version__
 from .capture import (
     ArpProber,
     CaptureOpenError,
+    DhcpProber,
     LiveCapture,
     default_gateway,
     interface_addresses,
+    interface_addresses6,
     interface_subnet,
     kernel_arp_lookup,
 )
@@ -134,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", parents=[common, net, mqtt], help="validate the configuration and print it"
     )
     check.add_argument("-i", "--interface")
+    federate = commands.add_parser(
+        "federate",
+        parents=[common, mqtt],
+        help="federated learning: keep the owner's labelled examples, run a Flower SuperNode",
+    )
+    federate.add_argument("--superlink", help="the provider's SuperLink, host:port")
+    federate.add_argument("--site-id", help="this site's id at the provider")
     generate = commands.add_parser(
         "generate",
         help="write a generated capture (demo, mixed benchmark, many sources, a stream of scans)",
@@ -439,7 +448,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not interface:
         raise ConfigError("network.interface: required for run (--interface IFACE)")
     ip, mac = interface_addresses(interface)
-    config = config.with_network(ip, mac, default_gateway(interface), interface_subnet(interface))
+    config = config.with_network(
+        ip,
+        mac,
+        default_gateway(interface),
+        interface_subnet(interface),
+        tuple(interface_addresses6(interface)),
+    )
     node = config.pipeline
     if node.node_ip is None:
         log.warning(
@@ -474,11 +489,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             prober = ArpProber(interface, node.node_mac, node.node_ip)
         except OSError as exc:
             log.warning("no ARP probing of silent culprits: %s", exc)
+    dhcp_prober = None
+    if node.node_mac and node.dhcp.probe_interval_s > 0:
+        try:
+            dhcp_prober = DhcpProber(interface, node.node_mac)
+        except OSError as exc:
+            log.warning("no DHCP discovery of rogue servers: %s", exc)
     agent = LiveAgent(
         config,
         sinks,
         capture,
         prober=prober,
+        dhcp_prober=dhcp_prober,
         capabilities=capabilities,
         kernel_gateway_mac=kernel_gateway_mac,
     )
@@ -496,6 +518,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         agent.run(stop)
     finally:
         agent.close()
+        if dhcp_prober is not None:
+            dhcp_prober.close()
         if handler is not None:
             handler.enforcer.close()
         _close(sinks)
@@ -512,6 +536,27 @@ def masked(raw: dict[str, Any]) -> dict[str, Any]:
         if shown[section].get(key) is not None:
             shown[section][key] = "***"
     return shown
+
+
+def cmd_federate(args: argparse.Namespace) -> int:
+    """Needs the ``federation`` extra (Flower), installed on the agent's node only."""
+    from .federation.node import FederationError, NodeSettings  # noqa: PLC0415
+    from .federation.node import run as run_node  # noqa: PLC0415
+
+    config = _load(args)
+    settings = mqtt_settings(config)
+    if settings is None:
+        raise ConfigError("federate needs mqtt.host: examples arrive on the site's broker")
+    section = dict(config.raw["federation"])
+    for key in ("superlink", "site_id"):
+        if getattr(args, key):
+            section[key] = getattr(args, key)
+    try:
+        node = NodeSettings.from_config(section, settings.outbox_path)
+        _setup_logging(config.log_level)
+        return run_node(node, settings, _stop_on_signals())
+    except FederationError as err:
+        raise ConfigError(str(err)) from err
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -541,6 +586,7 @@ COMMANDS = {
     "replay": cmd_replay,
     "demo": cmd_demo,
     "check-config": cmd_check_config,
+    "federate": cmd_federate,
     "generate": cmd_generate,
 }
 

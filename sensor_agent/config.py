@@ -27,12 +27,18 @@ import voluptuous as vol
 from .contract import DEFAULT_TOPIC_PREFIX
 from .detectors.arp_scan import ArpScanConfig
 from .detectors.arp_spoof import ArpSpoofConfig
+from .detectors.cache_exhaustion import CacheExhaustionConfig
+from .detectors.dhcp import DhcpConfig
+from .detectors.echonet import EchonetConfig
 from .detectors.flood import FloodConfig
+from .detectors.ipv6 import Ipv6Config
+from .detectors.port_scan import PortProbeConfig
 from .detectors.session import SessionConfig
+from .detectors.slow_sweep import SlowSweepConfig
 from .detectors.spray import SprayConfig
 from .detectors.syn_scan import SynScanConfig
 from .enforcer import DEFAULT_ALLOWED_SERVICES, EnforcerSettings
-from .formats import ip_bytes, ip_str, mac_bytes
+from .formats import addr_bytes, addr_str, ip_bytes, ip_str, mac_bytes
 from .hosts import HostsConfig
 from .incidents import IncidentConfig
 from .outbox import DEFAULT_KEEP_ROWS, DEFAULT_KEEP_S, DEFAULT_MAX_ROWS
@@ -57,6 +63,17 @@ def _ipv4(value: Any) -> str | None:
     except ValueError as exc:
         raise vol.Invalid(f"{value!r} is not an IPv4 address") from exc
     return str(value)
+
+
+def _ipv6(value: Any) -> str:
+    text = str(value)
+    try:
+        raw = addr_bytes(text)
+    except ValueError as exc:
+        raise vol.Invalid(f"{value!r} is not an IPv6 address") from exc
+    if len(raw) != 16:
+        raise vol.Invalid(f"{value!r} is not an IPv6 address")
+    return addr_str(raw)
 
 
 def _mac(value: Any) -> str | None:
@@ -130,6 +147,12 @@ _SPOOF = ArpSpoofConfig()
 _SPRAY = SprayConfig()
 _INCIDENTS = IncidentConfig()
 _HOSTS = HostsConfig()
+_PROBE = PortProbeConfig()
+_SLOW = SlowSweepConfig()
+_IPV6 = Ipv6Config()
+_DHCP = DhcpConfig()
+_EXHAUSTION = CacheExhaustionConfig()
+_ECHONET = EchonetConfig()
 
 SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
     "": {
@@ -147,6 +170,8 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         "node_mac": (None, _mac),
         "gateway_ip": (None, _ipv4),
         "gateway_mac": (None, _mac),
+        # None: the interface's IPv6 addresses (run); [] watches no IPv6 address of the node
+        "node_ip6": (None, _optional(vol.All(_list(_ipv6), vol.Length(max=16)))),
         "subnet": (None, _subnet),
     },
     "capture": {
@@ -163,6 +188,7 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         "timeout_s": (5.0, _seconds()),
         "idle_s": (0.5, _seconds(0.05)),
         "max_connections": (64, _int(1, 4096)),
+        "echonet": (True, _BOOL),
     },
     "detectors.arp_scan": {
         "min_targets": (_ARP.min_targets, _int(2)),
@@ -173,6 +199,45 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         "min_ports": (_SYN.min_ports, _int(2)),
         "window_s": (_SYN.window_s, _seconds()),
         "max_sources": (_SYN.max_sources, _int(1)),
+    },
+    "detectors.stealth_scan": {
+        "min_ports": (_PROBE.min_ports, _int(2)),
+        "window_s": (_PROBE.window_s, _seconds()),
+        "max_sources": (_PROBE.max_sources, _int(1)),
+    },
+    "detectors.udp_scan": {
+        "min_ports": (_PROBE.min_ports, _int(2)),
+        "window_s": (_PROBE.window_s, _seconds()),
+        "max_sources": (_PROBE.max_sources, _int(1)),
+    },
+    "detectors.slow_sweep": {
+        "horizon_s": (_SLOW.horizon_s, _seconds(10)),
+        "min_dark_targets": (_SLOW.min_dark_targets, _int(2, 400)),
+        "min_ports": (_SLOW.min_ports, _int(2, 400)),
+        "max_sources": (_SLOW.max_sources, _int(1)),
+    },
+    "detectors.ipv6": {
+        "min_targets": (_IPV6.min_targets, _int(2)),
+        "window_s": (_IPV6.window_s, _seconds()),
+        "hold_s": (_IPV6.hold_s, _seconds()),
+        "max_sources": (_IPV6.max_sources, _int(1)),
+    },
+    "detectors.dhcp": {
+        "min_clients_per_sender": (_DHCP.min_clients_per_sender, _int(2)),
+        "min_new_clients": (_DHCP.min_new_clients, _int(2)),
+        "window_s": (_DHCP.window_s, _seconds()),
+        "servers": ([], vol.All(_list(_mac), vol.Length(max=16))),
+        "probe_interval_s": (_DHCP.probe_interval_s, vol.Any(0, _seconds(10))),
+    },
+    "detectors.cache_exhaustion": {
+        "min_addresses": (_EXHAUSTION.min_addresses, _int(2)),
+        "window_s": (_EXHAUSTION.window_s, _seconds()),
+        "max_sources": (_EXHAUSTION.max_sources, _int(1)),
+    },
+    "detectors.echonet": {
+        "min_objects": (_ECHONET.min_objects, _int(2)),
+        "window_s": (_ECHONET.window_s, _seconds()),
+        "learn_s": (_ECHONET.learn_s, _seconds(0)),
     },
     "detectors.session": {
         "sample_bytes": (_SESSION.sample_bytes, _int(0, 256)),
@@ -227,6 +292,19 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         # Commands signed in format 1 (no agent id, no topic): only for an integration or
         # service centre that is not upgraded yet.
         "accept_legacy_signatures": (False, _BOOL),
+    },
+    # Federated learning (``lan-guard-agent federate``): the provider's Flower SuperLink, and
+    # the owner's labelled examples that the integration sends to this agent.
+    "federation": {
+        "superlink": (None, _optional(vol.Match(r"^[A-Za-z0-9.\-\[\]:]{1,255}:[0-9]{1,5}$"))),
+        "root_certificates": (None, _TEXT),  # the SuperLink's CA (PEM); else the system's
+        "insecure": (False, _BOOL),  # plain HTTP to the SuperLink: loopback tests only
+        "site_id": (None, _optional(vol.Match(r"^[A-Za-z0-9_-]{1,64}$"))),
+        "examples_path": (None, _TEXT),
+        "max_examples": (5_000, _int(1)),
+        "max_age_days": (365.0, vol.All(vol.Coerce(float), vol.Range(min=1))),
+        "min_examples": (10, _int(1)),
+        "runtime_port": (9094, _PORT),  # the SuperNode's own API, on loopback
     },
     # Shapes here; the values (backend, family, allowlist entries, allowed_services) are
     # checked by sensor_agent.enforcer.EnforcerSettings, in _check_consistency().
@@ -360,6 +438,11 @@ class DecoyConfig:
     timeout_s: float = 5.0
     idle_s: float = 0.5
     max_connections: int = 64
+    # The decoy ECHONET Lite node (UDP 3610 on the node's IPv4 address and the group).
+    echonet: bool = True
+    # The node's global IPv6 addresses the TCP decoys also listen on (filled in by
+    # ``with_network``); link-local ones need a scope and are left out.
+    bind6: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -392,6 +475,7 @@ class AgentConfig:
         node_mac: bytes | None,
         gateway_ip: bytes | None,
         subnet: IPv4Network | None = None,
+        node_ip6: tuple[bytes, ...] = (),
     ) -> AgentConfig:
         """Fill in what the live interface tells (values from the config still win)."""
         p = self.pipeline
@@ -399,12 +483,18 @@ class AgentConfig:
         decoys = self.decoys
         if decoys.bind is None and interface_ip is not None:
             decoys = replace(decoys, bind=ip_str(interface_ip))
+        configured = self.raw["network"]["node_ip6"] is not None
+        ip6 = p.node_ip6 if configured else node_ip6
+        if not decoys.bind6:
+            global_ip6 = tuple(addr_str(a) for a in ip6 if a[:2] != b"\xfe\x80")
+            decoys = replace(decoys, bind6=global_ip6)
         pipeline = PipelineConfig(
             **{
                 **{f: getattr(p, f) for f in p.__dataclass_fields__},
                 "node_ip": p.node_ip or node_ip,
                 "node_mac": p.node_mac or node_mac,
                 "gateway_ip": p.gateway_ip or gateway_ip,
+                "node_ip6": ip6,
                 "subnet": p.subnet or subnet,
             }
         )
@@ -444,6 +534,7 @@ def load(
         node_mac=opt(net["node_mac"], mac_bytes),
         gateway_ip=opt(net["gateway_ip"], ip_bytes),
         gateway_mac=opt(net["gateway_mac"], mac_bytes),
+        node_ip6=tuple(addr_bytes(a) for a in net["node_ip6"] or ()),
         subnet=IPv4Network(net["subnet"]) if net["subnet"] else None,
         decoy_ports=tuple(decoys["ports"]),
         arp_scan=ArpScanConfig(**det["arp_scan"]),
@@ -451,6 +542,19 @@ def load(
         session=SessionConfig(**det["session"]),
         flood=FloodConfig(**det["flood"]),
         arp_spoof=ArpSpoofConfig(**det["arp_spoof"]),
+        stealth_scan=PortProbeConfig(**det["stealth_scan"]),
+        udp_scan=PortProbeConfig(**det["udp_scan"]),
+        slow_sweep=SlowSweepConfig(**det["slow_sweep"]),
+        ipv6=Ipv6Config(**det["ipv6"]),
+        dhcp=DhcpConfig(
+            min_clients_per_sender=det["dhcp"]["min_clients_per_sender"],
+            min_new_clients=det["dhcp"]["min_new_clients"],
+            window_s=det["dhcp"]["window_s"],
+            servers=tuple(mac_bytes(m) for m in det["dhcp"]["servers"]),
+            probe_interval_s=float(det["dhcp"]["probe_interval_s"]),
+        ),
+        cache_exhaustion=CacheExhaustionConfig(**det["cache_exhaustion"]),
+        echonet=EchonetConfig(**det["echonet"]),
         arp_spray=SprayConfig(**det["arp_spray"]),
         source_spray=SprayConfig(**det["source_spray"]),
         incidents=IncidentConfig(**raw["incidents"]),
@@ -474,6 +578,7 @@ def load(
             timeout_s=decoys["timeout_s"],
             idle_s=decoys["idle_s"],
             max_connections=decoys["max_connections"],
+            echonet=decoys["echonet"],
         ),
         probe_hosts=raw["hosts"]["probe"],
         pipeline=pipeline,

@@ -41,7 +41,8 @@ ACTION_RELEASE: Final = "release"
 ACTION_REPLAY: Final = "replay"
 ACTIONS: Final = (ACTION_QUARANTINE, ACTION_RELEASE, ACTION_REPLAY)
 
-# Event kinds (the detectors' ``kind``, and host_left from the hosts inventory).
+# Event kinds (the detectors' ``kind``, and host_left from the hosts inventory), in the
+# order of the kinds list versions (schema/common.schema.json says which version added what).
 KINDS: Final = (
     "arp_scan",
     "syn_scan",
@@ -49,6 +50,18 @@ KINDS: Final = (
     "flood",
     "arp_spoof",
     "host_left",
+    # version 2
     "arp_spray",
     "source_spray",
+    # version 3
+    "stealth_scan",
+    "udp_scan",
+    "ipv6_sweep",
+    "ndp_spoof",
+    "rogue_ra",
+    "dhcp_starvation",
+    "rogue_dhcp",
+    "cache_exhaustion",
+    "echonet_control",
+    "echonet_sweep",
 )

@@ -1,4 +1,5 @@
-"""Conversions at the edges: internal bytes (6-byte MACs, 4-byte IPv4) to the contract's strings.
+"""Conversions at the edges: internal bytes (6-byte MACs, 4-byte IPv4, 16-byte IPv6) to the
+contract's strings.
 
 The hot path keeps addresses as ``bytes`` (cheap dict keys, no per-frame objects); they become
 strings only when an event, state or hosts payload is built.
@@ -38,6 +39,21 @@ def ip_bytes(text: str) -> bytes:
     if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
         raise ValueError(f"not an IPv4 address: {text!r}")
     return bytes(int(p) for p in parts)
+
+
+def addr_str(ip: bytes) -> str:
+    """4 bytes -> dotted quad, 16 bytes -> IPv6 text (RFC 5952 form)."""
+    return socket.inet_ntop(socket.AF_INET6 if len(ip) == 16 else socket.AF_INET, ip)
+
+
+def addr_bytes(text: str) -> bytes:
+    """IPv4 or IPv6 text (no zone) -> 4 or 16 bytes; ``ValueError`` for anything else."""
+    if ":" not in text:
+        return ip_bytes(text)
+    try:
+        return socket.inet_pton(socket.AF_INET6, text.split("%", 1)[0])
+    except OSError as exc:
+        raise ValueError(f"not an IP address: {text!r}") from exc
 
 
 # What ``datetime`` can show: 0001-01-01 to 9999-12-31 (a capture file may say anything).

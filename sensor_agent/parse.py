@@ -291,3 +291,50 @@ def parse_nbns(payload: bytes) -> str | None:
     if raw[15] not in (0x00, 0x20):  # workstation / server names, not group or service names
         return None
     return clean_name(raw[:15])
+
+
+class DhcpServerReply(NamedTuple):
+    message_type: int | None  # 2 offer, 5 ack, 6 nak
+    client_mac: bytes
+    your_ip: bytes
+    server_id: bytes | None  # option 54
+    routers: tuple[bytes, ...]  # option 3 (at most 4)
+    dns: tuple[bytes, ...]  # option 6 (at most 4)
+
+
+def _addresses(value: bytes) -> tuple[bytes, ...]:
+    return tuple(value[i : i + 4] for i in range(0, min(len(value), 16) - 3, 4))
+
+
+def parse_dhcp_server(payload: bytes) -> DhcpServerReply | None:
+    """A DHCP server's reply (BOOTREPLY): what it offers as router and DNS, or ``None``."""
+    if len(payload) < 240 or payload[236:240] != _DHCP_COOKIE or payload[0] != 2:
+        return None
+    message_type = None
+    server_id = None
+    routers: tuple[bytes, ...] = ()
+    dns: tuple[bytes, ...] = ()
+    i, end = 240, len(payload)
+    for _ in range(256):  # bounded: at most one pass over 256 options
+        if i >= end or payload[i] == 255:
+            break
+        code = payload[i]
+        if code == 0:
+            i += 1
+            continue
+        if i + 1 >= end:
+            break
+        size = payload[i + 1]
+        value = payload[i + 2 : i + 2 + size]
+        i += 2 + size
+        if len(value) < size:
+            break
+        if code == 53 and size == 1:
+            message_type = value[0]
+        elif code == 54 and size == 4:
+            server_id = value
+        elif code == 3:
+            routers = _addresses(value)
+        elif code == 6:
+            dns = _addresses(value)
+    return DhcpServerReply(message_type, payload[28:34], payload[16:20], server_id, routers, dns)

@@ -9,7 +9,8 @@ Safety habits built in (see the team's network rule):
 
 * every command runs wholly inside its namespace (``ip netns exec NS sh -c '...'``);
 * while the lab exists the root namespace routes the subnet into a blackhole, so a command that
-  escapes by mistake sends nothing anywhere;
+  escapes by mistake sends nothing anywhere; the same for the lab's IPv6 subnet (a unique
+  local /64, e.g. ``fd4c:6700:30::/64``) when it has one;
 * lab namespaces get no route out: only the subnet (plus an optional default route to a lab
   host and the /32 of a root uplink);
 * labs of one prefix take turns: entering waits for an exclusive lock on
@@ -125,8 +126,8 @@ def _kill_namespace_processes(ns: str) -> None:
             os.kill(int(pid), signal.SIGKILL)
 
 
-def remove_leftovers(prefix: str, subnet: str) -> None:
-    """Delete every namespace and root link of ``prefix`` and the subnet's blackhole route."""
+def remove_leftovers(prefix: str, subnet: str, subnet6: str | None = None) -> None:
+    """Delete every namespace and root link of ``prefix`` and the subnets' blackhole routes."""
     for ns in namespaces_with_prefix(prefix):
         _kill_namespace_processes(ns)
         with contextlib.suppress(LabError):
@@ -139,6 +140,9 @@ def remove_leftovers(prefix: str, subnet: str) -> None:
                 _ip("link", "del", name)
     with contextlib.suppress(LabError):
         _ip("route", "del", "blackhole", subnet)
+    if subnet6 is not None:
+        with contextlib.suppress(LabError):
+            _ip("-6", "route", "del", "blackhole", subnet6)
 
 
 def _lock_prefix(prefix: str, timeout: float) -> int:
@@ -185,6 +189,8 @@ class Host:
     mac: str
     """The MAC of ``eth0``, lower-case colon form."""
     links: dict[str, Switch] = field(default_factory=dict)
+    ip6: str | None = None
+    """The unique local IPv6 address on ``eth0`` in a lab with an IPv6 subnet."""
 
     @property
     def iface(self) -> str:
@@ -311,13 +317,27 @@ class Lab:
     """
 
     def __init__(
-        self, prefix: str, subnet: str, *, ipv6: bool = False, lock_timeout: float = 600.0
+        self,
+        prefix: str,
+        subnet: str,
+        *,
+        ipv6: bool = False,
+        subnet6: str | None = None,
+        lock_timeout: float = 600.0,
     ) -> None:
+        """``subnet6``: a unique local /64 (fc00::/7) for the hosts' IPv6 addresses; implies
+        ``ipv6`` (IPv6 left on in every namespace)."""
         if not prefix.isalnum() or len(prefix) > 6:
             raise ValueError(f"lab prefix must be 1-6 letters/digits, got {prefix!r}")
         self.prefix = prefix
         self.subnet = ipaddress.IPv4Network(subnet)
-        self.ipv6 = ipv6
+        self.subnet6 = ipaddress.IPv6Network(subnet6) if subnet6 is not None else None
+        if self.subnet6 is not None and (
+            self.subnet6.prefixlen != 64
+            or not ipaddress.IPv6Network("fc00::/7").supernet_of(self.subnet6)
+        ):
+            raise ValueError(f"the lab's IPv6 subnet must be a unique local /64, got {subnet6!r}")
+        self.ipv6 = ipv6 or self.subnet6 is not None
         self.lock_timeout = lock_timeout
         self._lock_fd: int | None = None
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -334,8 +354,10 @@ class Lab:
         self._lock_fd = _lock_prefix(self.prefix, self.lock_timeout)
         _open_prefixes.add(self.prefix)
         try:
-            remove_leftovers(self.prefix, str(self.subnet))
+            remove_leftovers(self.prefix, str(self.subnet), self._subnet6())
             _ip("route", "replace", "blackhole", str(self.subnet))
+            if self.subnet6 is not None:
+                _ip("-6", "route", "replace", "blackhole", str(self.subnet6))
         except BaseException:
             self.close()
             raise
@@ -355,7 +377,7 @@ class Lab:
         for proc in self.processes:
             _kill_group(proc, grace_s=_STOP_GRACE_S)
         self.processes.clear()
-        remove_leftovers(self.prefix, str(self.subnet))
+        remove_leftovers(self.prefix, str(self.subnet), self._subnet6())
         self.namespaces.clear()
         self.hosts.clear()
         self.switches.clear()
@@ -366,7 +388,16 @@ class Lab:
             os.close(self._lock_fd)  # releases the lock
             self._lock_fd = None
 
+    def _subnet6(self) -> str | None:
+        return str(self.subnet6) if self.subnet6 is not None else None
+
     # -- addressing --------------------------------------------------------------------------
+    def address6(self, ip: str) -> str:
+        """The IPv6 address of the host with IPv4 ``ip``: its last octet in the lab's /64."""
+        if self.subnet6 is None:
+            raise ValueError("this lab has no IPv6 subnet")
+        return str(self.subnet6[int(ip.rsplit(".", 1)[1])])
+
     def address(self, ip: str) -> tuple[str, int]:
         """``(address, prefix length)`` for ``ip`` (``a.b.c.d`` or ``a.b.c.d/len``) in the subnet.
 
@@ -439,6 +470,9 @@ class Lab:
         host = Host(lab=self, name=name, ns=ns, ip=address, mac="")
         host.add_link(switch or self.default_switch(), ip, mac=mac)
         host.mac = (mac or self.mac_for(address)).lower()
+        if self.subnet6 is not None:
+            host.ip6 = self.address6(address)
+            _ip("-n", ns, "addr", "add", f"{host.ip6}/64", "dev", "eth0", "nodad")
         if gateway is not None:
             gw, _ = self.address(gateway)
             _ip("-n", ns, "route", "add", "default", "via", gw)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN, SAVE_DELAY, Label
+from .learning import federated
 from .learning.classifier import Classifier
 from .learning.features import FEATURE_VERSION
 from .learning.model import ModelError, prior_assessment
@@ -42,6 +44,9 @@ class Learner:
         )
         self.classifier = Classifier(tz=dt_util.get_default_time_zone())
         self.reset_reason: str | None = None
+        # The federation's global model in use as the prior (its version, round, sites,
+        # privacy, weights, precision), or None: the hand-set prior.
+        self.global_prior: dict[str, Any] | None = None
 
     async def async_load(self) -> None:
         """Restore the stored model, source history and recent features."""
@@ -51,6 +56,11 @@ class Learner:
         self.classifier, self.reset_reason = Classifier.from_dict(
             stored, tz=dt_util.get_default_time_zone()
         )
+        global_prior = stored.get("global_prior")
+        if self.reset_reason is None and isinstance(global_prior, dict):
+            self.global_prior = global_prior
+        elif self.reset_reason is None and global_prior is not None:
+            self.reset_reason = "stored global model malformed: the hand-set prior is used"
         if self.reset_reason is not None:
             _LOGGER.warning("LAN Guard classifier: %s", self.reset_reason)
             self._schedule_save()
@@ -81,12 +91,51 @@ class Learner:
 
     # -- what the sensor and the actions use ---------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Label counts and prequential accuracy."""
-        return self.classifier.stats()
+        """Label counts, prequential accuracy, and the prior: hand-set or the global model."""
+        prior = "hand-set" if self.global_prior is None else "global model"
+        return {**self.classifier.stats(), "prior": prior}
+
+    def features_of(self, event_id: str) -> list[float] | None:
+        """The feature vector the classifier took for a recent event (None: forgotten)."""
+        return self.classifier.features_of(event_id)
 
     def reset(self) -> None:
-        """Forget what the model learned (the source history stays)."""
+        """Forget what the model learned (the source history stays; a global model in use
+        stays the prior)."""
         self.classifier.reset_model()
+        if self.global_prior is not None:
+            model = self.classifier.model
+            self.classifier.model = federated.replace_prior(
+                model,
+                federated.hand_set_prior(model),
+                _arrays(self.global_prior),
+                global_model=True,
+            )
+        self._schedule_save()
+
+    def use_global_prior(self, payload: dict[str, Any]) -> None:
+        """Make a (verified) global model the prior under the owner's own labels. Raises
+        ModelError saying why it cannot be used: another feature version above all (the
+        federation trains what the sites' integrations compute; a site on another version
+        keeps its own prior until both match)."""
+        model = payload["model"]
+        version = model.get("feature_version") if isinstance(model, dict) else None
+        if version != FEATURE_VERSION:
+            raise ModelError(
+                f"global model of feature version {version!r}, this integration computes "
+                f"feature version {FEATURE_VERSION}: not used (the hand-set prior stays)"
+            )
+        new = federated.prior_of(model)
+        current = self.classifier.model
+        old = (
+            _arrays(self.global_prior)
+            if self.global_prior is not None
+            else federated.hand_set_prior(current)
+        )
+        self.classifier.model = federated.replace_prior(current, old, new, global_model=True)
+        self.global_prior = {
+            key: payload[key] for key in ("version", "round", "run_id", "sites", "privacy")
+        } | {"weights": new[0].tolist(), "precision": new[1].tolist()}
         self._schedule_save()
 
     def export(self) -> dict[str, Any]:
@@ -99,16 +148,27 @@ class Learner:
         self._schedule_save()
 
     # -- storage -------------------------------------------------------------------------
+    def _to_dict(self) -> dict[str, Any]:
+        return {**self.classifier.to_dict(), "global_prior": self.global_prior}
+
     def _schedule_save(self) -> None:
-        self._store.async_delay_save(self.classifier.to_dict, SAVE_DELAY)
+        self._store.async_delay_save(self._to_dict, SAVE_DELAY)
 
     async def async_flush(self) -> None:
         """Write now (on unload)."""
-        await self._store.async_save(self.classifier.to_dict())
+        await self._store.async_save(self._to_dict())
 
     async def async_remove(self) -> None:
         """Delete the stored state (the entry was removed)."""
         await self._store.async_remove()
+
+
+def _arrays(prior: dict[str, Any]) -> federated.Prior:
+    """The mean and precision of a stored global prior."""
+    return (
+        np.asarray(prior["weights"], dtype=np.float64),
+        np.asarray(prior["precision"], dtype=np.float64),
+    )
 
 
 __all__ = ["Learner", "ModelError"]

@@ -47,4 +47,6 @@ class ModelAccuracySensor(LanGuardEntity, SensorEntity):
             "labels_alarm": stats["labels_alarm"],
             "decided_by": stats["source"],
             "feature_version": stats["feature_version"],
+            # "global model" once the provider's federated model is this home's prior.
+            "prior": stats["prior"],
         }

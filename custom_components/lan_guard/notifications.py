@@ -339,6 +339,16 @@ def render(
     return Rendered(title, summary, fields, question, inbox_link(texts, event.id))
 
 
+# Kinds whose target_count counts ports of the node; kinds that list what they counted.
+_PORT_SCANS = frozenset({Kind.SYN_SCAN, Kind.STEALTH_SCAN, Kind.UDP_SCAN})
+_SPOOFS = frozenset({Kind.ARP_SPOOF, Kind.NDP_SPOOF})
+_COUNTED_IN_LIST = {
+    Kind.CACHE_EXHAUSTION: "claimed",
+    Kind.ECHONET_CONTROL: "objects",
+    Kind.ECHONET_SWEEP: "objects",
+}
+
+
 def _evidence(
     text: Callable[..., str], kind: Kind, evidence: Mapping[str, Any]
 ) -> list[tuple[str, str]]:
@@ -346,15 +356,22 @@ def _evidence(
     fields: list[tuple[str, str]] = []
     count = evidence.get("target_count")
     port = evidence.get("port")
+
+    def listed(key: str, label: str, total: int = 0) -> None:
+        if isinstance(items := evidence.get(key), list) and items:
+            shown = [inert(item) for item in items]
+            fields.append((text(label), _cut(text, shown, max(len(items), total))))
+
     # A session names its one port twice (port, ports): said once.
     if (ports := evidence.get("ports")) and ports != [port]:
-        total = max(len(ports), count or 0) if kind is Kind.SYN_SCAN else len(ports)
+        total = max(len(ports), count or 0) if kind in _PORT_SCANS else len(ports)
         fields.append((text("field_ports"), _cut(text, [str(port) for port in ports], total)))
     if port is not None:
         fields.append((text("field_port"), str(port)))
-    if count is not None:
-        # A SYN scan counts the ports it probed, an ARP scan the addresses it asked for.
-        key = "field_ports_probed" if kind is Kind.SYN_SCAN else "field_targets"
+    listed("techniques", "field_techniques")
+    if count is not None and kind not in _COUNTED_IN_LIST:
+        # A port scan counts the ports it probed, an ARP scan the addresses it asked for.
+        key = "field_ports_probed" if kind in _PORT_SCANS else "field_targets"
         fields.append((text(key), str(count)))
     if targets := evidence.get("targets"):
         total = max(len(targets), count or 0)
@@ -363,10 +380,34 @@ def _evidence(
         # A spray: one sender, many addresses claimed or forged.
         total = max(len(used), evidence.get("address_count") or 0)
         fields.append((text("field_addresses_used"), _cut(text, [inert(a) for a in used], total)))
-    if (ip := evidence.get("ip")) is not None and kind is Kind.ARP_SPOOF:
+    if (counted := _COUNTED_IN_LIST.get(kind)) == "claimed":
+        listed("claimed", "field_addresses_used", count or 0)
+    # Scans from forged sources: the culprit is the MAC's own address, the rest decoys.
+    listed("forged_ips", "field_forged_ips")
+    if evidence.get("via_gateway") is True:
+        listed("source_ips", "field_via_gateway")
+    if kind in _SPOOFS and (ip := evidence.get("ip")) is not None:
         fields.append((text("field_claimed_ip"), inert(ip)))
         if old := evidence.get("old_mac"):
             fields.append((text("field_old_mac"), inert(old)))
+    if kind is Kind.ROGUE_RA:
+        listed("prefixes", "field_prefixes")
+        if old := evidence.get("old_mac"):
+            fields.append((text("field_router_mac"), inert(old)))
+    if kind is Kind.ROGUE_DHCP:
+        listed("routers", "field_routers_offered")
+        listed("dns", "field_dns_offered")
+        if old := evidence.get("old_mac"):
+            fields.append((text("field_dhcp_server_mac"), inert(old)))
+    if (clients := evidence.get("client_count")) is not None:
+        fields.append((text("field_clients"), str(clients)))
+    listed("services", "field_echonet_services")
+    if counted == "objects":
+        listed("objects", "field_echonet_objects", count or 0)
+    if evidence.get("slow") is True and isinstance(
+        horizon := evidence.get("horizon_s"), int | float
+    ):
+        fields.append((text("field_slow"), text("minutes", minutes=f"{horizon / 60:g}")))
     if (rate := evidence.get("rate")) is not None and kind is Kind.FLOOD:
         fields.append((text("field_rate"), f"{rate:g}"))
     if (sample := evidence.get("sample")) is not None:

@@ -26,6 +26,7 @@ Validator: TypeAlias = Callable[[Any], Any]
 
 _MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
+_IPV6 = re.compile(r"[0-9a-f:.]{2,45}")  # RFC 5952 text: lower case, no zone
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _COMMAND_ID = re.compile(r"[A-Za-z0-9_-]+")
@@ -105,6 +106,24 @@ def _ipv4(value: Any) -> str:
     return value
 
 
+def _ipv6(value: Any) -> str:
+    if not isinstance(value, str) or _IPV6.fullmatch(value) is None:
+        raise vol.Invalid("expected an IPv6 address")
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError as err:
+        raise vol.Invalid("expected an IPv6 address") from err
+    return value
+
+
+def _ip(value: Any) -> str:
+    """An IPv4 or an IPv6 address."""
+    try:
+        return _ipv4(value)
+    except vol.Invalid:
+        return _ipv6(value)
+
+
 def _timestamp(value: Any) -> str:
     if not isinstance(value, str):
         raise vol.Invalid("expected a timestamp")
@@ -172,6 +191,8 @@ TEXT_OR_NULL = _or_null(_string(max_length=255))
 NON_NEGATIVE = _integer(0)
 TS = _number()
 SIG = _string(_HEX64)
+TECHNIQUES = ("null", "fin", "xmas", "ack", "maimon", "odd", "udp")
+DISCOVERY = _array(_one_of("mdns", "ssdp", "wsd", "netbios", "snmp", "echonet"), unique=True)
 SEQ = _integer(1, MAX_SEQ)
 EPOCH = _string(_HEX32)
 
@@ -180,6 +201,7 @@ _HOST_FIELDS: dict[Any, Validator] = {
     vol.Required("ip"): _or_null(_ipv4),
     vol.Required("vendor"): TEXT_OR_NULL,
     vol.Required("hostname"): TEXT_OR_NULL,
+    vol.Optional("ipv6"): _array(_ipv6, max_items=8),
 }
 HOST = vol.Schema(_HOST_FIELDS, extra=vol.ALLOW_EXTRA)
 _SIGNATURE_FIELDS: dict[Any, Validator] = {vol.Optional("ts"): TS, vol.Optional("sig"): SIG}
@@ -198,7 +220,7 @@ def _signed(fields: dict[Any, Validator]) -> Validator:
 
 EVIDENCE = vol.Schema(
     {
-        vol.Optional("targets"): _array(_ipv4, max_items=64),
+        vol.Optional("targets"): _array(_ip, max_items=64),
         vol.Optional("target_count"): NON_NEGATIVE,
         vol.Optional("ports"): _array(PORT, max_items=256),
         vol.Optional("packets"): NON_NEGATIVE,
@@ -208,15 +230,39 @@ EVIDENCE = vol.Schema(
         vol.Optional("port"): PORT,
         vol.Optional("sample"): _string(max_length=256),
         vol.Optional("handshakes"): NON_NEGATIVE,
-        vol.Optional("ip"): _ipv4,
+        vol.Optional("ip"): _ip,
         vol.Optional("old_mac"): MAC,
         vol.Optional("new_mac"): MAC,
         vol.Optional("is_gateway"): _boolean,
         vol.Optional("scope"): _one_of("source", "total"),
         vol.Optional("silent_s"): _number(0),
+        # kinds list version 2
         vol.Optional("addresses"): _array(_ipv4, max_items=64),
         vol.Optional("address_count"): NON_NEGATIVE,
         vol.Optional("forged"): NON_NEGATIVE,
+        # kinds list version 3
+        vol.Optional("protocol"): _one_of("tcp", "udp"),
+        vol.Optional("techniques"): _array(_one_of(*TECHNIQUES), max_items=8),
+        vol.Optional("forged_ips"): _array(_ip, max_items=16),
+        vol.Optional("via_gateway"): _boolean,
+        vol.Optional("source_ips"): _array(_ip, max_items=16),
+        vol.Optional("slow"): _boolean,
+        vol.Optional("horizon_s"): _number(0),
+        vol.Optional("multicast"): NON_NEGATIVE,
+        vol.Optional("claimed"): _array(_ip, max_items=64),
+        vol.Optional("router_lifetime"): _integer(0, 65535),
+        vol.Optional("prefixes"): _array(_ipv6, max_items=4),
+        vol.Optional("client_count"): NON_NEGATIVE,
+        vol.Optional("client_macs"): _array(MAC, max_items=16),
+        vol.Optional("server_ip"): _ip,
+        vol.Optional("routers"): _array(_ipv4, max_items=4),
+        vol.Optional("dns"): _array(_ipv4, max_items=4),
+        vol.Optional("offered_ip"): _ipv4,
+        vol.Optional("services"): _array(_string(max_length=8), max_items=8),
+        vol.Optional("epcs"): _array(_integer(0, 255), max_items=64),
+        vol.Optional("objects"): _array(_string(max_length=64), max_items=64),
+        vol.Optional("decoy"): _boolean,
+        vol.Optional("discovery"): DISCOVERY,
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -324,6 +370,7 @@ HOSTS = _signed(
                     vol.Required("first_seen"): _timestamp,
                     vol.Required("last_seen"): _timestamp,
                     vol.Required("present"): _boolean,
+                    vol.Optional("discovery"): DISCOVERY,
                 }
             )
         ),
@@ -403,6 +450,39 @@ COMMAND_RESULT = _signed(
 
 STATUS = _one_of("online", "offline")
 
+# The site channel's payloads from the owner's provider (``schema/site/``): always signed.
+_SITE_ID = _string(_AGENT_ID)
+_OPERATOR = _string(min_length=1, max_length=80)
+_SITE_SIGNATURE: dict[Any, Validator] = {vol.Required("ts"): TS, vol.Required("sig"): SIG}
+
+SITE_REQUEST = vol.Schema(
+    {
+        vol.Required("schema"): _const(SCHEMA_VERSION),
+        vol.Required("id"): _SITE_ID,
+        vol.Required("agent_id"): AGENT_ID,
+        vol.Required("action"): _one_of("start_evacuation", "stop_evacuation"),
+        vol.Required("incident_id"): EVENT_ID,
+        vol.Required("culprit"): _or_null(
+            vol.Schema({vol.Required("mac"): MAC, vol.Required("ip"): _or_null(_ipv4)})
+        ),
+        vol.Required("reason"): _string(max_length=512),
+        vol.Required("operator"): _OPERATOR,
+        **_SITE_SIGNATURE,
+    }
+)
+
+SITE_PROVIDER_LABEL = vol.Schema(
+    {
+        vol.Required("schema"): _const(SCHEMA_VERSION),
+        vol.Required("id"): _SITE_ID,
+        vol.Required("agent_id"): AGENT_ID,
+        vol.Required("event_id"): EVENT_ID,
+        vol.Required("label"): _one_of("normal", "alarm"),
+        vol.Required("operator"): _OPERATOR,
+        **_SITE_SIGNATURE,
+    }
+)
+
 SCHEMAS: Final[dict[str, Validator]] = {
     "event": EVENT,
     "info": INFO,
@@ -412,6 +492,8 @@ SCHEMAS: Final[dict[str, Validator]] = {
     "command": COMMAND,
     "command_result": COMMAND_RESULT,
     "status": STATUS,
+    "site_request": SITE_REQUEST,
+    "site_provider_label": SITE_PROVIDER_LABEL,
 }
 
 

@@ -21,6 +21,7 @@ import orjson
 
 from psoc import signatures
 from psoc.topics import Where
+from sensor_agent import contract
 
 MAX_PAYLOAD = 256 * 1024  # a full hosts inventory (512 hosts) fits with room to spare
 MAX_EVENT = 32 * 1024  # an event with every evidence field at its schema's limit is ~8 KiB
@@ -36,19 +37,7 @@ _IPV4 = re.compile(
     r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$"
 )
 _MSG_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-KINDS = frozenset(
-    # the last two: the agent's spray detectors (on main, not yet in this branch's schema)
-    {
-        "arp_scan",
-        "syn_scan",
-        "session",
-        "flood",
-        "arp_spoof",
-        "host_left",
-        "arp_spray",
-        "source_spray",
-    }
-)
+KINDS = frozenset(contract.KINDS)  # the agent's kinds (every kinds list version)
 VERDICTS = frozenset({"normal", "unsure", "alarm"})
 LABELS = frozenset({"normal", "alarm"})
 OUTCOMES = frozenset({"started", "stopped", "refused", "asked_owner", "failed"})
@@ -387,7 +376,7 @@ def decode(where: Where, raw: bytes, key: bytes | None, now: float) -> Decoded:
 
 
 def _event(site: str, agent: str, obj: dict[str, Any], signed: bool, now: float) -> EventIn:
-    kind = _str(obj, "kind", 16)
+    kind = _str(obj, "kind", 16)  # the longest kind, cache_exhaustion, has 16
     if kind not in KINDS:
         raise Rejected("bad_field", "kind")
     evidence = obj.get("evidence")

@@ -30,3 +30,6 @@ class Detection:
     first_seen: float
     last_seen: float
     evidence: Callable[[], dict[str, Any]]
+    # Every source address the frames behind this detection carried (scans): when they are
+    # not the sending MAC's own, the pipeline names the MAC's own and lists these as forged.
+    source_ips: tuple[bytes, ...] = ()

@@ -27,7 +27,7 @@ class SynScanConfig:
 
 
 class _Source:
-    __slots__ = ("first", "handshakes", "ip", "last", "mac", "ports", "reported", "syns")
+    __slots__ = ("first", "handshakes", "ip", "ips", "last", "mac", "ports", "reported", "syns")
 
     def __init__(self, now: float, mac: bytes, ip: bytes) -> None:
         self.first = now
@@ -36,6 +36,9 @@ class _Source:
         # The source IP while it stays the same; ``None`` once the MAC used several (forged
         # sources): the culprit's IP then comes from the hosts inventory.
         self.ip: bytes | None = ip
+        # Every source address its frames carried (a few): decoys (nmap -D) are named as such
+        # by the pipeline, which knows the MAC's own address.
+        self.ips: tuple[bytes, ...] = (ip,)
         self.syns = 0
         self.reported = False
         self.ports: dict[int, float] = {}
@@ -80,6 +83,8 @@ class SynScanDetector:
         by_mac.last = now
         if by_mac.ip != ip:
             by_mac.ip = None
+            if ip not in by_mac.ips and len(by_mac.ips) < 16:
+                by_mac.ips += (ip,)
         by_ip = self.by_ip.current(ip, now, window, lambda: _Source(now, mac, ip))
         by_ip.last = now
         return by_mac, by_ip
@@ -126,7 +131,14 @@ class SynScanDetector:
             }
 
         return Detection(
-            self.kind, LEVEL_SYN_SCAN, state.mac, state.ip, state.first, state.last, evidence
+            self.kind,
+            LEVEL_SYN_SCAN,
+            state.mac,
+            state.ip,
+            state.first,
+            state.last,
+            evidence,
+            state.ips,
         )
 
     def expire(self, now: float) -> None:

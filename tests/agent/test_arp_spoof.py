@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sensor_agent.detectors.arp_spoof import ArpSpoofConfig, ArpSpoofDetector
 from sensor_agent.formats import ip_bytes, mac_bytes
+from sensor_agent.incidents import IncidentConfig
 from tests.agent.craft import (
     ATTACKER_MAC,
     GW_IP,
@@ -52,6 +53,22 @@ def test_address_reused_after_its_owner_went_silent_is_not_spoofing() -> None:
     assert det.bindings.get(host) is not None
     binding = det.bindings.get(host)
     assert binding is not None and binding.mac == new
+
+
+def test_the_gateway_learnt_at_first_sight_never_moves_however_long_it_is_silent() -> None:
+    # every detection an event: each claim of the gateway's address is seen on its own
+    pipeline, sink = make_pipeline(incidents=IncidentConfig(update_interval_s=0))
+    pipeline.feed(T0, arp_reply(GW_MAC, GW_IP))  # the gateway's first claim: learnt
+    quiet = 10 * ArpSpoofConfig().hold_s  # far beyond what frees an ordinary host's address
+    for i in range(1, 4):
+        pipeline.feed(T0 + i * quiet, arp_reply(ATTACKER_MAC, GW_IP))
+    spoofs = [e for e in sink.events if e["kind"] != "host_left"]  # (the quiet router left)
+    assert [(e["kind"], e["level"]) for e in spoofs] == [("arp_spoof", 3)] * 3  # every time
+    assert {e["source"]["mac"] for e in spoofs} == {ATTACKER_MAC}
+    assert {e["evidence"]["old_mac"] for e in spoofs} == {GW_MAC}
+    assert pipeline.gateway_mac() == mac_bytes(GW_MAC)  # still what the enforcer protects
+    pipeline.feed(T0 + 4 * quiet, arp_reply(GW_MAC, GW_IP))  # the router speaks again
+    assert [e for e in sink.events if e["kind"] != "host_left"] == spoofs  # never accused
 
 
 def test_pinned_gateway_mac_is_never_rebound() -> None:

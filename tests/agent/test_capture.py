@@ -288,16 +288,36 @@ sys.exit(1)
 
 @needs_root
 def test_arp_probe_of_a_silent_culprit_is_answered_in_a_namespace_lab() -> None:
-    """The live probe (one ARP request) on a lab LAN of our own (prefix lgc, 198.18.10.0/24)."""
+    """The live probe (one ARP request) on a lab LAN of our own (prefix lgp, 198.18.14.0/24)."""
     import sys
 
     from tests.netlab import Lab, require_tools
 
     if reason := require_tools("ip"):
         pytest.skip(reason)
-    with Lab("lgc", "198.18.10.0/24") as lab:
-        node = lab.host("node", "198.18.10.10/24")
-        culprit = lab.host("culprit", "198.18.10.66/24", mac="02:00:00:0a:00:66")
+    with Lab("lgp", "198.18.14.0/24") as lab:
+        node = lab.host("node", "198.18.14.10/24")
+        culprit = lab.host("culprit", "198.18.14.66/24", mac="02:00:00:0e:00:66")
         done = node.run([sys.executable, "-c", PROBE_SCRIPT, culprit.ip], timeout=20)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip() == "02:00:00:0a:00:66"
+    assert done.stdout.strip() == "02:00:00:0e:00:66"
+
+
+def test_the_dhcp_discovery_is_a_valid_broadcast_discover_of_the_node() -> None:
+    from scapy.layers.dhcp import BOOTP, DHCP
+    from scapy.layers.inet import IP
+    from scapy.layers.l2 import Ether
+
+    from sensor_agent.capture import dhcp_discover
+
+    node_mac = bytes.fromhex("020000000a0a")
+    frame = Ether(dhcp_discover(node_mac, 0x1234))
+    assert frame.dst == "ff:ff:ff:ff:ff:ff" and frame.src == "02:00:00:00:0a:0a"
+    ip = frame[IP]
+    checksum = ip.chksum
+    del ip.chksum
+    assert IP(bytes(ip))[IP].chksum == checksum  # what scapy would compute
+    assert (ip.src, ip.dst) == ("0.0.0.0", "255.255.255.255")
+    bootp = frame[BOOTP]
+    assert bootp.xid == 0x1234 and bootp.flags == 0x8000 and bootp.chaddr[:6] == node_mac
+    assert ("message-type", 1) in frame[DHCP].options

@@ -224,3 +224,30 @@ def test_one_outbox_default_for_the_config_and_the_mqtt_settings() -> None:
     assert MqttSettings(host="127.0.0.1").outbox_max == DEFAULT_MAX_ROWS
     configured = mqtt_settings(load(None, environ={"LAN_GUARD_MQTT_HOST": "127.0.0.1"}))
     assert configured.outbox_max == DEFAULT_MAX_ROWS
+
+
+def test_the_new_detectors_are_configured_from_the_environment() -> None:
+    config = load(
+        environ={
+            "LAN_GUARD_NETWORK_NODE_IP6": "fd00::10, FE80::1",
+            "LAN_GUARD_DETECTORS_SLOW_SWEEP_HORIZON_S": "600",
+            "LAN_GUARD_DETECTORS_STEALTH_SCAN_MIN_PORTS": "5",
+            "LAN_GUARD_DETECTORS_DHCP_SERVERS": "02:00:00:00:00:53",
+            "LAN_GUARD_DETECTORS_ECHONET_LEARN_S": "3600",
+            "LAN_GUARD_DECOYS_ECHONET": "false",
+        }
+    )
+    pipeline = config.pipeline
+    assert pipeline.node_ip6 == (b"\xfd" + bytes(14) + b"\x10", b"\xfe\x80" + bytes(13) + b"\x01")
+    assert pipeline.slow_sweep.horizon_s == 600
+    assert pipeline.stealth_scan.min_ports == 5 and pipeline.udp_scan.min_ports == 3
+    assert pipeline.dhcp.servers == (bytes.fromhex("020000000053"),)
+    assert pipeline.echonet.learn_s == 3600
+    assert config.decoys.echonet is False
+    with pytest.raises(ConfigError, match=r"network\.node_ip6"):
+        load(environ={"LAN_GUARD_NETWORK_NODE_IP6": "192.0.2.1"})
+    live = config.with_network(None, None, None, node_ip6=(b"\x20\x01" + bytes(14),))
+    assert live.pipeline.node_ip6 == pipeline.node_ip6  # configured: kept
+    found = load(environ={}).with_network(bytes(4), None, None, node_ip6=(b"\x20\x01" + bytes(14),))
+    assert found.pipeline.node_ip6 == (b"\x20\x01" + bytes(14),)
+    assert found.decoys.bind6 == ("2001::",)

@@ -181,3 +181,56 @@ def test_without_a_node_ip_no_decoy_listens_and_info_says_why() -> None:
         {"port": 8082, "error": reason},
     ]
     assert "decoys" not in info["capabilities"]
+
+
+def test_decoys_listen_on_the_nodes_ipv6_addresses_too() -> None:
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
+    from scapy.layers.l2 import Ether
+
+    sink = RecordingSink()
+    agent = LiveAgent(agent_config((0,), bind6=("::1",)), [sink], capture=None)
+    advert = (  # the peer's address, as Neighbour Discovery tells it
+        Ether(src=ATTACKER_MAC, dst="33:33:00:00:00:01")
+        / IPv6(src="::1", dst="ff02::1", hlim=255)
+        / ICMPv6ND_NA(tgt="::1", O=1)
+        / ICMPv6NDOptDstLLAddr(lladdr=ATTACKER_MAC)
+    )
+    agent.pipeline.feed(time.time(), bytes(advert))
+    with Running(agent):
+        port = agent.decoys.ports[0]
+        with socket.create_connection(("::1", port), timeout=2) as client:
+            client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            wait_for(lambda: any(e["kind"] == "session" for e in sink.events))
+    session = next(e for e in sink.events if e["kind"] == "session")
+    validate_from_pipeline("event", session)
+    assert session["source"]["mac"] == ATTACKER_MAC
+    assert session["source"]["ipv6"] == ["::1"]
+
+
+def test_the_decoy_echonet_node_answers_and_bounds_its_answers() -> None:
+    import selectors
+
+    from sensor_agent import echonet
+    from sensor_agent.decoys import EchonetDecoy
+
+    selector = selectors.DefaultSelector()
+    decoy = EchonetDecoy("127.0.0.1", selector, max_replies_per_s=3)
+    assert decoy.open(T0)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.2", echonet.PORT))  # answers go to the sender's port 3610
+    client.settimeout(2)
+    try:
+        request = echonet.build(5, b"\x05\xff\x01", b"\x0e\xf0\x00", echonet.ESV_GET, [(0xD6, b"")])
+        for _ in range(5):
+            client.sendto(request, ("127.0.0.1", echonet.PORT))
+        time.sleep(0.2)
+        for key, _events in selector.select(1):
+            decoy.ready(key.fileobj, T0 + 0.5)  # type: ignore[arg-type]
+        answer = echonet.parse(client.recvfrom(1500)[0])
+        assert answer is not None and answer.esv == echonet.ESV_GET_RES
+        assert answer.properties == ((0xD6, b"\x01" + echonet.AIR_CONDITIONER),)
+        # the announcement at start and two answers fit the bound of 3 a second; 3 are refused
+        assert (decoy.replies, decoy.refused) == (3, 3)
+    finally:
+        client.close()
+        decoy.close()

@@ -1,12 +1,15 @@
 """``lan-guard-agent run`` with no ``network.gateway_ip``, in network namespaces (root only):
 the default route's gateway is protected by IP in the handler and in the nftables ruleset,
 its MAC (the kernel's ARP entry, else the first ARP reply heard) is protected and published
-in ``info``; a quarantine of an IP that belongs to another host is refused; the decoys
-listen on the node's IP only.
+in ``info``; once learnt it never moves: the host claiming the gateway's address after the
+gateway has been silent longer than an ordinary address is held is a level 3 spoof every
+time, and remains quarantinable; a quarantine of an IP that belongs to another host is
+refused; the decoys listen on the node's IP only.
 
 Lab prefix ``lgc``, subnet 198.18.10.0/24: ``gw`` .1 (the node's default route), ``node``
 .10 (the agent, nftables enforcer), ``host`` .31; the broker in the root namespace is reached
-over a /32 uplink. Every probe is bounded (``ping -c 1 -W 1``).
+over a /32 uplink. Every probe is bounded (``ping -c 1 -W 1``; the host's claims of the
+gateway's address are two frames of ``tests/lab/spray_tool.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from tests.netlab import Host, Lab, require_tools
 
 PREFIX, SUBNET = "lgc", "198.18.10.0/24"
 AGENT = str(Path(sys.executable).parent / "lan-guard-agent")
+CLAIM = [sys.executable, str(Path(__file__).parents[1] / "lab" / "spray_tool.py"), "claim"]
 AGENT_ID = "gateway-lab"
 TOPIC = f"lan_guard/{AGENT_ID}"
 KEY = "gateway-lab-shared-key-0123"
@@ -45,7 +49,16 @@ pytestmark = pytest.mark.skipif(
 class Agent:
     """One ``run`` of the agent on ``node`` and what it published."""
 
-    def __init__(self, lab: Lab, node: Host, broker: Mosquitto, port: int, log: Path) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        node: Host,
+        broker: Mosquitto,
+        port: int,
+        log: Path,
+        *,
+        env: Sequence[str] = (),
+    ) -> None:
         self.lab, self.node, self.broker, self.log_path = lab, node, broker, log
         uplink = lab.uplinks[0]
         self.seen = Collector(broker.port, f"{TOPIC}/#").start()
@@ -56,6 +69,7 @@ class Agent:
                 "LAN_GUARD_ENFORCER_BACKEND=nftables",
                 f"LAN_GUARD_MQTT_OUTBOX_PATH={log.with_suffix('.sqlite')}",
                 f"LAN_GUARD_DECOYS_PORTS={DECOY_PORT}",
+                *env,
                 AGENT,
                 "run",
                 "--interface",
@@ -147,7 +161,11 @@ def test_the_default_route_gateway_and_its_mac_are_protected(
     lab: tuple[Lab, Host, Host, Host, Mosquitto, int], tmp_path: Path
 ) -> None:
     net, gw, node, host, broker, port = lab
-    agent = Agent(net, node, broker, port, tmp_path / "first.log")
+    quiet = [  # an ordinary address is free after 1 s of silence; every detection an event
+        "LAN_GUARD_DETECTORS_ARP_SPOOF_HOLD_S=1",
+        "LAN_GUARD_INCIDENTS_UPDATE_INTERVAL_S=0",
+    ]
+    agent = Agent(net, node, broker, port, tmp_path / "first.log", env=quiet)
     try:
         assert ping(host, node.ip)  # the host's ARP request: the inventory binds its IP
         info = agent.latest("info")
@@ -192,8 +210,33 @@ def test_the_default_route_gateway_and_its_mac_are_protected(
         own = agent.result("quarantine", host.mac, host.ip)
         assert own["ok"] is True, f"{own}\n{agent.log()}"
         assert agent.result("release", host.mac, None)["ok"] is True
+
+        # The gateway says nothing for longer than an ordinary address is held, then the
+        # host claims the gateway's address, twice (arpspoof's "I am the router").
+        for _ in range(2):
+            time.sleep(1.5)
+            claimed = host.run([*CLAIM, "eth0", gw.ip, "1", "0.1"], timeout=10)
+            assert claimed.returncode == 0, claimed.stderr
+
+        def spoofs() -> list[dict[str, Any]]:
+            events = map(json.loads, agent.seen.payloads(f"{TOPIC}/event"))
+            return [e for e in events if e["kind"] == "arp_spoof"]
+
+        assert agent.seen.wait_for(lambda _: len(spoofs()) >= 2, 10), agent.log()
+        for spoof in spoofs():  # every time, never adopted as the gateway
+            validate("event", spoof)
+            assert (spoof["level"], spoof["source"]["mac"]) == (3, host.mac)
+            assert (spoof["evidence"]["ip"], spoof["evidence"]["old_mac"]) == (gw.ip, gw.mac)
+        # the spoofer is no gateway the enforcer must spare; the gateway still is
+        spoofer = agent.result("quarantine", host.mac, None)
+        assert spoofer["ok"] is True, f"{spoofer}\n{agent.log()}"
+        assert agent.result("release", host.mac, None)["ok"] is True
+        by_mac = agent.result("quarantine", gw.mac, None)
+        assert (by_mac["ok"], by_mac["error"]) == (False, f"refused: {gw.mac} is the gateway")
     finally:
         agent.stop()
+    # the node's own ARP entry for the gateway took the host's claim: learnt again, from gw
+    node.run(["ip", "neigh", "flush", "dev", "eth0"], timeout=5)
 
     # Restarted with the gateway in the kernel's ARP table: known from the first info on.
     assert ping(node, gw.ip)

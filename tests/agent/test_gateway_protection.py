@@ -119,9 +119,12 @@ def test_the_gateway_mac_learnt_from_its_first_arp_reply_is_protected_and_publis
     assert info["gateway_mac"] == GW_MAC
 
 
-def test_a_stale_kernel_gateway_mac_is_published_until_the_gateway_is_heard() -> None:
+def test_a_stale_kernel_gateway_mac_is_published_until_the_gateway_is_heard(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The node's ARP table may be stale (or poisoned): its entry is protected and published
-    until the gateway's own reply is heard, and never makes the real gateway a spoofer."""
+    until the gateway's own reply is heard, and never makes the real gateway a spoofer; the
+    disagreement is logged, for the owner to check which is the router."""
     config = run_style_config({("decoys", "enabled"): False})
     sink = RecordingSink()
     agent = LiveAgent(config, [sink], None, kernel_gateway_mac=mac_bytes(HOST_MAC))
@@ -145,6 +148,8 @@ def test_a_stale_kernel_gateway_mac_is_published_until_the_gateway_is_heard() ->
     validate("info", sink.last("info"))
     assert sink.last("info")["gateway_mac"] == GW_MAC
     assert [e["kind"] for e in sink.events] == []  # the real gateway is no spoofer
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(f"is now {GW_MAC}" in m and f"had {HOST_MAC} at start" in m for m in warned)
     assert handler(quarantine(GW_MAC, None))["error"] == f"refused: {GW_MAC} is the gateway"
     # the stale entry is no longer the gateway: it may be quarantined (here: no enforcer)
     assert handler(quarantine(HOST_MAC, None))["error"] == NO_ENFORCER

@@ -203,6 +203,19 @@ def test_a_burst_of_frames_shorter_than_ethernet_is_counted_and_changes_nothing(
     every_payload_valid(sink)
 
 
+def test_short_frames_of_any_kind_are_parse_errors() -> None:
+    pipeline, _ = make_pipeline()
+    tagged_ipv4 = bytes(12) + b"\x81\x00\x00\x07\x08\x00" + bytes(10)
+    for frame in (b"", bytes(12), bytes(13), tagged_ipv4, bytes(12) + b"\x81\x00"):
+        pipeline.feed(T0, frame)
+    assert pipeline.counters()["parse_errors"] == 5
+    pipeline.feed(T0, bytes(12) + b"\x86\xdd" + bytes(40))  # IPv6 is looked at: too short
+    assert pipeline.counters()["parse_errors"] == 6
+    ipv6 = bytes(12) + b"\x86\xdd\x60" + bytes(5) + b"\x3b\x40" + bytes(32)  # no next header
+    pipeline.feed(T0, ipv6)
+    assert pipeline.counters()["parse_errors"] == 6
+
+
 def test_frames_of_7_to_13_bytes_never_name_a_source() -> None:
     """A source MAC cut short (``frame[6:12]`` of a short frame) must not become a culprit:
     2,000 such frames in a second were a flood "from" ``10``."""

@@ -89,6 +89,21 @@ def test_cap_and_expiry() -> None:
     assert len(det.sources) == 0
 
 
+def test_decoy_sources_of_a_syn_scan_are_named_as_forged() -> None:
+    from tests.agent.craft import GW_IP, arp_request
+
+    pipeline, sink = make_pipeline()
+    pipeline.feed(0.0, arp_request(ATTACKER_MAC, ATTACKER_IP, GW_IP))  # its own address, heard
+    decoys = ("198.18.10.201", "198.18.10.202")
+    for port in RANSOMWARE_PORTS:
+        for ip in (*decoys, ATTACKER_IP):  # nmap -sS -D: the decoys' SYNs, then its own
+            pipeline.feed(1.0, tcp(ip=ip, dport=port))
+    event = sink.events[0]
+    validate_from_pipeline("event", event)
+    assert event["source"]["ip"] == ATTACKER_IP
+    assert sorted(event["evidence"]["forged_ips"]) == sorted(decoys)
+
+
 def test_ports_add_up_per_ip_when_the_mac_changes() -> None:
     det = SynScanDetector(SynScanConfig(min_ports=3))
     found = [det.on_syn(T0 + i, bytes([2, 0, 0, 0, 0, i]), IP, 1000 + i) for i in range(4)]

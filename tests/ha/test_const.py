@@ -10,6 +10,7 @@ from typing import Any, get_args
 
 from custom_components.lan_guard import const, payloads, signing
 from custom_components.lan_guard.coordinator import _RETAINED
+from psoc import topics
 from sensor_agent import contract as agent
 from sensor_agent import signing as agent_signing
 from sensor_agent.config import SECTIONS
@@ -27,7 +28,10 @@ def _schema(name: str) -> Any:
 def test_topics() -> None:
     integration = {value for key, value in vars(const).items() if key.startswith("TOPIC_")}
     ours = {value for key, value in vars(agent).items() if key.startswith("TOPIC_")}
-    assert integration == ours
+    # The site channel's sub-topics are the integration's and the PSOC's, not the agent's.
+    site = {value for value in integration if value.startswith("site/")}
+    assert integration - site == ours
+    assert site == {sub for sub in (*topics.OUTBOUND, *topics.INBOUND) if sub.startswith("site/")}
     assert set(agent.RETAINED_TOPICS) == set(get_args(RetainedTopic)) == set(_RETAINED)
     # Every topic but the raw status string has its schema.
     with_schema = {topic.replace("/", "_") for topic in ours} - {"status"}
@@ -63,8 +67,18 @@ def test_event_kinds() -> None:
         pipeline.arp_spoof,
         pipeline.arp_spray,
         pipeline.source_spray,
+        pipeline.stealth_scan,
+        pipeline.udp_scan,
+        pipeline.ipv6_sweep,
+        pipeline.ndp_spoof,
+        pipeline.rogue_ra,
+        pipeline.dhcp_starvation,
+        pipeline.rogue_dhcp,
+        pipeline.cache_exhaustion,
     ]
-    assert {detector.kind for detector in detectors} | {"host_left"} == set(agent.KINDS)
+    # The slow sweep detector reports the kinds of the fast scans it paces.
+    kinds = {detector.kind for detector in detectors} | {"host_left"} | set(pipeline.echonet.kinds)
+    assert kinds == set(agent.KINDS)
 
 
 def test_capabilities_and_actions() -> None:

@@ -16,6 +16,7 @@ from custom_components.lan_guard.learning.features import (
     FEATURE_NAMES,
     FEATURE_VERSION,
     INDEX,
+    KIND_FEATURE,
     KINDS,
     N_FEATURES,
     History,
@@ -430,3 +431,24 @@ def test_any_valid_event_gives_bounded_finite_features(
     assert np.all(np.isfinite(x))
     assert np.all(x >= -1.0)
     assert np.all(x <= 2.0)
+
+
+def test_kinds_of_version_3_count_as_the_kind_they_resemble() -> None:
+    from custom_components.lan_guard.const import Kind
+
+    assert {kind.value for kind in Kind} == set(KIND_FEATURE)
+    assert set(KIND_FEATURE.values()) <= set(KINDS)
+    history = History()
+    evidence = {"ports": [22, 80, 443], "slow": True, "rate": 0.02}
+    stealth = make_event("stealth_scan", evidence=evidence)
+    assert not errors("event", stealth)
+    x = extract(stealth, history)
+    assert x[INDEX["kind_syn_scan"]] == 1.0
+    assert x[INDEX["slow_probe"]] == 1.0
+    history.observe(stealth)
+    again = extract(make_event("udp_scan", evidence={"ports": [53]}), history)
+    assert again[INDEX["source_seen_kind"]] > 0  # the same family as the stealth scan
+    decoy = extract(make_event("echonet_control", level=3, evidence={"decoy": True}), History())
+    assert decoy[INDEX["kind_session"]] == 1.0
+    claims = extract(make_event("cache_exhaustion", evidence={"target_count": 214}), History())
+    assert claims[INDEX["kind_arp_spray"]] == 1.0  # many addresses claimed by one sender

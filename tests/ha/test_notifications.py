@@ -398,3 +398,37 @@ async def test_a_failing_phone_raises_a_repair_issue_until_it_works(
     await hass.async_block_till_done()
     assert issue_registry.async_get_issue(DOMAIN, f"notify_failed_{entry.entry_id}") is None
     await unload(hass, entry)
+
+
+def test_the_kinds_of_version_3_show_their_own_evidence() -> None:
+    stealth = dict(_render(make_event("stealth_scan", level=2)).fields)
+    assert stealth["Ports probed"] == "6" and stealth["Probe types"] == "fin"
+    assert stealth["Forged source addresses (decoys)"] == "192.168.1.201, 192.168.1.202"
+    assert "Addresses probed" not in stealth
+    assert dict(_render(make_event("udp_scan", level=2)).fields)["Probe types"] == "udp"
+    ndp = dict(_render(make_event("ndp_spoof", level=3)).fields)
+    assert ndp["Address claimed"] == "fe80::a263:91ff:fe0e:1234"
+    assert ndp["MAC address it replaced"] == "a0:63:91:0e:12:34"
+    ra = dict(_render(make_event("rogue_ra", level=3)).fields)
+    assert ra["Prefixes offered"] == "2001:db8:bad::"
+    assert ra["The LAN's router (MAC)"] == "a0:63:91:0e:12:34"
+    assert "Address claimed" not in ra
+    dhcp = dict(_render(make_event("rogue_dhcp", level=3)).fields)
+    assert (dhcp["Router offered"], dhcp["DNS servers offered"]) == ("192.168.1.23",) * 2
+    assert dhcp["The LAN's DHCP server (MAC)"] == "a0:63:91:0e:12:34"
+    starve = dict(_render(make_event("dhcp_starvation", level=2)).fields)
+    assert starve["Client MAC addresses asked for"] == "32"
+    cache = dict(_render(make_event("cache_exhaustion", level=2)).fields)
+    assert cache["Addresses used"] == "192.168.1.100, 192.168.1.101, 192.168.1.102 and 211 more"
+    assert "Addresses probed" not in cache
+    echonet = dict(_render(make_event("echonet_sweep", level=2)).fields)
+    assert echonet["ECHONET Lite requests"] == "Get"
+    assert echonet["ECHONET Lite objects"].startswith("192.168.1.2/027d01, ")
+    slow = dict(_render(make_event("arp_scan.slow", level=1)).fields)
+    assert slow["Paced sweep, seen over"] == "15 min"
+
+
+def test_a_scan_through_the_router_says_where_it_came_from() -> None:
+    event = make_event("syn_scan", level=2)
+    event["evidence"].update(via_gateway=True, source_ips=["203.0.113.9"])
+    assert ("Came through the router, from", "203.0.113.9") in _render(event).fields

@@ -198,3 +198,19 @@ def test_a_second_lab_of_the_same_prefix_waits_for_the_first() -> None:
         assert "kept the 'lg2' lab" in other.stderr
         assert namespaces_with_prefix(PREFIX) == []  # untouched: still none of its own made
         assert _routes_of_subnet()  # the first lab's blackhole route is still there
+
+
+def test_ipv6_subnet_hosts_talk_and_the_subnet_is_blackholed_in_the_root() -> None:
+    def routes6() -> list[str]:
+        return [line for line in _root("ip -6 route show").splitlines() if "fd4c:6700:2" in line]
+
+    with pytest.raises(ValueError, match="unique local"):
+        Lab(PREFIX, SUBNET, subnet6="2001:db8::/64")
+    with Lab(PREFIX, SUBNET, subnet6="fd4c:6700:2::/64") as lab:
+        a = lab.host("a", "198.18.2.10")
+        b = lab.host("b", "198.18.2.11")
+        assert (a.ip6, b.ip6) == ("fd4c:6700:2::a", "fd4c:6700:2::b")
+        ping = a.run(f"ping -6 -c 1 -W 2 {b.ip6}", timeout=10)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        assert any(line.startswith("blackhole fd4c:6700:2::/64") for line in routes6())
+    assert routes6() == []

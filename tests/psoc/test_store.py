@@ -12,8 +12,9 @@ from sqlalchemy import inspect
 
 from psoc.db.engine import downgrade, upgrade
 from psoc.ingest import decode as d
-from psoc.store import Store, kinds_of
+from psoc.store import KIND_BITS, Store, kinds_of
 from psoc.topics import Where
+from sensor_agent import contract
 from tests.psoc import payloads as p
 
 NOW = time.time()
@@ -68,6 +69,22 @@ def test_an_event_delivered_twice_is_stored_once_and_counted_once(sites: Store) 
     assert kinds_of(row["kinds"]) == ["arp_scan", "syn_scan"]
     assert row["received_at"] == NOW  # first stored
     assert [e["level"] for e in sites.incident_events(row["id"])] == [1, 2]
+
+
+def test_every_kind_of_the_agent_is_stored_and_old_masks_keep_their_meaning(
+    sites: Store,
+) -> None:
+    incident = "c" * 32
+    events = [
+        rec("s1", "pi-a", "event", p.event(at=NOW - 20 + i, kind=kind, incident_id=incident))
+        for i, kind in enumerate(contract.KINDS)
+    ]
+    assert sites.ingest(events, NOW).events_new == len(contract.KINDS)
+    [row] = sites.queue()
+    assert kinds_of(row["kinds"]) == list(contract.KINDS)
+    # masks stored before the kinds list grew: the first kinds keep their bits
+    assert kinds_of(0b1100_0011) == ["arp_scan", "syn_scan", "arp_spray", "source_spray"]
+    assert max(KIND_BITS.values()) < 2**31  # the column is a signed 32-bit integer
 
 
 def test_the_same_ids_at_another_site_are_another_sites_rows(sites: Store) -> None:

@@ -93,6 +93,11 @@ class Classifier:
         self.history.add_label(pending.mac, checked, behaviour)
         return self.model.learn(np.asarray(pending.features), checked, pending.level)
 
+    def features_of(self, event_id: str) -> list[float] | None:
+        """The features taken when the event arrived (None once it left the cache)."""
+        pending = self._pending.get(event_id)
+        return None if pending is None else list(pending.features)
+
     def reset_model(self) -> None:
         """Forget what was learned (a fresh model with the same settings); keep the history."""
         self.model = self.model.blank()

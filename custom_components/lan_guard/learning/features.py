@@ -48,6 +48,23 @@ KINDS: Final = (
     "arp_spray",
     "source_spray",
 )
+# Kinds added after the feature layout (kinds list version 3) count as the kind they resemble,
+# so the vector and stored models stay valid: a sweep, a scan of the node, driving a decoy,
+# a DoS, many addresses claimed by one sender (as an ARP spray), a hijack of an address or
+# of the route.
+KIND_FEATURE: Final[Mapping[str, str]] = {
+    **{kind: kind for kind in KINDS},
+    "stealth_scan": "syn_scan",
+    "udp_scan": "syn_scan",
+    "echonet_sweep": "syn_scan",
+    "ipv6_sweep": "arp_scan",
+    "echonet_control": "session",
+    "dhcp_starvation": "flood",
+    "cache_exhaustion": "arp_spray",
+    "ndp_spoof": "arp_spoof",
+    "rogue_ra": "arp_spoof",
+    "rogue_dhcp": "arp_spoof",
+}
 VENDOR_CLASSES: Final = (
     "network",
     "computer",
@@ -217,6 +234,12 @@ _WEEK_S: Final = 7 * 86400.0
 FloatVector = npt.NDArray[np.float64]
 
 
+def _kind_index(kind: object) -> int:
+    """The index in KINDS of the kind an event kind counts as; -1 for one unknown."""
+    feature = KIND_FEATURE.get(str(kind))
+    return KINDS.index(feature) if feature is not None else -1
+
+
 @lru_cache(maxsize=1024)
 def vendor_class(vendor: str | None) -> str:
     """The class of a device from its OUI vendor name (one of VENDOR_CLASSES)."""
@@ -301,7 +324,7 @@ class History:
 
     def observe(self, event: Mapping[str, Any]) -> None:
         """Remember an event of its source (call after extracting the event's features)."""
-        kind = KINDS.index(event["kind"]) if event.get("kind") in KINDS else -1
+        kind = _kind_index(event.get("kind"))
         entry = self._entry(str(event["source"]["mac"]))
         when = event_time(event)
         entry.times.append((when, kind, int(event.get("level", 0))))
@@ -325,7 +348,7 @@ class History:
             entry.alarm = max(entry.alarm + count, 0)
         else:
             entry.normal = max(entry.normal + count, 0)
-        kind = KINDS.index(behaviour[0]) if behaviour[0] in KINDS else -1
+        kind = _kind_index(behaviour[0])
         ports = frozenset(sorted(behaviour[1])[:_MAX_BEHAVIOUR_PORTS])
         if count > 0:
             entry.labelled.append((kind, ports, label))
@@ -430,8 +453,8 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
     read). ``tz`` is the home's time zone, for the time of day."""
     x = np.zeros(N_FEATURES, dtype=np.float64)
     x[INDEX["bias"]] = 1.0
-    kind = event.get("kind")
-    if kind in KINDS:
+    kind = KIND_FEATURE.get(str(event.get("kind")))
+    if kind is not None:
         x[INDEX[f"kind_{kind}"]] = 1.0
     level = int(event.get("level", 0))
     x[INDEX["level"]] = min(max(level, 0), 3) / 3.0
@@ -454,7 +477,9 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
         x[INDEX["other_port_share"]] = 1.0 - ransomware - telnet
     x[INDEX["gateway"]] = float(evidence.get("is_gateway") is True)
     rate = evidence.get("rate")
-    if kind in _SCANS and isinstance(rate, int | float) and 0 < rate < SLOW_RATE:
+    if kind in _SCANS and (
+        evidence.get("slow") is True or (isinstance(rate, int | float) and 0 < rate < SLOW_RATE)
+    ):
         x[INDEX["slow_probe"]] = 1.0
 
     source: Mapping[str, Any] = event.get("source") or {}
@@ -466,7 +491,7 @@ def extract(event: Mapping[str, Any], history: History, tz: tzinfo = UTC) -> Flo
         x[INDEX["source_new"]] = 1.0
         x[INDEX["since_last"]] = 1.0
     else:
-        kind_index = KINDS.index(kind) if kind in KINDS else -1
+        kind_index = _kind_index(kind)
         x[INDEX["source_seen"]] = _log_scaled(entry.seen, 1000.0)
         x[INDEX["source_seen_kind"]] = _log_scaled(entry.seen_by_kind.get(kind_index, 0), 1000.0)
         x[INDEX["source_normal_labels"]] = _log_scaled(entry.normal, 10.0)
