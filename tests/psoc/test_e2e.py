@@ -142,6 +142,7 @@ def open_live_row(browser: Any, site_id: str) -> bool:
 
 
 def test_an_operator_in_a_browser_sees_labels_isolates_and_logs_out(world: World) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -151,7 +152,8 @@ def test_an_operator_in_a_browser_sees_labels_isolates_and_logs_out(world: World
     with tempfile.TemporaryDirectory(prefix="lan-guard-chromium-") as profile:
         browser = _browser(Path(profile))
         try:
-            wait = WebDriverWait(browser, 20)
+            # a form's post reloads the page: an element found before it may go stale
+            wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
             browser.get(f"{world.console_url}/login")
             browser.find_element(By.ID, "username").send_keys("bob")
             browser.find_element(By.ID, "password").send_keys(PASSWORD)
