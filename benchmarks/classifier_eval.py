@@ -79,6 +79,7 @@ def _learning_without_homeassistant() -> None:
 _learning_without_homeassistant()
 
 from benchmarks import classifier_corpus, classifier_homes  # noqa: E402
+from custom_components.lan_guard.learning import federated  # noqa: E402
 from custom_components.lan_guard.learning.classifier import Classifier  # noqa: E402
 from custom_components.lan_guard.learning.features import (  # noqa: E402
     History,
@@ -297,6 +298,9 @@ class Run:
     expired: int = 0  # answers that found their event forgotten (should be none)
     reached: bool = False
     classifier: Classifier | None = None
+    # event id -> (the features learned, alarm?): the labelled examples a federated site
+    # contributes (a later answer to the same event replaces the earlier).
+    examples: dict[str, tuple[list[float], bool]] = field(default_factory=dict)
 
 
 def _delay(rng: random.Random, median: float) -> float:
@@ -304,10 +308,19 @@ def _delay(rng: random.Random, median: float) -> float:
     return median * math.exp(rng.gauss(0.0, 1.0))
 
 
-def run_home(home: EvalHome, params: dict[str, float], stop_after: int | None) -> Run:
+def run_home(
+    home: EvalHome,
+    params: dict[str, float],
+    stop_after: int | None,
+    *,
+    prior: federated.Prior | None = None,
+) -> Run:
     """Play the home's stream (see the module docstring); score the events after the
-    ``stop_after``-th label (all of them for 0; none for None: learn from the whole stream)."""
+    ``stop_after``-th label (all of them for 0; none for None: learn from the whole stream).
+    ``prior``: a global model (mean, precision) in place of the hand-set prior."""
     classifier = new_classifier(params, home.tz)
+    if prior is not None:
+        classifier.replace_prior(federated.hand_set_prior(classifier.own), prior)
     owner = home.owner
     rng = random.Random(home.seed * 7919 + 1)
     run = Run(classifier=classifier)
@@ -327,13 +340,17 @@ def run_home(home: EvalHome, params: dict[str, float], stop_after: int | None) -
         truth: Label = "alarm" if shown.truth == "alarm" else "normal"
         if rng.random() < owner.mistakes:
             truth = "normal" if truth == "alarm" else "alarm"
+        event_id = str(shown.event["id"])
         try:
-            learned = classifier.learn(str(shown.event["id"]), truth)
+            learned = classifier.learn(event_id, truth)
         except KeyError:
             run.expired += 1  # the answer came after its event was forgotten
             return False
         if learned is None:
             return False
+        features = classifier.features_of(event_id)
+        assert features is not None  # a labelled event's record is kept
+        run.examples[event_id] = (features, truth == "alarm")
         run.labels += 1
         return True
 

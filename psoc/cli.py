@@ -28,6 +28,7 @@ from psoc import __version__, bridge, demo, topics
 from psoc.console import auth
 from psoc.console.app import ConsoleSettings, create_app
 from psoc.db.engine import DEFAULT_URL, make_engine, upgrade
+from psoc.federation import run as federation_run
 from psoc.ingest.worker import BrokerSettings, Worker
 from psoc.sitechannel import SiteChannel
 from psoc.store import ROLES, Store
@@ -121,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
         "--dir", help="keep the database and logs here (default: a temporary folder)"
     )
     demo_cmd.add_argument("--exit-after", type=float, help="stop after this many seconds (tests)")
+    federate = commands.add_parser(
+        "federate",
+        parents=[mqtt],
+        help="a federated learning run (Flower), then the global model to the sites that trained",
+    )
+    federation_run.add_arguments(federate)
     prune = commands.add_parser("prune", help="retention: delete old events and closed incidents")
     prune.add_argument("--events-days", type=float, default=90)
     prune.add_argument("--incidents-days", type=float, default=365)
@@ -272,6 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lambda store, broker, port, stop: serve_console(
                     store, broker, "127.0.0.1", port, stop, secure_cookies=False
                 ),
+            )
+        if args.command == "federate":
+            return federation_run.run(
+                args,
+                lambda: _store(args).site_keys(),
+                lambda: SiteChannel(_broker(args)),
             )
         if args.command == "prune":
             events, incidents = _store(args).prune(

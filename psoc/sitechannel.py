@@ -1,6 +1,6 @@
 """The PSOC's side of the site channel: signed requests and labels to a site's Home Assistant.
 
-Topics (``schema/site_request.schema.json``, ``schema/site_provider_label.schema.json``):
+Topics (``schema/site/request.schema.json``, ``schema/site/provider_label.schema.json``):
 ``sites/<site_id>/lan_guard/<agent_id>/site/request`` and ``.../site/provider_label`` on the
 PSOC broker, ``<prefix>/<agent_id>/site/...`` at the site once the bridge has carried them.
 The integration honours a request only when its owner allowed the provider to act, answers
@@ -71,9 +71,17 @@ class SiteChannel:
         self._client.loop_start()
 
     def send(
-        self, site_id: str, key: bytes, sub: str, payload: dict[str, Any], timeout: float = 5.0
+        self,
+        site_id: str,
+        key: bytes,
+        sub: str,
+        payload: dict[str, Any],
+        timeout: float = 5.0,
+        *,
+        retain: bool = False,
     ) -> None:
-        """Sign ``payload`` for the site's agent topic ``sub`` and publish it (QoS 1);
+        """Sign ``payload`` for the site's agent topic ``sub`` and publish it (QoS 1, retained
+        when asked: a state the site needs whenever it connects, like the global model);
         raises ``TimeoutError`` when the broker is not there to take it."""
         if sub not in topics.INBOUND:
             raise ValueError(f"{sub!r} is not a topic the PSOC may send to a site")
@@ -85,6 +93,7 @@ class SiteChannel:
             topics.agent_topic(site_id, agent_id, sub),
             json.dumps(signed, separators=(",", ":")),
             qos=1,
+            retain=retain,
         )
         info.wait_for_publish(timeout)
         if not info.is_published():

@@ -12,14 +12,17 @@ sorted key order, so two workers never deadlock on PostgreSQL.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import logging
 import secrets
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import (
+    BigInteger,
     Engine,
     Text,
     and_,
@@ -48,6 +51,8 @@ from sensor_agent import contract
 # at the end (a new version adds kinds), so a stored mask keeps its meaning. 18 kinds today,
 # room for 31 in the column (a signed 32-bit integer).
 KIND_BITS = {kind: 1 << bit for bit, kind in enumerate(contract.KINDS)}
+_LOGGER = logging.getLogger(__name__)
+
 OPEN_STATUSES = ("open", "acknowledged")
 ROLES = ("viewer", "responder", "admin", "customer")
 
@@ -95,6 +100,58 @@ class ReplayRequest:
     through_seq: int | None = None
 
 
+FEED_CHANNEL = "lan_guard_feed"
+GAPS_LOCK = 0x4C47_5053  # PostgreSQL advisory lock key: one sequence check at a time
+
+
+class Changes:
+    """Waits for the workers' commits that the live feed shows (PostgreSQL LISTEN).
+
+    One connection of its own, outside the pool, listens on ``FEED_CHANNEL``; ``wait``
+    returns at the first notification (one that came while nobody waited is kept by the
+    connection and returns at once) or after ``timeout``. Without PostgreSQL, or while its
+    connection is down (it is opened again at the next wait), ``wait`` returns at once and
+    the feed falls back to polling.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Any = None
+
+    @property
+    def pushed(self) -> bool:
+        """True where commits are announced (PostgreSQL), so waiting is worth it."""
+        return self._engine.dialect.name == "postgresql"
+
+    def wait(self, timeout: float) -> None:
+        if not self.pushed:
+            return
+        try:
+            if self._conn is None:
+                self._conn = self._listen()
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                break
+            for _ in self._conn.notifies(timeout=0):  # the rest of a burst: one tick for all
+                pass
+        except self._engine.dialect.loaded_dbapi.Error:
+            # the feed must outlive a database restart: it polls until this is back
+            _LOGGER.warning("live feed: no notifications from the database, polling")
+            self.close()
+
+    def _listen(self) -> Any:
+        args, kwargs = self._engine.dialect.create_connect_args(self._engine.url)
+        conn = self._engine.dialect.loaded_dbapi.connect(*args, **kwargs)
+        conn.autocommit = True
+        conn.execute(f"LISTEN {FEED_CHANNEL}")
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
 class Store:
     """The database behind one engine (SQLite or PostgreSQL); see the module doc."""
 
@@ -112,38 +169,55 @@ class Store:
 
     def _bulk(
         self,
+        conn: Connection,
         table: Any,
         rows: list[dict[str, Any]],
         key: tuple[str, ...],
         finish: Callable[[Any], Any],
-    ) -> tuple[Any, Any]:
-        """An INSERT of many rows (``finish`` adds its ON CONFLICT clause), and its
-        parameters. PostgreSQL gets the rows as one JSON parameter expanded by
-        ``json_to_recordset`` in key order (no deadlocks between workers): a VALUES list of
-        thousands of bound parameters costs the driver more than the database takes to insert
-        them. SQLite gets an executemany. Built once per table and reused (SQLAlchemy would
-        otherwise compile these statements for every batch)."""
+    ) -> Any:
+        """An INSERT of many rows (``finish`` adds its ON CONFLICT clause), executed.
+        PostgreSQL gets the rows as one JSON parameter expanded by ``json_to_recordset`` in
+        key order (no deadlocks between workers): a VALUES list of thousands of bound
+        parameters costs the driver more than the database takes to insert them. SQLite gets
+        an executemany. Compiled once per table and kept: SQLAlchemy cannot cache these
+        statements (PostgreSQL's INSERT ... ON CONFLICT has no cache key) and compiling
+        them took milliseconds a batch."""
         names = tuple(rows[0])
         statement = self._statements.get((table.name, names))
+        if self._dialect != "postgresql":
+            if statement is None:
+                statement = self._statements[(table.name, names)] = finish(sqlite.insert(table))
+            return conn.execute(statement, rows)
         if statement is None:
-            if self._dialect == "postgresql":
-                source = (
-                    func.json_to_recordset(cast(bindparam("rows", type_=Text), postgresql.JSON))
-                    .table_valued(*(column(name, table.c[name].type) for name in names))
-                    .render_derived(with_types=True)
-                )
-                query = select(*(source.c[n] for n in names)).order_by(*(source.c[k] for k in key))
-                statement = finish(postgresql.insert(table).from_select(names, query))
-            else:
-                statement = finish(sqlite.insert(table))
-            self._statements[(table.name, names)] = statement
-        return statement, {"rows": json.dumps(rows)} if self._dialect == "postgresql" else rows
+            source = (
+                func.json_to_recordset(cast(bindparam("rows", type_=Text), postgresql.JSON))
+                .table_valued(*(column(name, table.c[name].type) for name in names))
+                .render_derived(with_types=True)
+            )
+            query = select(*(source.c[n] for n in names)).order_by(*(source.c[k] for k in key))
+            compiled = finish(postgresql.insert(table).from_select(names, query)).compile(
+                dialect=self.engine.dialect
+            )
+            statement = self._statements[(table.name, names)] = (str(compiled), compiled.params)
+        sql, constants = statement
+        return conn.exec_driver_sql(sql, {**constants, "rows": orjson.dumps(rows).decode()})
 
     def _greatest(self, a: Any, b: Any) -> Any:
         return func.greatest(a, b) if self._dialect == "postgresql" else func.max(a, b)
 
     def _least(self, a: Any, b: Any) -> Any:
         return func.least(a, b) if self._dialect == "postgresql" else func.min(a, b)
+
+    def _changed(self, conn: Connection) -> None:
+        """Tell the live feed (``Changes``) that this transaction adds something it shows:
+        PostgreSQL delivers the notification at commit, once per transaction, and never for
+        one rolled back. SQLite has no such thing; its console polls."""
+        if self._dialect == "postgresql":
+            conn.execute(select(func.pg_notify(FEED_CHANNEL, "")))
+
+    def changes(self) -> Changes:
+        """A way to wait until something the live feed shows was committed (see ``Changes``)."""
+        return Changes(self.engine)
 
     # -- sites and users ---------------------------------------------------------------
 
@@ -226,17 +300,51 @@ class Store:
     # -- ingest ------------------------------------------------------------------------
 
     def ingest(self, records: Sequence[d.Decoded], now: float) -> IngestResult:
-        """Store one batch of decoded messages in one transaction (see the module doc)."""
+        """Store one batch of decoded messages in one transaction (see the module doc).
+
+        A handful of statements whatever the batch's size: the events (returning which were
+        new), one upsert for every agent heard from, the states (one read, one update), the
+        incidents (the rows workers contend for most: late, so that their locks are held
+        briefly before the commit), then the rarer facts one by one."""
         result = IngestResult()
+        events: list[d.EventIn] = []
+        states: dict[tuple[str, str], d.RetainedIn] = {}
+        facts: list[d.Decoded] = []
+        for record in records:
+            if isinstance(record, d.EventIn):
+                events.append(record)
+            elif isinstance(record, d.RetainedIn) and record.sub == "state":
+                # newer wins: of a batch's states for one agent only the newest can apply
+                key = (record.site_id, record.agent_id)
+                if key not in states or states[key].at < record.at:
+                    states[key] = record
+            else:
+                facts.append(record)
+        heard: dict[tuple[str, str], Numbered | None] = {
+            (r.site_id, r.agent_id): None for r in records if not isinstance(r, d.BridgeIn)
+        }
         with self.engine.begin() as conn:
-            self._ingest_events(conn, [r for r in records if isinstance(r, d.EventIn)], now, result)
-            for record in records:
-                if isinstance(record, d.EventIn):
-                    continue
+            fresh = self._insert_events(conn, events, now, result)
+            for event in fresh:  # only events actually inserted move the agent's last_seq
+                if event.seq is not None:
+                    key = (event.site_id, event.agent_id)
+                    if (known := heard[key]) is None or event.seq > known.seq:
+                        heard[key] = Numbered(event.seq, event.epoch)
+            self._upsert_agents(conn, heard, now)
+            self._states(conn, sorted(states.values(), key=lambda r: (r.site_id, r.agent_id)), now)
+            per_incident: dict[tuple[str, str], list[d.EventIn]] = {}
+            for event in fresh:
+                per_incident.setdefault((event.site_id, event.incident_id), []).append(event)
+            if per_incident:
+                self._upsert_incidents(conn, per_incident, now)
+                result.incidents.update(per_incident)
+            for record in facts:  # after the incidents: a verdict may be for this batch's event
                 # a fact that cannot apply is refused before it writes anything
                 refused = self._ingest_fact(conn, record, now)
                 if refused:
                     result.rejected[(record.site_id, refused)] += 1
+            if fresh or facts or states:
+                self._changed(conn)
         return result
 
     def count(self, tallies: Tally[tuple[str, str]]) -> None:
@@ -261,13 +369,12 @@ class Store:
         with self.engine.connect() as conn:
             return {(r.site_id, r.name): r.value for r in conn.execute(query)}
 
-    def _ingest_events(
+    def _insert_events(
         self, conn: Connection, events: list[d.EventIn], now: float, result: IngestResult
-    ) -> None:
-        """A batch of events in a handful of statements, whatever its size: the events
-        (returning which were new), then one upsert each for their incidents and agents."""
+    ) -> list[d.EventIn]:
+        """Insert the events (one statement); returns those that were new, in key order."""
         if not events:
-            return
+            return []
         unique: dict[tuple[str, str], d.EventIn] = {}
         for event in events:
             unique.setdefault((event.site_id, event.event_id), event)
@@ -295,7 +402,8 @@ class Store:
             for _, e in sorted(unique.items())
         ]
         table = Event.__table__
-        stmt, params = self._bulk(
+        found = self._bulk(
+            conn,
             table,
             rows,
             ("site_id", "event_id"),
@@ -303,25 +411,10 @@ class Store:
                 index_elements=["site_id", "event_id"]
             ).returning(table.c.site_id, table.c.event_id),
         )
-        found = conn.execute(stmt, params)
         inserted = {(row.site_id, row.event_id) for row in found}
         result.events_new += len(inserted)
         result.events_duplicate += len(events) - len(inserted)
-        fresh = [unique[key] for key in sorted(inserted)]
-        per_incident: dict[tuple[str, str], list[d.EventIn]] = {}
-        highest: dict[tuple[str, str], Numbered | None] = {}
-        for event in unique.values():
-            highest.setdefault((event.site_id, event.agent_id), None)
-        for event in fresh:
-            per_incident.setdefault((event.site_id, event.incident_id), []).append(event)
-            if event.seq is not None:
-                key = (event.site_id, event.agent_id)
-                if (known := highest[key]) is None or event.seq > known.seq:
-                    highest[key] = Numbered(event.seq, event.epoch)
-        self._upsert_agents(conn, highest, now)
-        if per_incident:
-            self._upsert_incidents(conn, per_incident, now)
-            result.incidents.update(per_incident)
+        return [unique[key] for key in sorted(inserted)]
 
     def _upsert_incidents(
         self, conn: Connection, groups: dict[tuple[str, str], list[d.EventIn]], now: float
@@ -379,7 +472,7 @@ class Store:
                 },
             )
 
-        conn.execute(*self._bulk(incidents, rows, ("site_id", "incident_id"), upsert))
+        self._bulk(conn, incidents, rows, ("site_id", "incident_id"), upsert)
 
     def _upsert_agents(
         self, conn: Connection, agents: dict[tuple[str, str], Numbered | None], now: float
@@ -431,15 +524,7 @@ class Store:
                 },
             )
 
-        conn.execute(*self._bulk(table, rows, ("site_id", "agent_id"), upsert))
-        conn.execute(
-            update(Site)
-            .where(Site.site_id.in_(sorted({site for site, _ in agents})))
-            .values(last_seen_at=self._greatest(func.coalesce(Site.last_seen_at, 0), now))
-        )
-
-    def _touch_agents(self, conn: Connection, keys: Iterable[tuple[str, str]], now: float) -> None:
-        self._upsert_agents(conn, dict.fromkeys(keys), now)
+        self._bulk(conn, table, rows, ("site_id", "agent_id"), upsert)
 
     def _newer(
         self,
@@ -472,8 +557,7 @@ class Store:
             return None
         if isinstance(record, d.EventIn):
             return None
-        self._touch_agents(conn, [(record.site_id, record.agent_id)], now)
-        site_id, agent_id = record.site_id, record.agent_id
+        site_id, agent_id = record.site_id, record.agent_id  # the agent exists: see ingest
         if isinstance(record, d.StatusIn):
             self._newer(
                 conn,
@@ -533,81 +617,131 @@ class Store:
         return None
 
     def _retained(self, conn: Connection, record: d.RetainedIn, now: float) -> None:
-        site_id, agent_id = record.site_id, record.agent_id
-        if record.sub == "info":
-            self._newer(
-                conn,
-                site_id,
-                agent_id,
-                Agent.info_ts,
-                at=record.at,
-                values={"info": record.payload, "info_ts": record.at},
-            )
+        """``info`` or ``quarantine`` (states go through ``_states``)."""
+        column = Agent.info_ts if record.sub == "info" else Agent.quarantine_ts
+        self._newer(
+            conn,
+            record.site_id,
+            record.agent_id,
+            column,
+            at=record.at,
+            values={record.sub: record.payload, column.key: record.at},
+        )
+
+    def _states(self, conn: Connection, states: list[d.RetainedIn], now: float) -> None:
+        """The agents' states, newer wins: one read and one update for them all. A state of
+        a new event store (another epoch), or whose ``last_seq`` is below what is already
+        stored (the store was wiped), numbers its events from the start again: rare, handled
+        one by one, and said in the audit log."""
+        if not states:
             return
-        if record.sub == "quarantine":
-            self._newer(
-                conn,
-                site_id,
-                agent_id,
-                Agent.quarantine_ts,
-                at=record.at,
-                values={"quarantine": record.payload, "quarantine_ts": record.at},
+        current = {
+            (r.site_id, r.agent_id): r
+            for r in conn.execute(
+                select(
+                    Agent.site_id, Agent.agent_id, Agent.state_ts, Agent.seq_done, Agent.epoch
+                ).where(
+                    tuple_(Agent.site_id, Agent.agent_id).in_(
+                        [(r.site_id, r.agent_id) for r in states]
+                    )
+                )
             )
-            return
-        values: dict[str, Any] = {
-            "state": record.payload,
-            "state_ts": record.at,
-            "level": record.level or 0,
         }
-        if record.oldest_seq is not None:
-            values["oldest_seq"] = record.oldest_seq
-        if not self._newer(conn, site_id, agent_id, Agent.state_ts, at=record.at, values=values):
-            return
-        if record.last_seq is None:
-            return
-        agent = conn.execute(
-            select(Agent.seq_done, Agent.last_seq, Agent.epoch).where(
-                Agent.site_id == site_id, Agent.agent_id == agent_id
+        rows = []
+        for record in states:
+            row = current[(record.site_id, record.agent_id)]
+            if row.state_ts is not None and row.state_ts >= record.at:
+                continue  # an old copy delivered late
+            if record.last_seq is not None:
+                new_store = record.epoch is not None and row.epoch not in (None, record.epoch)
+                if new_store or record.last_seq < row.seq_done:
+                    self._restarted(conn, record, row, new_store, now)
+                    continue
+            rows.append(
+                {
+                    "k_site": record.site_id,
+                    "k_agent": record.agent_id,
+                    "k_at": record.at,
+                    "state": record.payload,
+                    "state_ts": record.at,
+                    "level": record.level or 0,
+                    "oldest": record.oldest_seq,
+                    "last": record.last_seq,
+                    # the first epoch heard is taken with the numbers it gave
+                    "epoch": None if record.last_seq is None else record.epoch,
+                }
             )
-        ).one()
-        new_store = record.epoch is not None and agent.epoch not in (None, record.epoch)
-        if new_store or record.last_seq < agent.seq_done:
-            # The agent's store was replaced or wiped (its numbers start again): follow it,
-            # without a false gap, and say so. Its events already stored count (same epoch).
-            conn.execute(
+        if rows:
+            conn.execute(self._state_update(), rows)
+
+    def _state_update(self) -> Any:
+        """The bulk state update (executemany); the condition on ``state_ts`` keeps newer-wins
+        exact even against another worker's update since the read."""
+        statement = self._statements.get(("agents", ("state",)))
+        if statement is None:
+            last = bindparam("last", type_=BigInteger)
+            oldest = bindparam("oldest", type_=BigInteger)
+            statement = (
                 update(Agent)
-                .where(Agent.site_id == site_id, Agent.agent_id == agent_id)
+                .where(
+                    Agent.site_id == bindparam("k_site"),
+                    Agent.agent_id == bindparam("k_agent"),
+                    or_(Agent.state_ts.is_(None), Agent.state_ts < bindparam("k_at")),
+                )
                 .values(
-                    seq_done=0,
-                    last_seq=record.last_seq,
-                    epoch=record.epoch,
-                    seq_epoch_at=now,
-                    gap_since=None,
-                    replay_at=None,
+                    state=bindparam("state"),
+                    state_ts=bindparam("state_ts"),
+                    level=bindparam("level"),
+                    oldest_seq=func.coalesce(oldest, Agent.oldest_seq),
+                    last_seq=case(
+                        (last.is_(None), Agent.last_seq),
+                        else_=self._greatest(func.coalesce(Agent.last_seq, 0), last),
+                    ),
+                    epoch=func.coalesce(Agent.epoch, bindparam("epoch", type_=Text)),
                 )
             )
-            why = (
-                f"a new event store {record.epoch} after {agent.epoch}"
-                if new_store
-                else f"last_seq {record.last_seq} < {agent.seq_done} already stored"
+            self._statements[("agents", ("state",))] = statement
+        return statement
+
+    def _restarted(
+        self, conn: Connection, record: d.RetainedIn, agent: Any, new_store: bool, now: float
+    ) -> None:
+        """A newer state from a replaced or wiped event store (its numbers start again):
+        follow it, without a false gap, and say so. Its events already stored count (same
+        epoch)."""
+        site_id, agent_id = record.site_id, record.agent_id
+        done = conn.execute(
+            update(Agent)
+            .where(Agent.site_id == site_id, Agent.agent_id == agent_id)
+            .where(or_(Agent.state_ts.is_(None), Agent.state_ts < record.at))
+            .values(
+                state=record.payload,
+                state_ts=record.at,
+                level=record.level or 0,
+                oldest_seq=func.coalesce(record.oldest_seq, Agent.oldest_seq),
+                seq_done=0,
+                last_seq=record.last_seq,
+                epoch=record.epoch,
+                seq_epoch_at=now,
+                gap_since=None,
+                replay_at=None,
             )
-            self._log(
-                conn,
-                now,
-                "system",
-                "sequence_reset",
-                site_id=site_id,
-                detail=f"agent {agent_id} numbers its events from the start again ({why})",
-            )
-        else:
-            conn.execute(
-                update(Agent)
-                .where(Agent.site_id == site_id, Agent.agent_id == agent_id)
-                .values(
-                    last_seq=self._greatest(func.coalesce(Agent.last_seq, 0), record.last_seq),
-                    epoch=func.coalesce(Agent.epoch, record.epoch),
-                )
-            )
+        )
+        if not done.rowcount:
+            return  # another worker stored a newer state since the read
+        why = (
+            f"a new event store {record.epoch} after {agent.epoch}"
+            if new_store
+            else f"last_seq {record.last_seq} < {agent.seq_done} already stored"
+        )
+        self._log(
+            conn,
+            now,
+            "system",
+            "sequence_reset",
+            site_id=site_id,
+            detail=f"agent {agent_id} numbers its events from the start again ({why})",
+        )
 
     def _hosts(self, conn: Connection, record: d.HostsIn) -> None:
         site_id, agent_id = record.site_id, record.agent_id
@@ -788,12 +922,31 @@ class Store:
     ) -> tuple[list[ReplayRequest], Tally[tuple[str, str]]]:
         """Advance each agent's ``seq_done``; count what is gone; claim replays to ask for.
 
-        A replay is claimed with a conditional update, so with several workers only one
-        of them sends it.
+        One worker at a time checks (a PostgreSQL advisory lock; the others skip their turn),
+        and it leaves the agents whose rows a worker is writing to the next check: it takes
+        the rest in key order, as the workers do, and never waits for a row, so neither can
+        deadlock the other. A replay is claimed with a conditional update, so even two
+        checks at once send it only once.
         """
         requests: list[ReplayRequest] = []
         lost: Tally[tuple[str, str]] = Tally()
         with self.engine.begin() as conn:
+            if (
+                self._dialect == "postgresql"
+                and not conn.execute(select(func.pg_try_advisory_xact_lock(GAPS_LOCK))).scalar()
+            ):
+                return requests, lost  # another worker is checking right now
+            behind = and_(Agent.last_seq.is_not(None), Agent.last_seq > Agent.seq_done)
+
+            def free() -> Any:  # the agents behind whose rows nobody else holds, locked
+                return (
+                    select(Agent.site_id, Agent.agent_id)
+                    .where(behind)
+                    .order_by(Agent.site_id, Agent.agent_id)
+                    .with_for_update(skip_locked=True)
+                    .subquery()
+                )
+
             # Fast path, one statement for every agent: all seqs up to last_seq are stored.
             kept = (
                 select(func.count(distinct(Event.seq)))
@@ -802,9 +955,10 @@ class Store:
                 .where(_of_the_agents_store())
                 .scalar_subquery()
             )
+            mine = free()
             conn.execute(
                 update(Agent)
-                .where(Agent.last_seq.is_not(None), Agent.last_seq > Agent.seq_done)
+                .where(Agent.site_id == mine.c.site_id, Agent.agent_id == mine.c.agent_id)
                 .where(or_(Agent.oldest_seq.is_(None), Agent.oldest_seq <= Agent.seq_done + 1))
                 .where(kept == Agent.last_seq - Agent.seq_done)
                 .values(seq_done=Agent.last_seq, gap_since=None)
@@ -812,10 +966,11 @@ class Store:
             # The rest have a hole, or events still on their way. Note when each was first
             # seen behind (one statement), and look closer, one by one, only at those behind
             # for longer than the grace time: events in flight arrive by themselves.
+            mine = free()
             conn.execute(
                 update(Agent)
-                .where(Agent.last_seq.is_not(None), Agent.last_seq > Agent.seq_done)
-                .where(Agent.gap_since.is_(None))
+                .where(Agent.site_id == mine.c.site_id, Agent.agent_id == mine.c.agent_id)
+                .where(behind, Agent.gap_since.is_(None))
                 .values(gap_since=now)
             )
             agents = conn.execute(
@@ -830,10 +985,10 @@ class Store:
                     Agent.gap_since,
                     Agent.replay_at,
                 )
-                .where(Agent.last_seq.is_not(None), Agent.last_seq > Agent.seq_done)
-                .where(Agent.gap_since <= now - gaps.GRACE_S)
+                .where(behind, Agent.gap_since <= now - gaps.GRACE_S)
                 .order_by(Agent.site_id, Agent.agent_id)
                 .limit(limit)
+                .with_for_update(skip_locked=True)
             ).all()
             for a in agents:
                 stored = (
@@ -937,6 +1092,7 @@ class Store:
                 request_id=request_id,
             )
         )
+        self._changed(conn)
         pk = done.inserted_primary_key
         return int(pk[0]) if pk else 0
 
@@ -1067,13 +1223,16 @@ class Store:
             sites = select(Site.__table__).order_by(Site.site_id)
             if site_id is not None:
                 sites = sites.where(Site.site_id == site_id)
+            # a site is last seen when one of its agents was: the workers write agents
+            # only, so that sites are no rows for them to contend for
             agents = {
-                r.site_id: (r.total, r.online or 0)
+                r.site_id: (r.total, r.online or 0, r.seen)
                 for r in conn.execute(
                     select(
                         Agent.site_id,
                         func.count().label("total"),
                         func.sum(case((Agent.status == "online", 1), else_=0)).label("online"),
+                        func.max(Agent.last_seen_at).label("seen"),
                     ).group_by(Agent.site_id)
                 )
             }
@@ -1093,7 +1252,9 @@ class Store:
             for row in conn.execute(sites):
                 site = dict(row._mapping)
                 site.pop("key")
-                site["agents"], site["agents_online"] = agents.get(row.site_id, (0, 0))
+                site["agents"], site["agents_online"], site["last_seen_at"] = agents.get(
+                    row.site_id, (0, 0, None)
+                )
                 site["open_incidents"], site["level"] = open_.get(row.site_id, (0, 0))
                 out.append(site)
             return out
@@ -1118,14 +1279,16 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def incidents_by_pk(self, pks: Iterable[int]) -> list[dict[str, Any]]:
+    def incidents_by_pk(
+        self, pks: Iterable[int], conn: Connection | None = None
+    ) -> list[dict[str, Any]]:
         keys = sorted(set(pks))
         if not keys:
             return []
-        with self.engine.connect() as conn:
+        with self._reading(conn) as reader:
             return [
                 dict(r._mapping)
-                for r in conn.execute(select(Incident.__table__).where(Incident.id.in_(keys)))
+                for r in reader.execute(select(Incident.__table__).where(Incident.id.in_(keys)))
             ]
 
     def incident_events(self, pk: int, limit: int = 500) -> list[dict[str, Any]]:
@@ -1157,21 +1320,31 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query.limit(limit))]
 
-    def tail(self, table: str, after: int, holes: Sequence[int], limit: int = 5000) -> list[Any]:
+    def tail(
+        self,
+        table: str,
+        after: int,
+        holes: Sequence[int],
+        limit: int = 5000,
+        conn: Connection | None = None,
+    ) -> list[Any]:
         """Keys above ``after`` or in ``holes``: for ``events`` only (id, site_id,
-        incident_id) rows, cheap at thousands a second; ``actions`` whole (they are few)."""
+        incident_id, level) rows, cheap at thousands a second; ``actions`` whole (they are
+        few)."""
         model: Any = Event if table == "events" else Action
         cond = model.id > after
         if holes:
             cond = or_(cond, model.id.in_(list(holes)))
         if model is Event:
-            query = select(Event.id, Event.site_id, Event.incident_id)
+            query = select(Event.id, Event.site_id, Event.incident_id, Event.level)
         else:
             query = select(Action.__table__)
-        with self.engine.connect() as conn:
-            return list(conn.execute(query.where(cond).order_by(model.id).limit(limit)))
+        with self._reading(conn) as reader:
+            return list(reader.execute(query.where(cond).order_by(model.id).limit(limit)))
 
-    def events_by_id(self, ids: Iterable[int]) -> list[dict[str, Any]]:
+    def events_by_id(
+        self, ids: Iterable[int], conn: Connection | None = None
+    ) -> list[dict[str, Any]]:
         """What the live feed shows of a few events, with their incident's key."""
         keys = sorted(set(ids))
         if not keys:
@@ -1197,10 +1370,12 @@ class Store:
             .where(Event.id.in_(keys))
             .order_by(Event.id)
         )
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        with self._reading(conn) as reader:
+            return [dict(r._mapping) for r in reader.execute(query)]
 
-    def incidents_by_key(self, keys: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    def incidents_by_key(
+        self, keys: Iterable[tuple[str, str]], conn: Connection | None = None
+    ) -> list[dict[str, Any]]:
         """Incidents by (site id, incident id)."""
         wanted = sorted(set(keys))
         if not wanted:
@@ -1208,8 +1383,20 @@ class Store:
         query = select(Incident.__table__).where(
             tuple_(Incident.site_id, Incident.incident_id).in_(wanted)
         )
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        with self._reading(conn) as reader:
+            return [dict(r._mapping) for r in reader.execute(query)]
+
+    def reading(self) -> contextlib.AbstractContextManager[Connection]:
+        """One connection for several reads (the live feed's tick): one checkout, one end."""
+        return self.engine.connect()
+
+    @contextlib.contextmanager
+    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.connect() as own:
+            yield own
 
     def last_ids(self) -> tuple[int, int]:
         with self.engine.connect() as conn:

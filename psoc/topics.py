@@ -25,7 +25,7 @@ OUTBOUND: tuple[str, ...] = (
     "quarantine",
     "event",
     "command/result",
-    # the integration's side of the site channel (schema/site_*.schema.json)
+    # the integration's side of the site channel (schema/site/*.schema.json)
     "site/consent",
     "site/evacuation",
     "site/verdict",
@@ -39,6 +39,7 @@ INBOUND: tuple[str, ...] = (
     "command",  # only `replay` requests for missing events: the PSOC never quarantines itself
     "site/request",  # start/stop evacuation, honoured only with the customer's consent
     "site/provider_label",  # the operator's judgement, a label for the site's classifier
+    "site/global_model",  # the federated global model, to the sites that trained it (retained)
 )
 """Sub-topics the PSOC may publish to a site (PSOC -> site)."""
 

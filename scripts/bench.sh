@@ -16,4 +16,5 @@ run .venv/bin/python benchmarks/evacuation_latency.py
 run .venv/bin/python benchmarks/detect_latency.py
 run .venv/bin/python benchmarks/ha_intake.py
 run .venv/bin/python benchmarks/classifier_eval.py
+run .venv-agent/bin/python benchmarks/federated_eval.py  # Flower: only in the agent venv
 run .venv/bin/python benchmarks/psoc_load.py

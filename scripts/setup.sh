@@ -4,6 +4,9 @@
 #   scripts/setup.sh all     -> also apt tools for the lab and .venv (Python 3.13): HA + agent + PSOC
 #                               + test tools (PostgreSQL and Chromium for the PSOC's tests)
 #   scripts/setup.sh psoc    -> .venv-psoc (Python 3.13): the PSOC server alone, and mosquitto
+# Flower (the "federation" extra) goes into .venv-agent and .venv-psoc, never into .venv: Home
+# Assistant pins older cryptography and requests than flwr needs. The tests of federated learning
+# run Flower's processes from .venv-agent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -60,10 +63,10 @@ if [ "$what" = all ] || [ "$what" = psoc ]; then
 fi
 
 if [ "$what" = psoc ]; then
-  ensure_venv .venv-psoc "$(find_python 3.13)" -e ".[psoc]"
+  ensure_venv .venv-psoc "$(find_python 3.13)" -e ".[psoc,federation]"
   exit 0
 fi
-ensure_venv .venv-agent "$(find_python 3.11)" -e ".[test]"
+ensure_venv .venv-agent "$(find_python 3.11)" -e ".[test,federation]"
 if [ "$what" = all ]; then
   ensure_venv .venv "$(find_python 3.13)" --ignore-requires-python -r requirements-test.txt -e ".[psoc]"
 fi

@@ -136,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", parents=[common, net, mqtt], help="validate the configuration and print it"
     )
     check.add_argument("-i", "--interface")
+    federate = commands.add_parser(
+        "federate",
+        parents=[common, mqtt],
+        help="federated learning: keep the owner's labelled examples, run a Flower SuperNode",
+    )
+    federate.add_argument("--superlink", help="the provider's SuperLink, host:port")
+    federate.add_argument("--site-id", help="this site's id at the provider")
     generate = commands.add_parser(
         "generate",
         help="write a generated capture (demo, mixed benchmark, many sources, a stream of scans)",
@@ -531,6 +538,27 @@ def masked(raw: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def cmd_federate(args: argparse.Namespace) -> int:
+    """Needs the ``federation`` extra (Flower), installed on the agent's node only."""
+    from .federation.node import FederationError, NodeSettings  # noqa: PLC0415
+    from .federation.node import run as run_node  # noqa: PLC0415
+
+    config = _load(args)
+    settings = mqtt_settings(config)
+    if settings is None:
+        raise ConfigError("federate needs mqtt.host: examples arrive on the site's broker")
+    section = dict(config.raw["federation"])
+    for key in ("superlink", "site_id"):
+        if getattr(args, key):
+            section[key] = getattr(args, key)
+    try:
+        node = NodeSettings.from_config(section, settings.outbox_path)
+        _setup_logging(config.log_level)
+        return run_node(node, settings, _stop_on_signals())
+    except FederationError as err:
+        raise ConfigError(str(err)) from err
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
     mqtt_settings(config)
@@ -558,6 +586,7 @@ COMMANDS = {
     "replay": cmd_replay,
     "demo": cmd_demo,
     "check-config": cmd_check_config,
+    "federate": cmd_federate,
     "generate": cmd_generate,
 }
 

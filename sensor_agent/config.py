@@ -293,6 +293,19 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         # service centre that is not upgraded yet.
         "accept_legacy_signatures": (False, _BOOL),
     },
+    # Federated learning (``lan-guard-agent federate``): the provider's Flower SuperLink, and
+    # the owner's labelled examples that the integration sends to this agent.
+    "federation": {
+        "superlink": (None, _optional(vol.Match(r"^[A-Za-z0-9.\-\[\]:]{1,255}:[0-9]{1,5}$"))),
+        "root_certificates": (None, _TEXT),  # the SuperLink's CA (PEM); else the system's
+        "insecure": (False, _BOOL),  # plain HTTP to the SuperLink: loopback tests only
+        "site_id": (None, _optional(vol.Match(r"^[A-Za-z0-9_-]{1,64}$"))),
+        "examples_path": (None, _TEXT),
+        "max_examples": (5_000, _int(1)),
+        "max_age_days": (365.0, vol.All(vol.Coerce(float), vol.Range(min=1))),
+        "min_examples": (10, _int(1)),
+        "runtime_port": (9094, _PORT),  # the SuperNode's own API, on loopback
+    },
     # Shapes here; the values (backend, family, allowlist entries, allowed_services) are
     # checked by sensor_agent.enforcer.EnforcerSettings, in _check_consistency().
     "enforcer": {

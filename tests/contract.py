@@ -67,3 +67,26 @@ def validate_from_pipeline(name: str, payload: Any) -> None:
     if present:
         raise AssertionError(f"the pipeline set {present}: only the event store may")
     _pipeline_validator(name).validate(payload)
+
+
+SITE_DIR = SCHEMA_DIR / "site"
+
+
+@cache
+def site_validator(name: str) -> Draft202012Validator:
+    """Validator for ``schema/site/<name>.schema.json`` (the site channel, e.g. ``request``)."""
+    resources = []
+    for path in [*SCHEMA_DIR.glob("*.schema.json"), *SITE_DIR.glob("*.schema.json")]:
+        contents = json.loads(path.read_text(encoding="utf-8"))
+        resources.append((contents["$id"], Resource.from_contents(contents)))
+    contents = json.loads((SITE_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
+    return Draft202012Validator(
+        contents,
+        registry=Registry().with_resources(resources),
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
+
+
+def site_errors(name: str, payload: Any) -> list[str]:
+    """Every violation of the site channel's ``name`` contract (empty when valid)."""
+    return [e.message for e in site_validator(name).iter_errors(payload)]

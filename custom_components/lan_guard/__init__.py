@@ -25,11 +25,13 @@ from .coordinator import LanGuardCoordinator
 from .evacuation.record import Reason
 from .evacuation.runner import EvacuationRunner, async_end_for_removed_entry
 from .evacuation.services import async_setup_evacuation_services
+from .federation import Federation
 from .history import EventHistory
 from .learner import Learner
 from .learner_services import async_setup_learner_services
 from .notifications import IncidentNotifier
 from .panel import async_register_panel
+from .provider.link import ProviderLink
 from .runtime import LanGuardConfigEntry, LanGuardData
 from .services import async_setup_services
 from .websocket_api import async_setup_websocket_api
@@ -88,13 +90,20 @@ async def async_setup_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) -> 
         async_track_time_interval(hass, notifier.async_withdraw_expired, QUESTION_CHECK)
     )
     await coordinator.async_start()
+    provider = ProviderLink(hass, entry, coordinator, learner, evacuation)
     try:
         await evacuation.async_setup()
     except Exception:
         await coordinator.async_stop()  # nothing of the agent stays subscribed
         raise
-    entry.runtime_data = LanGuardData(coordinator, learner, notifier, evacuation)
+    federation = Federation(hass, coordinator, learner)
+    await federation.async_start()
+    entry.runtime_data = LanGuardData(
+        coordinator, learner, notifier, evacuation, provider, federation
+    )
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    # After the entities: the agent's events arriving meanwhile find them all there.
+    await provider.async_start()
     return True
 
 
@@ -107,7 +116,9 @@ async def async_unload_entry(hass: HomeAssistant, entry: LanGuardConfigEntry) ->
         if entry.disabled_by is not None:
             # While the agent's topics are still subscribed, so quarantines can be lifted.
             await data.evacuation.async_stop(Reason.REMOVED)
+        await data.provider.async_stop()
         await data.evacuation.async_close()
+        data.federation.async_stop()
         await data.coordinator.async_stop()
         await data.learner.async_flush()
         issues.async_delete_agent_offline(hass, entry)

@@ -1,4 +1,5 @@
-"""Button: acknowledge the open incidents (clears the threat until one escalates)."""
+"""Buttons: acknowledge the open incidents (clears the threat until one escalates); forget
+the labels this home contributed to federated learning."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .entity import LanGuardEntity
+from .federation_entities import DeleteContributedButton
 from .runtime import LanGuardConfigEntry
 
 PARALLEL_UPDATES = 0
@@ -17,8 +19,10 @@ async def async_setup_entry(
     entry: LanGuardConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """One acknowledge button per agent."""
+    """One acknowledge button per agent; forgetting contributed labels when contributing."""
     async_add_entities([LanGuardAcknowledgeButton(entry.runtime_data.coordinator, "acknowledge")])
+    if entry.runtime_data.federation.active:
+        async_add_entities([DeleteContributedButton(entry.runtime_data.federation)])
 
 
 class LanGuardAcknowledgeButton(LanGuardEntity, ButtonEntity):

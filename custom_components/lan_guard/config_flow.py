@@ -35,11 +35,13 @@ from .const import (
     AGENT_ANSWER_TIMEOUT,
     CONF_AGENT_ID,
     CONF_ALLOWLIST,
+    CONF_CONTRIBUTE_LABELS,
     CONF_EVACUATION,
     CONF_LEGACY_SIGNATURES,
     CONF_NOTIFY_LEVEL,
     CONF_NOTIFY_TARGETS,
     CONF_OFFLINE_MINUTES,
+    CONF_PROVIDER,
     CONF_QUESTIONS_PER_DAY,
     CONF_SIGNING_KEY,
     CONF_TOPIC_PREFIX,
@@ -55,6 +57,7 @@ from .evacuation import options as evacuation_options
 from .intake import Refused, decode
 from .notifications import phone_targets
 from .payloads import AGENT_ID
+from .provider import options as provider_options
 from .runtime import LanGuardConfigEntry
 from .untrusted import inert
 
@@ -258,12 +261,19 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
             **evacuation_options.suggested(stored, info),
             **((user_input or {}).get(CONF_EVACUATION) or {}),
         }
+        provider = {
+            **provider_options.suggested(stored),
+            **((user_input or {}).get(CONF_PROVIDER) or {}),
+        }
         if user_input is not None:
             try:
                 options = self._parse(user_input, info) | evacuation_options.parse(section, info)
+                options |= provider_options.parse(provider, CONF_SIGNING_KEY in options)
             except evacuation_options.InvalidOption as err:
                 errors[err.args[0]] = err.args[1]
                 placeholders["entry"] = err.args[2]
+            except provider_options.InvalidProviderOption as err:
+                errors[err.args[0]] = err.args[1]
             else:
                 return self.async_create_entry(data=options)
         current = {**DEFAULT_OPTIONS, **stored, **(user_input or {})}
@@ -271,6 +281,7 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
         current[CONF_NOTIFY_TARGETS] = _targets(current[CONF_NOTIFY_TARGETS])
         current[CONF_ALLOWLIST] = "\n".join(evacuation_options.lines(current[CONF_ALLOWLIST]))
         current[CONF_EVACUATION] = evacuation_options.suggested(section, info)
+        current[CONF_PROVIDER] = provider
         warning = ""
         if evacuation_options.cannot_quarantine(section, info):
             warning = await _async_text(self.hass, "options_no_quarantine")
@@ -319,6 +330,8 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
             options[CONF_LEGACY_SIGNATURES] = True
         if CONF_QUESTIONS_PER_DAY in user_input:  # absent: the default (3 a day)
             options[CONF_QUESTIONS_PER_DAY] = int(user_input[CONF_QUESTIONS_PER_DAY])
+        if user_input.get(CONF_CONTRIBUTE_LABELS):
+            options[CONF_CONTRIBUTE_LABELS] = True
         return options
 
     def _schema(self, chosen: list[str], info: dict[str, Any] | None) -> vol.Schema:
@@ -342,6 +355,7 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                     TextSelectorConfig(type=TextSelectorType.PASSWORD)
                 ),
                 vol.Optional(CONF_LEGACY_SIGNATURES, default=False): BooleanSelector(),
+                vol.Optional(CONF_CONTRIBUTE_LABELS, default=False): BooleanSelector(),
                 vol.Optional(CONF_ALLOWLIST): TextSelector(TextSelectorConfig(multiline=True)),
                 vol.Required(CONF_OFFLINE_MINUTES): NumberSelector(
                     NumberSelectorConfig(
@@ -360,6 +374,7 @@ class LanGuardOptionsFlow(OptionsFlowWithReload):
                     )
                 ),
                 vol.Optional(CONF_EVACUATION): evacuation_options.section_schema(self.hass, info),
+                vol.Optional(CONF_PROVIDER): provider_options.section_schema(),
             }
         )
 

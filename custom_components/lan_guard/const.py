@@ -32,6 +32,7 @@ CONF_OFFLINE_MINUTES: Final = "offline_minutes"
 CONF_QUESTIONS_PER_DAY: Final = "questions_per_day"
 # Accept agents signing in format 1 (no agent id, no topic): only while upgrading agents.
 CONF_LEGACY_SIGNATURES: Final = "legacy_signatures"
+CONF_CONTRIBUTE_LABELS: Final = "contribute_labels"
 
 # Level 1 (ARP scan) is also what HA's own nmap tracker and NetAlertX do every few minutes,
 # so by default only a scan of the monitoring node (level 2) or worse notifies.
@@ -54,6 +55,10 @@ TOPIC_HOSTS: Final = "hosts"
 TOPIC_QUARANTINE: Final = "quarantine"
 TOPIC_COMMAND: Final = "command"
 TOPIC_COMMAND_RESULT: Final = "command/result"
+# Federated learning: the owner's labelled examples to the agent's node (never bridged) and
+# the request to forget them (the provider's global model comes on TOPIC_SITE_GLOBAL_MODEL).
+SUB_TRAINING_EXAMPLE: Final = "training/example"
+SUB_TRAINING_DELETE: Final = "training/delete"
 
 STATUS_ONLINE: Final = "online"
 STATUS_OFFLINE: Final = "offline"
@@ -127,6 +132,24 @@ ATTR_IP: Final = "ip"
 # Notification buttons of evacuation: LAN_GUARD_EVAC_<RESTORE|KEEP>_<config entry id>.
 EVACUATION_ACTION_PREFIX: Final = "LAN_GUARD_EVAC_"
 ISSUE_EVACUATION_INCOMPLETE: Final = "evacuation_incomplete"
+
+# The owner's provider and its operations center (PSOC), over the site channel: what the
+# owner allows, in the options form's "provider" section. Both off by default.
+CONF_PROVIDER: Final = "provider"  # the options form's section
+CONF_PROVIDER_MAY_SEE: Final = "provider_may_see"
+CONF_PROVIDER_MAY_EVACUATE: Final = "provider_may_evacuate"
+# Site channel sub-topics below <prefix>/<agent_id>/ (schema/site/).
+TOPIC_SITE_CONSENT: Final = "site/consent"
+TOPIC_SITE_EVACUATION: Final = "site/evacuation"
+TOPIC_SITE_VERDICT: Final = "site/verdict"
+TOPIC_SITE_LABEL: Final = "site/label"
+TOPIC_SITE_ACK: Final = "site/ack"
+TOPIC_SITE_REQUEST: Final = "site/request"
+TOPIC_SITE_REQUEST_RESULT: Final = "site/request/result"
+TOPIC_SITE_PROVIDER_LABEL: Final = "site/provider_label"
+TOPIC_SITE_GLOBAL_MODEL: Final = "site/global_model"  # federated learning (PSOC -> HA)
+# One provider notification per agent: each request replaces the text.
+PROVIDER_NOTIFICATION_PREFIX: Final = "lan_guard_provider_"
 
 
 class Kind(StrEnum):

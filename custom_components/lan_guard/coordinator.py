@@ -77,6 +77,7 @@ _LOGGER = logging.getLogger(__name__)
 EventListener: TypeAlias = Callable[[LanGuardEvent], None]
 LabelListener: TypeAlias = Callable[[LanGuardEvent, Label], Awaitable[None]]
 ResultListener: TypeAlias = Callable[[dict[str, Any]], None]
+AckListener: TypeAlias = Callable[[datetime], None]
 
 # Retained topics: a retained message may be old, so only its signature is checked.
 _RETAINED = (TOPIC_INFO, TOPIC_STATE, TOPIC_HOSTS, TOPIC_QUARANTINE)
@@ -142,6 +143,7 @@ class LanGuardCoordinator:
         self._event_listeners: list[EventListener] = []
         self._label_listeners: list[LabelListener] = []
         self._result_listeners: list[ResultListener] = []
+        self._ack_listeners: list[AckListener] = []
 
         # The agent as last reported.
         self.status: str | None = None
@@ -245,6 +247,12 @@ class LanGuardCoordinator:
         return lambda: self._result_listeners.remove(listener)
 
     @callback
+    def async_add_ack_listener(self, listener: AckListener) -> CALLBACK_TYPE:
+        """Call ``listener`` with the time whenever the owner acknowledges the incidents."""
+        self._ack_listeners.append(listener)
+        return lambda: self._ack_listeners.remove(listener)
+
+    @callback
     def async_update_listeners(self) -> None:
         """Tell the entities to refresh."""
         for update in list(self._update_listeners):
@@ -304,6 +312,9 @@ class LanGuardCoordinator:
             self.history.acknowledged[incident.incident_id] = incident.level
             notifications.async_dismiss(self.hass, incident.incident_id)
         self.history.schedule_save()
+        now = dt_util.utcnow()
+        for listener in list(self._ack_listeners):
+            listener(now)
         self.async_update_listeners()
 
     async def async_label(self, event: LanGuardEvent, label: Label) -> None:

@@ -14,6 +14,7 @@ from .const import (
     CONF_QUARANTINE_ENTITIES,
     CONF_SIGNING_KEY,
 )
+from .federation import Federation
 from .learner import Learner
 from .runtime import LanGuardConfigEntry
 
@@ -76,9 +77,23 @@ async def async_get_config_entry_diagnostics(
         "history": coordinator.history.export(),
         "evacuation": entry.runtime_data.evacuation.attributes(),
         "classifier": _classifier(entry.runtime_data.learner),
+        "provider": entry.runtime_data.provider.diagnostics(),
+        "federation": _federation(entry.runtime_data.federation),
     }
     redacted: dict[str, Any] = async_redact_data(data, TO_REDACT)
     return redacted
+
+
+def _federation(federation: Federation) -> dict[str, Any]:
+    """Consent, what was contributed, the global model in use (without its arrays)."""
+    prior = federation.learner.global_prior or {}
+    return {
+        "contribute": federation.contribute,
+        "active": federation.active,
+        "contributed_labels": federation.contributed,
+        "refused": federation.refused,
+        "global_model": {k: v for k, v in prior.items() if k not in ("weights", "precision")},
+    }
 
 
 def _classifier(learner: Learner) -> dict[str, Any]:

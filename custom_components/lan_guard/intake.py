@@ -43,6 +43,9 @@ MAX_BYTES: Final = {
     "hosts": MAX_RETAINED_BYTES,
     "quarantine": MAX_RETAINED_BYTES,
     "status": 64,  # online or offline (not JSON)
+    # The provider's requests and labels: a 512-character reason is the most they carry.
+    "site_request": 4 * KIB,
+    "site_provider_label": 4 * KIB,
 }
 # Retained payloads above this are decoded in a worker thread: validating 512 hosts takes
 # about 10 ms, 4,096 incidents over 100 ms, too long to hold the event loop. Nothing larger

@@ -23,11 +23,13 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN, SAVE_DELAY, Label
+from .learning import federated
 from .learning.classifier import Classifier
 from .learning.features import FEATURE_VERSION
 from .learning.model import ModelError, rule_assessment
@@ -69,6 +71,9 @@ class Learner:
         )
         self.pushes = PushPolicy()
         self.reset_reason: str | None = None
+        # The federation's global model in use as the prior (its version, round, sites,
+        # privacy, weights, precision), or None: the hand-set prior.
+        self.global_prior: dict[str, Any] | None = None
 
     def _question_policy(self) -> QuestionPolicy:
         return QuestionPolicy(per_day=self._questions_per_day)
@@ -85,6 +90,11 @@ class Learner:
             self.pushes = PushPolicy.from_dict(stored["pushes"])
         except (KeyError, TypeError, ValueError):
             self.pushes = PushPolicy()
+        global_prior = stored.get("global_prior")
+        if self.reset_reason is None and isinstance(global_prior, dict):
+            self.global_prior = global_prior
+        elif self.reset_reason is None and global_prior is not None:
+            self.reset_reason = "stored global model malformed: the hand-set prior is used"
         if self.reset_reason is not None:
             _LOGGER.warning("LAN Guard classifier: %s", self.reset_reason)
             self._schedule_save()
@@ -180,12 +190,47 @@ class Learner:
 
     # -- what the sensor and the actions use ---------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Label counts, prequential accuracy, imports, what decides."""
-        return self.classifier.stats()
+        """Label counts, prequential accuracy, imports, what decides, and the prior:
+        hand-set or the global model."""
+        prior = "hand-set" if self.global_prior is None else "global model"
+        return {**self.classifier.stats(), "prior": prior}
+
+    def features_of(self, event_id: str) -> list[float] | None:
+        """The feature vector the classifier took for a recent event (None: forgotten)."""
+        return self.classifier.features_of(event_id)
 
     def reset(self) -> None:
-        """Forget what the model learned (the source history stays)."""
+        """Forget what the model learned (the source history stays; a global model in use
+        stays the prior)."""
         self.classifier.reset_model()
+        if self.global_prior is not None:
+            self.classifier.replace_prior(
+                federated.hand_set_prior(self.classifier.own), _arrays(self.global_prior)
+            )
+        self._schedule_save()
+
+    def use_global_prior(self, payload: dict[str, Any]) -> None:
+        """Make a (verified) global model the prior under the owner's own labels. Raises
+        ModelError saying why it cannot be used: another feature version above all (the
+        federation trains what the sites' integrations compute; a site on another version
+        keeps its own prior until both match)."""
+        model = payload["model"]
+        version = model.get("feature_version") if isinstance(model, dict) else None
+        if version != FEATURE_VERSION:
+            raise ModelError(
+                f"global model of feature version {version!r}, this integration computes "
+                f"feature version {FEATURE_VERSION}: not used (the hand-set prior stays)"
+            )
+        new = federated.prior_of(model)
+        old = (
+            _arrays(self.global_prior)
+            if self.global_prior is not None
+            else federated.hand_set_prior(self.classifier.own)
+        )
+        self.classifier.replace_prior(old, new)
+        self.global_prior = {
+            key: payload[key] for key in ("version", "round", "run_id", "sites", "privacy")
+        } | {"weights": new[0].tolist(), "precision": new[1].tolist()}
         self._schedule_save()
 
     def export(self) -> dict[str, Any]:
@@ -203,7 +248,11 @@ class Learner:
 
     # -- storage -------------------------------------------------------------------------
     def _data(self) -> dict[str, Any]:
-        return {**self.classifier.to_dict(), "pushes": self.pushes.to_dict()}
+        return {
+            **self.classifier.to_dict(),
+            "pushes": self.pushes.to_dict(),
+            "global_prior": self.global_prior,
+        }
 
     def _schedule_save(self) -> None:
         self._store.async_delay_save(self._data, SAVE_DELAY)
@@ -215,6 +264,14 @@ class Learner:
     async def async_remove(self) -> None:
         """Delete the stored state (the entry was removed)."""
         await self._store.async_remove()
+
+
+def _arrays(prior: dict[str, Any]) -> federated.Prior:
+    """The mean and precision of a stored global prior."""
+    return (
+        np.asarray(prior["weights"], dtype=np.float64),
+        np.asarray(prior["precision"], dtype=np.float64),
+    )
 
 
 __all__ = ["Learner", "ModelError"]

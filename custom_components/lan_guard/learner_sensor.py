@@ -50,4 +50,6 @@ class ModelAccuracySensor(LanGuardEntity, SensorEntity):
             "imported_labels": stats["imported_labels"],
             "decided_by": stats["decided_by"],
             "feature_version": stats["feature_version"],
+            # "global model" once the provider's federated model is this home's prior.
+            "prior": stats["prior"],
         }

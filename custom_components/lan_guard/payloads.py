@@ -450,6 +450,39 @@ COMMAND_RESULT = _signed(
 
 STATUS = _one_of("online", "offline")
 
+# The site channel's payloads from the owner's provider (``schema/site/``): always signed.
+_SITE_ID = _string(_AGENT_ID)
+_OPERATOR = _string(min_length=1, max_length=80)
+_SITE_SIGNATURE: dict[Any, Validator] = {vol.Required("ts"): TS, vol.Required("sig"): SIG}
+
+SITE_REQUEST = vol.Schema(
+    {
+        vol.Required("schema"): _const(SCHEMA_VERSION),
+        vol.Required("id"): _SITE_ID,
+        vol.Required("agent_id"): AGENT_ID,
+        vol.Required("action"): _one_of("start_evacuation", "stop_evacuation"),
+        vol.Required("incident_id"): EVENT_ID,
+        vol.Required("culprit"): _or_null(
+            vol.Schema({vol.Required("mac"): MAC, vol.Required("ip"): _or_null(_ipv4)})
+        ),
+        vol.Required("reason"): _string(max_length=512),
+        vol.Required("operator"): _OPERATOR,
+        **_SITE_SIGNATURE,
+    }
+)
+
+SITE_PROVIDER_LABEL = vol.Schema(
+    {
+        vol.Required("schema"): _const(SCHEMA_VERSION),
+        vol.Required("id"): _SITE_ID,
+        vol.Required("agent_id"): AGENT_ID,
+        vol.Required("event_id"): EVENT_ID,
+        vol.Required("label"): _one_of("normal", "alarm"),
+        vol.Required("operator"): _OPERATOR,
+        **_SITE_SIGNATURE,
+    }
+)
+
 SCHEMAS: Final[dict[str, Validator]] = {
     "event": EVENT,
     "info": INFO,
@@ -459,6 +492,8 @@ SCHEMAS: Final[dict[str, Validator]] = {
     "command": COMMAND,
     "command_result": COMMAND_RESULT,
     "status": STATUS,
+    "site_request": SITE_REQUEST,
+    "site_provider_label": SITE_PROVIDER_LABEL,
 }
 
 

@@ -16,6 +16,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import LanGuardCoordinator
 from .entity import LanGuardEntity
+from .federation_entities import GlobalModelSensor
 from .learner_sensor import ModelAccuracySensor
 from .models import IncidentView
 from .runtime import LanGuardConfigEntry
@@ -130,6 +131,8 @@ async def async_setup_entry(
     coordinator = entry.runtime_data.coordinator
     async_add_entities(LanGuardSensor(coordinator, description) for description in SENSORS)
     async_add_entities([ModelAccuracySensor(coordinator, entry.runtime_data.learner)])
+    if entry.runtime_data.federation.active:
+        async_add_entities([GlobalModelSensor(entry.runtime_data.federation)])
 
 
 class LanGuardSensor(LanGuardEntity, RestoreSensor):

@@ -50,7 +50,6 @@ class Site(Base):
     created_at: Mapped[float] = mapped_column(Float)
     bridge_online: Mapped[bool | None] = mapped_column(Boolean, default=None)
     bridge_at: Mapped[float | None] = mapped_column(Float, default=None)
-    last_seen_at: Mapped[float | None] = mapped_column(Float, default=None)
     # What the customer allows, and their evacuation state, as their Home Assistant says.
     may_see: Mapped[bool | None] = mapped_column(Boolean, default=None)
     may_evacuate: Mapped[bool | None] = mapped_column(Boolean, default=None)

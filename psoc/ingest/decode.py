@@ -5,18 +5,19 @@ bounded before anything is stored, strings stay strings (the console escapes the
 refusal carries a short reason that the worker counts per site (``Rejected.reason``). The
 shapes follow ``schema/`` (the agent's contract and the site channel); the checks are typed
 code rather than a JSON Schema validator per message, for speed at thousands of events a
-second, and ``tests/psoc/test_decode.py`` holds them to the schema's examples.
+second, and ``tests/psoc/test_contract.py`` holds them to the schema's examples.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from psoc import signatures
 from psoc.topics import Where
@@ -231,19 +232,15 @@ Decoded = (
 # -- field readers --------------------------------------------------------------------
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def load_json(raw: bytes) -> dict[str, Any]:
-    """A JSON object of bounded size and depth, without NaN/Infinity or huge integers."""
+    """A JSON object of bounded size, strict JSON (orjson: no NaN/Infinity, numbers that
+    overflow a double, invalid UTF-8 or lone surrogates; nesting stops at 1,024 levels),
+    about three times faster than the standard library's at thousands of events a second."""
     if len(raw) > MAX_PAYLOAD:
         raise Rejected("too_large", f"{len(raw)} bytes")
     try:
-        value = json.loads(raw, parse_constant=_no_constant)
-    except RecursionError as err:
-        raise Rejected("too_deep") from err
-    except (ValueError, UnicodeDecodeError) as err:  # also int digits limit
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
         raise Rejected("not_json", str(err)[:120]) from err
     if not isinstance(value, dict):
         raise Rejected("not_an_object")
@@ -257,13 +254,15 @@ def _shallow(value: Any, what: str) -> None:
 
 
 def _depth(value: Any, level: int = 1) -> int:
-    if level > MAX_DEPTH:
+    """How deep ``value`` nests (a scalar is 1), counted no further than past ``MAX_DEPTH``."""
+    if level > MAX_DEPTH or not isinstance(value, dict | list):
         return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level)
-    return level
+    children = value.values() if isinstance(value, dict) else value
+    deepest = level + 1 if children else level  # an element's scalars are one level down
+    for child in children:
+        if isinstance(child, dict | list):  # only containers nest further
+            deepest = max(deepest, _depth(child, level + 1))
+    return deepest
 
 
 def _str(

@@ -14,9 +14,13 @@ come through the shared subscription, once. (A live message on a retained topic 
 seconds comes twice; retained facts are newer-wins, so that is harmless.) MQTT 3.1.1: its
 per-message cost in paho is about half that of MQTT 5's properties.
 
-One thread owns the MQTT connection (paho's loop); one writer thread decodes, stores and
-acknowledges in batches; a bad message is refused and counted, never stops the loop; a
-database outage holds the batch (unacknowledged, so nothing is lost) and retries.
+Three threads, one direction: paho's loop owns the MQTT connection and queues what comes
+in; a decoder takes it in batches and checks it (``psoc.ingest.decode``: bounds, contract,
+the site's signature); a writer stores each checked batch in one transaction and only then
+acknowledges it. The decoder checks the next batch while the writer waits for the database
+(at most one checked batch waits for the writer). A bad message is refused and counted,
+never stops a loop; a database outage holds the batch (unacknowledged, so nothing is lost)
+and retries.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from psoc.store import IngestResult, ReplayRequest, Store
 _LOGGER = logging.getLogger(__name__)
 
 SNAPSHOT_S = 3.0  # how long the plain subscription to retained topics is held
+_CONFLICTS = ("40001", "40P01")  # serialization failure, deadlock: PostgreSQL rolled back
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,19 @@ class _Message:
     retain: bool
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """A batch through the decoder: what to store, what was refused, what to acknowledge."""
+
+    messages: list[_Message]
+    records: list[d.Decoded]
+    refused: Counter[tuple[str, str]]
+
+
+class _Stopping(Exception):
+    """The worker stops while waiting for the database: the batch stays unacknowledged."""
+
+
 class Worker:
     """One worker process's MQTT intake and writer (see the module doc)."""
 
@@ -120,7 +138,9 @@ class Worker:
         self._batch_max = batch_max
         self._batch_wait_s = batch_wait_s
         self._gap_interval_s = gap_interval_s
+        # bounded by the broker: it sends at most max_inflight_messages unacknowledged
         self._queue: queue.Queue[_Message] = queue.Queue()
+        self._checked: queue.Queue[_Checked] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._keys: dict[str, bytes] = {}
         self._keys_at = 0.0
@@ -130,6 +150,7 @@ class Worker:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._decoder = threading.Thread(target=self._decode_loop, name="psoc-decoder", daemon=True)
         self._writer = threading.Thread(target=self._write_loop, name="psoc-writer", daemon=True)
         self._gapper = threading.Thread(target=self._gap_loop, name="psoc-gaps", daemon=True)
         self.connected = threading.Event()
@@ -145,12 +166,14 @@ class Worker:
             keepalive=30,
         )
         self._client.loop_start()
+        self._decoder.start()
         self._writer.start()
         self._gapper.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        self._decoder.join(10)
         self._writer.join(10)
         self._gapper.join(10)
         self._client.disconnect()
@@ -212,11 +235,28 @@ class Worker:
 
     # -- writer --------------------------------------------------------------------------
 
-    def _write_loop(self) -> None:
+    def _decode_loop(self) -> None:
         while not self._stop.is_set():
             batch = self._take()
-            if batch:
-                self._handle(batch)
+            if not batch:
+                continue
+            try:
+                checked = self._decode(batch, self._clock())
+            except _Stopping:
+                return
+            while not self._stop.is_set():
+                try:
+                    self._checked.put(checked, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._handle(self._checked.get(timeout=0.2))
+            except queue.Empty:
+                continue
 
     def _gap_loop(self) -> None:
         """Sequence checks on their own thread (and connection): they never hold up intake."""
@@ -242,15 +282,24 @@ class Worker:
     def _site_key(self, site_id: str, now: float) -> bytes | None:
         """The site's key; raises ``Rejected`` for a site the PSOC does not know."""
         if site_id not in self._keys and now - self._keys_at > 2.0:  # a site added meanwhile
-            self._keys = self.store.site_keys()
+            self._keys = self._waiting_out_outages(self.store.site_keys)
             self._keys_at = now
         if site_id not in self._keys:
             raise d.Rejected("unknown_site")
         return self._keys[site_id]
 
-    def _decode(
-        self, batch: list[_Message], now: float
-    ) -> tuple[list[d.Decoded], Counter[tuple[str, str]]]:
+    def _waiting_out_outages(self, read: Callable[[], dict[str, bytes]]) -> dict[str, bytes]:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                return read()
+            except SQLAlchemyError as err:
+                _LOGGER.warning("database unavailable (%s); retrying in %.1f s", err, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+        raise _Stopping
+
+    def _decode(self, batch: list[_Message], now: float) -> _Checked:
         records: list[d.Decoded] = []
         refused: Counter[tuple[str, str]] = Counter()
         for message in batch:
@@ -264,16 +313,25 @@ class Worker:
             except d.Rejected as err:
                 refused[(where.site_id, err.reason)] += 1
                 _LOGGER.debug("refused %s: %s", message.topic, err)
-        return records, refused
+            except (ValueError, TypeError, KeyError, RecursionError) as err:
+                # a payload the checks did not foresee: refused and counted, the loop goes on
+                refused[(where.site_id, "undecodable")] += 1
+                _LOGGER.error("could not check %s: %r", message.topic, err)
+        return _Checked(batch, records, refused)
 
-    def _handle(self, batch: list[_Message]) -> None:
+    def _handle(self, batch: _Checked) -> None:
         delay = 0.5
+        conflicts = 0
         while not self._stop.is_set():
             now = self._clock()
-            records, refused = self._decode(batch, now)
+            records, refused = batch.records, batch.refused.copy()
             try:
                 result = self.store.ingest(records, now)
             except DBAPIError as err:
+                if getattr(err.orig, "sqlstate", None) in _CONFLICTS and conflicts < 5:
+                    conflicts += 1  # another transaction won a race: at once, again
+                    _LOGGER.info("batch in conflict (%s); again", err.orig)
+                    continue
                 if err.connection_invalidated or isinstance(err, OperationalError):
                     _LOGGER.warning(
                         "database unavailable (%s); retrying in %.1f s", err.orig, delay
@@ -289,7 +347,7 @@ class Worker:
                 self.store.count(refused)
             except SQLAlchemyError:
                 _LOGGER.exception("could not count refusals %s", dict(refused))
-            for message in batch:
+            for message in batch.messages:
                 self._client.ack(message.mid, message.qos)
             self.stored += result.events_new
             self.rejected.update(refused)

@@ -236,6 +236,18 @@ def test_the_start_policy() -> None:
     assert start_reason(Policy(Trigger.MANUAL), nobody, _sighting(level=3)) is None
 
 
+def test_the_providers_start_and_stop_say_so() -> None:
+    policy = Policy(Trigger.MANUAL, 2, True, (TV,), "agent")
+    started = _run(Record(), StartByHand(Host(MACS[0]), Reason.PROVIDER), _world(), policy)
+    record = started[-1].record
+    assert (record.phase, record.reason) == (Phase.ACTIVE, Reason.PROVIDER)
+    assert MACS[0] in record.culprits and TV in record.appliances
+    ended = _run(record, Stop(Reason.PROVIDER), _world(), policy)
+    assert not ended[-1].record.active
+    said = [e.message for s in ended for e in s.effects if isinstance(e, Notify)]
+    assert said and said[-1].reason is Reason.PROVIDER
+
+
 def test_records_round_trip_and_read_older_ones() -> None:
     for record in _records().values():
         assert Record.from_dict(record.as_dict()) == record

@@ -6,10 +6,12 @@ import json
 from datetime import timedelta, timezone
 from typing import Any
 
+import numpy as np
 import pytest
 
+from custom_components.lan_guard.learning import federated
 from custom_components.lan_guard.learning.classifier import MAX_IMPORTS, Classifier
-from custom_components.lan_guard.learning.features import FEATURE_VERSION
+from custom_components.lan_guard.learning.features import FEATURE_VERSION, INDEX, N_FEATURES
 from custom_components.lan_guard.learning.model import ModelError, OnlineLogisticModel
 from custom_components.lan_guard.learning.policy import QuestionPolicy
 from tests.ha.test_learning_features import LAPTOP, T0, make_event, sweep
@@ -289,6 +291,33 @@ def test_importing_a_model_once_counts_once() -> None:
         teacher.merge(teacher.export())
     with pytest.raises(ModelError):
         learner.merge({"format": 2, "feature_version": FEATURE_VERSION + 1})
+
+
+def test_a_global_prior_goes_under_the_own_labels_and_stays_through_a_rebuild() -> None:
+    classifier = taught(4)
+    imported = taught(10).export()
+    classifier.merge(imported)
+    event = ransomware(100, mac=LAPTOP)
+    classifier.assess(event)
+    classifier.learn(event["id"], "normal")
+    features = classifier.features_of(event["id"])  # as taken on arrival, for the federation
+    assert features is not None and len(features) == N_FEATURES and features[INDEX["bias"]] == 1
+    assert classifier.features_of("f" * 32) is None
+    # A global model very sure that everything is an alarm (a large bias, a high precision).
+    sure = (np.zeros(N_FEATURES), np.eye(N_FEATURES) * 1e4)
+    sure[0][INDEX["bias"]] = 6.0
+    classifier.replace_prior(federated.hand_set_prior(classifier.own), sure)
+    assert classifier.stats()["labels"] == 5  # the owner's labels stay the home's
+    assert classifier.imports[imported["model_id"]].to_dict() == imported  # theirs kept
+    assert classifier.own.mean[INDEX["bias"]] == pytest.approx(6.0, abs=0.05)
+    # A new answer rebuilds the own model from the folded labels and the records: on the
+    # global prior, not on the hand-set one.
+    classifier.learn(event["id"], "alarm")
+    assert classifier.own.mean[INDEX["bias"]] == pytest.approx(6.0, abs=0.05)
+    assert classifier.assess(owner_scan(500)).verdict == "alarm"
+    with pytest.raises(ModelError, match="another size"):  # nothing changes
+        classifier.replace_prior(sure, (np.zeros(3), np.eye(3)))
+    assert classifier.own.mean[INDEX["bias"]] == pytest.approx(6.0, abs=0.05)
 
 
 def test_imports_are_bounded() -> None:

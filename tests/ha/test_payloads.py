@@ -17,7 +17,7 @@ import pytest
 import voluptuous as vol
 
 from custom_components.lan_guard import payloads
-from tests.contract import errors
+from tests.contract import SITE_DIR, errors, site_errors
 
 from .conftest import EXAMPLES
 
@@ -226,3 +226,32 @@ def test_agents_before_0_2_are_accepted_only_by_the_legacy_schemas() -> None:
         payloads.validate(name, payload, legacy=True)
     with pytest.raises(vol.Invalid):  # the rest of the contract still holds
         payloads.validate("event", {**event, "level": 9}, legacy=True)
+
+
+# The site channel's payloads the integration reads (from the owner's provider).
+SITE_IN = {"request": "site_request", "provider_label": "site_provider_label"}
+SITE_VALID = sorted(p for p in (SITE_DIR / "examples").glob("*.json") if schema_of(p) in SITE_IN)
+SITE_INVALID = sorted(
+    p for p in (SITE_DIR / "examples" / "invalid").glob("*.json") if schema_of(p) in SITE_IN
+)
+
+
+@pytest.mark.parametrize("path", SITE_VALID, ids=lambda p: p.name)
+def test_the_providers_payloads_both_agree_one_change_at_a_time(path: Path) -> None:
+    name = schema_of(path)
+    payload = load(path)
+    assert site_errors(name, payload) == []
+    payloads.validate(SITE_IN[name], payload)
+    disagreements = [
+        label
+        for label, mutated in mutations(payload)
+        if (not site_errors(name, mutated)) != integration_accepts(SITE_IN[name], mutated)
+    ]
+    assert disagreements == []
+
+
+@pytest.mark.parametrize("path", SITE_INVALID, ids=lambda p: p.name)
+def test_the_providers_invalid_examples_are_refused_by_both(path: Path) -> None:
+    payload = load(path)
+    assert site_errors(schema_of(path), payload)
+    assert not integration_accepts(SITE_IN[schema_of(path)], payload)

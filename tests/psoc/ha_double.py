@@ -1,7 +1,9 @@
 """A TEST DOUBLE of the Home Assistant integration's site-channel side (not the integration).
 
-It speaks the HA <-> PSOC contract (``schema/site_*.schema.json``) over real MQTT at a site's
-broker, so the PSOC's end-to-end tests have a customer side until the integration grows one:
+It speaks the HA <-> PSOC contract (``schema/site/``) over real MQTT at a site's broker. The
+PSOC's own test process cannot run Home Assistant (its test plugin is off there), so the
+console's tests use it for the site that refuses its provider (``may_evacuate=False``); the
+consenting site runs the real integration in-process in ``tests/ha/test_psoc_e2e.py``. It:
 
 - publishes the owner's consent (``site/consent``, retained) and evacuation state
   (``site/evacuation``, retained), signed with the site key;

@@ -70,8 +70,12 @@ def test_only_the_listed_sub_topics_cross_to_the_psoc(pair: Pair) -> None:
         )
         sender = client(pair.site.port)
         never = [
+            "pi/training/example",  # the owner's labelled examples (federated learning)
+            "pi/training/delete",
+            "pi/training/status",
             "pi/training/model",
             "pi/training/data/x",
+            "pi/site/global_model",  # comes in from the PSOC, never goes out
             "pi/command",
             "pi/other",
             "pi/site/request",

@@ -30,6 +30,7 @@ SUB = {
     "request": "site/request",
     "request_result": "site/request/result",
     "provider_label": "site/provider_label",
+    "global_model": "site/global_model",
 }
 
 
@@ -58,10 +59,9 @@ def name_of(path: Path) -> str:
 def test_every_sub_topic_has_a_schema_and_an_example() -> None:
     assert {p.name.removesuffix(".schema.json") for p in SITE.glob("*.schema.json")} == set(SUB)
     assert {name_of(p) for p in VALID} == set(SUB)
-    assert {f"site/{s}" for s in ("request", "provider_label")} <= set(topics.INBOUND)
-    assert {v for k, v in SUB.items() if k not in ("request", "provider_label")} <= set(
-        topics.OUTBOUND
-    )
+    inbound = ("request", "provider_label", "global_model")
+    assert {f"site/{s}" for s in inbound} <= set(topics.INBOUND)
+    assert {v for k, v in SUB.items() if k not in inbound} <= set(topics.OUTBOUND)
 
 
 @pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)

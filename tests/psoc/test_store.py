@@ -216,6 +216,43 @@ def test_site_channel_consent_evacuation_verdict_and_labels(sites: Store) -> Non
     )
 
 
+def test_one_batch_with_an_event_its_verdict_and_states_of_several_agents(sites: Store) -> None:
+    event = p.event("pi-a", at=NOW, level=3, kind="session", seq=1)
+    verdict = {
+        "schema": 1,
+        "id": "v1",
+        "agent_id": "pi-a",
+        "event_id": event["id"],
+        "verdict": "alarm",
+        "probability": 0.9,
+        "decided_by": "model",
+    }
+    states = [  # two for pi-a in one batch, the newer first: it wins
+        ("pi-a", p.state("pi-a", at=NOW + 2, level=3, last_seq=1, oldest_seq=1)),
+        ("pi-a", p.state("pi-a", at=NOW + 1, level=1, last_seq=1)),
+        ("pi-b", p.state("pi-b", at=NOW + 1, level=2, last_seq=7)),
+    ]
+    result = sites.ingest(
+        [
+            rec("s1", "pi-a", "event", event),
+            rec("s1", "pi-a", "site/verdict", verdict),
+            *(rec("s1", agent, "state", body) for agent, body in states),
+        ],
+        NOW + 3,
+    )
+    assert result.events_new == 1 and not result.rejected
+    [incident] = sites.queue()
+    assert (incident["verdict"], incident["level"]) == ("alarm", 3)
+    agents = {a["agent_id"]: a for a in sites.agents("s1")}
+    assert (agents["pi-a"]["level"], agents["pi-a"]["last_seq"]) == (3, 1)
+    assert (agents["pi-a"]["oldest_seq"], agents["pi-a"]["state_ts"]) == (1, pytest.approx(NOW + 2))
+    assert (agents["pi-b"]["level"], agents["pi-b"]["last_seq"]) == (2, 7)
+    # a site is last seen when its agents were
+    [site] = sites.sites_overview("s1")
+    assert site["last_seen_at"] == NOW + 3 and site["agents"] == 2
+    assert sites.sites_overview("s2")[0]["last_seen_at"] is None
+
+
 def test_request_results_update_the_request_and_unknown_ones_are_refused(sites: Store) -> None:
     sites.ingest([rec("s1", "pi-a", "event", p.event(at=NOW, level=3))], NOW)
     [incident] = sites.queue()
@@ -338,3 +375,27 @@ def test_users_and_roles(sites: Store) -> None:
         sites.add_user("eve", "hash", "root", NOW)
     user = sites.user(username="carol")
     assert user is not None and user["site_id"] == "s1" and user["role"] == "customer"
+
+
+def test_commits_the_live_feed_shows_are_announced(sites: Store) -> None:
+    changes = sites.changes()
+    try:
+        if not changes.pushed:  # SQLite: nothing is announced, the console polls
+            t0 = time.monotonic()
+            changes.wait(5.0)
+            assert time.monotonic() - t0 < 4.0
+            return
+        changes.wait(0.1)  # listening from here on; nothing committed yet
+        t0 = time.monotonic()
+        changes.wait(0.3)
+        assert time.monotonic() - t0 >= 0.25
+        sites.ingest([rec("s1", "pi-a", "event", p.event(at=NOW))], NOW)
+        t0 = time.monotonic()
+        changes.wait(5.0)  # committed while nobody waited: kept, returns at once
+        assert time.monotonic() - t0 < 4.0
+        sites.log("alice", "login", NOW)  # an audit entry too
+        t0 = time.monotonic()
+        changes.wait(5.0)
+        assert time.monotonic() - t0 < 4.0
+    finally:
+        changes.close()

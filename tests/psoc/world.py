@@ -1,9 +1,12 @@
-"""The PSOC's end-to-end world, all real but the Home Assistant side (``ha_double``):
+"""The PSOC's end-to-end world, all real:
 
 - the PSOC broker (mosquitto, TLS, per-site passwords and the ACL ``site add`` wrote);
-- two site brokers, each bridged to it with the configuration ``site add`` printed;
+- site brokers, each bridged to it with the configuration ``site add`` printed;
 - PostgreSQL, a ``lan-guard-psoc worker`` and a ``lan-guard-psoc console`` process;
-- at each site, a real ``lan-guard-agent replay`` of the demo capture, started on demand.
+- at each site, a real ``lan-guard-agent replay`` of the demo capture, started on demand;
+- at each site, its Home Assistant side: the real integration, which the caller runs
+  in-process and connects to ``site.broker`` (``tests/ha/test_psoc_e2e.py``), or, for a site
+  that refuses its provider, ``ha_double`` (a test double answering as the integration does).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class Site:
     site_id: str
     key: bytes
     broker: Mosquitto
-    ha: HomeAssistantDouble
+    ha: HomeAssistantDouble | None  # None: the caller runs the real integration
     agent_id: str
 
 
@@ -118,7 +121,8 @@ class World:
             except subprocess.TimeoutExpired:
                 proc.kill()
         for site in self.sites.values():
-            site.ha.close()
+            if site.ha is not None:
+                site.ha.close()
             site.broker.close()
         self.psoc_broker.close()
 
@@ -129,8 +133,11 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def build(directory: Path, db_url: str, consents: dict[str, bool]) -> World:
-    """Everything of the module doc, started and connected; close() stops it all."""
+def build(directory: Path, db_url: str, consents: dict[str, bool | None]) -> World:
+    """Everything of the module doc, started and connected; close() stops it all.
+
+    ``consents``: per site, whether its double lets the provider start evacuation mode, or
+    None for a site whose Home Assistant side the caller runs (no double)."""
     pki = make_pki(directory / "pki")
     passwords, acl = directory / "passwords", directory / "acl"
     psoc_port = free_port()
@@ -227,9 +234,11 @@ def build(directory: Path, db_url: str, consents: dict[str, bool]) -> World:
         )
         for site_id, may_evacuate in consents.items():
             broker = Mosquitto(extra_config=bridges[site_id]).start()
-            ha = HomeAssistantDouble(
-                broker.port, keys[site_id], agent_id=f"pi-{site_id}", may_evacuate=may_evacuate
-            )
+            ha = None
+            if may_evacuate is not None:
+                ha = HomeAssistantDouble(
+                    broker.port, keys[site_id], agent_id=f"pi-{site_id}", may_evacuate=may_evacuate
+                )
             world.sites[site_id] = Site(site_id, keys[site_id], broker, ha, f"pi-{site_id}")
         wait_until(lambda: httpx.get(f"{world.console_url}/healthz").status_code == 200, 60)
         # the worker's session exists before any agent speaks (a broker keeps messages only

@@ -151,9 +151,11 @@ class Labelled:
 
 @dataclass(frozen=True, slots=True)
 class StartByHand:
-    """The switch or the ``start_evacuation`` action (optionally with a host to quarantine)."""
+    """The switch or the ``start_evacuation`` action (optionally with a host to quarantine);
+    ``reason`` PROVIDER: the owner's provider asked (the owner allowed it to)."""
 
     host: Host | None = None
+    reason: Reason = Reason.MANUAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,12 +323,12 @@ def step(record: Record, event: Input, world: World, policy: Policy) -> Step:
             return _left(record, event, world, policy)
         case Labelled(label, sighting):
             return _labelled(record, label, sighting, world, policy)
-        case StartByHand(host):
+        case StartByHand(host, reason):
             if not record.active:
-                return _start(Reason.MANUAL, host, None, world, policy)
+                return _start(reason, host, None, world, policy)
             if host is None:
                 return _say(record, "already_on", Say.ALREADY_ON)
-            return _known_or_new(record, Reason.MANUAL, Culprit.of(host, None), world, policy)
+            return _known_or_new(record, reason, Culprit.of(host, None), world, policy)
         case Stop(reason):
             if not record.active and reason is Reason.REMOVED:
                 return _quiet(record, "not_running")  # nothing to undo; nobody asked

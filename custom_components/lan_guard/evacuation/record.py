@@ -36,6 +36,7 @@ class Reason(StrEnum):
     OWNER = "owner"
     FALSE_ALARM = "false_alarm"
     REMOVED = "removed"  # the agent's entry was deleted or disabled
+    PROVIDER = "provider"  # the owner's provider asked, with the owner's consent
 
 
 _REASONS = frozenset(reason.value for reason in Reason)

@@ -275,9 +275,10 @@ class EvacuationRunner:
 
     # ----------------------------------------------------------------- the owner
 
-    async def async_start(self, host: Host | None = None) -> None:
-        """Start evacuation by hand (or isolate one more host)."""
-        await self.async_handle(StartByHand(host))
+    async def async_start(self, host: Host | None = None, reason: Reason = Reason.MANUAL) -> None:
+        """Start evacuation by hand (or isolate one more host); ``Reason.PROVIDER``: at the
+        request of the owner's provider."""
+        await self.async_handle(StartByHand(host, reason))
 
     async def async_stop(self, reason: Reason = Reason.OWNER) -> None:
         """End evacuation: lift quarantines, restore the appliances."""

@@ -28,6 +28,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from . import federated
 from .features import (
     FEATURE_VERSION,
     N_FEATURES,
@@ -212,6 +213,11 @@ class Classifier:
             model = model.merge(imported)
         self.model = model
 
+    def features_of(self, event_id: str) -> list[float] | None:
+        """The features taken when the event arrived (None once no store keeps it)."""
+        example = self._example(event_id)
+        return None if example is None else [float(v) for v in example.features]
+
     # -- the model's life ---------------------------------------------------------------
     def reset_model(self) -> None:
         """Forget what was learned: a fresh model (new id), no imports, no labels (the owner's
@@ -225,6 +231,17 @@ class Classifier:
         self._folded = self.own.copy()
         self.imports.clear()
         self.model = self.own
+
+    def replace_prior(self, old: federated.Prior, new: federated.Prior) -> None:
+        """Swap the prior ``old`` under this home's own labels for ``new`` (the federation's
+        global model for the hand-set prior, a newer global model for an older one): in
+        ``own`` and in the folded labels a rebuild starts from, so a replaced label keeps the
+        new prior; imported models keep theirs. Raises ModelError, changing nothing, when
+        ``new`` does not fit."""
+        own = federated.replace_prior(self.own, old, new)
+        folded = federated.replace_prior(self._folded, old, new)
+        self.own, self._folded = own, folded
+        self._combine()
 
     def merge(self, exported: Mapping[str, Any]) -> bool:
         """Import a model exported by another home; False when that very model was already

@@ -1,0 +1,136 @@
+"""Running Flower's own processes: the Flower App's files, the CLI's connection, and commands.
+
+Flower runs a ServerApp by building a "Flower App" from a folder with a ``pyproject.toml`` that
+names the components and their run config, and submitting it to a SuperLink with ``flwr run``.
+Ours names installed modules (``psoc.federation.server_app``, ``sensor_agent.federation.
+client_app``), so the folder holds nothing but that file, written here. Flower's processes
+find each other's executables on ``PATH`` and keep their state under ``FLWR_HOME``; both are
+set for every command, so a PSOC's service environment needs no Flower set-up of its own.
+Runtime dependency installation is off: a SuperLink must not fetch packages for an app.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+CONNECTION = "lan-guard"
+
+RUN_CONFIG_DEFAULTS: Mapping[str, str | int | float | bool] = {
+    "initial-model": "",
+    "rounds-db": "",
+    "num-rounds": 3,
+    "min-sites": 3,
+    "round-timeout": 300.0,
+    "evaluate": True,
+    "dp": False,
+    "noise-multiplier": 1.0,
+    "clipping-norm": 10.0,
+    "target-delta": 1e-5,
+    "max-epsilon": 0.0,
+    "population": 3,
+}
+
+
+def _toml(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    return repr(value)
+
+
+def app_pyproject() -> str:
+    """The Flower App's ``pyproject.toml``."""
+    lines = [
+        "# Written by lan-guard-psoc federate: the LAN Guard Flower App.",
+        "[build-system]",
+        'requires = ["hatchling"]',
+        'build-backend = "hatchling.build"',
+        "",
+        "[project]",
+        'name = "lan-guard-federation"',
+        'version = "1.0.0"',
+        'description = "LAN Guard: the home classifier, learned from every consenting home"',
+        'license = "Apache-2.0"',
+        "dependencies = []",
+        "",
+        "[tool.flwr.app]",
+        'publisher = "lan-guard"',
+        "",
+        "[tool.flwr.app.components]",
+        'serverapp = "psoc.federation.server_app:app"',
+        'clientapp = "sensor_agent.federation.client_app:app"',
+        "",
+        "[tool.flwr.app.config]",
+    ]
+    lines += [f"{key} = {_toml(value)}" for key, value in RUN_CONFIG_DEFAULTS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def run_config(values: Mapping[str, str | int | float | bool]) -> str:
+    """A TOML file's text for ``flwr run --run-config`` (only keys the app declares). A file,
+    not key=value words: Flower splits those on spaces and cannot take a quote in a value."""
+    unknown = set(values) - set(RUN_CONFIG_DEFAULTS)
+    if unknown:
+        raise ValueError(f"not run config keys of the app: {sorted(unknown)}")
+    return "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
+
+
+@dataclass(frozen=True)
+class FlowerEnv:
+    """Where Flower's executables are and where its state lives."""
+
+    bin_dir: Path
+    home: Path
+    superlink: str  # host:port of the SuperLink's HTTP API
+
+    def environ(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        env["FLWR_HOME"] = str(self.home)
+        return env
+
+    def prepare(self) -> Path:
+        """Write the CLI's connection and the app folder; returns the app folder."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "config.toml").write_text(
+            f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+            f'address = "{self.superlink}"\ninsecure = true\n',
+            encoding="utf-8",
+        )
+        app = self.home / "lan-guard-app"
+        app.mkdir(exist_ok=True)
+        (app / "pyproject.toml").write_text(app_pyproject(), encoding="utf-8")
+        return app
+
+    def superlink_command(self) -> list[str]:
+        host, _, port = self.superlink.rpartition(":")
+        return [
+            str(self.bin_dir / "flower-superlink"),
+            "--insecure",
+            "--host",
+            host,
+            "--port",
+            port,
+            "--database",
+            str(self.home / "superlink.db"),
+            "--disable-runtime-dependency-installation",
+        ]
+
+    def run_command(self, app: Path, values: Mapping[str, str | int | float | bool]) -> list[str]:
+        """``flwr run`` of the app with ``values`` (written to the run's config file)."""
+        config = self.home / "run-config.toml"
+        config.write_text(run_config(values), encoding="utf-8")
+        return [
+            str(self.bin_dir / "flwr"),
+            "run",
+            str(app),
+            CONNECTION,
+            "--run-config",
+            str(config),
+            "--stream",
+        ]

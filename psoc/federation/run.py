@@ -1,0 +1,164 @@
+"""``lan-guard-psoc federate``: a federated run on the provider's SuperLink, then the model home.
+
+The provider runs a Flower SuperLink as a service (or ``--start-superlink`` starts one for the
+run, for demos and tests, on the address given); the command submits the ServerApp with
+``flwr run``, waits for it within ``--timeout``, and publishes the newest global model the run
+stored to the sites that trained it (:mod:`.publish`), signed with each site's key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from psoc.federation import publish
+from psoc.federation.flower import FlowerEnv
+from psoc.federation.rounds import RoundStore
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--initial-model",
+        type=Path,
+        required=True,
+        help="a model file of the integration: its feature version, prior and "
+        "cut-offs (a fresh model's stored form, or a global model)",
+    )
+    parser.add_argument(
+        "--superlink",
+        default="127.0.0.1:9092",
+        help="the SuperLink's HTTP API, host:port (default 127.0.0.1:9092)",
+    )
+    parser.add_argument(
+        "--start-superlink",
+        action="store_true",
+        help="start a SuperLink on that address for this run (demos, tests)",
+    )
+    parser.add_argument(
+        "--flower-bin",
+        type=Path,
+        default=Path(sys.executable).parent,
+        help="folder of Flower's executables (default: this Python's)",
+    )
+    parser.add_argument(
+        "--flower-home",
+        type=Path,
+        default=Path("flower"),
+        help="Flower's state and the app folder (default ./flower)",
+    )
+    parser.add_argument("--rounds-db", type=Path, default=Path("federation.db"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--min-sites", type=int, default=3, help="no round with fewer sites (default 3)"
+    )
+    parser.add_argument("--round-timeout", type=float, default=300.0)
+    parser.add_argument("--timeout", type=float, default=3600.0, help="the whole run (s)")
+    parser.add_argument(
+        "--no-evaluate", action="store_true", help="skip the sites' scoring of each round's model"
+    )
+    parser.add_argument(
+        "--dp",
+        action="store_true",
+        help="differential privacy: clip each site's update, noise the average",
+    )
+    parser.add_argument("--noise-multiplier", type=float, default=1.0)
+    parser.add_argument("--clipping-norm", type=float, default=10.0)
+    parser.add_argument("--target-delta", type=float, default=1e-5)
+    parser.add_argument(
+        "--max-epsilon",
+        type=float,
+        default=0.0,
+        help="refuse rounds past this budget (0: no limit)",
+    )
+    parser.add_argument("--population", type=int, help="sites in the federation (default: min)")
+    parser.add_argument(
+        "--no-publish", action="store_true", help="store the rounds only; send nothing to sites"
+    )
+
+
+def _wait_listening(process: subprocess.Popen[bytes], address: str, timeout: float) -> None:
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the SuperLink exited with {process.returncode}")
+        try:
+            with socket.create_connection((host, int(port)), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the SuperLink did not listen on {address} within {timeout:g} s")
+
+
+def run(
+    args: argparse.Namespace,
+    sites: Callable[[], dict[str, bytes]],
+    channel: Callable[[], publish.Sender],
+) -> int:
+    """The command; ``sites`` gives each site's key, ``channel`` the site channel."""
+    env = FlowerEnv(
+        bin_dir=args.flower_bin, home=args.flower_home.absolute(), superlink=args.superlink
+    )
+    app = env.prepare()
+    rounds = RoundStore(args.rounds_db)
+    before = rounds.latest()
+    superlink = None
+    if args.start_superlink:
+        superlink = subprocess.Popen(
+            env.superlink_command(),
+            env=env.environ(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_listening(superlink, args.superlink, 30.0)
+    values: dict[str, str | int | float | bool] = {
+        "initial-model": str(args.initial_model.absolute()),
+        "rounds-db": str(args.rounds_db.absolute()),
+        "num-rounds": args.rounds,
+        "min-sites": args.min_sites,
+        "round-timeout": args.round_timeout,
+        "evaluate": not args.no_evaluate,
+        "dp": args.dp,
+        "noise-multiplier": args.noise_multiplier,
+        "clipping-norm": args.clipping_norm,
+        "target-delta": args.target_delta,
+        "max-epsilon": args.max_epsilon,
+        "population": args.population or args.min_sites,
+    }
+    try:
+        done = subprocess.run(
+            env.run_command(app, values), env=env.environ(), timeout=args.timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        log.error("the federated run did not finish within %g s", args.timeout)
+        return 1
+    finally:
+        if superlink is not None:
+            superlink.terminate()
+            superlink.wait(10)
+    latest = rounds.latest()
+    rounds.close()
+    if done.returncode != 0 or latest is None or (before and latest.version == before.version):
+        log.error("the federated run stored no global model (flwr run exited %d)", done.returncode)
+        return 1
+    print(
+        f"global model version {latest.version}: round {latest.round} of run "
+        f"{latest.run_id}, {len(latest.sites)} sites, privacy {latest.privacy}"
+    )
+    if args.no_publish:
+        return 0
+    sender = channel()
+    try:
+        sent = publish.publish(latest, sites(), sender)
+    finally:
+        sender.close()
+    print(f"sent to {len(sent)} site agents: " + ", ".join(f"{s}/{a}" for s, a in sent))
+    return 0

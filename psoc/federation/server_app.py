@@ -1,0 +1,199 @@
+"""The Flower ServerApp the PSOC runs: FedAvg over the sites' agent nodes, each round stored.
+
+Run config (``lan-guard-psoc federate`` writes it; names are Flower's kebab-case):
+
+- ``initial-model``: a model file of the integration (its stored or exported form) whose
+  weights and precision start the run; its feature version, feature names, prior and cut-offs
+  are carried into every global model, so a site's integration loads the result with its own
+  code and refuses it when its feature version differs.
+- ``rounds-db``: the :class:`~psoc.federation.rounds.RoundStore` file.
+- ``num-rounds``, ``min-sites`` (no round with fewer sites), ``round-timeout`` (s),
+  ``evaluate`` (each round, the sites score the new global model on their examples).
+- ``dp`` with ``noise-multiplier``, ``clipping-norm``, ``target-delta``, ``max-epsilon``
+  (0: none): Flower's central differential privacy with server-side fixed clipping (each
+  site's update is clipped to the norm, the average gets Gaussian noise) and its RDP
+  accountant, at the level of sites (a site's whole contribution is what is protected). The
+  accountant needs the same number of sites every round and equal weights, so with ``dp``
+  every round samples exactly ``min-sites`` sites and FedAvg weighs them alike; without,
+  FedAvg weighs sites by their examples.
+
+Each round's global model is the FedAvg of the sites' posteriors (mean and precision): a site
+that agrees with the others changes little, and the averaged precision is as sure as a typical
+site, not as all sites together, so a home's own labels can still move it when it becomes the
+home's prior. Flower offers secure aggregation (SecAgg+) only for its legacy workflow API, not
+for these message strategies; the README says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, Strategy
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+from flwr.supercore.privacy_accounting import (
+    NeighboringRelation,
+    PrivacyConfig,
+    SamplingMethod,
+)
+from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+
+from psoc.federation.rounds import RoundStore
+from sensor_agent.federation import logreg
+
+_LOGGER = logging.getLogger(__name__)
+
+app = ServerApp()
+
+
+def template_arrays(template: dict[str, Any]) -> tuple[logreg.FloatArray, logreg.FloatArray]:
+    """The starting mean and precision of a model file; ``ValueError`` when it holds none."""
+    posterior = logreg.Posterior.of(
+        np.asarray(template["weights"], dtype=np.float64),
+        np.asarray(template["precision"], dtype=np.float64),
+    )
+    return posterior.mean, posterior.precision
+
+
+def global_model(
+    template: dict[str, Any],
+    mean: logreg.FloatArray,
+    precision: logreg.FloatArray,
+    labels: dict[str, int],
+) -> dict[str, Any]:
+    """The integration's model form: the template with the federated weights and counts."""
+    model = copy.deepcopy(template)
+    model["weights"] = [float(v) for v in mean]
+    model["precision"] = [[float(v) for v in row] for row in precision]
+    model["labels"] = {"normal": int(labels["normal"]), "alarm": int(labels["alarm"])}
+    model["correct"] = 0  # prequential scores stay at the sites
+    return model
+
+
+def _config(context: Context, key: str, default: Any) -> Any:
+    return context.run_config.get(key, default)
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Run ``num-rounds`` rounds and store each round's global model."""
+    template = json.loads(Path(str(_config(context, "initial-model", ""))).read_text("utf-8"))
+    mean, precision = template_arrays(template)
+    floor = float(np.linalg.eigvalsh(precision).min())
+    feature_version = int(template["feature_version"])
+    min_sites = int(_config(context, "min-sites", 2))
+    rounds = RoundStore(str(_config(context, "rounds-db", "rounds.db")))
+    run_id = uuid.uuid4().hex
+    dp = bool(_config(context, "dp", False))
+
+    # What FedAvg's metric aggregation sees of each reply: remember who took part and the
+    # label counts (the sums, not FedAvg's weighted means), for the round's stored model.
+    seen: dict[str, Any] = {}
+
+    def train_metrics(replies: list[RecordDict], weight_key: str) -> MetricRecord:
+        sites, labels = [], {"normal": 0, "alarm": 0}
+        for reply in replies:
+            site = reply.config_records.get("site", ConfigRecord())
+            sites.append((str(site.get("site-id", "")), str(site.get("agent-id", ""))))
+            metrics = next(iter(reply.metric_records.values()))
+            for label in ("normal", "alarm"):
+                count = metrics.get(f"{label}-labels", 0)
+                labels[label] += int(count) if isinstance(count, int | float) else 0
+        seen.update(sites=sites, labels=labels, evaluated=None)
+        return aggregate_metricrecords(replies, weight_key)
+
+    def evaluate_metrics(replies: list[RecordDict], weight_key: str) -> MetricRecord:
+        aggregated = aggregate_metricrecords(replies, weight_key)
+        seen["evaluated"] = dict(aggregated)
+        return aggregated
+
+    base = FedAvg(
+        fraction_train=1e-9 if dp else 1.0,  # with dp: exactly min-sites (see the docstring)
+        # Federated evaluation: each site scores the new global model on its own examples.
+        fraction_evaluate=1.0 if bool(_config(context, "evaluate", True)) else 0.0,
+        min_train_nodes=min_sites,
+        min_evaluate_nodes=min_sites,
+        min_available_nodes=min_sites,
+        weighted_by_key="sites" if dp else "num-examples",
+        train_metrics_aggr_fn=train_metrics,
+        evaluate_metrics_aggr_fn=evaluate_metrics,
+    )
+    strategy: Strategy = base
+    accounted: DifferentialPrivacyServerSideFixedClipping | None = None
+    if dp:
+        max_epsilon = float(_config(context, "max-epsilon", 0.0))
+        accounted = DifferentialPrivacyServerSideFixedClipping(
+            base,
+            noise_multiplier=float(_config(context, "noise-multiplier", 1.0)),
+            clipping_norm=float(_config(context, "clipping-norm", 10.0)),
+            num_sampled_clients=min_sites,
+            accountant=RdpAccountant(
+                PrivacyConfig(
+                    target_delta=float(_config(context, "target-delta", 1e-5)),
+                    population_size=int(_config(context, "population", min_sites)),
+                    neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+                    sampling_method=SamplingMethod.NO_AMPLIFICATION,
+                    max_epsilon=max_epsilon if max_epsilon > 0 else None,
+                )
+            ),
+        )
+        strategy = accounted
+
+    def store_round(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if server_round == 0 or "sites" not in seen:
+            return None  # the initial model, or a round that produced nothing
+        new_mean, new_precision = arrays.to_numpy_ndarrays()
+        mended = logreg.mend_precision(new_precision, floor)
+        privacy = None
+        if accounted is not None:
+            spent = accounted.privacy_spent()
+            privacy = {
+                "noise_multiplier": accounted.noise_multiplier,
+                "clipping_norm": accounted.clipping_norm,
+                "epsilon": None if spent is None else spent.epsilon,
+                "delta": None if spent is None else spent.delta,
+            }
+        version = rounds.add(
+            run_id=run_id,
+            round_number=server_round,
+            feature_version=feature_version,
+            model=global_model(template, new_mean, mended, seen["labels"]),
+            metrics={"evaluation": seen.get("evaluated"), "sites": len(seen["sites"])},
+            privacy=privacy,
+            sites=seen["sites"],
+        )
+        _LOGGER.info("round %d stored as global model version %d", server_round, version)
+        seen.clear()
+        return MetricRecord({"version": version})
+
+    try:
+        strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord([mean, precision]),
+            num_rounds=int(_config(context, "num-rounds", 3)),
+            timeout=float(_config(context, "round-timeout", 300.0)),
+            train_config=ConfigRecord(
+                {
+                    "feature-version": feature_version,
+                    "precision-floor": floor,
+                    "alarm-from": float(template.get("alarm_from", 0.5)),
+                }
+            ),
+            evaluate_config=ConfigRecord(
+                {
+                    "feature-version": feature_version,
+                    "precision-floor": floor,
+                    "alarm-from": float(template.get("alarm_from", 0.5)),
+                }
+            ),
+            evaluate_fn=store_round,
+        )
+    finally:
+        rounds.close()

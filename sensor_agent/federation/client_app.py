@@ -1,0 +1,126 @@
+"""The Flower ClientApp the agent node's SuperNode runs: trains the shared model on local examples.
+
+The server sends the global model as two arrays, the weights' mean and precision (the
+integration's model, :mod:`.logreg`), and a config: the feature version it trains, the verdict
+cut-off and the precision floor (noise added for differential privacy can push a precision
+matrix off positive definite; it is mended before use). Training learns this site's examples of
+that feature version from the global model and returns the new arrays with counts; evaluation
+scores the global model on the same examples and returns the figures only. Neither sends an
+example. A site with fewer than ``min-examples`` examples declines (an error reply the server
+counts as a failure): with a handful of labels the precision matrix comes too close to the
+examples themselves.
+
+Node config (``flower-supernode --node-config``, written by ``lan-guard-agent federate``):
+``examples-db`` (the store's path), ``site-id``, ``agent-id`` and ``min-examples``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import numpy.typing as npt
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from sensor_agent.federation import logreg
+from sensor_agent.federation.examples import ExampleStore
+
+DEFAULT_MIN_EXAMPLES = 10
+
+app = ClientApp()
+
+
+class NotEnoughExamples(RuntimeError):
+    """This site has too few examples of the feature version to take part."""
+
+
+def _number(values: ConfigRecord | dict[str, object], key: str, default: float) -> float:
+    """A number from a config record (anything else, or nothing, is the default)."""
+    value = values.get(key, default)
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    )
+
+
+def _global_model(message: Message) -> tuple[logreg.Posterior, ConfigRecord]:
+    arrays = message.content.array_records
+    config = message.content.config_records
+    record = next(iter(arrays.values()))
+    mean, precision = record.to_numpy_ndarrays()
+    settings = next(iter(config.values())) if config else ConfigRecord()
+    floor = _number(settings, "precision-floor", 0.0)
+    return logreg.Posterior.of(mean, logreg.mend_precision(precision, floor)), settings
+
+
+def _local_examples(
+    context: Context, settings: ConfigRecord, dimension: int
+) -> tuple[logreg.FloatArray, npt.NDArray[np.bool_]]:
+    version = int(_number(settings, "feature-version", 0))
+    store = ExampleStore(str(context.node_config["examples-db"]))
+    try:
+        xs, ys = store.arrays(version, dimension, time.time())
+    finally:
+        store.close()
+    needed = int(_number(dict(context.node_config), "min-examples", DEFAULT_MIN_EXAMPLES))
+    if len(ys) < needed:
+        raise NotEnoughExamples(
+            f"{len(ys)} examples of feature version {version} here, {needed} needed to take part"
+        )
+    return xs, ys
+
+
+def _site(context: Context) -> ConfigRecord:
+    """Who answered: the PSOC sends the round's model back to the sites that took part."""
+    return ConfigRecord(
+        {
+            "site-id": str(context.node_config.get("site-id", "")),
+            "agent-id": str(context.node_config.get("agent-id", "")),
+        }
+    )
+
+
+@app.train()
+def train(message: Message, context: Context) -> Message:
+    """Learn the local examples from the global model; return the new mean and precision."""
+    posterior, settings = _global_model(message)
+    xs, ys = _local_examples(context, settings, posterior.dimension)
+    trained = logreg.train(posterior.mean, posterior.precision, zip(xs, ys, strict=True))
+    metrics = MetricRecord(
+        {
+            # FedAvg's weights: by examples, or one per site (what per-site differential
+            # privacy needs, and what its accountant checks).
+            "num-examples": len(ys),
+            "sites": 1,
+            "alarm-labels": int(ys.sum()),
+            "normal-labels": int((~ys).sum()),
+        }
+    )
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord([trained.mean, trained.precision]),
+            "metrics": metrics,
+            "site": _site(context),
+        }
+    )
+    return Message(content=content, reply_to=message)
+
+
+@app.evaluate()
+def evaluate(message: Message, context: Context) -> Message:
+    """Score the global model on the local examples: the figures leave, the examples do not."""
+    posterior, settings = _global_model(message)
+    xs, ys = _local_examples(context, settings, posterior.dimension)
+    alarm_from = _number(settings, "alarm-from", 0.5)
+    figures = logreg.evaluate(posterior, xs, ys, alarm_from)
+    metrics = MetricRecord(
+        {
+            "num-examples": figures.examples,
+            "sites": 1,
+            "accuracy": figures.accuracy,
+            "log-loss": figures.log_loss,
+            "alarm-recall": figures.alarm_recall,
+            "false-alarm-rate": figures.false_alarm_rate,
+        }
+    )
+    return Message(content=RecordDict({"metrics": metrics}), reply_to=message)

@@ -1,0 +1,137 @@
+"""The PSOC's side of federated learning without Flower itself: the Flower App's files
+(psoc/federation/flower.py), the round store (rounds.py), the global model's payload and
+its sending (publish.py). Flower's run is tested end to end in tests/ha/test_federation_e2e.py."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+from psoc.federation import flower, publish
+from psoc.federation.rounds import RoundStore
+from sensor_agent import signing
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL: dict[str, Any] = {
+    "format": 1,
+    "feature_version": 2,
+    "features": ["bias", "level"],
+    "weights": [-3.0, 4.0],
+    "precision": [[12.0, 1.0], [1.0, 11.0]],
+    "labels": {"normal": 30, "alarm": 10},
+    "correct": 0,
+}
+
+
+def test_the_flower_app_names_the_project_components_and_every_run_setting() -> None:
+    app = tomllib.loads(flower.app_pyproject())
+    assert app["tool"]["flwr"]["app"]["components"] == {
+        "serverapp": "psoc.federation.server_app:app",
+        "clientapp": "sensor_agent.federation.client_app:app",
+    }
+    assert app["tool"]["flwr"]["app"]["config"] == dict(flower.RUN_CONFIG_DEFAULTS)
+
+
+def test_run_config_is_toml_and_refuses_keys_the_app_does_not_declare() -> None:
+    text = flower.run_config({"initial-model": '/m "x".json', "dp": True, "num-rounds": 2})
+    assert tomllib.loads(text) == {
+        "initial-model": '/m "x".json',
+        "dp": True,
+        "num-rounds": 2,
+    }
+    with pytest.raises(ValueError, match="not run config keys"):
+        flower.run_config({"rm -rf": 1})
+
+
+def test_flower_runs_with_its_own_home_and_this_venvs_executables(tmp_path: Path) -> None:
+    env = flower.FlowerEnv(Path("/venv/bin"), tmp_path / "flwr", "127.0.0.1:9092")
+    app = env.prepare()
+    assert tomllib.loads((tmp_path / "flwr" / "config.toml").read_text())["superlink"] == {
+        "default": "lan-guard",
+        "lan-guard": {"address": "127.0.0.1:9092", "insecure": True},
+    }
+    assert env.environ()["PATH"].startswith("/venv/bin") and (app / "pyproject.toml").exists()
+    assert "--disable-runtime-dependency-installation" in env.superlink_command()
+    assert env.run_command(app, {"num-rounds": 1})[:4] == [
+        "/venv/bin/flwr",
+        "run",
+        str(app),
+        "lan-guard",
+    ]
+
+
+def stored(tmp_path: Path) -> RoundStore:
+    rounds = RoundStore(tmp_path / "rounds.sqlite")
+    for number in (1, 2):
+        rounds.add(
+            run_id="a" * 32,
+            round_number=number,
+            feature_version=2,
+            model=MODEL,
+            metrics={"sites": 2},
+            privacy=None,
+            sites=[("s2", "pi-b"), ("s1", "pi-a"), ("s1", "pi-a")],
+            now=1_800_000_000.0 + number,
+        )
+    return rounds
+
+
+def test_rounds_are_numbered_across_runs_and_the_newest_is_the_latest(tmp_path: Path) -> None:
+    rounds = stored(tmp_path)
+    latest = rounds.latest()
+    assert latest is not None and (latest.version, latest.round) == (2, 2)
+    assert latest.sites == [("s1", "pi-a"), ("s2", "pi-b")] and latest.model == MODEL
+    assert [r.version for r in rounds.all()] == [1, 2]
+    assert RoundStore(tmp_path / "empty.sqlite").latest() is None
+
+
+class Channel:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, str, dict[str, Any], bool]] = []
+        self.closed = False
+
+    def send(
+        self,
+        site_id: str,
+        key: bytes,
+        sub: str,
+        payload: dict[str, Any],
+        timeout: float = 5.0,
+        *,
+        retain: bool = False,
+    ) -> None:
+        self.sent.append((site_id, key, sub, payload, retain))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_model_goes_retained_to_each_agent_that_trained_it_at_a_known_site(
+    tmp_path: Path,
+) -> None:
+    latest = stored(tmp_path).latest()
+    assert latest is not None
+    channel = Channel()
+    sent = publish.publish(latest, {"s1": b"key-one-0123456789"}, channel)  # s2 unknown here
+    assert sent == [("s1", "pi-a")]
+    [(site_id, key, sub, payload, retain)] = channel.sent
+    assert (site_id, key, sub, retain) == ("s1", b"key-one-0123456789", "site/global_model", True)
+    assert payload["agent_id"] == "pi-a" and payload["version"] == 2 and payload["sites"] == 2
+    signed = signing.sign(payload, key, 1_800_000_000.0, agent_id="pi-a", topic=sub)
+    assert list(_validator().iter_errors(signed)) == []
+
+
+def _validator() -> Draft202012Validator:
+    resources = []
+    for path in [*(ROOT / "schema").glob("*.schema.json"), *(ROOT / "schema/site").glob("*.json")]:
+        contents = json.loads(path.read_text())
+        if "$id" in contents:
+            resources.append((contents["$id"], Resource.from_contents(contents)))
+    schema = json.loads((ROOT / "schema/site/global_model.schema.json").read_text())
+    return Draft202012Validator(schema, registry=Registry().with_resources(resources))
