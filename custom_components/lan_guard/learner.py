@@ -30,7 +30,7 @@ from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN, SAVE_DELAY, Label
 from .learning import federated
-from .learning.classifier import Classifier
+from .learning.classifier import MODEL_RESET, Classifier
 from .learning.features import FEATURE_VERSION
 from .learning.model import ModelError, rule_assessment
 from .learning.policy import DEFAULT_QUESTIONS_PER_DAY, Push, PushPolicy, QuestionPolicy
@@ -90,14 +90,40 @@ class Learner:
             self.pushes = PushPolicy.from_dict(stored["pushes"])
         except (KeyError, TypeError, ValueError):
             self.pushes = PushPolicy()
-        global_prior = stored.get("global_prior")
-        if self.reset_reason is None and isinstance(global_prior, dict):
-            self.global_prior = global_prior
-        elif self.reset_reason is None and global_prior is not None:
-            self.reset_reason = "stored global model malformed: the hand-set prior is used"
+        self._load_global_prior(stored)
         if self.reset_reason is not None:
             _LOGGER.warning("LAN Guard classifier: %s", self.reset_reason)
             self._schedule_save()
+
+    def _load_global_prior(self, stored: Mapping[str, Any]) -> None:
+        """The global model in use, if any. It is the prior of the stored own model (of this
+        feature version only); should that model have started afresh, it becomes its prior
+        again. A malformed one cannot be taken out of the own model: the model starts afresh
+        on the hand-set prior, and the reason is logged."""
+        global_prior = stored.get("global_prior")
+        if global_prior is None or stored.get("feature_version") != FEATURE_VERSION:
+            return
+        reasons = [self.reset_reason] if self.reset_reason else []
+        try:
+            if not isinstance(global_prior, dict):
+                raise TypeError("not an object")
+            if MODEL_RESET in (self.reset_reason or ""):
+                self.classifier.replace_prior(
+                    federated.hand_set_prior(self.classifier.own), _arrays(global_prior)
+                )
+            else:
+                federated.replace_prior(  # the same checks, the result unused
+                    self.classifier.own, _arrays(global_prior), _arrays(global_prior)
+                )
+        except (KeyError, TypeError, ValueError) as err:
+            self.classifier.reset_model()
+            reasons.append(
+                f"stored global model malformed ({err}): the model starts afresh on the "
+                "hand-set prior"
+            )
+            self.reset_reason = "; ".join(reasons)
+            return
+        self.global_prior = global_prior
 
     # -- EventClassifier (models.py) ---------------------------------------------------------
     def assess(self, event: LanGuardEvent) -> dict[str, Any]:

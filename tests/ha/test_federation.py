@@ -158,6 +158,29 @@ async def test_a_verified_global_model_becomes_the_prior_and_decides(
     await unload(hass, entry)
 
 
+async def test_a_stored_global_model_stays_the_prior_of_what_is_restored(
+    hass: HomeAssistant, mqtt_mock: MagicMock, hass_storage: dict[str, Any]
+) -> None:
+    entry = await contributing(hass)
+    publish(hass, "site/global_model", global_model(4), retain=True)
+    await hass.async_block_till_done()
+    await unload(hass, entry)
+    stored = f"{DOMAIN}.{entry.entry_id}.classifier"
+    for broken, prior in (
+        ("history", "global model"),  # the own model is restored, its prior with it
+        ("own", "global model"),  # a fresh own model, on the global prior again
+        ("global_prior", "hand-set"),  # cannot be taken out: afresh on the hand-set prior
+    ):
+        hass_storage[stored]["data"][broken] = "broken"
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        learner = entry.runtime_data.learner
+        assert learner.stats()["prior"] == prior and learner.reset_reason is not None
+        bias = learner.classifier.own.mean[0]
+        assert bias == pytest.approx(5.0) if prior == "global model" else bias < 0
+        await unload(hass, entry)
+
+
 @pytest.mark.parametrize(
     ("payload", "why"),
     [

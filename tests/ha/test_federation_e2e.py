@@ -11,10 +11,10 @@ Sites B and C have learned from their owners that a low-level flood of a new dev
 alarm and a sweep is not (their integrations sent those examples, signed, to their agents);
 site A's owner labelled three sweeps. Before the federation site A's classifier, on its
 hand-set prior, does not call a level-1 flood an alarm (at most it asks the owner); after two
-rounds the global model reaches it, and the same kind of flood is an alarm. The run uses differential privacy's whole path (clipping,
-noise, Flower's accountant; the budget shown in HA) with negligible noise. On the PSOC
-broker: no training example ever, nothing of ``pi-d``, and the global model only for the
-agents that trained.
+rounds the global model reaches it, and the same kind of flood is an alarm. The run uses
+differential privacy's whole path (clipping, noise, Flower's accountant; the budget shown in
+HA) with negligible noise. On the PSOC broker: no training example ever, nothing of
+``pi-d``, and the global model only for the agents that trained.
 """
 
 from __future__ import annotations

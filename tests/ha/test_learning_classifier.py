@@ -235,6 +235,9 @@ def test_broken_parts_are_reset_and_named() -> None:
     assert reason is not None
     assert "history reset" in reason
     assert bad_history.own.labels == 1
+    for not_objects in ("broken", [1]):  # storage edited by hand: reset, never a crash
+        _, reason = Classifier.from_dict({**stored, "history": not_objects, "questions": [1]})
+        assert reason is not None and "history reset" in reason and "question budget" in reason
 
     bad_imports, reason = Classifier.from_dict({**stored, "imports": [{"format": 1}]})
     assert reason is not None

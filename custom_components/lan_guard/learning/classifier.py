@@ -47,6 +47,8 @@ DEFAULT_MAX_KEPT: Final = 2000
 DEFAULT_KEEP_FOR_S: Final = 30 * 86400.0
 DEFAULT_MAX_LABELLED: Final = 5000
 MAX_IMPORTS: Final = 16
+# How ``from_dict`` names a stored own model it could not restore (it starts afresh).
+MODEL_RESET: Final = "model reset"
 
 
 @dataclass
@@ -320,17 +322,17 @@ class Classifier:
             folded = OnlineLogisticModel.from_dict(data["folded"])
         except (ModelError, KeyError) as err:
             own = folded = None
-            reasons.append(f"model reset ({err})")
+            reasons.append(f"{MODEL_RESET} ({err})")
         try:
             history = History.from_dict(data["history"])
-        except (KeyError, TypeError, ValueError) as err:
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
             history = None
             reasons.append(f"source history reset ({err!r})")
         try:
             questions = QuestionPolicy.from_dict(
                 data["questions"], per_day=questions.per_day, ask_from=questions.ask_from
             )
-        except (KeyError, TypeError, ValueError) as err:
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
             reasons.append(f"question budget reset ({err!r})")
         classifier = cls(own, history, tz=tz, questions=questions)
         if folded is not None:
