@@ -7,6 +7,11 @@ client_app``), so the folder holds nothing but that file, written here. Flower's
 find each other's executables on ``PATH`` and keep their state under ``FLWR_HOME``; both are
 set for every command, so a PSOC's service environment needs no Flower set-up of its own.
 Runtime dependency installation is off: a SuperLink must not fetch packages for an app.
+
+SuperNode authentication is always on: a SuperLink started here admits only SuperNodes whose
+public key the provider registered (``flwr supernode register``, through
+``lan-guard-psoc federate-node``), so nothing else that reaches it can join a round and steer
+the global model. Flower allows that only over TLS, so the SuperLink always speaks TLS.
 """
 
 from __future__ import annotations
@@ -81,12 +86,22 @@ def run_config(values: Mapping[str, str | int | float | bool]) -> str:
 
 
 @dataclass(frozen=True)
+class SuperLinkTls:
+    """A SuperLink's certificate and key, and the CA that signed it."""
+
+    certfile: Path
+    keyfile: Path
+    ca_certfile: Path
+
+
+@dataclass(frozen=True)
 class FlowerEnv:
     """Where Flower's executables are and where its state lives."""
 
     bin_dir: Path
     home: Path
     superlink: str  # host:port of the SuperLink's HTTP API
+    ca_certfile: Path | None = None  # the SuperLink's CA for Flower's CLI; else the system's
 
     def environ(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -97,9 +112,14 @@ class FlowerEnv:
     def prepare(self) -> Path:
         """Write the CLI's connection and the app folder; returns the app folder."""
         self.home.mkdir(parents=True, exist_ok=True)
+        trust = (
+            f"root-certificates = {_toml(str(self.ca_certfile.absolute()))}\n"
+            if self.ca_certfile
+            else ""
+        )
         (self.home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-            f'address = "{self.superlink}"\ninsecure = true\n',
+            f'address = "{self.superlink}"\n{trust}',
             encoding="utf-8",
         )
         app = self.home / "lan-guard-app"
@@ -107,11 +127,17 @@ class FlowerEnv:
         (app / "pyproject.toml").write_text(app_pyproject(), encoding="utf-8")
         return app
 
-    def superlink_command(self) -> list[str]:
+    def superlink_command(self, tls: SuperLinkTls) -> list[str]:
         host, _, port = self.superlink.rpartition(":")
         return [
             str(self.bin_dir / "flower-superlink"),
-            "--insecure",
+            "--ssl-certfile",
+            str(tls.certfile),
+            "--ssl-keyfile",
+            str(tls.keyfile),
+            "--ssl-ca-certfile",
+            str(tls.ca_certfile),
+            "--enable-supernode-auth",
             "--host",
             host,
             "--port",
@@ -119,6 +145,18 @@ class FlowerEnv:
             "--database",
             str(self.home / "superlink.db"),
             "--disable-runtime-dependency-installation",
+        ]
+
+    def register_command(self, public_key: Path, name: str) -> list[str]:
+        """``flwr supernode register``: the SuperLink admits the node with this public key."""
+        return [
+            str(self.bin_dir / "flwr"),
+            "supernode",
+            "register",
+            str(public_key),
+            CONNECTION,
+            "--name",
+            name,
         ]
 
     def run_command(self, app: Path, values: Mapping[str, str | int | float | bool]) -> list[str]:
