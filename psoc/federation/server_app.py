@@ -21,7 +21,8 @@ Each round's global model is the FedAvg of the sites' posteriors (mean and preci
 that agrees with the others changes little, and the averaged precision is as sure as a typical
 site, not as all sites together, so a home's own labels can still move it when it becomes the
 home's prior. Flower offers secure aggregation (SecAgg+) only for its legacy workflow API, not
-for these message strategies; the README says so.
+for these message strategies, and with it the clipping would move to the sites (the README
+says what that would cost).
 """
 
 from __future__ import annotations
