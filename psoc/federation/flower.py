@@ -11,7 +11,10 @@ Runtime dependency installation is off: a SuperLink must not fetch packages for 
 SuperNode authentication is always on: a SuperLink started here admits only SuperNodes whose
 public key the provider registered (``flwr supernode register``, through
 ``lan-guard-psoc federate-node``), so nothing else that reaches it can join a round and steer
-the global model. Flower allows that only over TLS, so the SuperLink always speaks TLS.
+the global model. Flower allows that only over TLS, so the SuperLink always speaks TLS. The
+node ids Flower gives at registration are kept with their sites (:data:`NODES_FILE`): the
+ServerApp credits a node's update to the site the provider registered it for, never to the
+site the node says it is.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONNECTION = "lan-guard"
+NODES_FILE = "nodes.json"  # in Flower's home: {node id: site id}, written by federate-node
+MAX_NODES_BYTES = 4_000_000
 
 RUN_CONFIG_DEFAULTS: Mapping[str, str | int | float | bool] = {
     "initial-model": "",
+    "nodes": "",
     "rounds-db": "",
     "num-rounds": 3,
     "min-sites": 3,
@@ -83,6 +89,30 @@ def run_config(values: Mapping[str, str | int | float | bool]) -> str:
     if unknown:
         raise ValueError(f"not run config keys of the app: {sorted(unknown)}")
     return "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
+
+
+def registered_nodes(path: Path) -> dict[int, str]:
+    """Each registered node's site (none when nothing was registered yet)."""
+    if not path.is_file():
+        return {}
+    if path.stat().st_size > MAX_NODES_BYTES:
+        raise ValueError(f"{path}: too large for a node list")
+    found = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(found, dict):
+        raise ValueError(f"{path}: not a node list")
+    return {int(node): str(site) for node, site in found.items()}
+
+
+def record_node(path: Path, node_id: int, site_id: str) -> None:
+    """Remember that ``node_id`` is ``site_id``'s node (replaced atomically)."""
+    nodes = registered_nodes(path)
+    nodes[node_id] = site_id
+    staged = path.with_name(path.name + ".new")
+    staged.write_text(
+        json.dumps({str(node): site for node, site in sorted(nodes.items())}, indent=1),
+        encoding="utf-8",
+    )
+    staged.replace(path)
 
 
 @dataclass(frozen=True)
@@ -147,8 +177,13 @@ class FlowerEnv:
             "--disable-runtime-dependency-installation",
         ]
 
+    @property
+    def nodes(self) -> Path:
+        return self.home / NODES_FILE
+
     def register_command(self, public_key: Path, name: str) -> list[str]:
-        """``flwr supernode register``: the SuperLink admits the node with this public key."""
+        """``flwr supernode register``: the SuperLink admits the node with this public key
+        (its answer in JSON: the node id, or why not)."""
         return [
             str(self.bin_dir / "flwr"),
             "supernode",
@@ -157,6 +192,8 @@ class FlowerEnv:
             CONNECTION,
             "--name",
             name,
+            "--format",
+            "json",
         ]
 
     def run_command(self, app: Path, values: Mapping[str, str | int | float | bool]) -> list[str]:

@@ -12,6 +12,7 @@ registered nodes may join a round (SuperNode authentication, always on).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from psoc.federation import publish
-from psoc.federation.flower import FlowerEnv, SuperLinkTls
+from psoc.federation.flower import FlowerEnv, SuperLinkTls, record_node
 from psoc.federation.rounds import RoundStore
 
 log = logging.getLogger(__name__)
@@ -187,12 +188,22 @@ def register_node(args: argparse.Namespace, known_sites: set[str]) -> int:
             env=env.environ(),
             timeout=60,
             check=False,
+            capture_output=True,
         )
     finally:
         _stop(superlink)
-    if done.returncode != 0:
-        log.error("the SuperLink did not register the node of site %s", args.site_id)
+    try:
+        # Flower's CLI exits 0 with JSON output whether or not it registered the node.
+        answer = json.loads(done.stdout)
+        registered = bool(answer["success"]) and done.returncode == 0
+    except (ValueError, KeyError, TypeError):
+        answer, registered = {}, False
+    if not registered:
+        why = answer.get("error-message") or done.stderr.decode(errors="replace")[-500:]
+        log.error("the SuperLink did not register the node of site %s: %s", args.site_id, why)
         return 1
+    record_node(env.nodes, int(answer["node-id"]), args.site_id)
+    print(f"node {answer['node-id']} registered for site {args.site_id}")
     return 0
 
 
@@ -210,6 +221,7 @@ def run(
     superlink = _start_superlink(args, env, tls)
     values: dict[str, str | int | float | bool] = {
         "initial-model": str(args.initial_model.absolute()),
+        "nodes": str(env.nodes),
         "rounds-db": str(args.rounds_db.absolute()),
         "num-rounds": args.rounds,
         "min-sites": args.min_sites,

@@ -53,7 +53,7 @@ from custom_components.lan_guard.learning.model import OnlineLogisticModel
 from psoc import bridge
 from psoc import cli as psoc_cli
 from psoc.db.engine import make_engine
-from psoc.federation.flower import FlowerEnv, SuperLinkTls
+from psoc.federation.flower import FlowerEnv, SuperLinkTls, registered_nodes
 from psoc.store import Store
 from sensor_agent import signing
 from tests.broker import Collector, Mosquitto, Pki, free_port, make_pki
@@ -304,6 +304,8 @@ async def register_nodes(psoc: Psoc, agents: Agents, pki: Pki, flower: FlowerEnv
         )
         output, _ = await asyncio.wait_for(register.communicate(), timeout=60)
         assert register.returncode == 0, output.decode()[-2000:]
+    # The ServerApp credits each node's update to the site it was registered for.
+    assert sorted(registered_nodes(flower.nodes).values()) == sorted(SITES)
     await agents.public_key("A", INTRUDER)
 
 

@@ -90,6 +90,8 @@ def test_the_superlink_admits_only_registered_supernodes_over_tls(tmp_path: Path
         "lan-guard",
         "--name",
         "site-a",
+        "--format",
+        "json",
     ]
 
 
@@ -176,3 +178,32 @@ def _validator() -> Draft202012Validator:
             resources.append((contents["$id"], Resource.from_contents(contents)))
     schema = json.loads((ROOT / "schema/site/global_model.schema.json").read_text())
     return Draft202012Validator(schema, registry=Registry().with_resources(resources))
+
+
+def test_a_nodes_site_is_what_the_provider_registered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """federate-node keeps Flower's node id with the site, and only when Flower registered it
+    (its CLI exits 0 with JSON either way). Flower's CLI is a stand-in here: the real one is
+    in tests/ha/test_federation_e2e.py."""
+    db = f"sqlite:///{tmp_path / 'psoc.sqlite'}"
+    files = ["--passwords", str(tmp_path / "pw"), "--acl", str(tmp_path / "acl")]
+    assert psoc_cli.main(["--db", db, "site", "add", "A", *files, "--psoc-host", "127.0.0.1"]) == 0
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    flwr = bin_dir / "flwr"
+    key = tmp_path / "node.pub"
+    key.write_text("ecdsa-sha2-nistp384 AAAA\n")
+    args = ["--db", db, "federate-node", "A", str(key), "--flower-bin", str(bin_dir),
+            "--flower-home", str(tmp_path / "flwr")]  # fmt: skip
+    for answer, code in (
+        ({"success": False, "error-message": "Public key already in use."}, 1),
+        ({"success": True, "node-id": 3478988645920431647}, 0),
+    ):
+        flwr.write_text(f"#!/bin/sh\necho '{json.dumps(answer)}'\n")
+        flwr.chmod(0o755)
+        assert psoc_cli.main(args) == code
+    assert "Public key already in use" in caplog.text
+    nodes = flower.registered_nodes(tmp_path / "flwr" / flower.NODES_FILE)
+    assert nodes == {3478988645920431647: "A"}
+    assert flower.registered_nodes(tmp_path / "nowhere.json") == {}
