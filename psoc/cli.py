@@ -128,6 +128,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a federated learning run (Flower), then the global model to the sites that trained",
     )
     federation_run.add_arguments(federate)
+    node = commands.add_parser(
+        "federate-node",
+        help="register a site's SuperNode key: only registered nodes join federated rounds",
+    )
+    federation_run.add_node_arguments(node)
     prune = commands.add_parser("prune", help="retention: delete old events and closed incidents")
     prune.add_argument("--events-days", type=float, default=90)
     prune.add_argument("--incidents-days", type=float, default=365)
@@ -286,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lambda: _store(args).site_keys(),
                 lambda: SiteChannel(_broker(args)),
             )
+        if args.command == "federate-node":
+            return federation_run.register_node(
+                args, {site.site_id for site in _store(args).sites()}
+            )
         if args.command == "prune":
             events, incidents = _store(args).prune(
                 time.time(), args.events_days, args.incidents_days
@@ -311,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if worker is not None:
             worker.stop()
         return EXIT_OK
+    except federation_run.UsageError as err:
+        print(f"lan-guard-psoc: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except RuntimeError as err:
         print(f"lan-guard-psoc: {err}", file=sys.stderr)
         return EXIT_FAILURE

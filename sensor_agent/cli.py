@@ -143,6 +143,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     federate.add_argument("--superlink", help="the provider's SuperLink, host:port")
     federate.add_argument("--site-id", help="this site's id at the provider")
+    federate.add_argument(
+        "--node-key",
+        action="store_true",
+        help="print this node's public key for the provider to register (made if missing), "
+        "then exit",
+    )
     generate = commands.add_parser(
         "generate",
         help="write a generated capture (demo, mixed benchmark, many sources, a stream of scans)",
@@ -540,7 +546,7 @@ def masked(raw: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_federate(args: argparse.Namespace) -> int:
     """Needs the ``federation`` extra (Flower), installed on the agent's node only."""
-    from .federation.node import FederationError, NodeSettings  # noqa: PLC0415
+    from .federation.node import FederationError, NodeSettings, node_key  # noqa: PLC0415
     from .federation.node import run as run_node  # noqa: PLC0415
 
     config = _load(args)
@@ -553,6 +559,9 @@ def cmd_federate(args: argparse.Namespace) -> int:
             section[key] = getattr(args, key)
     try:
         node = NodeSettings.from_config(section, settings.outbox_path)
+        if args.node_key:
+            print(node_key(node))
+            return EXIT_OK
         _setup_logging(config.log_level)
         return run_node(node, settings, _stop_on_signals())
     except FederationError as err:

@@ -301,6 +301,8 @@ SECTIONS: dict[str, dict[str, tuple[Any, Any]]] = {
         "insecure": (False, _BOOL),  # plain HTTP to the SuperLink: loopback tests only
         "site_id": (None, _optional(vol.Match(r"^[A-Za-z0-9_-]{1,64}$"))),
         "examples_path": (None, _TEXT),
+        # The SuperNode's private key (OpenSSH, made if missing; ``.pub`` beside it).
+        "auth_key_path": (None, _TEXT),
         "max_examples": (5_000, _int(1)),
         "max_age_days": (365.0, vol.All(vol.Coerce(float), vol.Range(min=1))),
         "min_examples": (10, _int(1)),

@@ -4,11 +4,15 @@ The provider runs a Flower SuperLink as a service (or ``--start-superlink`` star
 run, for demos and tests, on the address given); the command submits the ServerApp with
 ``flwr run``, waits for it within ``--timeout``, and publishes the newest global model the run
 stored to the sites that trained it (:mod:`.publish`), signed with each site's key.
+
+``lan-guard-psoc federate-node`` registers a site's SuperNode key with the SuperLink: only
+registered nodes may join a round (SuperNode authentication, always on).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import socket
 import subprocess
@@ -18,20 +22,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from psoc.federation import publish
-from psoc.federation.flower import FlowerEnv
+from psoc.federation.flower import FlowerEnv, SuperLinkTls, record_node
 from psoc.federation.rounds import RoundStore
 
 log = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--initial-model",
-        type=Path,
-        required=True,
-        help="a model file of the integration: its feature version, prior and "
-        "cut-offs (a fresh model's stored form, or a global model)",
-    )
+class UsageError(ValueError):
+    """The command's arguments do not fit together (the message says why)."""
+
+
+def add_superlink_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the SuperLink is and how to reach it (``federate`` and ``federate-node``)."""
     parser.add_argument(
         "--superlink",
         default="127.0.0.1:9092",
@@ -40,8 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start-superlink",
         action="store_true",
-        help="start a SuperLink on that address for this run (demos, tests)",
+        help="start a SuperLink on that address for this command (demos, tests): "
+        "TLS with --superlink-cert/--superlink-key, its state in --flower-home",
     )
+    parser.add_argument(
+        "--superlink-ca", type=Path, help="the SuperLink's CA (default: the system's CAs)"
+    )
+    parser.add_argument("--superlink-cert", type=Path, help="with --start-superlink")
+    parser.add_argument("--superlink-key", type=Path, help="with --start-superlink")
     parser.add_argument(
         "--flower-bin",
         type=Path,
@@ -54,6 +62,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("flower"),
         help="Flower's state and the app folder (default ./flower)",
     )
+
+
+def add_node_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("site_id", help="the site whose agent node this is")
+    parser.add_argument(
+        "public_key",
+        type=Path,
+        help="the node's public key (lan-guard-agent federate --node-key prints it)",
+    )
+    add_superlink_arguments(parser)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--initial-model",
+        type=Path,
+        required=True,
+        help="a model file of the integration: its feature version, prior and "
+        "cut-offs (a fresh model's stored form, or a global model)",
+    )
+    add_superlink_arguments(parser)
     parser.add_argument("--rounds-db", type=Path, default=Path("federation.db"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
@@ -98,29 +127,101 @@ def _wait_listening(process: subprocess.Popen[bytes], address: str, timeout: flo
     raise RuntimeError(f"the SuperLink did not listen on {address} within {timeout:g} s")
 
 
+def _env(args: argparse.Namespace) -> FlowerEnv:
+    return FlowerEnv(
+        bin_dir=args.flower_bin,
+        home=args.flower_home.absolute(),
+        superlink=args.superlink,
+        ca_certfile=args.superlink_ca,
+    )
+
+
+def _superlink_tls(args: argparse.Namespace) -> SuperLinkTls | None:
+    """The TLS files of a SuperLink to start, or None to use the provider's running one."""
+    if not args.start_superlink:
+        return None
+    if not (args.superlink_cert and args.superlink_key and args.superlink_ca):
+        # Flower authenticates SuperNodes only over TLS.
+        raise UsageError(
+            "--start-superlink needs --superlink-cert, --superlink-key and --superlink-ca"
+        )
+    return SuperLinkTls(args.superlink_cert, args.superlink_key, args.superlink_ca)
+
+
+def _start_superlink(
+    args: argparse.Namespace, env: FlowerEnv, tls: SuperLinkTls | None
+) -> subprocess.Popen[bytes] | None:
+    if tls is None:
+        return None
+    superlink = subprocess.Popen(
+        env.superlink_command(tls),
+        env=env.environ(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_listening(superlink, args.superlink, 30.0)
+    except RuntimeError:
+        _stop(superlink)
+        raise
+    return superlink
+
+
+def _stop(superlink: subprocess.Popen[bytes] | None) -> None:
+    if superlink is not None:
+        superlink.terminate()
+        superlink.wait(10)
+
+
+def register_node(args: argparse.Namespace, known_sites: set[str]) -> int:
+    """``federate-node``: the SuperLink admits the site's node from now on."""
+    tls = _superlink_tls(args)
+    if args.site_id not in known_sites:
+        log.error("no site %s: add it first (lan-guard-psoc site add)", args.site_id)
+        return 2
+    env = _env(args)
+    env.prepare()
+    superlink = _start_superlink(args, env, tls)
+    try:
+        done = subprocess.run(
+            env.register_command(args.public_key.absolute(), args.site_id),
+            env=env.environ(),
+            timeout=60,
+            check=False,
+            capture_output=True,
+        )
+    finally:
+        _stop(superlink)
+    try:
+        # Flower's CLI exits 0 with JSON output whether or not it registered the node.
+        answer = json.loads(done.stdout)
+        registered = bool(answer["success"]) and done.returncode == 0
+    except (ValueError, KeyError, TypeError):
+        answer, registered = {}, False
+    if not registered:
+        why = answer.get("error-message") or done.stderr.decode(errors="replace")[-500:]
+        log.error("the SuperLink did not register the node of site %s: %s", args.site_id, why)
+        return 1
+    record_node(env.nodes, int(answer["node-id"]), args.site_id)
+    print(f"node {answer['node-id']} registered for site {args.site_id}")
+    return 0
+
+
 def run(
     args: argparse.Namespace,
     sites: Callable[[], dict[str, bytes]],
     channel: Callable[[], publish.Sender],
 ) -> int:
     """The command; ``sites`` gives each site's key, ``channel`` the site channel."""
-    env = FlowerEnv(
-        bin_dir=args.flower_bin, home=args.flower_home.absolute(), superlink=args.superlink
-    )
+    tls = _superlink_tls(args)
+    env = _env(args)
     app = env.prepare()
     rounds = RoundStore(args.rounds_db)
     before = rounds.latest()
-    superlink = None
-    if args.start_superlink:
-        superlink = subprocess.Popen(
-            env.superlink_command(),
-            env=env.environ(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_listening(superlink, args.superlink, 30.0)
+    superlink = _start_superlink(args, env, tls)
     values: dict[str, str | int | float | bool] = {
         "initial-model": str(args.initial_model.absolute()),
+        "nodes": str(env.nodes),
         "rounds-db": str(args.rounds_db.absolute()),
         "num-rounds": args.rounds,
         "min-sites": args.min_sites,
@@ -141,9 +242,7 @@ def run(
         log.error("the federated run did not finish within %g s", args.timeout)
         return 1
     finally:
-        if superlink is not None:
-            superlink.terminate()
-            superlink.wait(10)
+        _stop(superlink)
     latest = rounds.latest()
     rounds.close()
     if done.returncode != 0 or latest is None or (before and latest.version == before.version):

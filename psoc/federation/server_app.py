@@ -7,6 +7,9 @@ Run config (``lan-guard-psoc federate`` writes it; names are Flower's kebab-case
   are carried into every global model, so a site's integration loads the result with its own
   code and refuses it when its feature version differs.
 - ``rounds-db``: the :class:`~psoc.federation.rounds.RoundStore` file.
+- ``nodes``: the registered nodes' sites (``lan-guard-psoc federate-node`` writes them): a
+  round's update is credited to the site the provider registered its node for, and a round
+  with a reply from a node registered outside that command is refused whole.
 - ``num-rounds``, ``min-sites`` (no round with fewer sites), ``round-timeout`` (s),
   ``evaluate`` (each round, the sites score the new global model on their examples).
 - ``dp`` with ``noise-multiplier``, ``clipping-norm``, ``target-delta``, ``max-epsilon``
@@ -21,7 +24,8 @@ Each round's global model is the FedAvg of the sites' posteriors (mean and preci
 that agrees with the others changes little, and the averaged precision is as sure as a typical
 site, not as all sites together, so a home's own labels can still move it when it becomes the
 home's prior. Flower offers secure aggregation (SecAgg+) only for its legacy workflow API, not
-for these message strategies; the README says so.
+for these message strategies, and with it the clipping would move to the sites (the README
+says what that would cost).
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, Strategy
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
@@ -45,10 +51,13 @@ from flwr.supercore.privacy_accounting import (
 )
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
+from psoc.federation.flower import registered_nodes
 from psoc.federation.rounds import RoundStore
 from sensor_agent.federation import logreg
 
 _LOGGER = logging.getLogger(__name__)
+# An agent id as the agent's config allows it: it becomes a topic level of the global model.
+AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 app = ServerApp()
 
@@ -75,6 +84,64 @@ def global_model(
     model["labels"] = {"normal": int(labels["normal"]), "alarm": int(labels["alarm"])}
     model["correct"] = 0  # prequential scores stay at the sites
     return model
+
+
+def credit_sites(
+    nodes: dict[int, str], server_round: int, replies: Iterable[Message]
+) -> list[Message]:
+    """The round's replies, each credited to the site its node was registered for (a node
+    names its site in its reply, but the provider's registration decides: a node cannot earn
+    another site its global model); none at all when a node is no site's."""
+    credited = list(replies)
+    for reply in credited:
+        if reply.has_error():
+            continue
+        node = reply.metadata.src_node_id
+        site = nodes.get(node)
+        if site is None:
+            # Admitted by the SuperLink but not registered for a site through the PSOC.
+            _LOGGER.error("round %d: node %d is no site's; round refused", server_round, node)
+            return []
+        record = reply.content.config_records.get("site")
+        claimed = None if record is None else record.get("site-id")
+        if claimed != site:
+            _LOGGER.warning("node %d of site %s said it was %r", node, site, claimed)
+        agent = "" if record is None else str(record.get("agent-id", ""))
+        if not AGENT_ID.fullmatch(agent):
+            agent = ""  # no such agent: the model goes to none of the site's agents
+        reply.content.config_records["site"] = ConfigRecord({"site-id": site, "agent-id": agent})
+    return credited
+
+
+class SiteFedAvg(FedAvg):
+    """FedAvg over the replies :func:`credit_sites` lets through."""
+
+    def __init__(self, nodes: dict[int, str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.nodes = nodes
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        return super().aggregate_train(
+            server_round, credit_sites(self.nodes, server_round, replies)
+        )
+
+
+class SiteDpFedAvg(DifferentialPrivacyServerSideFixedClipping):
+    """DP over FedAvg, over the replies :func:`credit_sites` lets through (here, outside the
+    wrapped FedAvg: Flower's accountant insists on FedAvg's own aggregation)."""
+
+    def __init__(self, nodes: dict[int, str], strategy: FedAvg, **kwargs: Any) -> None:
+        super().__init__(strategy, **kwargs)
+        self.nodes = nodes
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        return super().aggregate_train(
+            server_round, credit_sites(self.nodes, server_round, replies)
+        )
 
 
 def _config(context: Context, key: str, default: Any) -> Any:
@@ -114,7 +181,8 @@ def main(grid: Grid, context: Context) -> None:
         seen["evaluated"] = dict(aggregated)
         return aggregated
 
-    base = FedAvg(
+    nodes = registered_nodes(Path(str(_config(context, "nodes", ""))))
+    settings: dict[str, Any] = dict(
         fraction_train=1e-9 if dp else 1.0,  # with dp: exactly min-sites (see the docstring)
         # Federated evaluation: each site scores the new global model on its own examples.
         fraction_evaluate=1.0 if bool(_config(context, "evaluate", True)) else 0.0,
@@ -125,12 +193,14 @@ def main(grid: Grid, context: Context) -> None:
         train_metrics_aggr_fn=train_metrics,
         evaluate_metrics_aggr_fn=evaluate_metrics,
     )
-    strategy: Strategy = base
+    strategy: Strategy = SiteFedAvg(nodes, **settings)
     accounted: DifferentialPrivacyServerSideFixedClipping | None = None
     if dp:
         max_epsilon = float(_config(context, "max-epsilon", 0.0))
-        accounted = DifferentialPrivacyServerSideFixedClipping(
-            base,
+        # The DP wrapper credits the sites: Flower's accountant wants FedAvg's own aggregation.
+        accounted = SiteDpFedAvg(
+            nodes,
+            FedAvg(**settings),
             noise_multiplier=float(_config(context, "noise-multiplier", 1.0)),
             clipping_norm=float(_config(context, "clipping-norm", 10.0)),
             num_sampled_clients=min_sites,

@@ -3,8 +3,10 @@
 The intake (:mod:`.intake`) keeps the owner's labelled examples as they arrive from the
 integration; the SuperNode (Flower's ``flower-supernode``, started from this Python's folder)
 connects out to the provider's SuperLink and runs the project's ClientApp when a round asks,
-with the example store's path in its node config. Nothing listens on the LAN: the SuperNode's
-own runtime API stays on loopback. Both stop with the command (SIGTERM, SIGINT).
+with the example store's path in its node config. The SuperNode signs in with this node's own
+key (:mod:`.nodekey`); the provider's SuperLink admits only nodes whose public key it
+registered. Nothing listens on the LAN: the SuperNode's own runtime API stays on loopback.
+Both stop with the command (SIGTERM, SIGINT).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from sensor_agent.federation.examples import ExampleStore
 from sensor_agent.federation.intake import Intake, serve
+from sensor_agent.federation.nodekey import NodeKeyError, ensure
 from sensor_agent.sinks.mqtt import MqttSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ class NodeSettings:
     superlink: str
     site_id: str
     examples_path: Path
+    auth_key_path: Path
     root_certificates: str | None = None
     insecure: bool = False
     max_examples: int = 5_000
@@ -51,11 +55,13 @@ class NodeSettings:
             raise FederationError("federation.site_id: this site's id at the provider")
         if section.get("root_certificates") and section.get("insecure"):
             raise FederationError("federation: root_certificates and insecure exclude each other")
-        path = section.get("examples_path") or str(Path(outbox_path).parent / "examples.sqlite")
+        state = Path(outbox_path).parent
+        path = section.get("examples_path") or str(state / "examples.sqlite")
         return cls(
             superlink=str(section["superlink"]),
             site_id=str(section["site_id"]),
             examples_path=Path(path),
+            auth_key_path=Path(section.get("auth_key_path") or state / "supernode_key"),
             root_certificates=section.get("root_certificates"),
             insecure=bool(section.get("insecure")),
             max_examples=int(section.get("max_examples", 5_000)),
@@ -70,7 +76,8 @@ def _quoted(value: str) -> str:
 
 
 def supernode_command(settings: NodeSettings, agent_id: str, bin_dir: Path) -> list[str]:
-    """``flower-supernode`` with TLS to the SuperLink (or plain HTTP when ``insecure``)."""
+    """``flower-supernode`` with TLS to the SuperLink (or plain HTTP when ``insecure``),
+    signing in with the node's key."""
     node_config = " ".join(
         [
             f"examples-db={_quoted(str(settings.examples_path.absolute()))}",
@@ -79,7 +86,13 @@ def supernode_command(settings: NodeSettings, agent_id: str, bin_dir: Path) -> l
             f"min-examples={settings.min_examples}",
         ]
     )
-    command = [str(bin_dir / "flower-supernode"), "--superlink", settings.superlink]
+    command = [
+        str(bin_dir / "flower-supernode"),
+        "--superlink",
+        settings.superlink,
+        "--auth-supernode-private-key",
+        str(settings.auth_key_path.absolute()),
+    ]
     if settings.insecure:
         command.append("--insecure")
     elif settings.root_certificates:
@@ -95,10 +108,19 @@ def supernode_command(settings: NodeSettings, agent_id: str, bin_dir: Path) -> l
     ]
 
 
+def node_key(settings: NodeSettings) -> str:
+    """The node's public key for the provider to register (the pair is made if missing)."""
+    try:
+        return ensure(settings.auth_key_path)
+    except (NodeKeyError, OSError) as err:
+        raise FederationError(f"federation.auth_key_path: {err}") from err
+
+
 def run(settings: NodeSettings, mqtt: MqttSettings, stop: threading.Event) -> int:
     """Serve the intake and keep a SuperNode running until ``stop``; returns an exit code."""
     if mqtt.shared_key is None:
         raise FederationError("federate needs mqtt.shared_key: examples must be signed")
+    public_key = node_key(settings)
     store = ExampleStore(
         settings.examples_path, max_rows=settings.max_examples, max_age_s=settings.max_age_s
     )
@@ -110,11 +132,22 @@ def run(settings: NodeSettings, mqtt: MqttSettings, stop: threading.Event) -> in
     # name: this venv's first.
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     supernode = subprocess.Popen(supernode_command(settings, mqtt.agent_id, bin_dir), env=env)
-    _LOGGER.info("federation: SuperNode for site %s to %s", settings.site_id, settings.superlink)
+    _LOGGER.info(
+        "federation: SuperNode for site %s to %s, node key %s",
+        settings.site_id,
+        settings.superlink,
+        public_key,
+    )
     try:
         while not stop.wait(1.0):
             if supernode.poll() is not None:
-                _LOGGER.error("the SuperNode exited with %d", supernode.returncode)
+                # The usual reason at set-up: the provider has not registered this node's key.
+                _LOGGER.error(
+                    "the SuperNode exited with %d; the SuperLink admits this node only once "
+                    "the provider registered its public key: %s",
+                    supernode.returncode,
+                    public_key,
+                )
                 return 1
         return 0
     finally:

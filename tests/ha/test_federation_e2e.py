@@ -5,7 +5,10 @@ with the configuration ``lan-guard-psoc site add`` wrote; three ``lan-guard-agen
 processes (sites A, B and C: the examples' intake and a Flower SuperNode each, from the
 agent's venv); the provider's Flower SuperLink and ``lan-guard-psoc federate`` (the ServerApp,
 two rounds, at least three sites); Home Assistant with its MQTT integration and LAN Guard for
-two agents of site A: ``pi-a`` contributes its owner's labels, ``pi-d`` does not.
+two agents of site A: ``pi-a`` contributes its owner's labels, ``pi-d`` does not. The
+SuperLink speaks TLS and admits only the SuperNodes whose keys the provider registered with
+``lan-guard-psoc federate-node`` (each agent made its key pair and printed the public key);
+a fourth node with a key nobody registered is refused and never trains.
 
 Sites B and C have learned from their owners that a low-level flood of a new device is an
 alarm and a sweep is not (their integrations sent those examples, signed, to their agents);
@@ -50,10 +53,10 @@ from custom_components.lan_guard.learning.model import OnlineLogisticModel
 from psoc import bridge
 from psoc import cli as psoc_cli
 from psoc.db.engine import make_engine
-from psoc.federation.flower import FlowerEnv
+from psoc.federation.flower import FlowerEnv, SuperLinkTls, registered_nodes
 from psoc.store import Store
 from sensor_agent import signing
-from tests.broker import Collector, Mosquitto, free_port
+from tests.broker import Collector, Mosquitto, Pki, free_port, make_pki
 
 from .conftest import PREFIX, default_options, make_event
 
@@ -64,6 +67,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOWER_BIN = ROOT / ".venv-agent" / "bin"
 SITES = {"A": "pi-a", "B": "pi-b", "C": "pi-c"}
 NOT_CONSENTING = "pi-d"  # site A's second agent, whose owner does not contribute
+INTRUDER = "pi-x"  # a node whose key the provider never registered, claiming to be site A
 SERVICE_PASSWORD = "psoc-service-password"
 
 
@@ -155,12 +159,12 @@ def sweep(mac: str) -> dict[str, Any]:
 
 
 class Agents:
-    """``lan-guard-agent federate`` for each site, with its own example store."""
+    """``lan-guard-agent federate`` for each site, with its own example store and node key."""
 
     def __init__(
         self, directory: Path, site_broker: Mosquitto, keys: dict[str, bytes], superlink: str
     ) -> None:
-        self.processes: list[asyncio.subprocess.Process] = []
+        self.processes: dict[str, asyncio.subprocess.Process] = {}
         self.directory, self.broker, self.keys, self.superlink = (
             directory,
             site_broker,
@@ -168,45 +172,60 @@ class Agents:
             superlink,
         )
 
-    async def start(self) -> None:
-        for site_id, agent_id in SITES.items():
-            env = {
-                **os.environ,
-                "FLWR_HOME": str(self.directory / f"flwr-{site_id}"),
-                "LAN_GUARD_AGENT_ID": agent_id,
-                "LAN_GUARD_MQTT_SHARED_KEY": self.keys[site_id].decode(),
-                "LAN_GUARD_MQTT_OUTBOX_PATH": str(self.directory / f"outbox-{site_id}.sqlite"),
-                "LAN_GUARD_FEDERATION_EXAMPLES_PATH": str(
-                    self.directory / f"examples-{site_id}.sqlite"
-                ),
-                "LAN_GUARD_FEDERATION_SUPERLINK": self.superlink,
-                "LAN_GUARD_FEDERATION_SITE_ID": site_id,
-                "LAN_GUARD_FEDERATION_INSECURE": "true",
-                "LAN_GUARD_FEDERATION_MIN_EXAMPLES": "3",
-                "LAN_GUARD_FEDERATION_RUNTIME_PORT": str(free_port()),
-            }
-            log = (self.directory / f"agent-{site_id}.log").open("ab")
-            self.processes.append(
-                await asyncio.create_subprocess_exec(
-                    str(FLOWER_BIN / "lan-guard-agent"),
-                    "federate",
-                    "--mqtt-host",
-                    self.broker.host,
-                    "--mqtt-port",
-                    str(self.broker.port),
-                    "--mqtt-topic-prefix",
-                    PREFIX,
-                    stdout=log,
-                    stderr=log,
-                    env=env,
-                )
-            )
+    def node_key(self, agent_id: str) -> Path:
+        return self.directory / f"node-{agent_id}.key"
+
+    async def federate(
+        self, site_id: str, agent_id: str, *extra: str
+    ) -> asyncio.subprocess.Process:
+        env = {
+            **os.environ,
+            "FLWR_HOME": str(self.directory / f"flwr-{agent_id}"),
+            "LAN_GUARD_AGENT_ID": agent_id,
+            "LAN_GUARD_MQTT_SHARED_KEY": self.keys[site_id].decode(),
+            "LAN_GUARD_MQTT_OUTBOX_PATH": str(self.directory / f"outbox-{agent_id}.sqlite"),
+            "LAN_GUARD_FEDERATION_EXAMPLES_PATH": str(
+                self.directory / f"examples-{agent_id}.sqlite"
+            ),
+            "LAN_GUARD_FEDERATION_AUTH_KEY_PATH": str(self.node_key(agent_id)),
+            "LAN_GUARD_FEDERATION_SUPERLINK": self.superlink,
+            "LAN_GUARD_FEDERATION_SITE_ID": site_id,
+            "LAN_GUARD_FEDERATION_ROOT_CERTIFICATES": str(self.directory / "pki" / "ca.crt"),
+            "LAN_GUARD_FEDERATION_MIN_EXAMPLES": "3",
+            "LAN_GUARD_FEDERATION_RUNTIME_PORT": str(free_port()),
+        }
+        log = (self.directory / f"agent-{agent_id}.log").open("ab")
+        return await asyncio.create_subprocess_exec(
+            str(FLOWER_BIN / "lan-guard-agent"),
+            "federate",
+            "--mqtt-host",
+            self.broker.host,
+            "--mqtt-port",
+            str(self.broker.port),
+            "--mqtt-topic-prefix",
+            PREFIX,
+            *extra,
+            stdout=asyncio.subprocess.PIPE if extra else log,
+            stderr=log,
+            env=env,
+        )
+
+    async def public_key(self, site_id: str, agent_id: str) -> str:
+        """What the agent prints for its provider (the pair made on the way)."""
+        printing = await self.federate(site_id, agent_id, "--node-key")
+        out, _ = await asyncio.wait_for(printing.communicate(), timeout=30)
+        assert printing.returncode == 0
+        return out.decode().strip()
+
+    async def start(self, sites: dict[str, str]) -> None:
+        for site_id, agent_id in sites.items():
+            self.processes[agent_id] = await self.federate(site_id, agent_id)
 
     async def stop(self) -> None:
-        for process in self.processes:
+        for process in self.processes.values():
             if process.returncode is None:
                 process.terminate()
-        for process in self.processes:
+        for process in self.processes.values():
             await asyncio.wait_for(process.wait(), timeout=20)
 
 
@@ -254,6 +273,42 @@ async def lan_guard(hass: HomeAssistant, agent_id: str, key: bytes, contribute: 
     await asyncio.wait_for(entry.runtime_data.coordinator.subscribed.wait(), timeout=10)
 
 
+async def register_nodes(psoc: Psoc, agents: Agents, pki: Pki, flower: FlowerEnv) -> None:
+    """Each site's agent makes its key pair and prints the public key; the provider registers
+    it for that site. The intruder makes a key too, which nobody registers."""
+    for site_id, agent_id in SITES.items():
+        printed = await agents.public_key(site_id, agent_id)
+        assert printed.startswith("ecdsa-sha2-nistp384 ")
+        public = agents.node_key(agent_id).with_suffix(".key.pub")
+        assert public.read_text().strip() == printed
+        assert agents.node_key(agent_id).stat().st_mode & 0o077 == 0
+        register = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "psoc.cli",
+            "--db",
+            psoc.db,
+            "federate-node",
+            site_id,
+            str(public),
+            "--superlink",
+            flower.superlink,
+            "--superlink-ca",
+            str(pki.ca_file),
+            "--flower-bin",
+            str(FLOWER_BIN),
+            "--flower-home",
+            str(flower.home),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(register.communicate(), timeout=60)
+        assert register.returncode == 0, output.decode()[-2000:]
+    # The ServerApp credits each node's update to the site it was registered for.
+    assert sorted(registered_nodes(flower.nodes).values()) == sorted(SITES)
+    await agents.public_key("A", INTRUDER)
+
+
 def listening(address: str) -> bool:
     host, _, port = address.rpartition(":")
     try:
@@ -287,18 +342,24 @@ async def test_labels_stay_home_and_the_global_model_changes_a_homes_verdicts(
     ).start()
     await lan_guard(hass, SITES["A"], key_a, contribute=True)
     await lan_guard(hass, NOT_CONSENTING, key_a, contribute=False)
-    # The provider's SuperLink runs as a service, before any site connects.
-    flower = FlowerEnv(FLOWER_BIN, tmp_path / "flower", f"127.0.0.1:{free_port()}")
+    # The provider's SuperLink runs as a service (TLS, SuperNode authentication), before any
+    # site connects.
+    pki = make_pki(tmp_path / "pki")
+    flower = FlowerEnv(
+        FLOWER_BIN, tmp_path / "flower", f"127.0.0.1:{free_port()}", ca_certfile=pki.ca_file
+    )
     flower.prepare()
     superlink = await asyncio.create_subprocess_exec(
-        *flower.superlink_command(),
+        *flower.superlink_command(SuperLinkTls(pki.server_cert, pki.server_key, pki.ca_file)),
         env=flower.environ(),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
     await until(lambda: listening(flower.superlink), 30, "the SuperLink")
     agents = Agents(tmp_path, site_broker, psoc.keys, flower.superlink)
-    await agents.start()
+    await register_nodes(psoc, agents, pki, flower)
+    await agents.start({"A": INTRUDER})
+    await agents.start(SITES)
     publisher = site_client(site_broker)
     # Each agent's intake says it is there (its retained status) before anything is sent.
     status = Collector(site_broker.port, f"{PREFIX}/+/training/status").start()
@@ -309,6 +370,13 @@ async def test_labels_stay_home_and_the_global_model_changes_a_homes_verdicts(
 
     try:
         await until(lambda: min(map(kept, SITES.values())) == 0, 30, "the agents' intakes")
+        # The SuperLink refused the node it does not know: its SuperNode is gone, and the
+        # agent says why.
+        intruder = agents.processes[INTRUDER]
+        await asyncio.wait_for(intruder.wait(), timeout=30)
+        assert intruder.returncode == 1
+        log = (tmp_path / f"agent-{INTRUDER}.log").read_text()
+        assert "Failed to activate SuperNode" in log and "registered its public key" in log
 
         def send_event(agent_id: str, event: dict[str, Any]) -> None:
             event = {**event, "agent_id": agent_id}
@@ -378,6 +446,8 @@ async def test_labels_stay_home_and_the_global_model_changes_a_homes_verdicts(
             str(initial),
             "--superlink",
             agents.superlink,
+            "--superlink-ca",
+            str(tmp_path / "pki" / "ca.crt"),
             "--flower-bin",
             str(FLOWER_BIN),
             "--flower-home",

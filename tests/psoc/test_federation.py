@@ -13,6 +13,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
+from psoc import cli as psoc_cli
 from psoc.federation import flower, publish
 from psoc.federation.rounds import RoundStore
 from sensor_agent import signing
@@ -50,20 +51,62 @@ def test_run_config_is_toml_and_refuses_keys_the_app_does_not_declare() -> None:
 
 
 def test_flower_runs_with_its_own_home_and_this_venvs_executables(tmp_path: Path) -> None:
-    env = flower.FlowerEnv(Path("/venv/bin"), tmp_path / "flwr", "127.0.0.1:9092")
+    env = flower.FlowerEnv(
+        Path("/venv/bin"), tmp_path / "flwr", "127.0.0.1:9092", ca_certfile=Path("/pki/ca.crt")
+    )
     app = env.prepare()
     assert tomllib.loads((tmp_path / "flwr" / "config.toml").read_text())["superlink"] == {
         "default": "lan-guard",
-        "lan-guard": {"address": "127.0.0.1:9092", "insecure": True},
+        "lan-guard": {"address": "127.0.0.1:9092", "root-certificates": "/pki/ca.crt"},
     }
     assert env.environ()["PATH"].startswith("/venv/bin") and (app / "pyproject.toml").exists()
-    assert "--disable-runtime-dependency-installation" in env.superlink_command()
     assert env.run_command(app, {"num-rounds": 1})[:4] == [
         "/venv/bin/flwr",
         "run",
         str(app),
         "lan-guard",
     ]
+    # Without a CA of its own, Flower's CLI trusts the system's CAs: never plain HTTP.
+    system = flower.FlowerEnv(Path("/venv/bin"), tmp_path / "sys", "psoc.example:9092")
+    system.prepare()
+    connection = tomllib.loads((tmp_path / "sys" / "config.toml").read_text())["superlink"]
+    assert connection["lan-guard"] == {"address": "psoc.example:9092"}
+
+
+def test_the_superlink_admits_only_registered_supernodes_over_tls(tmp_path: Path) -> None:
+    env = flower.FlowerEnv(Path("/venv/bin"), tmp_path, "127.0.0.1:9092")
+    tls = flower.SuperLinkTls(Path("/pki/link.crt"), Path("/pki/link.key"), Path("/pki/ca.crt"))
+    command = env.superlink_command(tls)
+    assert "--enable-supernode-auth" in command and "--insecure" not in command
+    assert command[command.index("--ssl-certfile") + 1] == "/pki/link.crt"
+    assert command[command.index("--ssl-keyfile") + 1] == "/pki/link.key"
+    assert command[command.index("--ssl-ca-certfile") + 1] == "/pki/ca.crt"
+    assert "--disable-runtime-dependency-installation" in command
+    assert env.register_command(Path("/keys/a.pub"), "site-a") == [
+        "/venv/bin/flwr",
+        "supernode",
+        "register",
+        "/keys/a.pub",
+        "lan-guard",
+        "--name",
+        "site-a",
+        "--format",
+        "json",
+    ]
+
+
+def test_federate_node_refuses_an_unknown_site_and_a_superlink_without_tls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    db = f"sqlite:///{tmp_path / 'psoc.sqlite'}"
+    key = tmp_path / "node.pub"
+    key.write_text("ecdsa-sha2-nistp384 AAAA\n")
+    common = ["--flower-home", str(tmp_path / "flwr"), "--flower-bin", str(tmp_path / "none")]
+    assert psoc_cli.main(["--db", db, "federate-node", "nowhere", str(key), *common]) == 2
+    assert "no site nowhere" in caplog.text
+    assert psoc_cli.main(["--db", db, "federate", "--initial-model", str(key),
+                          "--start-superlink", *common]) == 2  # fmt: skip
+    assert "--start-superlink needs --superlink-cert" in capsys.readouterr().err
 
 
 def stored(tmp_path: Path) -> RoundStore:
@@ -135,3 +178,32 @@ def _validator() -> Draft202012Validator:
             resources.append((contents["$id"], Resource.from_contents(contents)))
     schema = json.loads((ROOT / "schema/site/global_model.schema.json").read_text())
     return Draft202012Validator(schema, registry=Registry().with_resources(resources))
+
+
+def test_a_nodes_site_is_what_the_provider_registered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """federate-node keeps Flower's node id with the site, and only when Flower registered it
+    (its CLI exits 0 with JSON either way). Flower's CLI is a stand-in here: the real one is
+    in tests/ha/test_federation_e2e.py."""
+    db = f"sqlite:///{tmp_path / 'psoc.sqlite'}"
+    files = ["--passwords", str(tmp_path / "pw"), "--acl", str(tmp_path / "acl")]
+    assert psoc_cli.main(["--db", db, "site", "add", "A", *files, "--psoc-host", "127.0.0.1"]) == 0
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    flwr = bin_dir / "flwr"
+    key = tmp_path / "node.pub"
+    key.write_text("ecdsa-sha2-nistp384 AAAA\n")
+    args = ["--db", db, "federate-node", "A", str(key), "--flower-bin", str(bin_dir),
+            "--flower-home", str(tmp_path / "flwr")]  # fmt: skip
+    for answer, code in (
+        ({"success": False, "error-message": "Public key already in use."}, 1),
+        ({"success": True, "node-id": 3478988645920431647}, 0),
+    ):
+        flwr.write_text(f"#!/bin/sh\necho '{json.dumps(answer)}'\n")
+        flwr.chmod(0o755)
+        assert psoc_cli.main(args) == code
+    assert "Public key already in use" in caplog.text
+    nodes = flower.registered_nodes(tmp_path / "flwr" / flower.NODES_FILE)
+    assert nodes == {3478988645920431647: "A"}
+    assert flower.registered_nodes(tmp_path / "nowhere.json") == {}
