@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -165,3 +167,12 @@ async def unload(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     """Unload at the end of a test so no timer outlives it."""
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
+
+
+async def until(predicate: Callable[[], Any], within: float, what: str) -> None:
+    """Poll until ``predicate()`` holds; after ``within`` seconds fail, saying ``what``."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.05)

@@ -55,7 +55,7 @@ from custom_components.lan_guard.const import (
 from custom_components.lan_guard.coordinator import LanGuardCoordinator
 from tests.broker import Collector, Mosquitto
 
-from .conftest import AGENT, PREFIX, make_entry, unload
+from .conftest import AGENT, PREFIX, make_entry, unload, until
 
 pytestmark = [pytest.mark.broker]
 
@@ -65,14 +65,6 @@ EVENTS = 4000  # per run of the agent: a SYN scan event per port, 40 sources, 1,
 NODE_IP = "198.18.0.10"  # the generated capture's monitoring node (sensor_agent.synth)
 ACTIVITY = "event.lan_guard_pi_livingroom_activity"
 REPEAT = 5
-
-
-async def until(predicate: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class Agent:

@@ -28,7 +28,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ from psoc.store import Store
 from sensor_agent import signing
 from tests.broker import Collector, Mosquitto, Pki, free_port, make_pki
 
-from .conftest import PREFIX, default_options, make_event
+from .conftest import PREFIX, default_options, make_event, until
 
 pytestmark = [pytest.mark.broker]
 
@@ -69,14 +69,6 @@ SITES = {"A": "pi-a", "B": "pi-b", "C": "pi-c"}
 NOT_CONSENTING = "pi-d"  # site A's second agent, whose owner does not contribute
 INTRUDER = "pi-x"  # a node whose key the provider never registered, claiming to be site A
 SERVICE_PASSWORD = "psoc-service-password"
-
-
-async def until(predicate: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 class Psoc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -38,7 +38,7 @@ from psoc import signatures, sitechannel
 from tests.broker import Mosquitto
 from tests.contract import site_errors
 
-from .conftest import AGENT, BASE, make_entry, make_event, unload
+from .conftest import AGENT, BASE, make_entry, make_event, unload, until
 
 pytestmark = [pytest.mark.broker]
 
@@ -52,14 +52,6 @@ SCHEMA_OF = {
     "site/ack": "ack",
     "site/request/result": "request_result",
 }
-
-
-async def until(predicate: Callable[[], Any], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

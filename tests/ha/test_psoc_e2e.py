@@ -45,19 +45,11 @@ from custom_components.lan_guard.runtime import LanGuardData
 from tests.psoc.pg import Postgres
 from tests.psoc.world import World, build, csrf_of
 
-from .conftest import default_options, unload
+from .conftest import default_options, unload, until
 
 pytestmark = [pytest.mark.broker]
 
 CULPRIT_MAC = "00:1b:21:42:00:42"  # the demo capture's culprit (sensor_agent.synth)
-
-
-async def until(predicate: Callable[[], Any], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

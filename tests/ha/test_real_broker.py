@@ -12,8 +12,7 @@ import asyncio
 import os
 import shutil
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from custom_components.lan_guard.coordinator import LanGuardCoordinator
 from tests.broker import Mosquitto
 from tests.captures import first_seconds
 
-from .conftest import PREFIX, make_entry, unload
+from .conftest import PREFIX, make_entry, unload, until
 
 pytestmark = [
     pytest.mark.broker,
@@ -48,14 +47,6 @@ KEY = "real-broker-shared-key-0123"  # the agent wants at least 16 characters
 NODE_IP, NODE_MAC = "192.0.2.10", "b8:27:eb:0a:00:0a"
 CULPRIT_MAC, CULPRIT_IP, CULPRIT_NAME = "00:1b:21:42:00:42", "192.0.2.66", "DESKTOP-K3V9Q2"
 ENTITY = "lan_guard_pi_livingroom"  # the entity id stem of the agent "pi-livingroom"
-
-
-async def until(predicate: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def agent(*args: str, env: dict[str, str] | None = None) -> str:
