@@ -10,13 +10,13 @@ echo "== ruff"
 .venv/bin/ruff check sensor_agent custom_components psoc tests benchmarks addon
 .venv/bin/ruff format --check sensor_agent custom_components psoc tests benchmarks addon
 echo "== mypy --strict"
-# psoc/federation/server_app.py runs in Flower's process: checked where Flower is installed.
+# psoc/federation/server_app.py and secure.py run in Flower's process: checked where Flower is.
 .venv-agent/bin/mypy --strict --python-version 3.11 sensor_agent benchmarks \
   addon/lan_guard_agent/rootfs/usr/bin/lan_guard_addon.py psoc/federation/server_app.py \
-  --exclude benchmarks/psoc_load.py
+  psoc/federation/secure.py --exclude benchmarks/psoc_load.py
 .venv/bin/mypy --strict --python-version 3.13 custom_components/lan_guard
 .venv/bin/mypy --strict --python-version 3.13 psoc benchmarks/psoc_load.py \
-  --exclude psoc/federation/server_app.py
+  --exclude psoc/federation/server_app.py --exclude psoc/federation/secure.py
 echo "== agent and add-on tests (Python 3.11)"
 .venv-agent/bin/python -m pytest -q -p no:cacheprovider tests/agent tests/addon
 echo "== lab tests (Python 3.13, network namespaces; skipped with a reason when not root)"

@@ -43,6 +43,7 @@ RUN_CONFIG_DEFAULTS: Mapping[str, str | int | float | bool] = {
     "target-delta": 1e-5,
     "max-epsilon": 0.0,
     "population": 3,
+    "secure-aggregation": False,
 }
 
 

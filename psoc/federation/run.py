@@ -109,6 +109,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--population", type=int, help="sites in the federation (default: min)")
     parser.add_argument(
+        "--secure-aggregation",
+        action="store_true",
+        help="SecAgg+: the PSOC learns only the sum of the sites' updates (each site clips "
+        "its own change to --clipping-norm; every site weighs the same; at least 3 sites)",
+    )
+    parser.add_argument(
         "--no-publish", action="store_true", help="store the rounds only; send nothing to sites"
     )
 
@@ -213,6 +219,9 @@ def run(
     channel: Callable[[], publish.Sender],
 ) -> int:
     """The command; ``sites`` gives each site's key, ``channel`` the site channel."""
+    if args.secure_aggregation and args.min_sites < 3:
+        # With two, each site could take its own update from the sum and read the other's.
+        raise UsageError("--secure-aggregation needs --min-sites of at least 3")
     tls = _superlink_tls(args)
     env = _env(args)
     app = env.prepare()
@@ -233,6 +242,7 @@ def run(
         "target-delta": args.target_delta,
         "max-epsilon": args.max_epsilon,
         "population": args.population or args.min_sites,
+        "secure-aggregation": args.secure_aggregation,
     }
     try:
         done = subprocess.run(

@@ -23,9 +23,12 @@ Run config (``lan-guard-psoc federate`` writes it; names are Flower's kebab-case
 Each round's global model is the FedAvg of the sites' posteriors (mean and precision): a site
 that agrees with the others changes little, and the averaged precision is as sure as a typical
 site, not as all sites together, so a home's own labels can still move it when it becomes the
-home's prior. Flower offers secure aggregation (SecAgg+) only for its legacy workflow API, not
-for these message strategies, and with it the clipping would move to the sites (the README
-says what that would cost).
+home's prior.
+
+``secure-aggregation``: the rounds run under SecAgg+ instead (:mod:`psoc.federation.secure`;
+Flower offers it for its legacy workflow API only): the PSOC learns the sum of the sites'
+clipped changes and never one site's update; the clipping moves to the sites and every site
+weighs the same.
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.common import Scalar, ndarrays_to_parameters
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, Strategy
 from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
@@ -51,6 +56,7 @@ from flwr.supercore.privacy_accounting import (
 )
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
+from psoc.federation import secure
 from psoc.federation.flower import registered_nodes
 from psoc.federation.rounds import RoundStore
 from sensor_agent.federation import logreg
@@ -60,6 +66,22 @@ _LOGGER = logging.getLogger(__name__)
 AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 app = ServerApp()
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """A round's global model and what is known of how it was made."""
+
+    number: int
+    mean: logreg.FloatArray
+    precision: logreg.FloatArray
+    sites: list[tuple[str, str]]  # (site, agent) of each update
+    labels: dict[str, int]  # the sites' label counts, summed
+    evaluated: dict[str, Any] | None  # the sites' scores of the model, aggregated
+    privacy: dict[str, Any] | None  # the DP settings and the budget spent so far
+
+
+StoreRound = Callable[[RoundResult], int]  # stores a round; returns its version
 
 
 def template_arrays(template: dict[str, Any]) -> tuple[logreg.FloatArray, logreg.FloatArray]:
@@ -148,6 +170,35 @@ def _config(context: Context, key: str, default: Any) -> Any:
     return context.run_config.get(key, default)
 
 
+def _record(values: dict[str, Scalar]) -> ConfigRecord:
+    record = ConfigRecord()
+    record.update(values)
+    return record
+
+
+def _accountant(context: Context, min_sites: int) -> RdpAccountant:
+    """Flower's RDP accountant for per-site DP over exactly ``min_sites`` sites a round."""
+    max_epsilon = float(_config(context, "max-epsilon", 0.0))
+    return RdpAccountant(
+        PrivacyConfig(
+            target_delta=float(_config(context, "target-delta", 1e-5)),
+            population_size=int(_config(context, "population", min_sites)),
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+            sampling_method=SamplingMethod.NO_AMPLIFICATION,
+            max_epsilon=max_epsilon if max_epsilon > 0 else None,
+        )
+    )
+
+
+def _privacy(noise_multiplier: float, clipping_norm: float, spent: Any) -> dict[str, Any]:
+    return {
+        "noise_multiplier": noise_multiplier,
+        "clipping_norm": clipping_norm,
+        "epsilon": None if spent is None else spent.epsilon,
+        "delta": None if spent is None else spent.delta,
+    }
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run ``num-rounds`` rounds and store each round's global model."""
@@ -155,9 +206,46 @@ def main(grid: Grid, context: Context) -> None:
     mean, precision = template_arrays(template)
     floor = float(np.linalg.eigvalsh(precision).min())
     feature_version = int(template["feature_version"])
-    min_sites = int(_config(context, "min-sites", 2))
     rounds = RoundStore(str(_config(context, "rounds-db", "rounds.db")))
     run_id = uuid.uuid4().hex
+    round_config: dict[str, Scalar] = {
+        "feature-version": feature_version,
+        "precision-floor": floor,
+        "alarm-from": float(template.get("alarm_from", 0.5)),
+    }
+
+    def store(result: RoundResult) -> int:
+        precision = logreg.mend_precision(result.precision, floor)
+        version = rounds.add(
+            run_id=run_id,
+            round_number=result.number,
+            feature_version=feature_version,
+            model=global_model(template, result.mean, precision, result.labels),
+            metrics={"evaluation": result.evaluated, "sites": len(result.sites)},
+            privacy=result.privacy,
+            sites=result.sites,
+        )
+        _LOGGER.info("round %d stored as global model version %d", result.number, version)
+        return version
+
+    try:
+        if bool(_config(context, "secure-aggregation", False)):
+            _run_secure(grid, context, (mean, precision), round_config, store)
+        else:
+            _run_messages(grid, context, (mean, precision), round_config, store)
+    finally:
+        rounds.close()
+
+
+def _run_messages(
+    grid: Grid,
+    context: Context,
+    initial: tuple[logreg.FloatArray, logreg.FloatArray],
+    round_config: dict[str, Scalar],
+    store: StoreRound,
+) -> None:
+    """The rounds with Flower's message strategies: the PSOC sees and clips each update."""
+    min_sites = int(_config(context, "min-sites", 2))
     dp = bool(_config(context, "dp", False))
 
     # What FedAvg's metric aggregation sees of each reply: remember who took part and the
@@ -196,7 +284,6 @@ def main(grid: Grid, context: Context) -> None:
     strategy: Strategy = SiteFedAvg(nodes, **settings)
     accounted: DifferentialPrivacyServerSideFixedClipping | None = None
     if dp:
-        max_epsilon = float(_config(context, "max-epsilon", 0.0))
         # The DP wrapper credits the sites: Flower's accountant wants FedAvg's own aggregation.
         accounted = SiteDpFedAvg(
             nodes,
@@ -204,15 +291,7 @@ def main(grid: Grid, context: Context) -> None:
             noise_multiplier=float(_config(context, "noise-multiplier", 1.0)),
             clipping_norm=float(_config(context, "clipping-norm", 10.0)),
             num_sampled_clients=min_sites,
-            accountant=RdpAccountant(
-                PrivacyConfig(
-                    target_delta=float(_config(context, "target-delta", 1e-5)),
-                    population_size=int(_config(context, "population", min_sites)),
-                    neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-                    sampling_method=SamplingMethod.NO_AMPLIFICATION,
-                    max_epsilon=max_epsilon if max_epsilon > 0 else None,
-                )
-            ),
+            accountant=_accountant(context, min_sites),
         )
         strategy = accounted
 
@@ -220,50 +299,85 @@ def main(grid: Grid, context: Context) -> None:
         if server_round == 0 or "sites" not in seen:
             return None  # the initial model, or a round that produced nothing
         new_mean, new_precision = arrays.to_numpy_ndarrays()
-        mended = logreg.mend_precision(new_precision, floor)
         privacy = None
         if accounted is not None:
-            spent = accounted.privacy_spent()
-            privacy = {
-                "noise_multiplier": accounted.noise_multiplier,
-                "clipping_norm": accounted.clipping_norm,
-                "epsilon": None if spent is None else spent.epsilon,
-                "delta": None if spent is None else spent.delta,
-            }
-        version = rounds.add(
-            run_id=run_id,
-            round_number=server_round,
-            feature_version=feature_version,
-            model=global_model(template, new_mean, mended, seen["labels"]),
-            metrics={"evaluation": seen.get("evaluated"), "sites": len(seen["sites"])},
-            privacy=privacy,
-            sites=seen["sites"],
+            privacy = _privacy(
+                accounted.noise_multiplier, accounted.clipping_norm, accounted.privacy_spent()
+            )
+        version = store(
+            RoundResult(
+                server_round,
+                new_mean,
+                new_precision,
+                seen["sites"],
+                seen["labels"],
+                seen.get("evaluated"),
+                privacy,
+            )
         )
-        _LOGGER.info("round %d stored as global model version %d", server_round, version)
         seen.clear()
         return MetricRecord({"version": version})
 
-    try:
-        strategy.start(
-            grid=grid,
-            initial_arrays=ArrayRecord([mean, precision]),
-            num_rounds=int(_config(context, "num-rounds", 3)),
-            timeout=float(_config(context, "round-timeout", 300.0)),
-            train_config=ConfigRecord(
-                {
-                    "feature-version": feature_version,
-                    "precision-floor": floor,
-                    "alarm-from": float(template.get("alarm_from", 0.5)),
-                }
-            ),
-            evaluate_config=ConfigRecord(
-                {
-                    "feature-version": feature_version,
-                    "precision-floor": floor,
-                    "alarm-from": float(template.get("alarm_from", 0.5)),
-                }
-            ),
-            evaluate_fn=store_round,
+    strategy.start(
+        grid=grid,
+        initial_arrays=ArrayRecord(list(initial)),
+        num_rounds=int(_config(context, "num-rounds", 3)),
+        timeout=float(_config(context, "round-timeout", 300.0)),
+        train_config=_record(round_config),
+        evaluate_config=_record(round_config),
+        evaluate_fn=store_round,
+    )
+
+
+def _run_secure(
+    grid: Grid,
+    context: Context,
+    initial: tuple[logreg.FloatArray, logreg.FloatArray],
+    round_config: dict[str, Scalar],
+    store: StoreRound,
+) -> None:
+    """The rounds under SecAgg+ (:mod:`psoc.federation.secure`): the PSOC sees only sums."""
+    min_sites = int(_config(context, "min-sites", 2))
+    clipping_norm = float(_config(context, "clipping-norm", 10.0))
+    dp: secure.AccountedDp | None = None
+
+    def store_round(number: int, mean: Any, precision: Any, taken: secure.Round) -> int:
+        privacy = None
+        if dp is not None:
+            privacy = _privacy(
+                dp.noise_multiplier, dp.clipping_norm, dp.accountant.get_privacy_spent()
+            )
+        # The sites' evaluation of a secure run comes after the round is stored: Flower logs it.
+        return store(RoundResult(number, mean, precision, taken.sites, taken.labels, None, privacy))
+
+    evaluate = bool(_config(context, "evaluate", True))
+    strategy = secure.SecureSiteFedAvg(
+        registered_nodes(Path(str(_config(context, "nodes", "")))),
+        store_round,
+        {**round_config, "clipping-norm": clipping_norm},
+        # Exactly min-sites sites a round (DP's accountant counts on it; SecAgg+ needs none
+        # more), each weighing the same.
+        fraction_fit=1e-9,
+        fraction_evaluate=1.0 if evaluate else 0.0,
+        min_fit_clients=min_sites,
+        min_evaluate_clients=min_sites,
+        min_available_clients=min_sites,
+        initial_parameters=ndarrays_to_parameters(list(initial)),
+    )
+    if bool(_config(context, "dp", False)):
+        dp = secure.AccountedDp(
+            strategy,
+            _accountant(context, min_sites),
+            noise_multiplier=float(_config(context, "noise-multiplier", 1.0)),
+            clipping_norm=clipping_norm,
+            num_sampled_clients=min_sites,
         )
-    finally:
-        rounds.close()
+    secure.run(
+        grid,
+        context,
+        strategy=strategy,
+        dp=dp,
+        clipping_norm=clipping_norm,
+        num_rounds=int(_config(context, "num-rounds", 3)),
+        round_timeout=float(_config(context, "round-timeout", 300.0)),
+    )

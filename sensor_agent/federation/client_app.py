@@ -10,6 +10,13 @@ example. A site with fewer than ``min-examples`` examples declines (an error rep
 counts as a failure): with a handful of labels the precision matrix comes too close to the
 examples themselves.
 
+With secure aggregation (SecAgg+, the PSOC's ``--secure-aggregation``) the server speaks
+Flower's legacy message format and Flower's ``secaggplus_mod`` masks the reply: training then
+returns the *change* it made to the global model, clipped to the round's ``clipping-norm``
+(each number of a vector that short lies in [-norm, norm], the range SecAgg+ quantizes), one
+weight per site, and the PSOC learns only the sum of the sites' changes. The mod acts only
+on the messages of that protocol; the same app answers both kinds of run.
+
 Node config (``flower-supernode --node-config``, written by ``lan-guard-agent federate``):
 ``examples-db`` (the store's path), ``site-id``, ``agent-id`` and ``min-examples``.
 """
@@ -21,14 +28,34 @@ import time
 import numpy as np
 import numpy.typing as npt
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable
+from flwr.common import Code, EvaluateRes, FitRes, Scalar, Status, ndarrays_to_parameters
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+from flwr.compat.common import recorddict_compat as compat
+from flwr.supercore.differential_privacy import clip_inputs_inplace
 
 from sensor_agent.federation import logreg
 from sensor_agent.federation.examples import ExampleStore
 
 DEFAULT_MIN_EXAMPLES = 10
 
-app = ClientApp()
+# The legacy format's records (Flower's compat layer), which the SecAgg+ workflow speaks.
+LEGACY_TRAIN = ("fitins.parameters", "fitins.config")
+LEGACY_EVALUATE = ("evaluateins.parameters", "evaluateins.config")
+
+
+def secure_aggregation_mod(
+    message: Message, context: Context, call_next: ClientAppCallable
+) -> Message:
+    """Flower's SecAgg+ client for the messages of that protocol; anything else passes."""
+    if RECORD_KEY_CONFIGS in message.content.config_records:
+        return secaggplus_mod(message, context, call_next)
+    return call_next(message, context)
+
+
+app = ClientApp(mods=[secure_aggregation_mod])
 
 
 class NotEnoughExamples(RuntimeError):
@@ -46,9 +73,14 @@ def _number(values: ConfigRecord | dict[str, object], key: str, default: float) 
 def _global_model(message: Message) -> tuple[logreg.Posterior, ConfigRecord]:
     arrays = message.content.array_records
     config = message.content.config_records
-    record = next(iter(arrays.values()))
-    mean, precision = record.to_numpy_ndarrays()
-    settings = next(iter(config.values())) if config else ConfigRecord()
+    for names in (LEGACY_TRAIN, LEGACY_EVALUATE):
+        if names[0] in arrays:  # a secure aggregation run: Flower's legacy format
+            mean, precision = arrays[names[0]].to_numpy_ndarrays()
+            settings = config.get(names[1], ConfigRecord())
+            break
+    else:
+        mean, precision = next(iter(arrays.values())).to_numpy_ndarrays()
+        settings = next(iter(config.values())) if config else ConfigRecord()
     floor = _number(settings, "precision-floor", 0.0)
     return logreg.Posterior.of(mean, logreg.mend_precision(precision, floor)), settings
 
@@ -80,20 +112,47 @@ def _site(context: Context) -> ConfigRecord:
     )
 
 
+def _secure_change(
+    posterior: logreg.Posterior, trained: logreg.Posterior, settings: ConfigRecord
+) -> list[logreg.FloatArray]:
+    """What a secure aggregation run sums: the change to the global model, clipped (by
+    Flower's function) to the round's norm, which is also the range SecAgg+ quantizes."""
+    norm = _number(settings, "clipping-norm", 0.0)
+    if not norm > 0.0:
+        raise ValueError("a secure aggregation round without a clipping norm")
+    change = [trained.mean - posterior.mean, trained.precision - posterior.precision]
+    clip_inputs_inplace(change, norm)
+    return change
+
+
 @app.train()
 def train(message: Message, context: Context) -> Message:
-    """Learn the local examples from the global model; return the new mean and precision."""
+    """Learn the local examples from the global model; return the new mean and precision
+    (with secure aggregation: the clipped change, see the module's docstring)."""
     posterior, settings = _global_model(message)
     xs, ys = _local_examples(context, settings, posterior.dimension)
     trained = logreg.train(posterior.mean, posterior.precision, zip(xs, ys, strict=True))
+    counts = {"alarm-labels": int(ys.sum()), "normal-labels": int((~ys).sum())}
+    if LEGACY_TRAIN[0] in message.content.array_records:
+        # One weight per site: what the PSOC's differential privacy needs.
+        fitted = FitRes(
+            Status(Code.OK, ""),
+            ndarrays_to_parameters(_secure_change(posterior, trained, settings)),
+            1,
+            {
+                **counts,
+                "site-id": str(context.node_config.get("site-id", "")),
+                "agent-id": str(context.node_config.get("agent-id", "")),
+            },
+        )
+        return Message(content=compat.fitres_to_recorddict(fitted, False), reply_to=message)
     metrics = MetricRecord(
         {
             # FedAvg's weights: by examples, or one per site (what per-site differential
             # privacy needs, and what its accountant checks).
             "num-examples": len(ys),
             "sites": 1,
-            "alarm-labels": int(ys.sum()),
-            "normal-labels": int((~ys).sum()),
+            **counts,
         }
     )
     content = RecordDict(
@@ -113,6 +172,15 @@ def evaluate(message: Message, context: Context) -> Message:
     xs, ys = _local_examples(context, settings, posterior.dimension)
     alarm_from = _number(settings, "alarm-from", 0.5)
     figures = logreg.evaluate(posterior, xs, ys, alarm_from)
+    scores: dict[str, Scalar] = {
+        "accuracy": figures.accuracy,
+        "log-loss": figures.log_loss,
+        "alarm-recall": figures.alarm_recall,
+        "false-alarm-rate": figures.false_alarm_rate,
+    }
+    if LEGACY_EVALUATE[0] in message.content.array_records:
+        scored = EvaluateRes(Status(Code.OK, ""), figures.log_loss, figures.examples, scores)
+        return Message(content=compat.evaluateres_to_recorddict(scored), reply_to=message)
     metrics = MetricRecord(
         {
             "num-examples": figures.examples,

@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as paho
 import pytest
 from homeassistant.components import mqtt
@@ -54,8 +55,11 @@ from psoc import bridge
 from psoc import cli as psoc_cli
 from psoc.db.engine import make_engine
 from psoc.federation.flower import FlowerEnv, SuperLinkTls, registered_nodes
+from psoc.federation.rounds import RoundStore
 from psoc.store import Store
 from sensor_agent import signing
+from sensor_agent.federation import logreg
+from sensor_agent.federation.examples import ExampleStore
 from tests.broker import Collector, Mosquitto, Pki, free_port, make_pki
 
 from .conftest import PREFIX, default_options, make_event, until
@@ -310,6 +314,73 @@ def listening(address: str) -> bool:
     return True
 
 
+async def start_superlink(
+    tmp_path: Path,
+) -> tuple[Pki, FlowerEnv, asyncio.subprocess.Process]:
+    """The provider's SuperLink (TLS, SuperNode authentication) on a free loopback port."""
+    pki = make_pki(tmp_path / "pki")
+    flower = FlowerEnv(
+        FLOWER_BIN, tmp_path / "flower", f"127.0.0.1:{free_port()}", ca_certfile=pki.ca_file
+    )
+    flower.prepare()
+    superlink = await asyncio.create_subprocess_exec(
+        *flower.superlink_command(SuperLinkTls(pki.server_cert, pki.server_key, pki.ca_file)),
+        env=flower.environ(),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await until(lambda: listening(flower.superlink), 30, "the SuperLink")
+    return pki, flower, superlink
+
+
+async def federate(
+    tmp_path: Path, psoc: Psoc, flower: FlowerEnv, psoc_broker: Mosquitto | None, *extra: str
+) -> bytes:
+    """``lan-guard-psoc federate``: rounds with the three sites from a fresh model, the
+    global model sent to the sites through ``psoc_broker`` (none: stored only)."""
+    initial = tmp_path / "initial-model.json"
+    initial.write_text(json.dumps(OnlineLogisticModel().to_dict()))
+    sending = (
+        ["--mqtt-port", str(psoc_broker.port), "--mqtt-username", "psoc"]
+        if psoc_broker
+        else ["--no-publish"]
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "psoc.cli",
+        "--db",
+        psoc.db,
+        "federate",
+        *sending,
+        "--initial-model",
+        str(initial),
+        "--superlink",
+        flower.superlink,
+        "--superlink-ca",
+        str(tmp_path / "pki" / "ca.crt"),
+        "--flower-bin",
+        str(FLOWER_BIN),
+        "--flower-home",
+        str(flower.home),
+        "--rounds-db",
+        str(tmp_path / "rounds.sqlite"),
+        "--min-sites",
+        "3",
+        "--round-timeout",
+        "60",
+        "--timeout",
+        "120",
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "LAN_GUARD_PSOC_MQTT_PASSWORD": SERVICE_PASSWORD},
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=150)
+    assert process.returncode == 0, output.decode()[-3000:]
+    return output
+
+
 def site_client(broker: Mosquitto) -> paho.Client:
     client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
     client.connect(broker.host, broker.port)
@@ -336,18 +407,7 @@ async def test_labels_stay_home_and_the_global_model_changes_a_homes_verdicts(
     await lan_guard(hass, NOT_CONSENTING, key_a, contribute=False)
     # The provider's SuperLink runs as a service (TLS, SuperNode authentication), before any
     # site connects.
-    pki = make_pki(tmp_path / "pki")
-    flower = FlowerEnv(
-        FLOWER_BIN, tmp_path / "flower", f"127.0.0.1:{free_port()}", ca_certfile=pki.ca_file
-    )
-    flower.prepare()
-    superlink = await asyncio.create_subprocess_exec(
-        *flower.superlink_command(SuperLinkTls(pki.server_cert, pki.server_key, pki.ca_file)),
-        env=flower.environ(),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    await until(lambda: listening(flower.superlink), 30, "the SuperLink")
+    pki, flower, superlink = await start_superlink(tmp_path)
     agents = Agents(tmp_path, site_broker, psoc.keys, flower.superlink)
     await register_nodes(psoc, agents, pki, flower)
     await agents.start({"A": INTRUDER})
@@ -421,53 +481,23 @@ async def test_labels_stay_home_and_the_global_model_changes_a_homes_verdicts(
         finally:
             status.stop()
 
-        initial = tmp_path / "initial-model.json"
-        initial.write_text(json.dumps(OnlineLogisticModel().to_dict()))
-        federate = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "psoc.cli",
-            "--db",
-            psoc.db,
-            "federate",
-            "--mqtt-port",
-            str(psoc_broker.port),
-            "--mqtt-username",
-            "psoc",
-            "--initial-model",
-            str(initial),
-            "--superlink",
-            agents.superlink,
-            "--superlink-ca",
-            str(tmp_path / "pki" / "ca.crt"),
-            "--flower-bin",
-            str(FLOWER_BIN),
-            "--flower-home",
-            str(tmp_path / "flower"),
-            "--rounds-db",
-            str(tmp_path / "rounds.sqlite"),
+        output = await federate(
+            tmp_path,
+            psoc,
+            flower,
+            psoc_broker,
             "--rounds",
             "2",
-            "--min-sites",
-            "3",
             "--no-evaluate",
             # Differential privacy's path (clipping, noise, Flower's accountant, the budget
-            # in HA) with noise too small to matter: what DP costs is the benchmark's part.
+            # in HA) with noise too small to matter here: what DP costs is the benchmark's
+            # part, and the test of secure aggregation runs it with real noise.
             "--dp",
             "--noise-multiplier",
             "0.001",
             "--clipping-norm",
             "100",
-            "--round-timeout",
-            "60",
-            "--timeout",
-            "120",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "LAN_GUARD_PSOC_MQTT_PASSWORD": SERVICE_PASSWORD},
         )
-        output, _ = await asyncio.wait_for(federate.communicate(), timeout=150)
-        assert federate.returncode == 0, output.decode()[-3000:]
         assert b"sent to 3 site agents" in output
 
         # After: the global model reached site A's integration through the bridge ...
@@ -499,3 +529,110 @@ async def test_labels_stay_home_and_the_global_model_changes_a_homes_verdicts(
     assert not any(f"/{NOT_CONSENTING}/" in topic for topic in topics if "/event" not in topic)
     models = {t for t in topics if t.endswith("/site/global_model")}
     assert models == {f"sites/{s}/lan_guard/{a}/site/global_model" for s, a in SITES.items()}
+
+
+def expected_mean_change(
+    tmp_path: Path, norm: float
+) -> tuple[logreg.FloatArray, logreg.FloatArray, float]:
+    """What each site's ClientApp computes from a fresh model and its stored examples, clipped
+    to ``norm`` and averaged (one weight per site), computed here from the sites' own stores;
+    and the largest change before clipping."""
+    start = OnlineLogisticModel().to_dict()
+    mean = np.asarray(start["weights"], dtype=np.float64)
+    precision = np.asarray(start["precision"], dtype=np.float64)
+    changes, largest = [], 0.0
+    for agent_id in SITES.values():
+        store = ExampleStore(tmp_path / f"examples-{agent_id}.sqlite")
+        xs, ys = store.arrays(FEATURE_VERSION, len(mean), time.time())
+        store.close()
+        trained = logreg.train(mean, precision, zip(xs, ys, strict=True))
+        change = [trained.mean - mean, trained.precision - precision]
+        size = float(np.sqrt(sum(float(np.sum(part**2)) for part in change)))
+        largest = max(largest, size)
+        changes.append([part * min(1.0, norm / size) for part in change])
+    return (
+        mean + np.mean([c[0] for c in changes], axis=0),
+        precision + np.mean([c[1] for c in changes], axis=0),
+        largest,
+    )
+
+
+async def test_secure_aggregation_gives_the_psoc_only_the_mean_of_the_sites_clipped_changes(
+    socket_enabled: None, tmp_path: Path
+) -> None:
+    """Three registered sites and the PSOC under SecAgg+ (Flower's SecAggPlusWorkflow and
+    secaggplus_mod): the stored global model is the fresh model plus the mean of the sites'
+    changes, each clipped at its site, to SecAgg+'s quantization precision; then the same
+    rounds with Flower's DP noise at a real multiplier, under SecAgg+ and in the central path
+    the other test uses: the noise on the weights is what the multiplier says, and Flower's
+    accountant reports the budget."""
+    psoc = Psoc(tmp_path)
+    norm = 2.0
+    with Mosquitto() as site_broker:
+        pki, flower, superlink = await start_superlink(tmp_path)
+        agents = Agents(tmp_path, site_broker, psoc.keys, flower.superlink)
+        publisher = site_client(site_broker)
+        status = Collector(site_broker.port, f"{PREFIX}/+/training/status").start()
+
+        def kept(agent_id: str) -> int:
+            found = status.payloads(f"{PREFIX}/{agent_id}/training/status")
+            return int(json.loads(found[-1])["examples"]) if found else -1
+
+        try:
+            await register_nodes(psoc, agents, pki, flower)
+            await agents.start(SITES)
+            await until(lambda: min(map(kept, SITES.values())) == 0, 30, "the agents' intakes")
+            # Three owners who disagree in different measure: different changes to average.
+            mixes = {"A": (2, 6), "B": (8, 2), "C": (5, 5)}  # (floods, sweeps), floods alarm
+            for site_id, (floods, sweeps) in mixes.items():
+                events = [(flood(f"02:00:00:0c:{i:02x}:01"), "alarm") for i in range(floods)]
+                events += [(sweep(f"02:00:00:0c:{i:02x}:02"), "normal") for i in range(sweeps)]
+                for i, (event, label) in enumerate(events):
+                    topic, raw = signed_example(
+                        site_id,
+                        SITES[site_id],
+                        psoc.keys[site_id],
+                        i=i,
+                        features=features_of(event),
+                        label=label,
+                    )
+                    publisher.publish(topic, raw, qos=1)
+            await until(
+                lambda: [kept(SITES[s]) for s in mixes] == [sum(m) for m in mixes.values()],
+                30,
+                "every agent to keep its examples",
+            )
+            secure = ("--rounds", "1", "--clipping-norm", str(norm), "--secure-aggregation")
+            output = await federate(tmp_path, psoc, flower, None, *secure)
+            assert b"Secure aggregation commencing" in output
+            noisy = ("--dp", "--noise-multiplier", "0.5")
+            await federate(tmp_path, psoc, flower, None, *secure, "--no-evaluate", *noisy)
+            central = ("--rounds", "1", "--clipping-norm", str(norm), "--no-evaluate", *noisy)
+            await federate(tmp_path, psoc, flower, None, *central)
+        finally:
+            status.stop()
+            publisher.loop_stop()
+            await agents.stop()
+            superlink.terminate()
+            await asyncio.wait_for(superlink.wait(), timeout=20)
+
+    rounds = RoundStore(tmp_path / "rounds.sqlite")
+    exact, secure_dp, central_dp = rounds.all()
+    rounds.close()
+    mean, precision, largest = expected_mean_change(tmp_path, norm)
+    assert largest > norm  # the sites' clipping mattered
+    # SecAgg+ quantizes each number to 2**22 steps of [-norm, norm]: the sum is that exact.
+    assert np.allclose(exact.model["weights"], mean, rtol=0, atol=1e-5)
+    assert np.allclose(exact.model["precision"], precision, rtol=0, atol=1e-5)
+    assert sorted(exact.sites) == sorted(SITES.items())
+    assert exact.model["labels"] == {"alarm": 15, "normal": 13}
+    assert exact.privacy is None and exact.metrics["sites"] == 3
+    # With DP: Gaussian noise of standard deviation multiplier * norm / sites on each weight,
+    # added by Flower's wrappers; 55 weights estimate it well (a chi-square bound far out).
+    for noised in (secure_dp, central_dp):
+        noise = np.asarray(noised.model["weights"]) - mean
+        assert 0.6 < float(np.std(noise)) / (0.5 * norm / 3) < 1.5
+        assert noised.privacy is not None and noised.privacy["epsilon"] > 0
+        assert noised.privacy["noise_multiplier"] == 0.5
+    # The same release (3 of 3 sites, multiplier 0.5, one round) costs the same budget.
+    assert secure_dp.privacy["epsilon"] == pytest.approx(central_dp.privacy["epsilon"])  # type: ignore[index]

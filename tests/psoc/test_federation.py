@@ -95,7 +95,7 @@ def test_the_superlink_admits_only_registered_supernodes_over_tls(tmp_path: Path
     ]
 
 
-def test_federate_node_refuses_an_unknown_site_and_a_superlink_without_tls(
+def test_federate_refuses_an_unknown_site_a_superlink_without_tls_and_secagg_of_two(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     db = f"sqlite:///{tmp_path / 'psoc.sqlite'}"
@@ -107,6 +107,10 @@ def test_federate_node_refuses_an_unknown_site_and_a_superlink_without_tls(
     assert psoc_cli.main(["--db", db, "federate", "--initial-model", str(key),
                           "--start-superlink", *common]) == 2  # fmt: skip
     assert "--start-superlink needs --superlink-cert" in capsys.readouterr().err
+    # Under SecAgg+ with two sites each could take its own update from the sum.
+    assert psoc_cli.main(["--db", db, "federate", "--initial-model", str(key),
+                          "--secure-aggregation", "--min-sites", "2", *common]) == 2  # fmt: skip
+    assert "--secure-aggregation needs --min-sites of at least 3" in capsys.readouterr().err
 
 
 def stored(tmp_path: Path) -> RoundStore:
