@@ -133,6 +133,11 @@ def _parser() -> argparse.ArgumentParser:
         help="register a site's SuperNode key: only registered nodes join federated rounds",
     )
     federation_run.add_node_arguments(node)
+    remove = commands.add_parser(
+        "federate-node-remove",
+        help="unregister a site's SuperNodes (a site leaving, or an old key after a new one)",
+    )
+    federation_run.add_remove_arguments(remove)
     prune = commands.add_parser("prune", help="retention: delete old events and closed incidents")
     prune.add_argument("--events-days", type=float, default=90)
     prune.add_argument("--incidents-days", type=float, default=365)
@@ -295,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return federation_run.register_node(
                 args, {site.site_id for site in _store(args).sites()}
             )
+        if args.command == "federate-node-remove":
+            return federation_run.unregister_nodes(args)
         if args.command == "prune":
             events, incidents = _store(args).prune(
                 time.time(), args.events_days, args.incidents_days

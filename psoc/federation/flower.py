@@ -108,6 +108,17 @@ def record_node(path: Path, node_id: int, site_id: str) -> None:
     """Remember that ``node_id`` is ``site_id``'s node (replaced atomically)."""
     nodes = registered_nodes(path)
     nodes[node_id] = site_id
+    _write_nodes(path, nodes)
+
+
+def forget_node(path: Path, node_id: int) -> None:
+    """``node_id`` is no site's node any more (replaced atomically)."""
+    nodes = registered_nodes(path)
+    nodes.pop(node_id, None)
+    _write_nodes(path, nodes)
+
+
+def _write_nodes(path: Path, nodes: dict[int, str]) -> None:
     staged = path.with_name(path.name + ".new")
     staged.write_text(
         json.dumps({str(node): site for node, site in sorted(nodes.items())}, indent=1),
@@ -193,6 +204,18 @@ class FlowerEnv:
             CONNECTION,
             "--name",
             name,
+            "--format",
+            "json",
+        ]
+
+    def unregister_command(self, node_id: int) -> list[str]:
+        """``flwr supernode unregister``: the SuperLink refuses the node from now on."""
+        return [
+            str(self.bin_dir / "flwr"),
+            "supernode",
+            "unregister",
+            str(node_id),
+            CONNECTION,
             "--format",
             "json",
         ]

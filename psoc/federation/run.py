@@ -20,9 +20,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from psoc.federation import publish
-from psoc.federation.flower import FlowerEnv, SuperLinkTls, record_node
+from psoc.federation.flower import (
+    FlowerEnv,
+    SuperLinkTls,
+    forget_node,
+    record_node,
+    registered_nodes,
+)
 from psoc.federation.rounds import RoundStore
 
 log = logging.getLogger(__name__)
@@ -70,6 +77,16 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
         "public_key",
         type=Path,
         help="the node's public key (lan-guard-agent federate --node-key prints it)",
+    )
+    add_superlink_arguments(parser)
+
+
+def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("site_id", help="the site whose agent nodes leave the federation")
+    parser.add_argument(
+        "--node-id",
+        type=int,
+        help="only this node of the site (after registering its new key: key rotation)",
     )
     add_superlink_arguments(parser)
 
@@ -198,19 +215,65 @@ def register_node(args: argparse.Namespace, known_sites: set[str]) -> int:
         )
     finally:
         _stop(superlink)
-    try:
-        # Flower's CLI exits 0 with JSON output whether or not it registered the node.
-        answer = json.loads(done.stdout)
-        registered = bool(answer["success"]) and done.returncode == 0
-    except (ValueError, KeyError, TypeError):
-        answer, registered = {}, False
+    registered, answer = _flower_answer(done)
     if not registered:
-        why = answer.get("error-message") or done.stderr.decode(errors="replace")[-500:]
+        why = _why(done, answer)
         log.error("the SuperLink did not register the node of site %s: %s", args.site_id, why)
         return 1
     record_node(env.nodes, int(answer["node-id"]), args.site_id)
     print(f"node {answer['node-id']} registered for site {args.site_id}")
     return 0
+
+
+def _flower_answer(done: subprocess.CompletedProcess[bytes]) -> tuple[bool, dict[str, Any]]:
+    """Whether Flower's CLI did it, and its JSON answer (it exits 0 either way)."""
+    try:
+        answer = json.loads(done.stdout)
+        return bool(answer["success"]) and done.returncode == 0, answer
+    except (ValueError, KeyError, TypeError):
+        return False, {}
+
+
+def _why(done: subprocess.CompletedProcess[bytes], answer: dict[str, Any]) -> str:
+    return str(answer.get("error-message") or done.stderr.decode(errors="replace")[-500:])
+
+
+def unregister_nodes(args: argparse.Namespace) -> int:
+    """``federate-node-remove``: the SuperLink refuses the site's nodes (or one of them) from
+    now on, and the ServerApp credits them to nobody."""
+    tls = _superlink_tls(args)
+    env = _env(args)
+    env.prepare()
+    nodes = [
+        node
+        for node, site in registered_nodes(env.nodes).items()
+        if site == args.site_id and args.node_id in (None, node)
+    ]
+    if not nodes:
+        which = "no node" if args.node_id is None else f"no node {args.node_id}"
+        log.error("%s of site %s is registered", which, args.site_id)
+        return 2
+    superlink = _start_superlink(args, env, tls)
+    failed = 0
+    try:
+        for node in nodes:
+            done = subprocess.run(
+                env.unregister_command(node),
+                env=env.environ(),
+                timeout=60,
+                check=False,
+                capture_output=True,
+            )
+            removed, answer = _flower_answer(done)
+            if not removed:
+                log.error("the SuperLink did not unregister node %d: %s", node, _why(done, answer))
+                failed += 1
+                continue
+            forget_node(env.nodes, node)
+            print(f"node {node} of site {args.site_id} unregistered")
+    finally:
+        _stop(superlink)
+    return 1 if failed else 0
 
 
 def run(

@@ -565,7 +565,8 @@ async def test_secure_aggregation_gives_the_psoc_only_the_mean_of_the_sites_clip
     changes, each clipped at its site, to SecAgg+'s quantization precision; then the same
     rounds with Flower's DP noise at a real multiplier, under SecAgg+ and in the central path
     the other test uses: the noise on the weights is what the multiplier says, and Flower's
-    accountant reports the budget."""
+    accountant reports the budget. Last, site C leaves (``federate-node-remove``): its node
+    is unregistered at the SuperLink, credited to nobody, and its SuperNode refused."""
     psoc = Psoc(tmp_path)
     norm = 2.0
     with Mosquitto() as site_broker:
@@ -609,6 +610,42 @@ async def test_secure_aggregation_gives_the_psoc_only_the_mean_of_the_sites_clip
             await federate(tmp_path, psoc, flower, None, *secure, "--no-evaluate", *noisy)
             central = ("--rounds", "1", "--clipping-norm", str(norm), "--no-evaluate", *noisy)
             await federate(tmp_path, psoc, flower, None, *central)
+            # Site C leaves the federation: its node is unregistered and credited to nobody.
+            removed = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "psoc.cli",
+                "--db",
+                psoc.db,
+                "federate-node-remove",
+                "C",
+                "--superlink",
+                flower.superlink,
+                "--superlink-ca",
+                str(pki.ca_file),
+                "--flower-bin",
+                str(FLOWER_BIN),
+                "--flower-home",
+                str(flower.home),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            said, _ = await asyncio.wait_for(removed.communicate(), timeout=60)
+            assert removed.returncode == 0, said.decode()[-2000:]
+            left = {node for node, site in registered_nodes(flower.nodes).items() if site == "C"}
+            assert sorted(registered_nodes(flower.nodes).values()) == ["A", "B"] and not left
+            listing = await asyncio.create_subprocess_exec(
+                *(str(FLOWER_BIN / "flwr"), "supernode", "ls", "lan-guard", "--format", "json"),
+                env=flower.environ(),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            shown, _ = await asyncio.wait_for(listing.communicate(), timeout=60)
+            states = [node["status"] for node in json.loads(shown)["nodes"]]
+            assert states.count("unregistered") == 1
+            # The SuperLink refuses C's SuperNode from then on: its agent's federate stops.
+            gone = agents.processes[SITES["C"]]
+            assert await asyncio.wait_for(gone.wait(), timeout=60) == 1
+            assert agents.processes[SITES["A"]].returncode is None
         finally:
             status.stop()
             publisher.loop_stop()

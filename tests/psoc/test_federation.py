@@ -211,3 +211,39 @@ def test_a_nodes_site_is_what_the_provider_registered(
     nodes = flower.registered_nodes(tmp_path / "flwr" / flower.NODES_FILE)
     assert nodes == {3478988645920431647: "A"}
     assert flower.registered_nodes(tmp_path / "nowhere.json") == {}
+
+
+def test_federate_node_remove_forgets_a_node_only_when_flower_unregistered_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """federate-node-remove unregisters the site's nodes (or the one named: key rotation) and
+    forgets them only when Flower did (stand-in CLI; the real one is in the e2e test)."""
+    nodes_file = tmp_path / "flwr" / flower.NODES_FILE
+    nodes_file.parent.mkdir()
+    for node, site in ((1, "A"), (2, "A"), (3, "B")):
+        flower.record_node(nodes_file, node, site)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    flwr = bin_dir / "flwr"
+    db = f"sqlite:///{tmp_path / 'psoc.sqlite'}"
+    common = ["--flower-bin", str(bin_dir), "--flower-home", str(tmp_path / "flwr")]
+    remove = ["--db", db, "federate-node-remove"]
+    assert psoc_cli.main([*remove, "C", *common]) == 2
+    assert "no node of site C is registered" in caplog.text
+    assert psoc_cli.main([*remove, "B", "--node-id", "1", *common]) == 2
+    assert "no node 1 of site B is registered" in caplog.text
+    flwr.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> {tmp_path / "calls"}\n'
+        '[ "$3" = 1 ] && echo \'{"success": true}\' '
+        '|| echo \'{"success": false, "error-message": "busy"}\'\n'
+    )
+    flwr.chmod(0o755)
+    assert psoc_cli.main([*remove, "A", *common]) == 1  # node 2 was not unregistered
+    assert "did not unregister node 2: busy" in caplog.text
+    assert flower.registered_nodes(nodes_file) == {2: "A", 3: "B"}
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [
+        "supernode unregister 1 lan-guard --format json",
+        "supernode unregister 2 lan-guard --format json",
+    ]
