@@ -39,7 +39,7 @@ RUN_CONFIG_DEFAULTS: Mapping[str, str | int | float | bool] = {
     "evaluate": True,
     "dp": False,
     "noise-multiplier": 1.0,
-    "clipping-norm": 10.0,
+    "clipping-norm": 1.0,
     "target-delta": 1e-5,
     "max-epsilon": 0.0,
     "population": 3,

@@ -116,7 +116,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="differential privacy: clip each site's update, noise the average",
     )
     parser.add_argument("--noise-multiplier", type=float, default=1.0)
-    parser.add_argument("--clipping-norm", type=float, default=10.0)
+    parser.add_argument(
+        "--clipping-norm",
+        type=float,
+        default=1.0,
+        help="with --dp or --secure-aggregation: the longest change of the weights a site's "
+        "update may make (default 1.0)",
+    )
     parser.add_argument("--target-delta", type=float, default=1e-5)
     parser.add_argument(
         "--max-epsilon",

@@ -73,8 +73,8 @@ class Round:
     labels: dict[str, int] = field(default_factory=lambda: {"normal": 0, "alarm": 0})
 
 
-# store(round, mean, precision, round's replies) -> the stored version
-Store = Callable[[int, logreg.FloatArray, logreg.FloatArray, Round], int]
+# store(round, the global weights, round's replies) -> the stored version
+Store = Callable[[int, logreg.FloatArray, Round], int]
 
 
 class SecureSiteFedAvg(FedAvg):
@@ -157,8 +157,8 @@ class SecureSiteFedAvg(FedAvg):
         """After each round's aggregation (and noise): store the global model."""
         if server_round == 0 or not self.round.sites:
             return None
-        mean, precision = parameters_to_ndarrays(parameters)
-        version = self.store(server_round, mean, precision, self.round)
+        (mean,) = parameters_to_ndarrays(parameters)
+        version = self.store(server_round, mean, self.round)
         self.round = Round()
         return 0.0, {"version": version}
 

@@ -2,9 +2,12 @@
 
 The server sends the global model as two arrays, the weights' mean and precision (the
 integration's model, :mod:`.logreg`), and a config: the feature version it trains, the verdict
-cut-off and the precision floor (noise added for differential privacy can push a precision
-matrix off positive definite; it is mended before use). Training learns this site's examples of
-that feature version from the global model and returns the new arrays with counts; evaluation
+cut-off and the precision floor (below which no precision may fall; it is mended before use).
+When updates are clipped (differential privacy, secure aggregation) it sends the weights only
+and the run's fixed precision (``prior-precision``, the initial model's) in the config: the
+clipping norm and the noise then apply to the weights, not to a matrix of thousands of
+numbers that would drown them. Training learns this site's examples of that feature version
+from the global model and returns the new arrays (the same ones it got) with counts; evaluation
 scores the global model on the same examples and returns the figures only. Neither sends an
 example. A site with fewer than ``min-examples`` examples declines (an error reply the server
 counts as a failure): with a handful of labels the precision matrix comes too close to the
@@ -12,7 +15,7 @@ examples themselves.
 
 With secure aggregation (SecAgg+, the PSOC's ``--secure-aggregation``) the server speaks
 Flower's legacy message format and Flower's ``secaggplus_mod`` masks the reply: training then
-returns the *change* it made to the global model, clipped to the round's ``clipping-norm``
+returns the *change* it made to the global weights, clipped to the round's ``clipping-norm``
 (each number of a vector that short lies in [-norm, norm], the range SecAgg+ quantizes), one
 weight per site, and the PSOC learns only the sum of the sites' changes. The mod acts only
 on the messages of that protocol; the same app answers both kinds of run.
@@ -70,19 +73,32 @@ def _number(values: ConfigRecord | dict[str, object], key: str, default: float) 
     )
 
 
-def _global_model(message: Message) -> tuple[logreg.Posterior, ConfigRecord]:
+def _global_model(message: Message) -> tuple[logreg.Posterior, ConfigRecord, bool]:
+    """The global model the server sent, its settings, and whether it sent the weights only
+    (its precision is then the run's fixed ``prior-precision``, in the settings)."""
     arrays = message.content.array_records
     config = message.content.config_records
     for names in (LEGACY_TRAIN, LEGACY_EVALUATE):
         if names[0] in arrays:  # a secure aggregation run: Flower's legacy format
-            mean, precision = arrays[names[0]].to_numpy_ndarrays()
+            sent = arrays[names[0]].to_numpy_ndarrays()
             settings = config.get(names[1], ConfigRecord())
             break
     else:
-        mean, precision = next(iter(arrays.values())).to_numpy_ndarrays()
+        sent = next(iter(arrays.values())).to_numpy_ndarrays()
         settings = next(iter(config.values())) if config else ConfigRecord()
+    mean = sent[0]
+    weights_only = len(sent) == 1
+    if weights_only:
+        fixed = settings.get("prior-precision", [])
+        precision = np.asarray(fixed if isinstance(fixed, list) else [], dtype=np.float64)
+        precision = (
+            precision.reshape(len(mean), -1) if precision.size == mean.size**2 else precision
+        )
+    else:
+        precision = sent[1]
     floor = _number(settings, "precision-floor", 0.0)
-    return logreg.Posterior.of(mean, logreg.mend_precision(precision, floor)), settings
+    posterior = logreg.Posterior.of(mean, logreg.mend_precision(precision, floor))
+    return posterior, settings, weights_only
 
 
 def _local_examples(
@@ -115,12 +131,12 @@ def _site(context: Context) -> ConfigRecord:
 def _secure_change(
     posterior: logreg.Posterior, trained: logreg.Posterior, settings: ConfigRecord
 ) -> list[logreg.FloatArray]:
-    """What a secure aggregation run sums: the change to the global model, clipped (by
+    """What a secure aggregation run sums: the change to the global weights, clipped (by
     Flower's function) to the round's norm, which is also the range SecAgg+ quantizes."""
     norm = _number(settings, "clipping-norm", 0.0)
     if not norm > 0.0:
         raise ValueError("a secure aggregation round without a clipping norm")
-    change = [trained.mean - posterior.mean, trained.precision - posterior.precision]
+    change = [trained.mean - posterior.mean]
     clip_inputs_inplace(change, norm)
     return change
 
@@ -129,7 +145,7 @@ def _secure_change(
 def train(message: Message, context: Context) -> Message:
     """Learn the local examples from the global model; return the new mean and precision
     (with secure aggregation: the clipped change, see the module's docstring)."""
-    posterior, settings = _global_model(message)
+    posterior, settings, weights_only = _global_model(message)
     xs, ys = _local_examples(context, settings, posterior.dimension)
     trained = logreg.train(posterior.mean, posterior.precision, zip(xs, ys, strict=True))
     counts = {"alarm-labels": int(ys.sum()), "normal-labels": int((~ys).sum())}
@@ -155,9 +171,10 @@ def train(message: Message, context: Context) -> Message:
             **counts,
         }
     )
+    sent = [trained.mean] if weights_only else [trained.mean, trained.precision]
     content = RecordDict(
         {
-            "arrays": ArrayRecord([trained.mean, trained.precision]),
+            "arrays": ArrayRecord(sent),
             "metrics": metrics,
             "site": _site(context),
         }
@@ -168,7 +185,7 @@ def train(message: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(message: Message, context: Context) -> Message:
     """Score the global model on the local examples: the figures leave, the examples do not."""
-    posterior, settings = _global_model(message)
+    posterior, settings, _ = _global_model(message)
     xs, ys = _local_examples(context, settings, posterior.dimension)
     alarm_from = _number(settings, "alarm-from", 0.5)
     figures = logreg.evaluate(posterior, xs, ys, alarm_from)

@@ -63,6 +63,9 @@ def settings(**extra: float) -> dict[str, bool | bytes | float | int | str]:
     return {"feature-version": VERSION, "precision-floor": 1.0, "alarm-from": 0.5, **extra}
 
 
+FIXED = {"prior-precision": [float(v) for v in PRECISION.ravel()]}
+
+
 def expected() -> logreg.Posterior:
     examples = [([1, 1, 0], True), ([1, 0, 1], False), ([1, 1, 1], True), ([1, 0, 0], False)]
     return logreg.train(MEAN, PRECISION, ((np.array(x, float), y) for x, y in examples))
@@ -81,23 +84,33 @@ def test_training_returns_the_model_its_examples_make_and_their_counts(context: 
     assert dict(reply.content["site"]) == {"site-id": "s1", "agent-id": "pi-1"}  # type: ignore[arg-type]
 
 
+def test_with_dp_training_shares_the_weights_only_under_the_runs_fixed_precision(
+    context: Context,
+) -> None:
+    config = ConfigRecord({**settings(), **FIXED})
+    content = RecordDict({"arrays": ArrayRecord([MEAN]), "config": config})
+    reply = client_app.train(request("train", content), context)
+    (mean,) = reply.content["arrays"].to_numpy_ndarrays()  # type: ignore[union-attr]
+    assert np.allclose(mean, expected().mean)  # learnt from the fixed precision
+
+
 def legacy_train(**extra: float) -> Message:
-    fitins = FitIns(ndarrays_to_parameters([MEAN, PRECISION]), settings(**extra))
+    """What a SecAgg+ round's train message holds for the ClientApp: the weights, and the
+    run's fixed precision in the config."""
+    fitins = FitIns(ndarrays_to_parameters([MEAN]), {**settings(**extra), **FIXED})  # type: ignore[dict-item]
     return request("train", compat.fitins_to_recorddict(fitins, True))
 
 
-def test_under_secure_aggregation_training_returns_its_change_clipped_and_one_weight(
+def test_under_secure_aggregation_training_returns_its_weights_change_clipped_one_weight(
     context: Context,
 ) -> None:
-    trained = expected()
-    change = [trained.mean - MEAN, trained.precision - PRECISION]
-    size = float(np.sqrt(sum(float(np.sum(part**2)) for part in change)))
+    change = expected().mean - MEAN
+    size = float(np.linalg.norm(change))
     for norm in (size / 4, size * 4):  # clipped, and short enough already
         reply = client_app.train(legacy_train(**{"clipping-norm": norm}), context)
         fitted = compat.recorddict_to_fitres(reply.content, keep_input=True)
-        sent = parameters_to_ndarrays(fitted.parameters)
-        scale = min(1.0, norm / size)
-        assert np.allclose(sent[0], change[0] * scale) and np.allclose(sent[1], change[1] * scale)
+        (sent,) = parameters_to_ndarrays(fitted.parameters)
+        assert np.allclose(sent, change * min(1.0, norm / size))
         assert fitted.num_examples == 1  # every site weighs the same
         assert fitted.metrics == {
             "alarm-labels": 2,
@@ -123,7 +136,7 @@ def test_evaluation_sends_figures_only_in_both_formats(context: Context) -> None
     reply = client_app.evaluate(request("evaluate", content), context)
     assert list(reply.content) == ["metrics"]
     assert reply.content["metrics"]["accuracy"] == truth.accuracy  # type: ignore[index]
-    evaluateins = EvaluateIns(ndarrays_to_parameters([MEAN, PRECISION]), settings())
+    evaluateins = EvaluateIns(ndarrays_to_parameters([MEAN]), {**settings(), **FIXED})  # type: ignore[dict-item]
     legacy = request("evaluate", compat.evaluateins_to_recorddict(evaluateins, True))
     scored = compat.recorddict_to_evaluateres(client_app.evaluate(legacy, context).content)
     assert scored.loss == pytest.approx(truth.log_loss) and scored.num_examples == 4

@@ -26,16 +26,16 @@ from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 from psoc.federation import secure
 
 NODES = {11: "A", 22: "B", 33: "C"}
-CURRENT = [np.array([1.0, -1.0]), np.eye(2) * 3.0]
-CHANGE = [np.array([0.5, 0.25]), np.eye(2) * 0.5]  # the workflow's mean of the sites' changes
+CURRENT = [np.array([1.0, -1.0, 0.0])]  # the global weights (SecAgg+ sums their changes)
+CHANGE = [np.array([0.5, 0.25, -1.0])]  # the workflow's mean of the sites' changes
 
 
 class Stored:
     def __init__(self) -> None:
-        self.rounds: list[tuple[int, Any, Any, secure.Round]] = []
+        self.rounds: list[tuple[int, Any, secure.Round]] = []
 
-    def __call__(self, number: int, mean: Any, precision: Any, taken: secure.Round) -> int:
-        self.rounds.append((number, mean, precision, taken))
+    def __call__(self, number: int, mean: Any, taken: secure.Round) -> int:
+        self.rounds.append((number, mean, taken))
         return len(self.rounds)
 
 
@@ -91,14 +91,13 @@ def test_the_global_model_moves_by_the_mean_change_and_is_stored_with_who_took_p
     made = strategy(stored)
     new, _ = made.aggregate_fit(1, replies((11, "A"), (22, "A"), (33, "C")), [])
     assert new is not None
-    mean, precision = arrays(new)
+    (mean,) = arrays(new)
     assert np.allclose(mean, CURRENT[0] + CHANGE[0])
-    assert np.allclose(precision, CURRENT[1] + CHANGE[1])
     assert "node 22 of site B said it was 'A'" in caplog.text  # the registration decides
     assert made.evaluate(0, new) is None  # the initial model is not a round
     assert made.evaluate(1, new) == (0.0, {"version": 1})
-    number, _, _, taken = stored.rounds[0]
-    assert number == 1
+    number, weights, taken = stored.rounds[0]
+    assert number == 1 and np.allclose(weights, CURRENT[0] + CHANGE[0])
     assert taken.sites == [("A", "pi-11"), ("B", "pi-22"), ("C", "pi-33")]
     assert taken.labels == {"alarm": 6, "normal": 15}
     assert made.evaluate(2, new) is None  # nothing new to store
@@ -120,13 +119,13 @@ def test_a_mean_change_longer_than_clipped_changes_can_make_is_refused(
 ) -> None:
     # SecAgg+ sums whatever a node sends; honest changes of norm <= 2 average to <= 2.
     made = strategy(Stored())
-    forged = [np.array([1.5, 0.0]), np.eye(2) * 1.0]  # length 2.06
+    forged = [np.array([1.5, 1.0, 1.0])]  # length 2.06
     assert made.aggregate_fit(6, replies((11, "A"), (22, "B"), (33, "C"), change=forged), []) == (
         None,
         {},
     )
     assert "round 6 refused: the sites' mean change is 2.06" in caplog.text
-    edge = [np.array([1.2, 0.0]), np.eye(2) * 1.13]  # 1.9998: accepted
+    edge = [np.array([1.2, 1.13, 1.13])]  # 1.9989: accepted
     new, _ = made.aggregate_fit(7, replies((11, "A"), (22, "B"), (33, "C"), change=edge), [])
     assert new is not None
 
