@@ -17,13 +17,14 @@ from sensor_agent.sinks.mqtt import default_outbox_path
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNIT = DEPLOY / "lan-guard-agent.service"
+FEDERATE_UNIT = DEPLOY / "lan-guard-agent-federate.service"
 EXAMPLE = DEPLOY / "lan-guard.toml"
 
 
-def unit_settings() -> dict[str, list[str]]:
+def unit_settings(unit: Path = UNIT) -> dict[str, list[str]]:
     """``Key=value`` lines of the unit (keys may repeat), comments left out."""
     settings: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
+    for line in unit.read_text().splitlines():
         if line and not line.startswith(("#", "[")) and "=" in line:
             key, value = line.split("=", 1)
             settings.setdefault(key, []).append(value)
@@ -73,13 +74,29 @@ def test_capabilities_are_only_what_the_agent_needs() -> None:
     assert {"AF_PACKET", "AF_INET", "AF_NETLINK"} <= families  # capture, MQTT, nftables
 
 
+def test_the_federation_node_runs_federate_with_the_agents_files_and_no_capabilities() -> None:
+    settings = unit_settings(FEDERATE_UNIT)
+    (exec_start,) = settings["ExecStart"]
+    args = _parser().parse_args(shlex.split(exec_start)[1:])
+    assert args.command == "federate"
+    assert args.config == Path("/etc/lan-guard/agent.toml")
+    # Its examples and node key default beside the agent's outbox, in the agent's state.
+    assert settings["StateDirectory"] == unit_settings()["StateDirectory"]
+    assert settings["ConfigurationDirectory"] == unit_settings()["ConfigurationDirectory"]
+    assert settings["CapabilityBoundingSet"] == [""] and settings["AmbientCapabilities"] == [""]
+    (flwr_home,) = settings["Environment"]
+    assert flwr_home.startswith(f"FLWR_HOME=/var/lib/{settings['StateDirectory'][0]}/")
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
-def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shipped", [UNIT, FEDERATE_UNIT], ids=lambda p: p.name)
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path, shipped: Path) -> None:
     """The unit as shipped, with ExecStart pointing at this venv's agent (verify checks
     that the binary exists)."""
     agent = Path(sys.executable).parent / "lan-guard-agent"
-    unit = tmp_path / UNIT.name
-    unit.write_text(UNIT.read_text().replace("/opt/lan-guard/venv/bin/lan-guard-agent", str(agent)))
+    unit = tmp_path / shipped.name
+    text = shipped.read_text()
+    unit.write_text(text.replace("/opt/lan-guard/venv/bin/lan-guard-agent", str(agent)))
     done = subprocess.run(
         ["systemd-analyze", "verify", str(unit)],
         capture_output=True,
@@ -87,5 +104,5 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    problems = [ln for ln in done.stderr.splitlines() if UNIT.name in ln]
+    problems = [ln for ln in done.stderr.splitlines() if shipped.name in ln]
     assert done.returncode == 0 and not problems, done.stderr

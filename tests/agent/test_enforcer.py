@@ -360,6 +360,14 @@ time.sleep(30)
 """
 
 
+def default_signals() -> None:
+    """The child starts with default dispositions whatever runs this test: under nohup or as a
+    shell's background job SIGHUP or SIGINT is ignored, children inherit that, and the
+    enforcer (rightly) leaves an ignored signal ignored."""
+    for signum in (signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @needs_root
 @pytest.mark.parametrize(
     ("signum", "exit_code"),
@@ -373,6 +381,7 @@ def test_termination_signal_removes_the_table(netns: str, signum: int, exit_code
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals,  # noqa: PLW1509 (a test's child, no threads involved)
     )
     try:
         assert proc.stdout is not None
