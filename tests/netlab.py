@@ -97,16 +97,39 @@ def _ip(*args: str) -> str:
     return done.stdout
 
 
+def _session_groups(session: int) -> set[int]:
+    """The process groups of the living processes of ``session``."""
+    groups = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # pid (comm) state ppid pgrp session ...: comm may hold spaces and parentheses
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if fields[0] != "Z" and int(fields[3]) == session:
+            groups.add(int(fields[2]))
+    return groups
+
+
 def _kill_group(proc: subprocess.Popen[Any], grace_s: float) -> None:
-    """SIGTERM the process group, then SIGKILL it if it is not gone within ``grace_s``."""
-    if proc.poll() is not None:
-        return
+    """SIGTERM every process group of the process's session, then SIGKILL what is left after
+    ``grace_s``. Spawned commands start in a session of their own, and a tool such as
+    ``timeout`` moves its command to a group of its own: killing the first group alone left
+    ``timeout 10 atk6-parasite6`` spoofing the router into the next test."""
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, _STOP_GRACE_S)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=wait_s)
+        groups = _session_groups(proc.pid)
+        if proc.poll() is None:
+            groups.add(proc.pid)
+        if not groups:
             return
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not _session_groups(proc.pid):
+                return
+            time.sleep(0.02)
 
 
 def namespaces_with_prefix(prefix: str) -> list[str]:

@@ -62,6 +62,20 @@ def test_teardown_removes_namespaces_links_route_and_processes() -> None:
     assert sleeper.poll() is not None
 
 
+def test_stop_ends_what_a_command_moved_to_a_process_group_of_its_own() -> None:
+    # `timeout` puts its command in a new group: stopping only the spawned shell's group left
+    # `timeout 10 atk6-parasite6` running into the next test.
+    with Lab(PREFIX, SUBNET) as lab:
+        a = lab.host("a", "198.18.2.10")
+        timed = a.spawn("timeout 60 sleep 50; true")
+        time.sleep(0.3)
+        sleeping = _root(f"pgrep -s {timed.pid} -x sleep").split()
+        assert sleeping, "sleep runs in the spawned command's session"
+        lab.stop(timed)
+        left = _root(f"ps -o stat=,comm= -s {timed.pid} || true").splitlines()
+        assert [line for line in left if not line.startswith("Z")] == []  # zombies are dead
+
+
 def test_teardown_happens_after_an_exception_too() -> None:
     with pytest.raises(RuntimeError, match="boom"), Lab(PREFIX, SUBNET) as lab:
         lab.host("a", "198.18.2.10").spawn("sleep 300")
