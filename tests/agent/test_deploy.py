@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,21 +12,16 @@ import pytest
 from sensor_agent.cli import _parser
 from sensor_agent.config import env_names, load
 from sensor_agent.sinks.mqtt import default_outbox_path
+from tests import systemd
+from tests.systemd import DEPLOY
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNIT = DEPLOY / "lan-guard-agent.service"
 FEDERATE_UNIT = DEPLOY / "lan-guard-agent-federate.service"
 EXAMPLE = DEPLOY / "lan-guard.toml"
 
 
 def unit_settings(unit: Path = UNIT) -> dict[str, list[str]]:
-    """``Key=value`` lines of the unit (keys may repeat), comments left out."""
-    settings: dict[str, list[str]] = {}
-    for line in unit.read_text().splitlines():
-        if line and not line.startswith(("#", "[")) and "=" in line:
-            key, value = line.split("=", 1)
-            settings.setdefault(key, []).append(value)
-    return settings
+    return systemd.unit_settings(unit)
 
 
 def test_the_outbox_default_lies_in_the_units_state_directory(
@@ -88,21 +81,9 @@ def test_the_federation_node_runs_federate_with_the_agents_files_and_no_capabili
     assert flwr_home.startswith(f"FLWR_HOME=/var/lib/{settings['StateDirectory'][0]}/")
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+@pytest.mark.skipif(systemd.NO_VERIFY is not None, reason=str(systemd.NO_VERIFY))
 @pytest.mark.parametrize("shipped", [UNIT, FEDERATE_UNIT], ids=lambda p: p.name)
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path, shipped: Path) -> None:
-    """The unit as shipped, with ExecStart pointing at this venv's agent (verify checks
-    that the binary exists)."""
+    """The unit as shipped, with ExecStart pointing at this venv's agent."""
     agent = Path(sys.executable).parent / "lan-guard-agent"
-    unit = tmp_path / shipped.name
-    text = shipped.read_text()
-    unit.write_text(text.replace("/opt/lan-guard/venv/bin/lan-guard-agent", str(agent)))
-    done = subprocess.run(
-        ["systemd-analyze", "verify", str(unit)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    problems = [ln for ln in done.stderr.splitlines() if shipped.name in ln]
-    assert done.returncode == 0 and not problems, done.stderr
+    systemd.verify([shipped], ("/opt/lan-guard/venv/bin/lan-guard-agent", agent), tmp_path)

@@ -269,6 +269,19 @@ async def lan_guard(hass: HomeAssistant, agent_id: str, key: bytes, contribute: 
     await asyncio.wait_for(entry.runtime_data.coordinator.subscribed.wait(), timeout=10)
 
 
+async def node_command(psoc: Psoc, pki: Pki, flower: FlowerEnv, *args: str) -> None:
+    """``lan-guard-psoc federate-node ...`` or ``federate-node-remove ...`` at this SuperLink."""
+    command = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "psoc.cli", "--db", psoc.db, *args),
+        *("--superlink", flower.superlink, "--superlink-ca", str(pki.ca_file)),
+        *("--flower-bin", str(FLOWER_BIN), "--flower-home", str(flower.home)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(command.communicate(), timeout=60)
+    assert command.returncode == 0, output.decode()[-2000:]
+
+
 async def register_nodes(psoc: Psoc, agents: Agents, pki: Pki, flower: FlowerEnv) -> None:
     """Each site's agent makes its key pair and prints the public key; the provider registers
     it for that site. The intruder makes a key too, which nobody registers."""
@@ -278,28 +291,7 @@ async def register_nodes(psoc: Psoc, agents: Agents, pki: Pki, flower: FlowerEnv
         public = agents.node_key(agent_id).with_suffix(".key.pub")
         assert public.read_text().strip() == printed
         assert agents.node_key(agent_id).stat().st_mode & 0o077 == 0
-        register = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "psoc.cli",
-            "--db",
-            psoc.db,
-            "federate-node",
-            site_id,
-            str(public),
-            "--superlink",
-            flower.superlink,
-            "--superlink-ca",
-            str(pki.ca_file),
-            "--flower-bin",
-            str(FLOWER_BIN),
-            "--flower-home",
-            str(flower.home),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        output, _ = await asyncio.wait_for(register.communicate(), timeout=60)
-        assert register.returncode == 0, output.decode()[-2000:]
+        await node_command(psoc, pki, flower, "federate-node", site_id, str(public))
     # The ServerApp credits each node's update to the site it was registered for.
     assert sorted(registered_nodes(flower.nodes).values()) == sorted(SITES)
     await agents.public_key("A", INTRUDER)
@@ -603,27 +595,7 @@ async def test_secure_aggregation_gives_the_psoc_only_the_mean_of_the_sites_clip
             central = ("--rounds", "1", "--clipping-norm", str(norm), "--no-evaluate", *noisy)
             await federate(tmp_path, psoc, flower, None, *central)
             # Site C leaves the federation: its node is unregistered and credited to nobody.
-            removed = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "psoc.cli",
-                "--db",
-                psoc.db,
-                "federate-node-remove",
-                "C",
-                "--superlink",
-                flower.superlink,
-                "--superlink-ca",
-                str(pki.ca_file),
-                "--flower-bin",
-                str(FLOWER_BIN),
-                "--flower-home",
-                str(flower.home),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            said, _ = await asyncio.wait_for(removed.communicate(), timeout=60)
-            assert removed.returncode == 0, said.decode()[-2000:]
+            await node_command(psoc, pki, flower, "federate-node-remove", "C")
             left = {node for node, site in registered_nodes(flower.nodes).items() if site == "C"}
             assert sorted(registered_nodes(flower.nodes).values()) == ["A", "B"] and not left
             listing = await asyncio.create_subprocess_exec(

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -21,6 +19,8 @@ from psoc import cli as psoc_cli
 from psoc.federation import flower, publish
 from psoc.federation.rounds import RoundStore
 from sensor_agent import signing
+from tests import systemd
+from tests.systemd import DEPLOY
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL: dict[str, Any] = {
@@ -253,20 +253,8 @@ def test_federate_node_remove_forgets_a_node_only_when_flower_unregistered_it(
     ]
 
 
-DEPLOY = ROOT / "deploy"
-
-
-def unit_settings(unit: Path) -> dict[str, list[str]]:
-    settings: dict[str, list[str]] = {}
-    for line in unit.read_text().splitlines():
-        if line and not line.startswith(("#", "[")) and "=" in line:
-            key, value = line.split("=", 1)
-            settings.setdefault(key, []).append(value)
-    return settings
-
-
 def test_the_rounds_run_nightly_with_privacy_and_keep_their_state_in_the_state_directory() -> None:
-    service = unit_settings(DEPLOY / "lan-guard-psoc-federate.service")
+    service = systemd.unit_settings(DEPLOY / "lan-guard-psoc-federate.service")
     (exec_start,) = service["ExecStart"]
     args = psoc_cli._parser().parse_args(shlex.split(exec_start)[1:])
     assert args.command == "federate" and args.dp and args.secure_aggregation
@@ -276,26 +264,13 @@ def test_the_rounds_run_nightly_with_privacy_and_keep_their_state_in_the_state_d
         assert path.is_relative_to(Path("/var/lib") / state)
     assert service["Environment"] == [f"FLWR_HOME={args.flower_home}"]
     assert args.initial_model.is_relative_to(Path("/etc") / service["ConfigurationDirectory"][0])
-    timer = unit_settings(DEPLOY / "lan-guard-psoc-federate.timer")
+    timer = systemd.unit_settings(DEPLOY / "lan-guard-psoc-federate.timer")
     assert timer["Persistent"] == ["true"] and timer["OnCalendar"]
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+@pytest.mark.skipif(systemd.NO_VERIFY is not None, reason=str(systemd.NO_VERIFY))
 def test_systemd_analyze_verify_accepts_the_rounds_service_and_timer(tmp_path: Path) -> None:
-    """As shipped, with ExecStart pointing at this venv's lan-guard-psoc (verify checks that
-    the binary exists, and that the timer's service is there)."""
+    """As shipped, with ExecStart pointing at this venv's lan-guard-psoc."""
     psoc = Path(sys.executable).parent / "lan-guard-psoc"
-    for name in ("lan-guard-psoc-federate.service", "lan-guard-psoc-federate.timer"):
-        text = (DEPLOY / name).read_text()
-        (tmp_path / name).write_text(
-            text.replace("/opt/lan-guard-psoc/venv/bin/lan-guard-psoc", str(psoc))
-        )
-    done = subprocess.run(
-        ["systemd-analyze", "verify", *(str(p) for p in sorted(tmp_path.iterdir()))],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    problems = [ln for ln in done.stderr.splitlines() if "lan-guard-psoc-federate" in ln]
-    assert done.returncode == 0 and not problems, done.stderr
+    units = [DEPLOY / "lan-guard-psoc-federate.service", DEPLOY / "lan-guard-psoc-federate.timer"]
+    systemd.verify(units, ("/opt/lan-guard-psoc/venv/bin/lan-guard-psoc", psoc), tmp_path)
