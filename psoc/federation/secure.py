@@ -35,8 +35,11 @@ from typing import Any
 import numpy as np
 from flwr.app import Context
 from flwr.common import (
+    EvaluateIns,
+    EvaluateRes,
     FitIns,
     FitRes,
+    Metrics,
     Parameters,
     Scalar,
     ndarrays_to_parameters,
@@ -73,15 +76,28 @@ class Round:
     labels: dict[str, int] = field(default_factory=lambda: {"normal": 0, "alarm": 0})
 
 
-# store(round, the global weights, round's replies) -> the stored version
-Store = Callable[[int, logreg.FloatArray, Round], int]
+# store(round, the global weights, round's replies, the sites' evaluation) -> its version
+Store = Callable[[int, logreg.FloatArray, Round, dict[str, float] | None], int]
+
+
+def weighted_metrics(results: list[tuple[int, Metrics]]) -> Metrics:
+    """The sites' evaluation figures, each weighted by the site's examples."""
+    total = sum(examples for examples, _ in results)
+    sums: dict[str, float] = {}
+    for examples, metrics in results:
+        for name, value in metrics.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                sums[name] = sums.get(name, 0.0) + examples * float(value)
+    return {name: value / total for name, value in sorted(sums.items())} if total > 0 else {}
 
 
 class SecureSiteFedAvg(FedAvg):
     """The mean of the sites' clipped changes, added to the global model; each round stored.
 
     Under SecAgg+ every reply's parameters are already the aggregate (the workflow's mean of
-    the changes), so this strategy never holds one site's numbers.
+    the changes), so this strategy never holds one site's numbers. Flower's workflow runs the
+    sites' evaluation of a round's model after its centralized ``evaluate``: the round waits
+    there and is stored with the sites' figures (or without, when no site is asked).
     """
 
     def __init__(
@@ -94,6 +110,7 @@ class SecureSiteFedAvg(FedAvg):
         super().__init__(
             on_fit_config_fn=lambda _: dict(round_config),
             on_evaluate_config_fn=lambda _: dict(round_config),
+            evaluate_metrics_aggregation_fn=weighted_metrics,
             **kwargs,
         )
         self.nodes = nodes
@@ -101,6 +118,7 @@ class SecureSiteFedAvg(FedAvg):
         self.norm = float(round_config["clipping-norm"])
         self.current: list[logreg.FloatArray] = []
         self.round = Round()
+        self.pending: tuple[int, logreg.FloatArray, Round] | None = None  # awaits evaluation
 
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
@@ -154,13 +172,39 @@ class SecureSiteFedAvg(FedAvg):
     def evaluate(
         self, server_round: int, parameters: Parameters
     ) -> tuple[float, dict[str, Scalar]] | None:
-        """After each round's aggregation (and noise): store the global model."""
+        """After each round's aggregation (and noise): the global model, kept for the sites'
+        evaluation that follows."""
         if server_round == 0 or not self.round.sites:
             return None
         (mean,) = parameters_to_ndarrays(parameters)
-        version = self.store(server_round, mean, self.round)
-        self.round = Round()
-        return 0.0, {"version": version}
+        self.pending, self.round = (server_round, mean, self.round), Round()
+        return None
+
+    def configure_evaluate(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, EvaluateIns]]:
+        asked = super().configure_evaluate(server_round, parameters, client_manager)
+        if not asked:
+            self._store(None)  # no site scores this round
+        return asked
+
+    def aggregate_evaluate(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, EvaluateRes]],
+        failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
+    ) -> tuple[float | None, dict[str, Scalar]]:
+        loss, metrics = super().aggregate_evaluate(server_round, results, failures)
+        figures = {name: float(v) for name, v in metrics.items() if isinstance(v, int | float)}
+        self._store({**figures, "sites": float(len(results))} if results else None)
+        return loss, metrics
+
+    def _store(self, evaluated: dict[str, float] | None) -> None:
+        if self.pending is not None:
+            number, mean, taken = self.pending
+            self.pending = None
+            version = self.store(number, mean, taken, evaluated)
+            _LOGGER.info("round %d: global model version %d", number, version)
 
 
 class AccountedDp(DifferentialPrivacyClientSideFixedClipping):

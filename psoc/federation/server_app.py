@@ -355,15 +355,18 @@ def _run_secure(
     clipping_norm = float(_config(context, "clipping-norm", 1.0))
     dp: secure.AccountedDp | None = None
 
-    def store_round(number: int, mean: Any, taken: secure.Round) -> int:
+    def store_round(
+        number: int, mean: Any, taken: secure.Round, evaluated: dict[str, float] | None
+    ) -> int:
         privacy = None
         if dp is not None:
             privacy = _privacy(
                 dp.noise_multiplier, dp.clipping_norm, dp.accountant.get_privacy_spent()
             )
-        # The sites' evaluation of a secure run comes after the round is stored: Flower logs it.
         precision = initial[1]  # SecAgg+ sums the weights' changes only
-        return store(RoundResult(number, mean, precision, taken.sites, taken.labels, None, privacy))
+        return store(
+            RoundResult(number, mean, precision, taken.sites, taken.labels, evaluated, privacy)
+        )
 
     evaluate = bool(_config(context, "evaluate", True))
     strategy = secure.SecureSiteFedAvg(

@@ -629,6 +629,11 @@ async def test_secure_aggregation_gives_the_psoc_only_the_mean_of_the_sites_clip
     assert sorted(exact.sites) == sorted(SITES.items())
     assert exact.model["labels"] == {"alarm": 15, "normal": 13}
     assert exact.privacy is None and exact.metrics["sites"] == 3
+    # The sites scored the round's model on their own examples: only the figures came back.
+    evaluation = exact.metrics["evaluation"]
+    assert evaluation["sites"] == 3 and 0.0 <= evaluation["accuracy"] <= 1.0
+    assert {"log-loss", "alarm-recall", "false-alarm-rate"} <= evaluation.keys()
+    assert secure_dp.metrics["evaluation"] is None  # --no-evaluate
     # With DP: Gaussian noise of standard deviation multiplier * norm / sites on each weight,
     # added by Flower's wrappers; 55 weights estimate it well (a chi-square bound far out).
     for noised in (secure_dp, central_dp):
