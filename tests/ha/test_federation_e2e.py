@@ -28,7 +28,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -373,6 +373,17 @@ async def federate(
     return output
 
 
+def examples_kept(status: Collector) -> Callable[[str], int]:
+    """How many examples an agent's intake says it keeps (its retained training/status), -1
+    before it said anything."""
+
+    def kept(agent_id: str) -> int:
+        found = status.payloads(f"{PREFIX}/{agent_id}/training/status")
+        return int(json.loads(found[-1])["examples"]) if found else -1
+
+    return kept
+
+
 def site_client(broker: Mosquitto) -> paho.Client:
     client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
     client.connect(broker.host, broker.port)
@@ -408,9 +419,7 @@ async def test_labels_stay_home_and_the_global_model_changes_a_homes_verdicts(
     # Each agent's intake says it is there (its retained status) before anything is sent.
     status = Collector(site_broker.port, f"{PREFIX}/+/training/status").start()
 
-    def kept(agent_id: str) -> int:
-        found = status.payloads(f"{PREFIX}/{agent_id}/training/status")
-        return int(json.loads(found[-1])["examples"]) if found else -1
+    kept = examples_kept(status)
 
     try:
         await until(lambda: min(map(kept, SITES.values())) == 0, 30, "the agents' intakes")
@@ -559,9 +568,7 @@ async def test_secure_aggregation_gives_the_psoc_only_the_mean_of_the_sites_clip
         publisher = site_client(site_broker)
         status = Collector(site_broker.port, f"{PREFIX}/+/training/status").start()
 
-        def kept(agent_id: str) -> int:
-            found = status.payloads(f"{PREFIX}/{agent_id}/training/status")
-            return int(json.loads(found[-1])["examples"]) if found else -1
+        kept = examples_kept(status)
 
         try:
             await register_nodes(psoc, agents, pki, flower)
